@@ -1,0 +1,22 @@
+"""Datasets: the `Interactions` container, the loader registry, preprocessing and splits."""
+
+from . import synthetic as _synthetic
+from .core import DatasetError, Interactions, check_users_items, feature_cardinality, from_coo
+from .registry import REGISTRY, Loader, load, register
+from .splits import PROTOCOLS, EvalSet, Split, make_split
+from .union import disjoint_union, twin
+
+register(
+    "synthetic",
+    "Seeded planted-groups generator (embedded default, no download)",
+)(_synthetic.synthetic)
+
+# Loaders that register themselves on import.
+from . import movielens as _movielens  # noqa: E402,F401
+from . import files as _files  # noqa: E402,F401
+
+__all__ = [
+    "DatasetError", "Interactions", "check_users_items", "feature_cardinality", "from_coo",
+    "REGISTRY", "Loader", "load", "register", "PROTOCOLS", "EvalSet", "Split", "make_split",
+    "disjoint_union", "twin",
+]

@@ -1,0 +1,249 @@
+"""`Interactions`: the one container every loader returns and every model reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class DatasetError(ValueError):
+    """Bad dataset input: the message names the file, line or parameter at fault."""
+
+
+def check_users_items(matrix, n_users: int | None = None, n_items: int | None = None,
+                      what: str = "matrix") -> sp.csr_matrix:
+    """Assert ``matrix`` is a users x items CSR matrix of the expected shape; return it."""
+    if not sp.isspmatrix_csr(matrix) and not isinstance(matrix, sp.csr_array):
+        raise TypeError(f"{what} must be a scipy CSR matrix (users x items), got {type(matrix).__name__}")
+    if n_users is not None and matrix.shape[0] != n_users:
+        raise ValueError(f"{what} has {matrix.shape[0]} rows, expected {n_users} users (users x items)")
+    if n_items is not None and matrix.shape[1] != n_items:
+        raise ValueError(f"{what} has {matrix.shape[1]} columns, expected {n_items} items (users x items)")
+    return matrix
+
+
+def feature_cardinality(values: np.ndarray) -> int:
+    """Number of codes of a categorical feature column (codes are 0..card-1)."""
+    return int(values.max()) + 1 if len(values) else 0
+
+
+@dataclass
+class Interactions:
+    """Users x items interactions with their side information.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name, e.g. ``"ml-100k"`` or ``"synthetic"``.
+    matrix : scipy.sparse.csr_matrix, float32, shape (n_users, n_items)
+        Interaction values (1.0 when binarised). Canonical CSR: sorted indices, no duplicates.
+    timestamps, ratings : ndarray or None
+        Aligned with ``matrix.data`` (same order), int64 seconds and float32 raw ratings.
+    user_features, item_features : dict of str to ndarray
+        1-D int64 arrays are categorical codes 0..card-1; 2-D arrays (rows x k) are multi-hot.
+    user_groups, item_groups : ndarray or None
+        Planted group labels (synthetic data, disjoint-union blocks).
+    user_ids, item_ids : ndarray
+        Raw ids, index -> raw id.
+    """
+
+    name: str
+    matrix: sp.csr_matrix
+    timestamps: np.ndarray | None = None
+    ratings: np.ndarray | None = None
+    user_features: dict = field(default_factory=dict)
+    item_features: dict = field(default_factory=dict)
+    user_groups: np.ndarray | None = None
+    item_groups: np.ndarray | None = None
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        m = self.matrix
+        if not sp.isspmatrix_csr(m):
+            m = sp.csr_matrix(m)
+        if m.dtype != np.float32:
+            m = m.astype(np.float32)
+        if not m.has_sorted_indices:
+            # keep the aligned arrays in the same order as the sorted data
+            order = _csr_sort_order(m)
+            m = sp.csr_matrix((m.data[order], m.indices[order], m.indptr), shape=m.shape)
+            if self.timestamps is not None:
+                self.timestamps = np.asarray(self.timestamps)[order]
+            if self.ratings is not None:
+                self.ratings = np.asarray(self.ratings)[order]
+        self.matrix = m
+        if self.user_ids is None:
+            self.user_ids = np.arange(m.shape[0])
+        if self.item_ids is None:
+            self.item_ids = np.arange(m.shape[1])
+        self.validate()
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_users(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def n_interactions(self) -> int:
+        return int(self.matrix.nnz)
+
+    @property
+    def density(self) -> float:
+        return self.n_interactions / max(1, self.n_users * self.n_items)
+
+    def validate(self) -> None:
+        """Assert every array agrees with the users x items shape."""
+        m, n = self.matrix.shape
+        nnz = self.matrix.nnz
+        for name in ("timestamps", "ratings"):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != nnz:
+                raise ValueError(f"{name} has {len(arr)} entries, matrix has {nnz} interactions")
+        for side, feats, size in (("user", self.user_features, m), ("item", self.item_features, n)):
+            for key, arr in feats.items():
+                if len(arr) != size:
+                    raise ValueError(f"{side} feature {key!r} has {len(arr)} rows, expected {size}")
+        for name, size in (("user_groups", m), ("user_ids", m), ("item_groups", n), ("item_ids", n)):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != size:
+                raise ValueError(f"{name} has {len(arr)} entries, expected {size}")
+        if self.matrix.nnz and not np.all(np.isfinite(self.matrix.data)):
+            raise ValueError(f"{self.name}: interaction values must be finite")
+
+    # --------------------------------------------------------------- derived
+    def item_popularity(self) -> np.ndarray:
+        """Number of users who interacted with each item (int64, length n_items)."""
+        return np.bincount(self.matrix.indices, minlength=self.n_items).astype(np.int64)
+
+    def user_activity(self) -> np.ndarray:
+        """Number of interactions of each user."""
+        return np.diff(self.matrix.indptr).astype(np.int64)
+
+    def binary(self) -> sp.csr_matrix:
+        """The interaction pattern as a float32 0/1 CSR matrix."""
+        b = self.matrix.copy()
+        b.data = np.ones_like(b.data)
+        return b
+
+    def with_matrix(self, matrix: sp.csr_matrix, keep: np.ndarray | None = None, **changes) -> Interactions:
+        """A copy sharing side information, with ``matrix`` in place of the interactions.
+
+        ``keep`` selects which entries of ``self.matrix.data`` survive (the aligned arrays follow);
+        ``matrix`` must hold exactly those entries in the same order.
+        """
+        ts = self.timestamps[keep] if (self.timestamps is not None and keep is not None) else None
+        rt = self.ratings[keep] if (self.ratings is not None and keep is not None) else None
+        return replace(self, matrix=matrix, timestamps=ts, ratings=rt, **changes)
+
+    def select(self, keep: np.ndarray) -> Interactions:
+        """Keep only the interactions where the boolean mask ``keep`` (aligned with data) is True.
+
+        Shape (and therefore the user and item index spaces) is unchanged.
+        """
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (self.n_interactions,):
+            raise ValueError(f"mask has shape {keep.shape}, expected ({self.n_interactions},)")
+        rows = np.repeat(np.arange(self.n_users), np.diff(self.matrix.indptr))[keep]
+        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=self.n_users), out=indptr[1:])
+        mat = sp.csr_matrix(
+            (self.matrix.data[keep], self.matrix.indices[keep], indptr), shape=self.matrix.shape
+        )
+        return self.with_matrix(mat, keep=keep)
+
+    def subset(self, users: np.ndarray | None = None, items: np.ndarray | None = None) -> Interactions:
+        """Restrict to the given user and item indices (re-indexed 0..k-1, order kept)."""
+        users = np.arange(self.n_users) if users is None else np.asarray(users)
+        items = np.arange(self.n_items) if items is None else np.asarray(items)
+        coo_rows = np.repeat(np.arange(self.n_users), np.diff(self.matrix.indptr))
+        umap = np.full(self.n_users, -1, dtype=np.int64)
+        umap[users] = np.arange(len(users))
+        imap = np.full(self.n_items, -1, dtype=np.int64)
+        imap[items] = np.arange(len(items))
+        r, c = umap[coo_rows], imap[self.matrix.indices]
+        keep = (r >= 0) & (c >= 0)
+        r, c = r[keep], c[keep]
+        order = np.lexsort((c, r))
+        mat = sp.csr_matrix(
+            (self.matrix.data[keep][order], (r[order], c[order])), shape=(len(users), len(items))
+        )
+        mat.sort_indices()
+        ts = self.timestamps[keep][order] if self.timestamps is not None else None
+        rt = self.ratings[keep][order] if self.ratings is not None else None
+        return replace(
+            self,
+            matrix=mat,
+            timestamps=ts,
+            ratings=rt,
+            user_features={k: v[users] for k, v in self.user_features.items()},
+            item_features={k: v[items] for k, v in self.item_features.items()},
+            user_groups=None if self.user_groups is None else self.user_groups[users],
+            item_groups=None if self.item_groups is None else self.item_groups[items],
+            user_ids=self.user_ids[users],
+            item_ids=self.item_ids[items],
+        )
+
+    def stats(self) -> dict:
+        """Users, items, interactions, density and the feature columns."""
+        def describe(feats):
+            out = {}
+            for k, v in feats.items():
+                out[k] = f"multi-hot[{v.shape[1]}]" if v.ndim == 2 else f"categorical[{feature_cardinality(v)}]"
+            return out
+
+        return {
+            "name": self.name,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "n_interactions": self.n_interactions,
+            "density": self.density,
+            "has_timestamps": self.timestamps is not None,
+            "has_ratings": self.ratings is not None,
+            "user_features": describe(self.user_features),
+            "item_features": describe(self.item_features),
+            "planted_groups": None if self.user_groups is None else int(self.user_groups.max()) + 1,
+        }
+
+
+def _csr_sort_order(m: sp.csr_matrix) -> np.ndarray:
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    return np.lexsort((m.indices, rows))
+
+
+def from_coo(name: str, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
+             values: np.ndarray | None = None, timestamps: np.ndarray | None = None,
+             ratings: np.ndarray | None = None, **kwargs) -> Interactions:
+    """Build :class:`Interactions` from index triples; duplicate pairs keep the latest event.
+
+    Duplicates (same user and item) are collapsed: the value, rating and timestamp of the last
+    event by timestamp (or by position when there are no timestamps) are kept.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    vals = np.ones(len(users), np.float32) if values is None else np.asarray(values, np.float32)
+    tkey = np.arange(len(users)) if timestamps is None else np.asarray(timestamps)
+    order = np.lexsort((tkey, items, users))
+    u, i = users[order], items[order]
+    last = np.ones(len(u), dtype=bool)
+    if len(u) > 1:
+        last[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+    sel = order[last]
+    u, i = users[sel], items[sel]
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])
+    mat = sp.csr_matrix((vals[sel], i.astype(np.int32), indptr), shape=(n_users, n_items))
+    return Interactions(
+        name=name,
+        matrix=mat,
+        timestamps=None if timestamps is None else np.asarray(timestamps, np.int64)[sel],
+        ratings=None if ratings is None else np.asarray(ratings, np.float32)[sel],
+        **kwargs,
+    )

@@ -1,0 +1,1 @@
+"""Generic file loader (placeholder)."""

@@ -1,0 +1,1 @@
+"""MovieLens loaders (placeholder, replaced by the loaders issue work)."""

@@ -1,0 +1,84 @@
+"""Dataset registry: ``name -> builder``, plus ``twin(A)`` and ``disjoint-union(A, B)`` specs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .core import DatasetError, Interactions
+from .preprocess import preprocess
+
+
+@dataclass(frozen=True)
+class Loader:
+    """One registry entry."""
+
+    name: str
+    builder: Callable[..., Interactions]
+    description: str
+    downloads: bool = False
+
+
+REGISTRY: dict[str, Loader] = {}
+
+
+def register(name: str, description: str, downloads: bool = False):
+    """Decorator adding ``builder(data_dir=None, **params) -> Interactions`` to the registry."""
+
+    def deco(fn):
+        REGISTRY[name] = Loader(name, fn, description, downloads)
+        return fn
+
+    return deco
+
+
+_CALL = re.compile(r"^\s*([\w.-]+)\s*\((.*)\)\s*$")
+
+
+def _split_args(text: str) -> list[str]:
+    depth, cur, out = 0, "", []
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def load(spec: str, data_dir=None, min_rating: float | None = None, min_user: int = 0,
+         min_item: int = 0, binary: bool = True, **params) -> Interactions:
+    """Load a dataset by registry name or composite spec, then preprocess it.
+
+    Parameters
+    ----------
+    spec : str
+        A registry name (``"ml-100k"``), ``"twin(NAME)"`` or ``"disjoint-union(A, B)"``.
+    data_dir : path, optional
+        Folder holding an unpacked copy (offline use); see each loader.
+    min_rating, min_user, min_item, binary
+        See :func:`mfsoftmax.datasets.preprocess.preprocess`; applied to each part.
+    **params
+        Passed to the builder (e.g. ``n_users`` for ``synthetic``, ``path`` for ``file``).
+    """
+    from . import union  # composite builders
+
+    opts = dict(min_rating=min_rating, min_user=min_user, min_item=min_item, binary=binary)
+    call = _CALL.match(spec)
+    if call:
+        fn, args = call.group(1), _split_args(call.group(2))
+        parts = [load(a, data_dir=data_dir, **opts, **params) for a in args]
+        if fn == "twin" and len(parts) == 1:
+            return union.twin(parts[0])
+        if fn == "disjoint-union" and len(parts) == 2:
+            return union.disjoint_union(parts[0], parts[1])
+        raise DatasetError(f"dataset spec {spec!r}: expected twin(A) or disjoint-union(A, B)")
+    if spec not in REGISTRY:
+        raise DatasetError(f"unknown dataset {spec!r}; known: {', '.join(sorted(REGISTRY))}")
+    raw = REGISTRY[spec].builder(data_dir=data_dir, **params)
+    return preprocess(raw, **opts)

@@ -1,0 +1,14 @@
+"""Models: the shared base class and each recommender, one module per algorithm."""
+
+from .base import Queries, RecommenderBase, mask_history, topk
+from .popularity import Popularity
+
+MODELS = {"popularity": Popularity}
+
+
+def register_model(name: str, cls) -> None:
+    """Make ``cls`` available to the suite under ``name``."""
+    MODELS[name] = cls
+
+
+__all__ = ["MODELS", "Popularity", "Queries", "RecommenderBase", "mask_history", "register_model", "topk"]

@@ -1,0 +1,3 @@
+from mfsoftmax.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Fit one model on one split of one dataset and print the harness metrics.
+
+Examples
+--------
+  mfsoftmax eval --dataset ml-100k --data-dir ../shared/datasets --protocol strong --model popularity
+  mfsoftmax eval --dataset synthetic --protocol holdout --model wals --set dim=32 --set w0=0.1
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from mfsoftmax.cli_datasets import add_dataset_options, load_from_args, parse_params
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--dataset", default="synthetic", help="registry name or spec (default: synthetic)")
+    add_dataset_options(p)
+    p.add_argument("--protocol", default="strong", help="holdout, temporal, strong or new-items")
+    p.add_argument("--model", default="popularity", help="model name (see mfsoftmax.models.MODELS)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model hyper-parameter (repeatable)")
+    p.add_argument("--split", choices=("valid", "test"), default="test", help="which eval set")
+    p.add_argument("--k", type=int, nargs="+", default=[10, 20, 50, 100], help="cut-offs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the model")
+    p.add_argument("--threads", type=int, default=1, help="BLAS/torch/implicit threads")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def main(args) -> int:
+    from mfsoftmax.datasets import DatasetError, make_split
+    from mfsoftmax.evaluation import evaluate
+    from mfsoftmax.models import MODELS
+    from mfsoftmax.runtime import pin_threads
+
+    pin_threads(args.threads)
+    if args.model not in MODELS:
+        print(f"mfsoftmax: unknown model {args.model!r}; known: {', '.join(sorted(MODELS))}", file=sys.stderr)
+        return 2
+    try:
+        data = load_from_args(args, args.dataset)
+        split = make_split(data, args.protocol, seed=args.seed)
+    except (DatasetError, FileNotFoundError) as exc:
+        print(f"mfsoftmax: {exc}", file=sys.stderr)
+        return 2
+    params = parse_params(args.set)
+    cls = MODELS[args.model]
+    try:
+        model = cls(**params, **({"seed": args.seed} if "seed" in _init_params(cls) and "seed" not in params else {}))
+    except TypeError as exc:
+        print(f"mfsoftmax: model {args.model}: {exc}", file=sys.stderr)
+        return 2
+    model.fit(split.train, valid=split.valid)
+    evalset = split.valid if args.split == "valid" else split.test
+    metrics = evaluate(model, evalset, ks=args.k, item_popularity=split.train.item_popularity())
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    print(f"{data.name} / {split.protocol} / {args.split} ({metrics['n_users']} users) / {model.name}")
+    for k in args.k:
+        print(f"  k={k:<4} recall {metrics[f'recall@{k}']:.4f}  ndcg {metrics[f'ndcg@{k}']:.4f}  "
+              f"precision {metrics[f'precision@{k}']:.4f}  hr {metrics[f'hr@{k}']:.4f}  "
+              f"map {metrics[f'map@{k}']:.4f}  coverage {metrics[f'coverage@{k}']:.4f}")
+    print(f"  mrr {metrics['mrr']:.4f}")
+    return 0
+
+
+def _init_params(cls) -> set:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters)

@@ -1,0 +1,186 @@
+"""Run bookkeeping: thread pinning, run metadata, atomic writes, matmul calibration."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+PACKAGES = ("numpy", "scipy", "implicit", "torch", "matplotlib", "threadpoolctl", "hnswlib", "mfsoftmax")
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO-8601 with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def pin_threads(n: int = 1) -> dict:
+    """Pin BLAS/OpenMP and torch thread pools to ``n`` threads for the whole process.
+
+    Returns the thread counts now in effect, for the results file.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return thread_info(implicit_threads=n)
+
+
+def thread_info(implicit_threads: int | None = None) -> dict:
+    """Thread counts of BLAS, torch and implicit as they are now."""
+    from threadpoolctl import threadpool_info
+
+    blas = [p.get("num_threads", 0) for p in threadpool_info() if p.get("user_api") == "blas"]
+    try:
+        import torch
+
+        torch_threads = torch.get_num_threads()
+    except ImportError:  # pragma: no cover
+        torch_threads = 0
+    return {
+        "blas": int(max(blas) if blas else 0),
+        "torch": int(torch_threads),
+        "implicit": int(implicit_threads if implicit_threads is not None else os.cpu_count() or 1),
+    }
+
+
+def git_commit(path: str | os.PathLike | None = None) -> str | None:
+    """The git commit of the checkout at ``path`` (or the cwd), or None outside git."""
+    here = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    commit = out.stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=here, capture_output=True, text=True, timeout=5,
+    ).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+
+
+def package_versions(names=PACKAGES) -> dict:
+    """Installed versions of the packages that shape the results."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine_info() -> dict:
+    """CPU model, cores, memory and GPU (None when there is none)."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        import psutil
+
+        mem = psutil.virtual_memory().total / 2**30
+    except ImportError:  # pragma: no cover
+        mem = 0.0
+    gpu = None
+    with contextlib.suppress(Exception):
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    return {
+        "cpu": cpu,
+        "cores": int(os.cpu_count() or 1),
+        "memory_gb": round(float(mem), 2),
+        "gpu": gpu,
+        "platform": platform.platform(),
+    }
+
+
+def calibrate_matmul(n: int = 512, repeats: int = 5) -> float:
+    """Measured float32 matmul rate of this process, in GFLOP/s (best of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
+def run_info(seed: int, config: dict, threads: dict | None = None) -> dict:
+    """The ``run`` section of results.json, less ``id``/``finished_at``."""
+    return {
+        "started_at": now_iso(),
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "packages": package_versions(),
+        "machine": machine_info(),
+        "threads": threads if threads is not None else thread_info(),
+        "seed": int(seed),
+        "config": config,
+        "calibration": {"matmul_gflops": round(calibrate_matmul(), 3)},
+    }
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """Dump ``obj`` as indented JSON atomically (numpy scalars become plain numbers)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n")

@@ -1,0 +1,118 @@
+"""Shared contract every model passes (in the spirit of implicit's RecommenderBase tests).
+
+Subclass :class:`RecommenderContract`, implement ``make_model`` and the tests run against a tiny
+checkerboard: users of group g only interact with items of group g, so a sane model's
+recommendations stay inside the user's group.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mfsoftmax.datasets import Interactions, make_split
+from mfsoftmax.evaluation import evaluate
+from mfsoftmax.models import Queries
+
+
+def checkerboard(n_users: int = 60, n_items: int = 24, n_groups: int = 2, density: float = 0.6,
+                 seed: int = 0) -> Interactions:
+    """Block-diagonal users x items data: each user interacts with a random ``density`` share of
+    its own group's items. Features equal the group (so features alone identify it)."""
+    rng = np.random.default_rng(seed)
+    ug = np.arange(n_users) % n_groups
+    ig = np.arange(n_items) * n_groups // n_items
+    dense = (ug[:, None] == ig[None, :]) & (rng.random((n_users, n_items)) < density)
+    # every user needs >= 5 interactions for the strong protocol
+    for u in range(n_users):
+        own = np.flatnonzero(ig == ug[u])
+        dense[u, own[:5]] = True
+    mat = sp.csr_matrix(dense.astype(np.float32))
+    ts = np.arange(mat.nnz, dtype=np.int64)
+    return Interactions(
+        name="checkerboard", matrix=mat, timestamps=ts,
+        user_features={"segment": ug.astype(np.int64)}, item_features={"category": ig.astype(np.int64)},
+        user_groups=ug.astype(np.int64), item_groups=ig.astype(np.int64),
+    )
+
+
+class RecommenderContract:
+    """Mixin: the behaviour every RecommenderBase subclass must show."""
+
+    #: minimal in-group share of top-3 recommendations on the checkerboard
+    min_in_group = 0.9
+
+    def make_model(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def data(cls):
+        return checkerboard()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def fitted(cls, data):
+        split = make_split(data, "holdout", seed=0)
+        return cls().make_model().fit(split.train, valid=split.valid), split
+
+    def test_identity(self):
+        model = self.make_model()
+        assert model.family in ("mf", "softmax", "baseline")
+        assert isinstance(model.name, str) and model.name
+
+    def test_score_shape_and_dtype(self, fitted, data):
+        model, split = fitted
+        q = Queries(np.arange(5), split.train.matrix[:5], known=True)
+        s = np.asarray(model.score(q))
+        assert s.shape == (5, data.n_items)
+        assert np.all(np.isfinite(s))
+
+    def test_recommend_excludes_history(self, fitted):
+        model, split = fitted
+        q = Queries(np.arange(10), split.train.matrix[:10], known=True)
+        ids, scores = model.recommend(q, k=3)
+        assert ids.shape == (10, 3)
+        for row, hist in zip(ids, q.history):
+            assert not set(row) & set(hist.indices)
+        assert np.all(np.diff(scores, axis=1) <= 0)
+
+    def test_batch_equals_single(self, fitted):
+        model, split = fitted
+        q = Queries(np.arange(6), split.train.matrix[:6], known=True)
+        batch = np.asarray(model.score(q))
+        single = np.vstack([np.asarray(model.score(q[i])) for i in range(6)])
+        np.testing.assert_allclose(batch, single, rtol=1e-4, atol=1e-5)
+
+    def test_recommends_inside_group(self, fitted, data):
+        model, split = fitted
+        users = np.arange(data.n_users)
+        ids, _ = model.recommend(Queries(users, split.train.matrix, known=True), k=3)
+        if model.family == "baseline":  # ignores the user by design: every user gets one list
+            scores = np.asarray(model.score(Queries(users, split.train.matrix, known=True)))
+            assert np.all(scores == scores[0])
+            return
+        in_group = data.item_groups[ids] == data.user_groups[users][:, None]
+        assert in_group.mean() >= self.min_in_group
+
+    def test_new_users(self, data):
+        """Held-out users (strong protocol) get scores from their fold-in history alone."""
+        split = make_split(data, "strong", seed=0, n_heldout=6)
+        model = self.make_model().fit(split.train, valid=split.valid)
+        metrics = evaluate(model, split.test, ks=(3,))
+        assert 0.0 <= metrics["recall@3"] <= 1.0
+        assert metrics["n_users"] == 6
+
+    def test_deterministic(self, data):
+        split = make_split(data, "holdout", seed=0)
+        a = evaluate(self.make_model().fit(split.train), split.test, ks=(5,))
+        b = evaluate(self.make_model().fit(split.train), split.test, ks=(5,))
+        assert a == b
+
+    def test_save_load_roundtrip(self, fitted, tmp_path):
+        model, split = fitted
+        model.save(tmp_path / "m")
+        again = type(model).load(tmp_path / "m")
+        q = Queries(np.arange(4), split.train.matrix[:4], known=True)
+        np.testing.assert_allclose(np.asarray(model.score(q)), np.asarray(again.score(q)), rtol=1e-5, atol=1e-6)
