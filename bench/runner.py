@@ -1,0 +1,434 @@
+"""The suite's stages. One :class:`Runner` holds the data, the split, the fitted models and the
+results dict (RESULTS.md); each stage fills its part, and a failing stage is recorded as failed
+without touching what the others measured."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from mfsoftmax.evaluation import evaluate, standard_errors
+
+from .config import STAGES
+
+log = logging.getLogger("mfsoftmax.run")
+SCHEMA_VERSION = 1
+
+
+def build_model(kind: str, name: str, params: dict, seed: int, threads: int, progress: bool = False):
+    """Instantiate the model class registered as ``kind`` with ``params``; its name is ``name``."""
+    from mfsoftmax.models import MODELS
+
+    if kind not in MODELS:
+        raise ValueError(f"model {name}: unknown kind {kind!r}; known: {', '.join(sorted(MODELS))}")
+    cls = MODELS[kind]
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = dict(params)
+    for key, val in (("seed", seed), ("threads", threads), ("name", name), ("progress", progress)):
+        if key in accepted:
+            kwargs.setdefault(key, val)
+    unknown = set(kwargs) - set(accepted)
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        raise ValueError(f"model {name} ({kind}): unknown parameters {', '.join(sorted(unknown))}")
+    model = cls(**kwargs)
+    model.name = name
+    return model
+
+
+class Runner:
+    """Runs the configured stages and accumulates ``results``."""
+
+    def __init__(self, cfg: dict, run_dir: Path):
+        from mfsoftmax.runtime import pin_threads, run_info
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.seed = int(cfg["run"]["seed"])
+        self.threads = int(cfg["run"]["threads"])
+        self.ks = [int(k) for k in cfg["run"]["k"]]
+        progress = cfg["run"].get("progress")
+        self.progress = sys.stderr.isatty() if progress is None else bool(progress)
+        threads = pin_threads(self.threads)
+        info = run_info(self.seed, cfg, threads)
+        self.results = {
+            "schema_version": SCHEMA_VERSION,
+            "run": {"id": self.run_dir.name, **info, "finished_at": None},
+            "dataset": {},
+            "models": {},
+            "sweeps": {},
+            "stages": {},
+        }
+        self.fitted: dict = {}
+        self.best_params: dict = {}
+        self.valid_scores: dict = {}
+        self._splits: dict = {}
+
+    # ------------------------------------------------------------------ setup
+    def say(self, msg: str) -> None:
+        print(f"[mfsoftmax] {msg}", file=sys.stderr, flush=True)
+
+    def prepare(self) -> None:
+        from mfsoftmax.datasets import load, make_split
+
+        ds = self.cfg["dataset"]
+        t0 = time.perf_counter()
+        self.data = load(ds["name"], data_dir=ds["data_dir"], min_rating=ds["min_rating"],
+                         min_user=ds["min_user"], min_item=ds["min_item"],
+                         **self._dataset_params(ds["name"], ds["params"]))
+        self.split = make_split(self.data, ds["protocol"], seed=self.seed, **ds["split"])
+        self._splits[ds["protocol"]] = self.split
+        self.results["dataset"] = {
+            "name": self.data.name, "n_users": self.data.n_users, "n_items": self.data.n_items,
+            "n_interactions": self.data.n_interactions, "density": self.data.density,
+            "protocol": ds["protocol"], "k": self.ks, "split": self.split.describe(),
+            "stats": self.data.stats(), "load_s": time.perf_counter() - t0,
+        }
+        self.say(f"dataset {self.data.name}: {self.data.n_users} users x {self.data.n_items} items, "
+                 f"{self.data.n_interactions} interactions; protocol {ds['protocol']}")
+
+    def _dataset_params(self, name: str, params: dict) -> dict:
+        params = dict(params)
+        if name == "synthetic":
+            params.setdefault("seed", self.seed)
+        return params
+
+    def split_for(self, protocol: str, **options):
+        """The split of the main dataset under ``protocol`` (cached)."""
+        from mfsoftmax.datasets import make_split
+
+        if protocol not in self._splits:
+            self._splits[protocol] = make_split(self.data, protocol, seed=self.seed, **options)
+        return self._splits[protocol]
+
+    # ----------------------------------------------------------------- stages
+    def run_all(self) -> None:
+        order = [
+            ("quality", self.stage_quality),  # includes tuning and training cost
+            ("serving", self.stage_serving),
+            ("ablation", self.stage_ablation),
+            ("cold_start_users", self.stage_cold_users),
+            ("cold_start_items", self.stage_cold_items),
+            ("folding", self.stage_folding),
+            ("offline_topk", self.stage_offline_topk),
+            ("serving_vs_corpus", self.stage_serving_vs_corpus),
+            ("training_vs_size", self.stage_training_vs_size),
+        ]
+        enabled = [(n, f) for n, f in order if self.cfg["stages"].get(n, True)]
+        if "training" in STAGES and not self.cfg["stages"].get("training", True):
+            self.say("note: training cost is measured inside the quality stage")
+        from tqdm.auto import tqdm
+
+        bar = tqdm(enabled, desc="stages", unit="stage", disable=not self.progress, file=sys.stderr)
+        for name, fn in bar:
+            bar.set_postfix_str(name)
+            self.run_stage(name, fn)
+
+    def run_stage(self, name: str, fn) -> None:
+        self.say(f"stage {name} ...")
+        t0 = time.perf_counter()
+        entry = {"status": "running", "error": None, "wall_s": None}
+        self.results["stages"][name] = entry
+        try:
+            fn()
+            entry["status"] = "ok"
+        except KeyboardInterrupt:
+            entry["status"] = "interrupted"
+            entry["error"] = "KeyboardInterrupt"
+            raise
+        except Exception as exc:  # recorded, the run goes on
+            entry["status"] = "failed"
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            self.say(f"stage {name} FAILED: {entry['error']}")
+        finally:
+            entry["wall_s"] = time.perf_counter() - t0
+            self.say(f"stage {name}: {entry['status']} in {entry['wall_s']:.1f}s")
+
+    def model_specs(self, kinds=None):
+        for name, spec in self.cfg["models"].items():
+            if kinds is None or spec["kind"] in kinds:
+                yield name, spec
+
+    def build(self, name: str, params: dict | None = None, **override):
+        spec = self.cfg["models"][name]
+        p = dict(spec.get("params", {}) if params is None else params)
+        p.update(override)
+        return build_model(spec["kind"], name, p, self.seed, self.threads, progress=False)
+
+    def family(self, name: str) -> str:
+        from mfsoftmax.models import MODELS
+
+        return MODELS[self.cfg["models"][name]["kind"]].family
+
+    # ------------------------------------------------------ quality + training
+    def stage_quality(self) -> None:
+        from .measure import timed_fit
+        from .tuning import random_search
+
+        split = self.split
+        metric = self.cfg["tuning"]["metric"]
+        trials = int(self.cfg["tuning"]["trials"])
+        curve_users = split.valid.subset(np.arange(min(len(split.valid), 2000)))
+        pop = split.train.item_popularity()
+
+        def curve_fn(m):
+            return evaluate(m, curve_users, ks=(10,))["recall@10"]
+
+        failures = []
+        for name, spec in self.model_specs():
+            self.say(f"  {name}: {trials} trial(s) of random search on validation {metric}")
+            try:
+                def fit_and_score(params, name=name):
+                    model = self.build(name, params)
+                    training = timed_fit(model, split.train, split.valid, curve_fn=curve_fn)
+                    valid = evaluate(model, split.valid, ks=self.ks)
+                    return valid[metric], (model, training, valid)
+
+                search = random_search(fit_and_score, spec.get("params", {}), spec.get("search", {}),
+                                       trials, self.seed, where=f"models.{name}.search")
+                model, training, valid = search["best_payload"]
+                test, per_user = evaluate(model, split.test, ks=self.ks, item_popularity=pop,
+                                          per_user=True)
+            except Exception as exc:
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+                continue
+            self.fitted[name] = model
+            self.best_params[name] = search["best_params"]
+            self.valid_scores[name] = search["best_score"]
+            self.results["models"][name] = {
+                "family": model.family,
+                "params": _jsonable(model.get_params() or search["best_params"]),
+                "quality": {k: v for k, v in test.items() if k != "n_users"},
+                "quality_se": standard_errors(per_user),
+                "n_test_users": test["n_users"],
+                "validation": {k: v for k, v in valid.items() if k != "n_users"},
+                "training": training,
+                "tuning": {"trials": len(search["trials"]), "search_s": search["search_s"],
+                           "metric": metric, "best_params": _jsonable(search["best_params"]),
+                           "best_valid": search["best_score"], "history": _jsonable(search["trials"])},
+            }
+            self.say(f"  {name}: test recall@20 {test.get('recall@20', float('nan')):.4f}, "
+                     f"train {training['wall_s']:.2f}s")
+        if failures:
+            raise RuntimeError("; ".join(failures))
+
+    # ----------------------------------------------------------------- serving
+    def stage_serving(self) -> None:
+        from mfsoftmax.models import Queries
+
+        from .serving import serving_profile
+
+        scfg = self.cfg["serving"]
+        train = self.split.train
+        active = np.flatnonzero(train.user_activity() > 0)
+        rng = np.random.default_rng(self.seed)
+        users = np.sort(rng.choice(active, size=min(len(active), int(scfg["queries"])), replace=False))
+        known_q = Queries(users, train.matrix[users], known=True)
+        test = self.split.test
+        new_q = Queries(test.users, test.history, known=test.known_users)
+        rows = []
+        for name, model in self.fitted.items():
+            fam = model.family
+            if fam == "mf":
+                prof = serving_profile(model, known_q, scfg, "known-user")
+                rows.append({"model": name, **prof})
+                if not test.known_users:
+                    rows.append({"model": name, **serving_profile(model, new_q, scfg, "fold-in")})
+            elif fam == "softmax":
+                prof = serving_profile(model, known_q, scfg, "query-tower")
+                rows.append({"model": name, **prof})
+            else:
+                prof = serving_profile(model, known_q, scfg, "lookup")
+                rows.append({"model": name, **prof})
+            self.results["models"][name]["serving"] = prof
+            self.say(f"  {name}: p50 {prof['p50_us']:.0f} us ({prof['mode']})")
+        self.results["serving"] = rows
+
+    # ---------------------------------------------------------------- ablation
+    def _softmax_names(self):
+        return [n for n, s in self.model_specs() if self.family(n) == "softmax"]
+
+    def _best_softmax(self, among=None) -> str | None:
+        names = [n for n in (among or self._softmax_names()) if n in self.valid_scores]
+        return max(names, key=lambda n: self.valid_scores[n]) if names else None
+
+    def _cold_split(self):
+        if self.split.protocol == "strong":
+            return self.split, True
+        return self.split_for("strong"), False
+
+    def _fitted_on(self, split, reuse: bool, name: str, **override):
+        """The fitted model ``name`` (reused when trained on ``split``), else a refit with its
+        best parameters plus ``override``."""
+        if reuse and not override and name in self.fitted:
+            return self.fitted[name]
+        params = dict(self.best_params.get(name, self.cfg["models"][name].get("params", {})))
+        params.update(override)
+        return self.build(name, params).fit(split.train, valid=split.valid)
+
+    def stage_ablation(self) -> None:
+        from .coldstart import new_user_curve
+
+        base = self.cfg["ablation"].get("base") or self._best_softmax()
+        if base is None:
+            raise RuntimeError("no fitted softmax model to ablate")
+        split, reuse = self._cold_split()
+        variants = [("history", True, False), ("user features", False, True), ("both", True, True)]
+        rows = []
+        for label, hist, feats in variants:
+            model = self._fitted_on(split, reuse and hist and feats, base,
+                                    **({} if hist and feats else {"use_history": hist,
+                                                                   "use_user_features": feats}))
+            rows.append(self._ablation_row(f"{base} ({label})", model, split, hist, feats, new_user_curve))
+        for name in [n for n, _ in self.model_specs(("wals", "popularity"))]:
+            if name in self.best_params:
+                model = self._fitted_on(split, reuse, name)
+                rows.append(self._ablation_row(name, model, split, None, None, new_user_curve))
+        self.results["ablation"] = rows
+
+    def _ablation_row(self, label, model, split, hist, feats, curve) -> dict:
+        res = evaluate(model, split.test, ks=(20,))
+        cold = curve({label: model}, split.test, n_known=(0,), ks=(20,), seed=self.seed)[label][0]
+        return {"model": label, "family": model.family, "history": hist, "user_features": feats,
+                "recall@20": res["recall@20"], "ndcg@20": res["ndcg@20"],
+                "cold_recall@20": cold["recall@20"], "cold_ndcg@20": cold["ndcg@20"]}
+
+    # -------------------------------------------------------------- cold start
+    def stage_cold_users(self) -> None:
+        from .coldstart import new_user_curve
+
+        split, reuse = self._cold_split()
+        names = self.cfg["cold_start"].get("models") or list(self.best_params)
+        models = {n: self._fitted_on(split, reuse, n) for n in names if n in self.best_params}
+        curves = new_user_curve(models, split.test, n_known=self.cfg["cold_start"]["n_known_users"],
+                                ks=(10, 20), seed=self.seed)
+        for name, rows in curves.items():
+            self.results["models"][name].setdefault("cold_start", {})["users"] = rows
+
+    def stage_cold_items(self) -> None:
+        from .coldstart import new_item_curve
+
+        split = self.split_for("new-items", item_frac=float(self.cfg["cold_start"]["item_frac"]))
+        names = self.cfg["cold_start"].get("models") or list(self.best_params)
+        models = {}
+        for name in names:
+            if name not in self.best_params:
+                continue
+            extra = {"item_tower": "add"} if self.family(name) == "softmax" else {}
+            models[name] = self._fitted_on(split, False, name, **extra)
+        curves = new_item_curve(models, split, n_known=self.cfg["cold_start"]["n_known_items"],
+                                ks=(10,), seed=self.seed)
+        for name, rows in curves.items():
+            self.results["models"][name].setdefault("cold_start", {})["items"] = rows
+
+    # ----------------------------------------------------------------- folding
+    def stage_folding(self) -> None:
+        from .folding_stage import run_folding
+
+        run_folding(self)
+
+    # ------------------------------------------------------------------ sweeps
+    def stage_offline_topk(self) -> None:
+        from .sweeps import offline_topk
+
+        mf = [n for n, m in self.fitted.items() if m.family == "mf"]
+        if not mf:
+            raise RuntimeError("no fitted MF model")
+        model = self.fitted[mf[0]]
+        self.results["offline_topk"] = {"model": mf[0], **offline_topk(
+            model, self.split.train.n_users, k=int(self.cfg["offline_topk"]["k"]))}
+
+    def stage_serving_vs_corpus(self) -> None:
+        from .sweeps import serving_vs_corpus
+
+        sw = self.cfg["sweeps"]
+        self.results["sweeps"]["serving_vs_corpus"] = serving_vs_corpus(
+            sw["corpus_sizes"], dim=int(sw["dim"]), n_queries=int(sw["queries"]), ann=sw["ann"],
+            ann_ef=int(sw["ann_ef"]), seed=self.seed, time_budget_s=float(sw["time_budget_s"]))
+
+    def stage_training_vs_size(self) -> None:
+        from .sweeps import growth_exponent, training_vs_size
+
+        sw = self.cfg["sweeps"]
+        builders = {}
+        wals = [n for n, s in self.model_specs(("wals",))]
+        if wals:
+            n = wals[0]
+            p = dict(self.best_params.get(n, self.cfg["models"][n].get("params", {})))
+            builders[n] = lambda n=n, p=p: self.build(n, {**p, "iterations": 1})
+        dnn = sw.get("train_dnn")
+        if dnn in self.cfg["models"]:
+            p = dict(self.best_params.get(dnn, self.cfg["models"][dnn].get("params", {})))
+            builders[dnn] = lambda p=p: self.build(dnn, {**p, "epochs": 1})
+        rows = training_vs_size(sw["train_sizes"], builders, n_items=int(sw["train_items"]),
+                                seed=self.seed, time_budget_s=float(sw["time_budget_s"]))
+        self.results["sweeps"]["training_vs_size"] = rows
+        self.results["sweeps"]["training_growth_exponent"] = {
+            name: growth_exponent(rows, name) for name in builders}
+
+    # ------------------------------------------------------------------ output
+    def finish(self) -> None:
+        from mfsoftmax.runtime import now_iso
+
+        self.results["run"]["finished_at"] = now_iso()
+        for name in STAGES:
+            if name == "training":
+                continue
+            if name not in self.results["stages"] and self.cfg["stages"].get(name, True):
+                self.results["stages"][name] = {"status": "not run", "error": None, "wall_s": 0.0}
+        for entry in self.results["stages"].values():
+            if entry["status"] == "running":
+                entry["status"] = "interrupted"
+
+    def write_results(self) -> Path:
+        from mfsoftmax.runtime import atomic_write_json
+
+        path = self.run_dir / "results.json"
+        atomic_write_json(path, _jsonable(self.results))
+        return path
+
+    def summary_table(self) -> str:
+        head = f"{'model':<32} {'recall@20':>9} {'ndcg@20':>8} {'train_s':>8} {'p50_us':>8} " \
+               f"{'leak@10':>8} {'cold0_r@20':>10}"
+        lines = [head, "-" * len(head)]
+        for name, m in self.results["models"].items():
+            q = m.get("quality", {})
+            users = m.get("cold_start", {}).get("users", [])
+            cold0 = next((r.get("recall@20") for r in users if r["n_known"] == 0), None)
+            lines.append(
+                f"{name:<32} {_fmt(q.get('recall@20'), 4):>9} {_fmt(q.get('ndcg@20'), 4):>8} "
+                f"{_fmt(m.get('training', {}).get('wall_s'), 2):>8} "
+                f"{_fmt(m.get('serving', {}).get('p50_us'), 0):>8} "
+                f"{_fmt(m.get('folding', {}).get('leakage@10'), 3):>8} {_fmt(cold0, 4):>10}")
+        st = ", ".join(f"{k}={v['status']}" for k, v in self.results["stages"].items())
+        lines.append(f"\nstages: {st}")
+        return "\n".join(lines)
+
+
+def _fmt(v, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _jsonable(obj):
+    """Plain JSON types: numpy scalars/arrays converted, NaN/inf -> None."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if np.isfinite(f) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
