@@ -60,12 +60,14 @@ def main(args) -> int:
     from mfsoftmax.datasets import REGISTRY, DatasetError
 
     if getattr(args, "action", None) in (None, "list"):
-        width = max(len(n) for n in REGISTRY)
+        composite = [("twin(A)", "A plus a relabelled copy of itself (folding probe)"),
+                     ("disjoint-union(A, B)", "A and B stacked block-diagonally (folding probe)")]
+        width = max(len(n) for n in [*REGISTRY, *(name for name, _ in composite)])
         for name, loader in sorted(REGISTRY.items()):
             tag = " [downloads]" if loader.downloads else ""
             print(f"{name:<{width}}  {loader.description}{tag}")
-        print(f"{'twin(A)':<{width}}  A plus a relabelled copy of itself (folding probe)")
-        print(f"{'disjoint-union(A, B)':<{width}}  A and B stacked block-diagonally (folding probe)")
+        for name, description in composite:
+            print(f"{name:<{width}}  {description}")
         return 0
     try:
         data = load_from_args(args, args.name)

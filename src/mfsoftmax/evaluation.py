@@ -1,9 +1,10 @@
 """The evaluation harness shared by every model (DEFINITIONS.md, "Evaluation").
 
 Full ranking over all items (or over ``EvalSet.candidates``), never sampled negatives; the
-user's history items are excluded from the ranking. Users are processed in batches so memory
-stays bounded (a batch of scores is at most ``max_batch_elems`` floats), and every metric is
-computed vectorised from one top-``max(k)`` per batch.
+user's history items are excluded from the ranking. Users are processed in batches of about
+2**20 scores (cache-friendly; never more than ``max_batch_elems`` floats), and every metric is
+computed vectorised from one top-``max(k)`` per batch (``models.base.topk``, deterministic:
+equal scores go to the lower item id) plus one pass over the scores for MRR.
 
 Metrics, averaged over users with a non-empty target set T:
 
@@ -14,8 +15,13 @@ Metrics, averaged over users with a non-empty target set T:
 - ``map@k``       = sum_{i<=k} precision@i * rel_i / min(k, |T|)
 - ``mrr``         = 1 / rank of the best-ranked target in the full ranking (ties counted in the
   target's favour: rank = 1 + number of items scored strictly higher)
-- ``coverage@k``  = share of the ranked catalogue that appears in anyone's top-k
-- ``avg_pop@k``   = mean training popularity (user count) of the recommended items
+- ``coverage@k``  = share of the ranked catalogue (all items, or the candidates) that appears
+  in the top-k of any evaluated user
+- ``avg_pop@k``   = mean training popularity (user count) of each user's recommended items,
+  averaged over users
+
+Slots of the top-k that no rankable item can fill (k larger than the items left after
+excluding history, or scores of -inf) are empty: never hits, still counted in precision's k.
 """
 
 from __future__ import annotations
@@ -34,9 +40,16 @@ def _discounts(kmax: int) -> np.ndarray:
 def rank_metrics(top: np.ndarray, target: sp.csr_matrix, ks=DEFAULT_KS) -> dict:
     """Per-user metrics of ranked lists ``top`` (B x kmax item ids, best first) against the
     users x items ``target`` rows (B x n). Returns ``{"recall@k": array(B), ...}``; users with an
-    empty target get NaN. Ids < 0 mark empty slots (never a hit)."""
+    empty target get NaN. Ids < 0 mark empty slots (never a hit). Lists shorter than k count
+    as padded with empty slots; denominators use k and min(k, |T|) as defined."""
+    ks = tuple(ks)
+    if top.shape[1] == 0:  # nothing rankable: one empty slot
+        top = np.full((top.shape[0], 1), -1, dtype=np.int64)
     B, kmax = top.shape
     n = target.shape[1]
+    if not target.has_canonical_format:  # duplicate entries would inflate |T|
+        target = target.copy()
+        target.sum_duplicates()
     tsize = np.diff(target.indptr).astype(np.float64)
     # membership test through sorted composite keys: no dense B x n array
     tkeys = np.repeat(np.arange(B, dtype=np.int64), np.diff(target.indptr)) * n + target.indices
@@ -44,13 +57,16 @@ def rank_metrics(top: np.ndarray, target: sp.csr_matrix, ks=DEFAULT_KS) -> dict:
         tkeys = np.unique(tkeys)
     qkeys = np.arange(B, dtype=np.int64)[:, None] * n + top
     pos = np.searchsorted(tkeys, qkeys)
-    hits = (pos < len(tkeys)) & (tkeys[np.minimum(pos, max(len(tkeys) - 1, 0))] == qkeys) if len(tkeys) else np.zeros_like(qkeys, bool)
+    if len(tkeys):
+        hits = (pos < len(tkeys)) & (tkeys[np.minimum(pos, len(tkeys) - 1)] == qkeys)
+    else:
+        hits = np.zeros(qkeys.shape, dtype=bool)
     hits &= top >= 0
     hitf = hits.astype(np.float64)
     cum = np.cumsum(hitf, axis=1)
     disc = _discounts(kmax)
     dcg = np.cumsum(hitf * disc, axis=1)
-    ideal = np.cumsum(disc)
+    ideal = np.cumsum(_discounts(max(max(ks), kmax)))
     prec_at_i = cum / np.arange(1, kmax + 1)
     ap_cum = np.cumsum(prec_at_i * hitf, axis=1)
     valid = tsize > 0
@@ -60,7 +76,7 @@ def rank_metrics(top: np.ndarray, target: sp.csr_matrix, ks=DEFAULT_KS) -> dict:
             kk = min(k, kmax)
             h = cum[:, kk - 1]
             denom = np.minimum(k, tsize)
-            idcg = ideal[np.clip(np.minimum(kk, tsize).astype(np.int64) - 1, 0, kmax - 1)]
+            idcg = ideal[np.clip(np.minimum(k, tsize).astype(np.int64) - 1, 0, None)]
             out[f"recall@{k}"] = np.where(valid, h / denom, np.nan)
             out[f"precision@{k}"] = np.where(valid, h / k, np.nan)
             out[f"ndcg@{k}"] = np.where(valid, dcg[:, kk - 1] / idcg, np.nan)
@@ -70,17 +86,27 @@ def rank_metrics(top: np.ndarray, target: sp.csr_matrix, ks=DEFAULT_KS) -> dict:
 
 
 def full_rank_mrr(scores: np.ndarray, target: sp.csr_matrix) -> np.ndarray:
-    """Reciprocal rank of each row's best-scored target in the full ranking of ``scores``."""
+    """Reciprocal rank of each row's best-scored target in the full ranking of ``scores``.
+
+    Rank = 1 + number of items scored strictly higher (ties in the target's favour). Rows whose
+    targets are all unrankable (score -inf) get 0; rows without targets get NaN.
+    """
     B = scores.shape[0]
     lens = np.diff(target.indptr)
     rows = np.repeat(np.arange(B), lens)
-    tscores = scores[rows, target.indices]
-    best = np.full(B, -np.inf)
-    np.maximum.at(best, rows, tscores)
-    rank = 1 + (scores > best[:, None]).sum(axis=1)
-    rr = 1.0 / rank
-    rr[np.isneginf(best)] = 0.0  # every target excluded or unscored
+    best = np.full(B, -np.inf, dtype=np.result_type(scores.dtype, np.float32))
+    np.maximum.at(best, rows, scores[rows, target.indices])
+    rank = 1 + np.count_nonzero(scores > best[:, None], axis=1)
+    rr = np.where(np.isneginf(best), 0.0, 1.0 / rank)
     return np.where(lens > 0, rr, np.nan)
+
+
+def batch_rows(n_users: int, n_items: int, max_batch_elems: int = 1 << 23) -> int:
+    """Users per batch: about 2**20 scores (cache-friendly), at least 256 users, never more
+    than ``max_batch_elems`` scores (the memory bound)."""
+    n_items = max(1, n_items)
+    want = max(256, (1 << 20) // n_items)
+    return max(1, min(n_users, want, max_batch_elems // n_items))
 
 
 def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None = None,
@@ -94,7 +120,7 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
     evalset : EvalSet
         Users, their known history (excluded from the ranking) and targets.
     ks : sequence of int
-        Cut-offs.
+        Cut-offs (>= 1).
     item_popularity : ndarray, optional
         Training popularity per item, for ``avg_pop@k``.
     max_batch_elems : int
@@ -107,51 +133,68 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
     Returns
     -------
     dict of metric -> float (plus ``n_users``), and with ``per_user`` a second dict of arrays.
+    NaN scores raise ``ValueError``. Scores of -inf count as unrankable (like history items).
     """
     from mfsoftmax.models.base import Queries, mask_history, topk
 
-    ks = tuple(sorted(set(int(k) for k in ks)))
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"evaluate: ks must be integers >= 1, got {ks}")
     n_items = evalset.n_items
+    if item_popularity is not None:
+        item_popularity = np.asarray(item_popularity, dtype=np.float64)
+        if item_popularity.shape != (n_items,):
+            raise ValueError(f"evaluate: item_popularity has shape {item_popularity.shape}, "
+                             f"expected ({n_items},)")
     score = score_fn if score_fn is not None else model.score
-    cand_mask = None
-    n_rankable = n_items
+    cand = None  # ranked columns (sorted ids), None = all items
     if evalset.candidates is not None:
-        cand_mask = np.zeros(n_items, dtype=bool)
-        cand_mask[evalset.candidates] = True
-        n_rankable = int(cand_mask.sum())
-    kmax = min(max(ks), n_items)
-    batch = max(1, min(len(evalset), max_batch_elems // max(1, n_items)))
-    parts: dict[str, list] = {}
+        cand = np.unique(np.asarray(evalset.candidates, dtype=np.int64))
+        if len(cand) and (cand[0] < 0 or cand[-1] >= n_items):
+            raise ValueError(f"evaluate: candidates out of range [0, {n_items})")
+    n_rankable = n_items if cand is None else len(cand)
+    kmax = min(max(ks), n_rankable)
+    batch = batch_rows(len(evalset), n_items, max_batch_elems)
+    names = [f"{m}@{k}" for k in ks for m in RANK_METRICS] + ["mrr"]
+    parts: dict[str, list] = {key: [] for key in names}
     seen = {k: np.zeros(n_items, dtype=bool) for k in ks}
-    pop_sum = {k: [] for k in ks}
+    pop_parts = {k: [] for k in ks}
     for start in range(0, len(evalset), batch):
         stop = min(start + batch, len(evalset))
         q = Queries.from_evalset(evalset, start, stop)
         s = np.array(score(q), dtype=np.float32, copy=True)
-        assert s.shape == (len(q), n_items), f"scores shape {s.shape}, expected ({len(q)}, {n_items})"
+        if s.shape != (len(q), n_items):
+            raise ValueError(f"evaluate: scores shape {s.shape}, expected ({len(q)}, {n_items})")
+        if np.isnan(s).any():
+            raise ValueError(f"evaluate: the model returned NaN scores (users {start}..{stop - 1})")
         mask_history(s, q.history)
-        if cand_mask is not None:
-            s[:, ~cand_mask] = -np.inf
-        top, top_scores = topk(s, kmax)
-        top = np.where(np.isfinite(top_scores), top, -1)
         target = evalset.target[start:stop]
+        if cand is not None:
+            s = s[:, cand]
+        top, top_scores = topk(s, kmax)
+        top = np.where(np.isneginf(top_scores), -1, top if cand is None else cand[top])
         for key, val in rank_metrics(top, target, ks).items():
-            parts.setdefault(key, []).append(val)
-        parts.setdefault("mrr", []).append(full_rank_mrr(s, target))
+            parts[key].append(val)
         has_t = np.diff(target.indptr) > 0
+        rr = full_rank_mrr(s, target if cand is None else target[:, cand])
+        parts["mrr"].append(np.where(has_t, np.nan_to_num(rr, nan=0.0), np.nan))
         for k in ks:
             tk = top[has_t, :k]
             seen[k][tk[tk >= 0]] = True
             if item_popularity is not None:
-                vals = np.where(tk >= 0, item_popularity[np.maximum(tk, 0)], np.nan)
-                pop_sum[k].append(np.nanmean(vals, axis=1) if tk.size else np.zeros(0))
-    per = {key: np.concatenate(v) for key, v in parts.items()}
-    valid = ~np.isnan(per["mrr"]) if per else np.zeros(0, bool)
-    result = {key: float(np.mean(v[valid])) if valid.any() else float("nan") for key, v in per.items()}
+                ok = tk >= 0
+                tot = np.where(ok, item_popularity[np.maximum(tk, 0)], 0.0).sum(axis=1)
+                cnt = ok.sum(axis=1)
+                pop_parts[k].append(tot[cnt > 0] / cnt[cnt > 0])
+    per = {key: np.concatenate(v) if v else np.zeros(0) for key, v in parts.items()}
+    valid = ~np.isnan(per["mrr"])
+    result = {key: float(np.mean(v[valid])) if valid.any() else float("nan")
+              for key, v in per.items()}
     for k in ks:
         result[f"coverage@{k}"] = float(seen[k].sum() / max(1, n_rankable))
-        if item_popularity is not None and pop_sum[k]:
-            result[f"avg_pop@{k}"] = float(np.nanmean(np.concatenate(pop_sum[k])))
+        if item_popularity is not None:
+            pops = np.concatenate(pop_parts[k]) if pop_parts[k] else np.zeros(0)
+            result[f"avg_pop@{k}"] = float(pops.mean()) if len(pops) else float("nan")
     result["n_users"] = int(valid.sum())
     if per_user:
         return result, {key: v[valid] for key, v in per.items()}

@@ -1,0 +1,613 @@
+"""Compare two results.json files (a stored baseline and a new run); exit 1 on a regression.
+
+Models are lined up by name. Each row holds one metric of one model: baseline, current,
+delta and a verdict (ok / improved / REGRESSION / new / missing / info).
+
+Gated (can fail the comparison):
+  quality      recall/ndcg/precision/hr/map/mrr@k and coverage@k, plus the cold-start curves
+               (cold_start.users/items, by n_known): REGRESSION when the value drops by more
+               than --max-quality-drop (absolute).
+  folding      leakage@k (lower is better): REGRESSION when it rises by more than
+               --max-quality-drop.
+  timings      training wall_s/cpu_s, serving p50/p95/p99_us and qps (read as time per batch):
+               REGRESSION when the time grows by more than --max-slowdown (a ratio). Times are
+               normalised by each run's run.calibration.matmul_gflops (time x GFLOP/s = work
+               units), so a baseline from a faster machine does not fail a slower one; the raw
+               ratio is shown too. Timings where both values are under the floor (--min-time-us
+               for latencies and batch times, --min-time-s for training) are never regressions.
+  models       a model in the baseline but not in the current run (unless --allow-missing).
+Informational: avg_pop@k, peak_rss_mb, epochs, other folding figures, new models/metrics.
+
+Exit status: 0 no regression, 1 regression (or missing model/metric), 2 unusable input
+(missing file, invalid JSON, wrong schema_version, no model in common).
+
+Examples
+--------
+  mfsoftmax compare bench/baselines/default-quick.json reports/latest/results.json
+  mfsoftmax compare base.json new.json --format markdown > compare.md
+  mfsoftmax compare base.json new.json --metrics 'recall@*' 'serving.*' --max-slowdown 1.5
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+HIGHER_BETTER = ("recall", "ndcg", "precision", "hr", "map", "mrr", "coverage")
+TIMINGS = {  # section -> {key: unit}; lower is better
+    "training": {"wall_s": "s", "cpu_s": "s"},
+    "serving": {"p50_us": "us", "p95_us": "us", "p99_us": "us"},
+}
+EPS = 1e-9  # so that a drop of exactly the threshold is not a float-rounding failure
+GOOD_STAGE = {"ok", "done", "success", "passed", "skipped"}
+
+
+class CompareError(ValueError):
+    """Unusable input (the message names the file or parameter)."""
+
+
+@dataclass
+class Row:
+    """One compared figure. ``ratio``/``norm_ratio`` are slowdowns (>1 = slower), timings only."""
+
+    model: str
+    metric: str  # full name, e.g. "quality.recall@10", "serving.qps[32]"
+    kind: str  # quality | leakage | timing | info | stage | model
+    baseline: float | str | None = None
+    current: float | str | None = None
+    delta: float | None = None
+    ratio: float | None = None
+    norm_ratio: float | None = None
+    verdict: str = "ok"
+    note: str = ""
+    failed: bool = False
+
+
+@dataclass
+class CompareResult:
+    """Rows plus the overall verdict; ``exit_code`` is 0 (pass) or 1 (regression)."""
+
+    rows: list[Row]
+    settings: dict
+    calibration: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Row]:
+        return [r for r in self.rows if r.failed]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    @property
+    def verdict(self) -> str:
+        return "FAIL" if self.failures else "PASS"
+
+    def counts(self) -> dict:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r.verdict] = out.get(r.verdict, 0) + 1
+        return out
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "exit_code": self.exit_code, "settings": self.settings,
+                "calibration": self.calibration, "warnings": self.warnings,
+                "counts": self.counts(), "rows": [asdict(r) for r in self.rows]}
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def load_results(path: str | Path) -> dict:
+    """Read and validate one results.json; :class:`CompareError` naming the file on bad input."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CompareError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise CompareError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CompareError(f"{path}: invalid JSON (line {exc.lineno}, column {exc.colno}): "
+                           f"{exc.msg}") from None
+    validate(data, str(path))
+    return data
+
+
+def validate(data, label: str = "results") -> None:
+    """Check the parts of the RESULTS.md contract that ``compare`` relies on."""
+    if not isinstance(data, dict):
+        raise CompareError(f"{label}: expected a JSON object at the top level")
+    version = data.get("schema_version")
+    if version is None:
+        raise CompareError(f"{label}: no schema_version (expected {SCHEMA_VERSION})")
+    if version != SCHEMA_VERSION:
+        raise CompareError(f"{label}: schema_version {version!r} is not supported "
+                           f"(expected {SCHEMA_VERSION})")
+    if not isinstance(data.get("models"), dict):
+        raise CompareError(f"{label}: no 'models' object")
+
+
+def _num(v) -> float | None:
+    """A finite float, or None (absent, null, NaN, not a number)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _gflops(data: dict) -> float | None:
+    g = _num(((data.get("run") or {}).get("calibration") or {}).get("matmul_gflops"))
+    return g if g is not None and g > 0 else None
+
+
+# ---------------------------------------------------------------- comparison
+
+
+class _Ctx:
+    def __init__(self, max_quality_drop, max_slowdown, min_time_us, min_time_s,
+                 allow_missing, metrics, g_base, g_cur):
+        self.max_drop = max_quality_drop
+        self.max_slowdown = max_slowdown
+        self.floor = {"us": min_time_us, "s": min_time_s}
+        self.allow_missing = allow_missing
+        self.metrics = metrics
+        self.g_base, self.g_cur = g_base, g_cur
+        self.rows: list[Row] = []
+
+    def wanted(self, name: str) -> bool:
+        if not self.metrics:
+            return True
+        return any(fnmatch(name, p) or fnmatch(name, "*." + p) for p in self.metrics)
+
+    def add(self, row: Row) -> None:
+        if row.kind == "model" or self.wanted(row.metric):
+            self.rows.append(row)
+
+    def missing_or_new(self, model, name, kind, b, c) -> bool:
+        """Add a new/missing row when one side lacks the value; True if a row was added."""
+        if b is not None and c is None:
+            gated = kind != "info"
+            fail = gated and not self.allow_missing
+            note = "" if gated else "not gated"
+            self.add(Row(model, name, kind, b, None, verdict="missing", failed=fail, note=note))
+            return True
+        if b is None:
+            if c is not None:
+                self.add(Row(model, name, kind, None, c, verdict="new"))
+            return True
+        return False
+
+    def higher(self, model, name, b, c) -> None:
+        b, c = _num(b), _num(c)
+        if self.missing_or_new(model, name, "quality", b, c):
+            return
+        d = c - b
+        tol = self.max_drop + EPS
+        verdict = "REGRESSION" if d < -tol else "improved" if d > tol else "ok"
+        self.add(Row(model, name, "quality", b, c, d, verdict=verdict,
+                     failed=verdict == "REGRESSION"))
+
+    def lower(self, model, name, b, c) -> None:
+        b, c = _num(b), _num(c)
+        if self.missing_or_new(model, name, "leakage", b, c):
+            return
+        d = c - b
+        tol = self.max_drop + EPS
+        verdict = "REGRESSION" if d > tol else "improved" if d < -tol else "ok"
+        self.add(Row(model, name, "leakage", b, c, d, verdict=verdict,
+                     failed=verdict == "REGRESSION"))
+
+    def info(self, model, name, b, c) -> None:
+        bn, cn = _num(b), _num(c)
+        if bn is None and cn is None:
+            if b is not None or c is not None:  # e.g. strings
+                same = b == c
+                if self.missing_or_new(model, name, "info", b, c):
+                    return
+                self.add(Row(model, name, "info", b, c, verdict="info",
+                             note="" if same else "changed"))
+            return
+        if self.missing_or_new(model, name, "info", bn, cn):
+            return
+        self.add(Row(model, name, "info", bn, cn, cn - bn, verdict="info"))
+
+    def timing(self, model, name, b, c, unit, tb=None, tc=None, note="") -> None:
+        """``b``/``c`` are the shown values; ``tb``/``tc`` the times (default: same)."""
+        b, c = _num(b), _num(c)
+        if self.missing_or_new(model, name, "timing", b, c):
+            return
+        tb = b if tb is None else tb
+        tc = c if tc is None else tc
+        ratio = _ratio(tc, tb)
+        if self.g_base and self.g_cur:
+            norm = _ratio(tc * self.g_cur, tb * self.g_base)
+        else:
+            norm = ratio
+        floor = self.floor[unit]
+        notes = [note] if note else []
+        if tb < floor and tc < floor:
+            verdict = "ok"
+            notes.append(f"< floor {floor:g} {unit}")
+        elif norm > self.max_slowdown:
+            verdict = "REGRESSION"
+        elif norm < 1.0 / self.max_slowdown:
+            verdict = "improved"
+        else:
+            verdict = "ok"
+        self.add(Row(model, name, "timing", b, c, c - b, ratio, norm, verdict,
+                     "; ".join(notes), failed=verdict == "REGRESSION"))
+
+
+def _ratio(num: float, den: float) -> float:
+    if den > 0:
+        return num / den
+    return 1.0 if num <= 0 else math.inf
+
+
+def _is_higher_better(key: str) -> bool:
+    return key.split("@", 1)[0] in HIGHER_BETTER
+
+
+def _section(m: dict, key: str) -> dict:
+    v = m.get(key)
+    return v if isinstance(v, dict) else {}
+
+
+def _compare_model(ctx: _Ctx, name: str, bm: dict, cm: dict) -> None:
+    # quality
+    bq, cq = _section(bm, "quality"), _section(cm, "quality")
+    for key in _keys(bq, cq):
+        full = f"quality.{key}"
+        if _is_higher_better(key):
+            ctx.higher(name, full, bq.get(key), cq.get(key))
+        else:
+            ctx.info(name, full, bq.get(key), cq.get(key))
+    # training
+    bt, ct = _section(bm, "training"), _section(cm, "training")
+    for key in _keys(bt, ct):
+        if key == "curve":
+            continue
+        full = f"training.{key}"
+        if key in TIMINGS["training"]:
+            ctx.timing(name, full, bt.get(key), ct.get(key), "s")
+        else:
+            ctx.info(name, full, bt.get(key), ct.get(key))
+    # serving
+    bs, cs = _section(bm, "serving"), _section(cm, "serving")
+    mode_note = ""
+    if bs.get("mode") != cs.get("mode") and bs and cs:
+        mode_note = f"mode {bs.get('mode')} -> {cs.get('mode')}"
+    for key in _keys(bs, cs):
+        full = f"serving.{key}"
+        if key in TIMINGS["serving"]:
+            ctx.timing(name, full, bs.get(key), cs.get(key), "us", note=mode_note)
+        elif key == "qps":
+            bqps, cqps = _section(bs, "qps"), _section(cs, "qps")
+            for batch in _keys(bqps, cqps):
+                _compare_qps(ctx, name, batch, bqps.get(batch), cqps.get(batch), mode_note)
+        else:
+            ctx.info(name, full, bs.get(key), cs.get(key))
+    # cold start curves, lined up by n_known
+    bc, cc = _section(bm, "cold_start"), _section(cm, "cold_start")
+    for side in _keys(bc, cc):
+        bcurve, ccurve = _curve(bc.get(side)), _curve(cc.get(side))
+        for n in sorted(set(bcurve) | set(ccurve)):
+            bp, cp = bcurve.get(n, {}), ccurve.get(n, {})
+            for key in _keys(bp, cp):
+                if key == "n_known":
+                    continue
+                full = f"cold_start.{side}[n_known={n}].{key}"
+                if _is_higher_better(key):
+                    ctx.higher(name, full, bp.get(key), cp.get(key))
+                else:
+                    ctx.info(name, full, bp.get(key), cp.get(key))
+    # folding
+    bf, cf = _section(bm, "folding"), _section(cm, "folding")
+    for key in _keys(bf, cf):
+        full = f"folding.{key}"
+        if key.startswith("leakage@"):
+            ctx.lower(name, full, bf.get(key), cf.get(key))
+        else:
+            ctx.info(name, full, bf.get(key), cf.get(key))
+
+
+def _compare_qps(ctx, name, batch, b, c, mode_note) -> None:
+    """qps is higher-better: compare the time per batch (batch / qps), shown in us."""
+    b, c = _num(b), _num(c)
+    full = f"serving.qps[{batch}]"
+    if ctx.missing_or_new(name, full, "timing", b, c):
+        return
+    try:
+        size = max(1, int(batch))
+    except ValueError:
+        size = 1
+    tb = size / b * 1e6 if b > 0 else math.inf
+    tc = size / c * 1e6 if c > 0 else math.inf
+    ctx.timing(name, full, b, c, "us", tb, tc, note=mode_note)
+
+
+def _curve(points) -> dict:
+    out = {}
+    for p in points if isinstance(points, list) else []:
+        if isinstance(p, dict) and _num(p.get("n_known")) is not None:
+            out[int(p["n_known"])] = p
+    return out
+
+
+def _keys(a: dict, b: dict) -> list:
+    """Keys of ``a`` in order, then those only in ``b``."""
+    return list(a) + [k for k in b if k not in a]
+
+
+def _compare_stages(ctx: _Ctx, base: dict, cur: dict) -> None:
+    bst, cst = _section(base, "stages"), _section(cur, "stages")
+    for stage in _keys(bst, cst):
+        b, c = bst.get(stage), cst.get(stage)
+        b = b if isinstance(b, dict) else {}
+        c = c if isinstance(c, dict) else {}
+        b_ok = str(b.get("status", "")).lower() in GOOD_STAGE and not b.get("error")
+        c_ok = str(c.get("status", "")).lower() in GOOD_STAGE and not c.get("error")
+        if not c:
+            continue
+        if c_ok:
+            verdict, failed, note = ("improved", False, "") if b and not b_ok else ("ok", False, "")
+        elif b and b_ok:
+            verdict, failed, note = "REGRESSION", True, str(c.get("error") or "")[:120]
+        else:
+            verdict, failed, note = "info", False, str(c.get("error") or "")[:120]
+        ctx.add(Row("(run)", f"stages.{stage}", "stage", b.get("status"), c.get("status"),
+                    verdict=verdict, note=note, failed=failed))
+
+
+def _dataset_warnings(base: dict, cur: dict) -> list[str]:
+    bd, cd = _section(base, "dataset"), _section(cur, "dataset")
+    out = []
+    for key in ("name", "protocol", "n_users", "n_items", "n_interactions", "k"):
+        if key in bd and key in cd and bd[key] != cd[key]:
+            out.append(f"dataset.{key} differs: {bd[key]!r} (baseline) vs {cd[key]!r} (current); "
+                       "quality figures may not be comparable")
+    return out
+
+
+def compare(baseline: dict, current: dict, max_quality_drop: float = 0.02,
+            max_slowdown: float = 1.25, *, min_time_us: float = 50.0, min_time_s: float = 0.05,
+            allow_missing: bool = False, metrics=None, labels=("baseline", "current")
+            ) -> CompareResult:
+    """Compare two results dicts (RESULTS.md contract).
+
+    Parameters
+    ----------
+    baseline, current : dict
+        Parsed results.json contents.
+    max_quality_drop : float
+        Largest allowed absolute drop of a quality metric (and rise of leakage@k).
+    max_slowdown : float
+        Largest allowed ratio of calibration-normalised times (current / baseline), >= 1.
+    min_time_us, min_time_s : float
+        Noise floors: a timing below its floor in both runs is never a regression.
+    allow_missing : bool
+        Do not fail on models/metrics that the current run lacks.
+    metrics : list of str, optional
+        fnmatch patterns on metric names (``quality.recall@10``, ``recall@*``, ``serving.*``).
+    labels : (str, str)
+        Names for the two inputs in error messages.
+
+    Returns
+    -------
+    CompareResult
+
+    Raises
+    ------
+    CompareError
+        Bad schema, bad thresholds, or no model in common.
+    """
+    validate(baseline, labels[0])
+    validate(current, labels[1])
+    if not (_num(max_quality_drop) is not None and max_quality_drop >= 0):
+        raise CompareError(f"--max-quality-drop must be >= 0, got {max_quality_drop!r}")
+    if not (_num(max_slowdown) is not None and max_slowdown >= 1):
+        raise CompareError(f"--max-slowdown must be >= 1 (a ratio), got {max_slowdown!r}")
+    for pname, v in (("--min-time-us", min_time_us), ("--min-time-s", min_time_s)):
+        if _num(v) is None or v < 0:
+            raise CompareError(f"{pname} must be >= 0, got {v!r}")
+    bmodels, cmodels = baseline["models"], current["models"]
+    common = [m for m in bmodels if m in cmodels]
+    if not common:
+        raise CompareError(f"no model in common between {labels[0]} ({sorted(bmodels)}) "
+                           f"and {labels[1]} ({sorted(cmodels)})")
+    g_base, g_cur = _gflops(baseline), _gflops(current)
+    ctx = _Ctx(max_quality_drop, max_slowdown, min_time_us, min_time_s, allow_missing,
+               list(metrics or []), g_base, g_cur)
+    warnings = _dataset_warnings(baseline, current)
+    if not (g_base and g_cur):
+        side = " and ".join(lbl for lbl, g in zip(labels, (g_base, g_cur), strict=True) if not g)
+        warnings.append(f"no run.calibration.matmul_gflops in {side}: timings compared raw")
+    _compare_stages(ctx, baseline, current)
+    for name in bmodels:
+        if name not in cmodels:
+            ctx.add(Row(name, "(model)", "model", "present", None, verdict="missing",
+                        failed=not allow_missing,
+                        note="allowed (--allow-missing)" if allow_missing else ""))
+            continue
+        bm, cm = bmodels[name], cmodels[name]
+        _compare_model(ctx, name, bm if isinstance(bm, dict) else {},
+                       cm if isinstance(cm, dict) else {})
+    for name in cmodels:
+        if name not in bmodels:
+            ctx.add(Row(name, "(model)", "model", None, "present", verdict="new"))
+    settings = {"max_quality_drop": max_quality_drop, "max_slowdown": max_slowdown,
+                "min_time_us": min_time_us, "min_time_s": min_time_s,
+                "allow_missing": allow_missing, "metrics": list(metrics or [])}
+    calibration = {"baseline_gflops": g_base, "current_gflops": g_cur,
+                   "normalised": bool(g_base and g_cur),
+                   "machine_speed_ratio": (g_cur / g_base) if g_base and g_cur else None}
+    return CompareResult(ctx.rows, settings, calibration, warnings)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if math.isinf(v):
+        return "inf"
+    if abs(v) >= 100:
+        return f"{v:.1f}"
+    return f"{v:.4g}"
+
+
+def _fmt_delta(r: Row) -> str:
+    if r.delta is None:
+        return "-"
+    return ("+" if r.delta >= 0 else "") + (f"{r.delta:.4f}" if r.kind in ("quality", "leakage")
+                                            else _fmt(r.delta))
+
+
+def _fmt_ratio(v) -> str:
+    return "-" if v is None else f"x{v:.2f}" if math.isfinite(v) else "x inf"
+
+
+COLUMNS = ("model", "metric", "baseline", "current", "delta", "raw ratio", "norm ratio",
+           "verdict", "note")
+
+
+def _cells(r: Row) -> list[str]:
+    return [r.model, r.metric, _fmt(r.baseline), _fmt(r.current), _fmt_delta(r),
+            _fmt_ratio(r.ratio), _fmt_ratio(r.norm_ratio), r.verdict, r.note]
+
+
+def _header_lines(res: CompareResult, labels) -> list[str]:
+    s, cal = res.settings, res.calibration
+    lines = [f"baseline: {labels[0]}", f"current:  {labels[1]}",
+             f"thresholds: quality drop > {s['max_quality_drop']:g} (absolute), leakage rise > "
+             f"{s['max_quality_drop']:g}, slowdown > x{s['max_slowdown']:g} (normalised)",
+             f"noise floors: timings below {s['min_time_us']:g} us (latency, batch time) or "
+             f"{s['min_time_s']:g} s (training) in both runs are not regressions"]
+    if cal["normalised"]:
+        lines.append(f"calibration: baseline {cal['baseline_gflops']:.1f} GFLOP/s, current "
+                     f"{cal['current_gflops']:.1f} GFLOP/s; norm ratio = (time x GFLOP/s) "
+                     "current / baseline, raw ratio = time current / baseline")
+    return lines + [f"warning: {w}" for w in res.warnings]
+
+
+def _summary(res: CompareResult) -> str:
+    counts = res.counts()
+    parts = ", ".join(f"{counts[k]} {k}" for k in
+                      ("REGRESSION", "missing", "improved", "new", "ok", "info") if k in counts)
+    n_fail = len(res.failures)
+    head = f"FAIL: {n_fail} failing row(s)" if n_fail else "PASS: no regression"
+    return f"{head} ({parts})"
+
+
+def format_text(res: CompareResult, labels=("baseline", "current"), changes_only=False) -> str:
+    """Aligned plain-text table."""
+    rows = [r for r in res.rows if not changes_only or r.verdict not in ("ok", "info")]
+    table = [list(COLUMNS)] + [_cells(r) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    out = _header_lines(res, labels) + [""]
+    for i, row in enumerate(table):
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    out += ["", _summary(res)]
+    return "\n".join(out) + "\n"
+
+
+def _md_table(rows: list[Row]) -> list[str]:
+    def esc(c: str) -> str:
+        return c.replace("|", "\\|")
+
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = _cells(r)
+        if r.failed:
+            cells[7] = f"**{cells[7]}**"
+        out.append("| " + " | ".join(esc(c) for c in cells) + " |")
+    return out
+
+
+def format_markdown(res: CompareResult, labels=("baseline", "current"), changes_only=False) -> str:
+    """GitHub markdown: summary, failing/changed rows, then all rows in a <details> block."""
+    icon = ":x:" if res.failures else ":white_check_mark:"
+    out = ["<!-- mfsoftmax-compare -->", f"### {icon} mfsoftmax compare: {_summary(res)}", ""]
+    out += [f"- {line}" for line in _header_lines(res, labels)] + [""]
+    changed = [r for r in res.rows if r.verdict not in ("ok", "info")]
+    if changed:
+        out += ["**Regressions, missing, improved and new rows**", ""] + _md_table(changed) + [""]
+    if not changes_only:
+        out += [f"<details><summary>All {len(res.rows)} rows</summary>", ""]
+        out += _md_table(res.rows) + ["", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def format_json(res: CompareResult, labels=("baseline", "current")) -> str:
+    """The result as JSON (infinite ratios become null)."""
+    d = res.to_dict()
+    d["baseline"], d["current"] = labels
+    for row in d["rows"]:
+        for key in ("ratio", "norm_ratio", "delta", "baseline", "current"):
+            v = row[key]
+            if isinstance(v, float) and not math.isfinite(v):
+                row[key] = None
+    return json.dumps(d, indent=2) + "\n"
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_arguments(p) -> None:
+    p.add_argument("baseline", help="results.json of the reference run (e.g. a stored baseline)")
+    p.add_argument("current", help="results.json of the run to check")
+    p.add_argument("--max-quality-drop", type=float, default=0.02, metavar="ABS",
+                   help="largest allowed absolute drop of a quality metric (default 0.02)")
+    p.add_argument("--max-slowdown", type=float, default=1.25, metavar="RATIO",
+                   help="largest allowed normalised time ratio current/baseline (default 1.25)")
+    p.add_argument("--min-time-us", type=float, default=50.0, metavar="US",
+                   help="latency noise floor in microseconds (default 50)")
+    p.add_argument("--min-time-s", type=float, default=0.05, metavar="S",
+                   help="training-time noise floor in seconds (default 0.05)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="do not fail on models or metrics missing from the current run")
+    p.add_argument("--metrics", nargs="+", default=None, metavar="PATTERN",
+                   help="only compare metrics matching these fnmatch patterns, "
+                        "e.g. 'recall@*' 'serving.*' 'quality.ndcg@10'")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="output format (default text)")
+    p.add_argument("--changes-only", action="store_true",
+                   help="leave out rows whose verdict is ok or info")
+
+
+def main(args) -> int:
+    labels = (str(args.baseline), str(args.current))
+    try:
+        base = load_results(args.baseline)
+        cur = load_results(args.current)
+        res = compare(base, cur, args.max_quality_drop, args.max_slowdown,
+                      min_time_us=args.min_time_us, min_time_s=args.min_time_s,
+                      allow_missing=args.allow_missing, metrics=args.metrics, labels=labels)
+    except CompareError as exc:
+        print(f"mfsoftmax compare: error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        text = format_json(res, labels)
+    elif args.format == "markdown":
+        text = format_markdown(res, labels, args.changes_only)
+    else:
+        text = format_text(res, labels, args.changes_only)
+    sys.stdout.write(text)
+    if res.failures:
+        print(f"mfsoftmax compare: {len(res.failures)} failing row(s) (regression or missing) "
+              f"against {labels[0]}", file=sys.stderr)
+    return res.exit_code
