@@ -1,0 +1,71 @@
+"""Read and check results.json files (schema in shared/docs/RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+# Top-level sections and the JSON type each must have when present.
+SECTION_TYPES = {
+    "run": dict, "dataset": dict, "models": dict, "sweeps": dict, "stages": dict,
+    "serving": list, "ablation": list, "offline_topk": dict,
+}
+MODEL_SECTION_TYPES = {
+    "quality": dict, "quality_se": dict, "training": dict, "serving": dict, "cold_start": dict,
+    "folding": dict, "tuning": dict, "embeddings": dict, "params": dict,
+}
+
+
+class ReportInputError(ValueError):
+    """A results file that cannot be rendered; the message names the file and the key."""
+
+
+def _type_name(obj) -> str:
+    return {dict: "an object", list: "a list"}.get(type(obj), type(obj).__name__)
+
+
+def validate(results, source: str = "<results>") -> dict:
+    """Check ``results`` against the contract's shape; return it or raise ReportInputError."""
+    if not isinstance(results, dict):
+        raise ReportInputError(f"{source}: expected a JSON object at the top level, got {_type_name(results)}")
+    version = results.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ReportInputError(
+            f"{source}: schema_version {version!r} is not supported (this report reads version {SCHEMA_VERSION})")
+    for key, typ in SECTION_TYPES.items():
+        if key in results and not isinstance(results[key], typ):
+            raise ReportInputError(
+                f"{source}: '{key}' must be {_type_name(typ())}, got {_type_name(results[key])}")
+    for name, model in results.get("models", {}).items():
+        if not isinstance(model, dict):
+            raise ReportInputError(f"{source}: models['{name}'] must be an object, got {_type_name(model)}")
+        for key, typ in MODEL_SECTION_TYPES.items():
+            if key in model and not isinstance(model[key], typ):
+                raise ReportInputError(
+                    f"{source}: models['{name}'].{key} must be {_type_name(typ())}, "
+                    f"got {_type_name(model[key])}")
+    for key, rows in results.get("sweeps", {}).items():
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ReportInputError(f"{source}: sweeps['{key}'] must be a list of objects")
+    return results
+
+
+def load_results(path: str | Path) -> dict:
+    """Read one results.json; a missing file, bad JSON or wrong schema raises ReportInputError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportInputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportInputError(f"{path}: cannot read: {exc}") from None
+    try:
+        results = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportInputError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    return validate(results, source=str(path))

@@ -1,0 +1,282 @@
+"""Assemble report.md and a self-contained report.html (plots inlined as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mfsoftmax.reports import plots as plotting
+from mfsoftmax.reports import tables as tb
+from mfsoftmax.reports.load import validate
+from mfsoftmax.reports.style import CSS
+from mfsoftmax.reports.verdicts import THRESHOLDS
+from mfsoftmax.runtime import atomic_write_bytes, atomic_write_text
+
+
+@dataclass
+class Plot:
+    key: str
+    title: str
+    run: int
+    file: str   # plots/<name>.png, relative to the report
+    png: bytes
+    svg: str
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    intro: str = ""
+    tables: list = field(default_factory=list)
+    plots: list = field(default_factory=list)
+
+
+def build_sections(runs: list, labels: list, plots: list) -> list:
+    """The report's sections in order; a section with nothing measured is dropped."""
+    by_key = {}
+    for p in plots:
+        by_key.setdefault(p.key, []).append(p)
+
+    def pl(*keys):
+        return [p for k in keys for p in by_key.get(k, [])]
+
+    sections = [
+        Section("headline", "Headline: MF vs softmax, claim by claim",
+                "Each row is one claim of the textbook's comparison table (Google's recommendation "
+                "systems course). Figures are each family's best model on that claim; the winner "
+                "and the verdict follow from the figures and the thresholds below.",
+                [tb.headline_table(runs, labels)]),
+        Section("quality", "Quality", "", tb.quality_tables(runs, labels),
+                pl("quality_vs_time", "validation_curves")),
+        Section("training", "Training cost", "",
+                [tb.training_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)
+                                                     if t.key == "training_vs_size"],
+                pl("training_vs_size")),
+        Section("serving", "Serving", "",
+                [tb.serving_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)
+                                                    if t.key in ("serving_vs_corpus", "offline_topk")],
+                pl("serving_vs_corpus")),
+        Section("cold-start", "Cold start", "", tb.cold_tables(runs, labels), pl("cold_start")),
+        Section("features", "Query features", "", [tb.ablation_table(runs, labels)]),
+        Section("folding", "Folding", "", tb.folding_tables(runs, labels),
+                pl("folding", "embeddings_pca")),
+        Section("run", "Run", "", [tb.stages_table(runs, labels), tb.metadata_table(runs, labels)]),
+    ]
+    for s in sections:
+        s.tables = [t for t in s.tables if t is not None]
+    return [s for s in sections if s.tables or s.plots]
+
+
+def failed_stages(runs, labels) -> list:
+    return [f"{label}: stage '{stage}' failed" + (f" ({st.get('error')})" if st.get("error") else "")
+            for r, label in zip(runs, labels, strict=True)
+            for stage, st in (r.get("stages") or {}).items() if st.get("status") != "ok"]
+
+
+# ----------------------------------------------------------------------------- markdown
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table_md(t: tb.Table) -> str:
+    multi = any(label for label, _ in t.groups)
+    head = list(t.key_headers)
+    for label, cols in t.groups:
+        head += [f"{label[0]} · {c}" if multi else c for c in cols]
+    lines = [f"### {t.title}", ""]
+    if t.note:
+        lines += [f"_{t.note}_", ""]
+    lines.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
+    lines.append("|" + "|".join("---" for _ in head) + "|")
+    for keys, vals in t.rows:
+        cells = [_md_escape(k) for k in keys]
+        for v in vals:
+            text = _md_escape(tb.cell_text(v))
+            cls = v[1] if isinstance(v, tuple) else ""
+            if cls in ("best", "failed") or cls.startswith("verdict-"):
+                if cls.startswith("verdict-") and ": " in text:
+                    word, rest = text.split(": ", 1)
+                    text = f"**{word}**: {rest}"
+                else:
+                    text = f"**{text}**"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(runs, labels, sections) -> str:
+    out = ["# MF vs softmax DNN: benchmark report", ""]
+    out += [f"- {label}" for label in labels] + [""]
+    for warn in failed_stages(runs, labels):
+        out.append(f"> **Warning:** {warn}")
+    out.append("")
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        if s.intro:
+            out += [s.intro, ""]
+        if s.key == "headline":
+            out += ["Thresholds:", ""]
+            out += [f"- `{name} = {value:g}`: {desc}" for name, (value, desc) in THRESHOLDS.items()]
+            out.append("")
+        for t in s.tables:
+            out += [table_md(t), ""]
+        for p in s.plots:
+            out += [f"![{p.title} ({labels[p.run]})]({p.file})", ""]
+    for i, config in tb.config_blocks(runs):
+        out += [f"### Config, {labels[i]}", "", "```json", config, "```", ""]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- html
+def _esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _cell_html(v) -> str:
+    text, cls = (v if isinstance(v, tuple) else (v, ""))
+    if cls.startswith("verdict-"):
+        kind = cls[len("verdict-"):]
+        word = kind.replace("-", " ")
+        rest = text[len(word) + 2:] if text.startswith(word + ": ") else text
+        if kind == "not-measured":
+            rest = text
+        return (f'<td class="verdict"><span class="badge {_esc(cls)}">{_esc(word)}</span> '
+                f'{_esc(rest)}</td>')
+    if cls == "fig":
+        main, _, model = text.partition(" [")
+        small = f'<br><small>{_esc(model.rstrip("]"))}</small>' if model else ""
+        return f'<td class="fig">{_esc(main)}{small}</td>'
+    if cls in ("ok", "failed"):
+        return f'<td><span class="badge st-{cls}">{_esc(text)}</span></td>'
+    num = text[:1].isdigit() or text[:1] in "+-−—" or text.startswith("N^")
+    classes = " ".join(c for c in (cls, "num" if num else "") if c)
+    return f'<td class="{classes}">{_esc(text)}</td>' if classes else f"<td>{_esc(text)}</td>"
+
+
+def _group_starts(t: tb.Table) -> set:
+    starts, i = set(), 0
+    for _, cols in t.groups:
+        starts.add(i)
+        i += len(cols)
+    return starts
+
+
+def table_html(t: tb.Table) -> str:
+    multi = any(label for label, _ in t.groups)
+    parts = [f'<div class="table-wrap" id="t-{_esc(t.key)}"><table class="t-{_esc(t.key)}">',
+             f"<caption>{_esc(t.title)}</caption><thead>"]
+    if multi:
+        parts.append("<tr>" + "".join(f'<th rowspan="2">{_esc(h)}</th>' for h in t.key_headers))
+        parts += [f'<th colspan="{len(cols)}" class="group">{_esc(label)}</th>' for label, cols in t.groups]
+        parts.append("</tr><tr>")
+        parts += [f'<th{" data-g=1" if j == 0 else ""}>{_esc(c)}</th>'
+                  for _, cols in t.groups for j, c in enumerate(cols)]
+        parts.append("</tr>")
+    else:
+        heads = list(t.key_headers) + [c for _, cols in t.groups for c in cols]
+        parts.append("<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in heads) + "</tr>")
+    parts.append("</thead><tbody>")
+    for keys, vals in t.rows:
+        row = "".join(f'<th scope="row">{_esc(k)}</th>' if i == 0 else
+                      f'<td class="key">{_esc(k).replace(chr(10), "<br>")}</td>'
+                      for i, k in enumerate(keys))
+        starts = _group_starts(t) if multi else set()
+        cells = [_cell_html(v) for v in vals]
+        cells = [c.replace("<td", '<td data-g="1"', 1) if i in starts else c for i, c in enumerate(cells)]
+        parts.append("<tr>" + row + "".join(cells) + "</tr>")
+    parts.append("</tbody></table></div>")
+    if t.note:
+        parts.append(f'<p class="note">{_esc(t.note)}</p>')
+    return "".join(parts)
+
+
+def plot_html(p: Plot, label: str, multi: bool) -> str:
+    data = base64.b64encode(p.png).decode("ascii")
+    cap = f"{p.title} — {label}" if multi else p.title
+    width = int.from_bytes(p.png[16:20], "big")  # PNG IHDR: never upscale past natural size
+    wide = " wide" if width > 900 else ""
+    return (f'<figure class="plot{wide}" id="p-{_esc(p.key)}-{p.run}" '
+            f'style="max-width:{width + 22}px">'
+            f'<img alt="{_esc(cap)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{_esc(cap)} · '
+            f'<code>{_esc(p.file)}</code></figcaption></figure>')
+
+
+def to_html(runs, labels, sections) -> str:
+    multi = len(runs) > 1
+    nav = "".join(f'<a href="#{_esc(s.key)}">{_esc(s.title.split(":")[0])}</a>' for s in sections)
+    body = ['<header><h1>MF vs softmax DNN <span class="sub">benchmark report</span></h1>',
+            '<ul class="runs">' + "".join(f"<li>{_esc(label)}</li>" for label in labels) + "</ul>",
+            f"<nav>{nav}</nav></header><main>"]
+    for warn in failed_stages(runs, labels):
+        body.append(f'<div class="warning"><strong>Warning:</strong> {_esc(warn)}</div>')
+    for s in sections:
+        body.append(f'<section id="{_esc(s.key)}"><h2>{_esc(s.title)}</h2>')
+        if s.intro:
+            body.append(f'<p class="intro">{_esc(s.intro)}</p>')
+        body += [table_html(t) for t in s.tables]
+        if s.key == "headline":
+            items = "".join(f"<li><code>{_esc(n)} = {v:g}</code> {_esc(d)}</li>"
+                            for n, (v, d) in THRESHOLDS.items())
+            body.append(f'<details class="thresholds" open><summary>Thresholds</summary><ul>{items}'
+                        "</ul></details>")
+        if s.plots:
+            body.append('<div class="plots">' + "".join(
+                plot_html(p, labels[p.run], multi) for p in s.plots) + "</div>")
+        if s.key == "run":
+            for i, config in tb.config_blocks(runs):
+                body.append(f"<details><summary>Resolved config, {_esc(labels[i])}</summary>"
+                            f"<pre>{_esc(config)}</pre></details>")
+        body.append("</section>")
+    body.append("</main>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>mfsoftmax report · {_esc(' / '.join(labels))}</title>"
+            f"<style>{CSS}</style></head>" + ('<body class="multi">' if multi else "<body>")
+            + "".join(body) + "</body></html>\n")
+
+
+# ----------------------------------------------------------------------------- entry point
+def render_report(results, out_dir, sources=None) -> dict:
+    """Write report.md, report.html and plots/*.png|svg for one or several results dicts.
+
+    Parameters
+    ----------
+    results : dict or list of dict
+        Parsed results.json contents (schema_version 1); several are lined up side by side.
+    out_dir : path
+        Folder to write into (created if needed). Files are written atomically.
+    sources : list of str, optional
+        Names used in error messages (e.g. the file paths).
+
+    Returns
+    -------
+    dict
+        ``{"md": Path, "html": Path, "plots/<file>": Path, ...}`` of every file written.
+    """
+    runs = [results] if isinstance(results, dict) else list(results)
+    if not runs:
+        raise ValueError("render_report: no results given")
+    sources = sources or [f"<results {i}>" for i in range(len(runs))]
+    runs = [validate(r, src) for r, src in zip(runs, sources, strict=True)]
+    labels = [tb.run_label(r, i) for i, r in enumerate(runs)]
+    out_dir = Path(out_dir)
+    written = {}
+    plots = []
+    for i, r in enumerate(runs):
+        suffix = f"_{chr(ord('A') + i)}" if len(runs) > 1 else ""
+        for key, title, png, svg in plotting.render(r, labels[i] if len(runs) > 1 else ""):
+            name = f"{key}{suffix}"
+            plots.append(Plot(key, title, i, f"plots/{name}.png", png, svg))
+            for ext, data in (("png", png), ("svg", svg.encode("utf-8"))):
+                path = out_dir / "plots" / f"{name}.{ext}"
+                atomic_write_bytes(path, data)
+                written[f"plots/{name}.{ext}"] = path
+    sections = build_sections(runs, labels, plots)
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    atomic_write_text(md, to_markdown(runs, labels, sections))
+    atomic_write_text(page, to_html(runs, labels, sections))
+    return {"md": md, "html": page, **written}

@@ -1,0 +1,363 @@
+"""Report tables as plain data (title, key columns, one column group per run, rows of cells).
+
+A cell is a string, or ``(text, css_class)`` where the class marks e.g. the best value of a column
+("best"), a failed stage ("failed") or a verdict kind. Sections a run did not measure produce no
+table (``None``): nothing is faked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from mfsoftmax.reports import fmt
+from mfsoftmax.reports.verdicts import FAMILY_LABEL, headline
+
+
+@dataclass
+class Table:
+    key: str                         # stable identifier (HTML anchor, tests)
+    title: str
+    key_headers: list
+    groups: list                     # [(run label, [column names])]
+    rows: list = field(default_factory=list)  # [(key cells, value cells flattened over groups)]
+    note: str = ""
+
+
+def cell_text(cell) -> str:
+    return cell[0] if isinstance(cell, tuple) else cell
+
+
+def run_label(results: dict, index: int) -> str:
+    """'A: synthetic · 20250101-120000 · 6b20f43c' (letter, dataset, run id, commit)."""
+    run, ds = results.get("run", {}), results.get("dataset", {})
+    parts = [ds.get("name") or "?", run.get("id") or "?"]
+    if run.get("git_commit"):
+        parts.append(str(run["git_commit"])[:8])
+    return f"{chr(ord('A') + index)}: " + " · ".join(parts)
+
+
+def keyed_table(key, title, key_headers, per_run, labels, columns=None, best=None, note=""):
+    """Line runs up by row key. ``per_run``: one ``{key tuple: {column: cell}}`` per run.
+
+    ``best``: {column: max|min} marks each run's best numeric value of that column (cell values
+    are then ``(number, text)`` pairs before marking). Returns None when every run is empty.
+    """
+    if not any(per_run):
+        return None
+    keys, cols = [], []
+    for rows in per_run:
+        for k, vals in rows.items():
+            if k not in keys:
+                keys.append(k)
+            for c in vals:
+                if c not in cols:
+                    cols.append(c)
+    if columns is not None:
+        cols = [c for c in columns if c in cols]
+    marked = [_mark_best(rows, cols, best or {}) for rows in per_run]
+    groups = [(label if len(per_run) > 1 else "", cols) for label in labels]
+    table = Table(key, title, list(key_headers), groups, note=note)
+    for k in keys:
+        vals = []
+        for rows in marked:
+            row = rows.get(k, {})
+            vals.extend(row.get(c, fmt.DASH) for c in cols)
+        table.rows.append(([str(x) for x in k], vals))
+    return table
+
+
+def _mark_best(rows, cols, best) -> dict:
+    out = {k: dict(v) for k, v in rows.items()}
+    for c in cols:
+        nums = [(v[c][0], k) for k, v in rows.items() if _is_pair(v.get(c))]
+        for v in out.values():
+            if _is_pair(v.get(c)):
+                v[c] = v[c][1]
+        if c in best and len(nums) > 1:
+            target = best[c](n for n, _ in nums)
+            for n, k in nums:
+                if n == target:
+                    out[k][c] = (out[k][c], "best")
+    return out
+
+
+def _is_pair(cell) -> bool:
+    """A ``(number, text)`` input cell (as opposed to a ``(text, css class)`` cell)."""
+    return isinstance(cell, tuple) and fmt.is_num(cell[0])
+
+
+# ----------------------------------------------------------------------------- sections
+METRIC_ORDER = ("recall", "ndcg", "precision", "hr", "map", "mrr", "coverage", "popularity")
+
+
+def _metric_sort(name: str):
+    base = name.split("@")[0]
+    rank = next((i for i, m in enumerate(METRIC_ORDER) if base.startswith(m)), len(METRIC_ORDER))
+    return rank, base
+
+
+def quality_tables(runs, labels) -> list:
+    by_k = {}
+    for results in runs:
+        for model in results.get("models", {}).values():
+            for key in model.get("quality", {}):
+                k = key.split("@")[1] if "@" in key else ""
+                by_k.setdefault(k, set()).add(key)
+    tables = []
+    for k in sorted(by_k, key=lambda s: (s == "", int(s) if s.isdigit() else 0)):
+        cols = sorted(by_k[k], key=_metric_sort)
+        per_run = []
+        for results in runs:
+            rows = {}
+            for name, model in results.get("models", {}).items():
+                q, se = model.get("quality", {}), model.get("quality_se", {})
+                vals = {c: (q[c], fmt.metric(q[c], se.get(c))) for c in cols if fmt.is_num(q.get(c))}
+                if vals:
+                    rows[(name, model.get("family", "?"))] = vals
+            per_run.append(rows)
+        best = {c: max for c in cols if "pop" not in c}
+        title = f"Quality @{k}" if k else "Quality (no cut-off)"
+        t = keyed_table(f"quality-{k or 'all'}", title, ["model", "family"], per_run, labels,
+                        best=best, note="Full ranking over all items; ± one standard error where "
+                                        "measured; bold = best of the run.")
+        if t:
+            tables.append(t)
+    return tables
+
+
+def training_table(runs, labels):
+    per_run = []
+    for results in runs:
+        rows = {}
+        for name, model in results.get("models", {}).items():
+            tr, tu = model.get("training", {}), model.get("tuning", {})
+            vals = {}
+            for col, v, f in (("wall", tr.get("wall_s"), fmt.seconds), ("cpu", tr.get("cpu_s"), fmt.seconds),
+                              ("peak RSS", tr.get("peak_rss_mb"), lambda x: f"{fmt.num(x)} MB"),
+                              ("epochs", tr.get("epochs"), fmt.num), ("eval", tr.get("eval_s"), fmt.seconds),
+                              ("tuning trials", tu.get("trials"), fmt.num),
+                              ("tuning search", tu.get("search_s"), fmt.seconds)):
+                if fmt.is_num(v):
+                    vals[col] = (v, f(v))
+            if isinstance(tu.get("best_params"), dict) and tu["best_params"]:
+                vals["best params"] = ", ".join(f"{k}={v}" for k, v in tu["best_params"].items())
+            if vals:
+                rows[(name, model.get("family", "?"))] = vals
+        per_run.append(rows)
+    return keyed_table("training", "Training cost", ["model", "family"], per_run, labels,
+                       best={"wall": min, "cpu": min, "peak RSS": min},
+                       note="Wall and CPU time of the final fit; tuning = the search that chose "
+                            "its parameters (same budget for every model).")
+
+
+def serving_table(runs, labels):
+    per_run = []
+    for results in runs:
+        rows = {}
+        entries = [(n, m["serving"]) for n, m in results.get("models", {}).items() if m.get("serving")]
+        entries += [(r.get("model", "?"), r) for r in results.get("serving", [])]
+        for name, s in entries:
+            vals = {}
+            for q in ("p50", "p95", "p99"):
+                v = s.get(f"{q}_us")
+                if fmt.is_num(v):
+                    vals[q] = (v, fmt.micros(v))
+            for b, v in (s.get("qps") or {}).items():
+                if fmt.is_num(v):
+                    vals[f"QPS @ batch {b}"] = (v, fmt.count(v))
+            if vals:
+                rows[(name, s.get("mode") or fmt.DASH)] = vals
+        per_run.append(rows)
+    return keyed_table("serving", "Serving latency and throughput", ["model", "mode"], per_run,
+                       labels, best={"p50": min}, note="Single-threaded latency per query; "
+                       "throughput in queries per second at each batch size.")
+
+
+def cold_tables(runs, labels) -> list:
+    out = []
+    for side, metric, title in (("users", "recall@10", "Cold start, new users: Recall@10"),
+                                ("users", "ndcg@10", "Cold start, new users: NDCG@10"),
+                                ("items", "recall@10", "Cold start, new items: Recall@10")):
+        per_run, ns = [], set()
+        for results in runs:
+            rows = {}
+            for name, model in results.get("models", {}).items():
+                pts = {p["n_known"]: p[metric] for p in model.get("cold_start", {}).get(side, [])
+                       if fmt.is_num(p.get(metric)) and "n_known" in p}
+                ns.update(pts)
+                if pts:
+                    rows[(name,)] = {f"n_known={n}": (v, f"{v:.4f}") for n, v in pts.items()}
+            per_run.append(rows)
+        cols = [f"n_known={n}" for n in sorted(ns)]
+        t = keyed_table(f"cold-{side}-{metric}", title, ["model"], per_run, labels, columns=cols,
+                        best={c: max for c in cols},
+                        note=f"Held-out {side} with n_known revealed interactions; the rest ranked.")
+        if t:
+            out.append(t)
+    return out
+
+
+def folding_tables(runs, labels) -> list:
+    out = []
+    per_run = []
+    for results in runs:
+        rows = {}
+        for name, model in results.get("models", {}).items():
+            f = model.get("folding", {})
+            vals = {c: (f[c], f"{f[c]:.4f}") for c in ("leakage@10", "users_with_leak", "xin_score")
+                    if fmt.is_num(f.get(c))}
+            if vals:
+                if f.get("probe"):
+                    vals["probe"] = str(f["probe"])
+                rows[(name,)] = vals
+        per_run.append(rows)
+    lower = {"leakage@10": min, "users_with_leak": min, "xin_score": min}
+    t = keyed_table("folding", "Folding per model", ["model"], per_run, labels,
+                    columns=["probe", "leakage@10", "users_with_leak", "xin_score"], best=lower,
+                    note="leakage@10 = share of top-10 from other groups/blocks (lower is better).")
+    out.append(t)
+    for key, title, kcols in (("folding_vs_w0", "Folding vs WALS unobserved weight w0", ["w0"]),
+                              ("folding_vs_variant", "Folding per softmax variant", ["variant", "dim"])):
+        per_run = []
+        for results in runs:
+            rows = {}
+            for r in results.get("sweeps", {}).get(key, []):
+                vals = {c: (r[c], f"{r[c]:.4f}") for c in
+                        ("leakage@10", "users_with_leak", "xin_score", "recall@10") if fmt.is_num(r.get(c))}
+                rows[tuple(f"{r[c]:g}" if fmt.is_num(r.get(c)) else str(r.get(c, fmt.DASH))
+                           for c in kcols)] = vals
+            per_run.append(rows)
+        out.append(keyed_table(key, title, kcols, per_run, labels,
+                               best={"leakage@10": min, "recall@10": max}))
+    return [t for t in out if t]
+
+
+def ablation_table(runs, labels):
+    per_run = []
+    for results in runs:
+        rows = {}
+        for r in results.get("ablation", []):
+            k = (r.get("model", "?"), "yes" if r.get("history") else "no",
+                 "yes" if r.get("user_features") else "no")
+            rows[k] = {c: (r[c], f"{r[c]:.4f}") for c in ("recall@20", "ndcg@20", "cold_recall@20")
+                       if fmt.is_num(r.get(c))}
+        per_run.append(rows)
+    return keyed_table("ablation", "Query-feature ablation", ["model", "history", "user features"],
+                       per_run, labels, best={"recall@20": max, "cold_recall@20": max},
+                       note="cold_recall@20: users with no known history (n_known = 0).")
+
+
+def sweep_tables(runs, labels) -> list:
+    specs = (
+        ("serving_vs_corpus", "Serving latency vs corpus size", ("model", "index", "n_items"),
+         (("p50_us", "p50", fmt.micros), ("p95_us", "p95", fmt.micros),
+         ("recall_vs_exact", "recall vs exact", lambda v: f"{v:.3f}"))),
+        ("training_vs_size", "Training cost vs data size", ("model", "n_interactions", "n_items"),
+         (("wall_s", "wall", fmt.seconds), ("peak_rss_mb", "peak RSS", lambda v: f"{fmt.num(v)} MB"))),
+    )
+    out = []
+    for key, title, kcols, vcols in specs:
+        per_run = []
+        for results in runs:
+            rows = {}
+            for r in results.get("sweeps", {}).get(key, []):
+                k = tuple(fmt.count(r[c]) if fmt.is_num(r.get(c)) else str(r.get(c, fmt.DASH))
+                          for c in kcols)
+                rows[k] = {label: f(r[c]) for c, label, f in vcols if fmt.is_num(r.get(c))}
+            per_run.append(rows)
+        t = keyed_table(key, title, [c.replace("_", " ") for c in kcols], per_run, labels)
+        if t:
+            out.append(t)
+    per_run = []
+    for results in runs:
+        o = results.get("offline_topk")
+        rows = {}
+        if o:
+            rows[("all users",)] = {
+                "users": fmt.count(o.get("n_users")), "k": fmt.num(o.get("k")),
+                "wall": fmt.seconds(o.get("wall_s")),
+                "size": f"{fmt.num(o['bytes'] / 2**20)} MiB" if fmt.is_num(o.get("bytes")) else fmt.DASH}
+        per_run.append(rows)
+    t = keyed_table("offline_topk", "Offline top-k precomputation (MF)", ["scope"], per_run, labels)
+    return out + ([t] if t else [])
+
+
+def metadata_table(runs, labels):
+    per_run = []
+    for results in runs:
+        run, ds = results.get("run", {}), results.get("dataset", {})
+        machine, threads = run.get("machine", {}), run.get("threads", {})
+        fields = [
+            ("dataset", ds.get("name")), ("users", fmt.count(ds.get("n_users"))),
+            ("items", fmt.count(ds.get("n_items"))), ("interactions", fmt.count(ds.get("n_interactions"))),
+            ("density", fmt.num(ds["density"]) if fmt.is_num(ds.get("density")) else None),
+            ("protocol", ds.get("protocol")),
+            ("k", ", ".join(str(k) for k in ds["k"]) if ds.get("k") else None),
+            ("run id", run.get("id")), ("started", run.get("started_at")),
+            ("finished", run.get("finished_at")), ("git commit", run.get("git_commit")),
+            ("seed", run.get("seed")), ("python", run.get("python")),
+        ]
+        fields += [(f"package {k}", v) for k, v in (run.get("packages") or {}).items()]
+        fields += [("cpu", machine.get("cpu")), ("cores", machine.get("cores")),
+                   ("memory", f"{machine['memory_gb']} GB" if fmt.is_num(machine.get("memory_gb")) else None),
+                   ("gpu", machine.get("gpu") or ("none" if "gpu" in machine else None))]
+        fields += [(f"threads {k}", v) for k, v in threads.items()]
+        gflops = (run.get("calibration") or {}).get("matmul_gflops")
+        fields.append(("matmul calibration", f"{fmt.num(gflops)} GFLOP/s" if fmt.is_num(gflops) else None))
+        per_run.append({(name,): {"value": str(v)} for name, v in fields if v is not None})
+    return keyed_table("metadata", "Run metadata", ["field"], per_run, labels)
+
+
+def stages_table(runs, labels):
+    per_run = []
+    for results in runs:
+        rows = {}
+        for stage, st in (results.get("stages") or {}).items():
+            status = st.get("status", "?")
+            rows[(stage,)] = {
+                "status": (status, "failed" if status != "ok" else "ok"),
+                "wall": fmt.seconds(st.get("wall_s")),
+                "error": _short(st.get("error")) or fmt.DASH,
+            }
+        per_run.append(rows)
+    return keyed_table("stages", "Stages", ["stage"], per_run, labels,
+                       note="A failed stage's sections are missing from this report, not estimated.")
+
+
+def _short(text, n=300) -> str:
+    if not text:
+        return ""
+    text = re.sub(r"\s+", " ", str(text)).strip()
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def headline_table(runs, labels):
+    per_run = [{} for _ in runs]
+    for i, results in enumerate(runs):
+        for res in headline(results):
+            c = res.claim
+            k = (c.title, f"MF: {c.textbook_mf}.\nSoftmax: {c.textbook_softmax}.\n"
+                          f"Expects {FAMILY_LABEL[c.expected]} ahead.", c.figure)
+            per_run[i][k] = {
+                "MF (WALS)": _fig(res, "mf"), "Softmax DNN": _fig(res, "softmax"),
+                "winner": {"mf": "MF", "softmax": "softmax", "tie": "tie", None: fmt.DASH}[res.winner],
+                "verdict": (res.line, "verdict-" + res.verdict.replace(" ", "-")),
+            }
+    t = keyed_table("headline", "The textbook table, measured", ["claim", "textbook", "measured as"], per_run,
+                    labels, columns=["MF (WALS)", "Softmax DNN", "winner", "verdict"])
+    return t
+
+
+def _fig(res, fam):
+    if fam not in res.figures:
+        return ("not measured", "fig")
+    model = res.models.get(fam)
+    return (res.figures[fam] + (f" [{model}]" if model else ""), "fig")
+
+
+def config_blocks(runs) -> list:
+    """(label, pretty JSON) of each run's resolved config."""
+    return [(i, json.dumps(r.get("run", {}).get("config", {}), indent=2, sort_keys=True))
+            for i, r in enumerate(runs) if r.get("run", {}).get("config")]

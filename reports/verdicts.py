@@ -1,0 +1,452 @@
+"""The headline: the textbook's MF-vs-softmax table, each claim judged from measured numbers.
+
+No verdict is written by hand: each follows from the figures and the thresholds below, which the
+report prints next to the table.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+from mfsoftmax.reports import fmt
+
+SE_MULTIPLIER = 2.0     # quality gap with a standard error on both sides: a win if > 2 se of the gap
+REL_TOL = 0.05          # quality gap without standard errors: a win if > 5% of the larger value
+LEAKAGE_ABS_TOL = 0.01  # leakage gaps below 0.01 (one leaked slot in a hundred) are ties
+COST_RATIO = 1.25       # time, latency: a win only if the other side is at least 1.25x slower
+EXPONENT_TOL = 0.10     # growth exponents t ~ N^b closer than 0.10 are ties
+COLD_MAX_KNOWN = 5      # cold-start figure: mean Recall@10 over n_known <= 5
+
+THRESHOLDS = {
+    "SE_MULTIPLIER": (SE_MULTIPLIER, "a quality gap is a win only if it exceeds this many standard "
+                                     "errors of the gap (when both sides report one)"),
+    "REL_TOL": (REL_TOL, "without standard errors, a quality gap must exceed this share of the "
+                         "larger value"),
+    "LEAKAGE_ABS_TOL": (LEAKAGE_ABS_TOL, "leakage@10 gaps below this are ties"),
+    "COST_RATIO": (COST_RATIO, "a time or latency is a win only if the other side is this many "
+                               "times slower"),
+    "EXPONENT_TOL": (EXPONENT_TOL, "growth exponents (t ∝ N^b) closer than this are ties"),
+    "COLD_MAX_KNOWN": (COLD_MAX_KNOWN, "cold-start figure = mean Recall@10 over n_known ≤ this"),
+}
+
+FAMILIES = ("mf", "softmax")
+FAMILY_LABEL = {"mf": "MF (WALS)", "softmax": "Softmax DNN"}
+OTHER = {"mf": "softmax", "softmax": "mf"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    title: str
+    textbook_mf: str
+    textbook_softmax: str
+    expected: str  # the family the textbook expects to come out ahead
+    figure: str    # what the measured figure is
+
+
+CLAIMS = (
+    Claim("quality", "Overall quality", "simpler model, fewer inputs",
+          "captures more personalised preferences", "softmax", "best recall@10 (± se)"),
+    Claim("query_features", "Query features", "not easy to include",
+          "can be included", "softmax", "recall@20 lift from user features (ablation)"),
+    Claim("cold_users", "Cold start: new users", "needs heuristics (fold-in, feature averages)",
+          "easily handles new queries", "softmax",
+          f"mean Recall@10, n_known ≤ {COLD_MAX_KNOWN}"),
+    Claim("cold_items", "Cold start: new items", "needs heuristics (feature averages, fold-in)",
+          "item tower embeds new items", "softmax",
+          f"mean Recall@10 on new items, n_known ≤ {COLD_MAX_KNOWN}"),
+    Claim("folding", "Folding", "easily reduced by the unobserved weight w0",
+          "prone to folding; needs negative sampling or gravity", "mf",
+          "lowest leakage@10 (lower is better)"),
+    Claim("training", "Training scalability", "scales to huge sparse corpora",
+          "harder to scale; needs sampling/hashing", "mf",
+          "growth exponent of training time, time at the largest size"),
+    Claim("serving", "Serving scalability", "U, V static; candidates precomputable",
+          "query embedding computed at request time", "mf", "p50 latency per query"),
+)
+
+
+@dataclass
+class ClaimResult:
+    claim: Claim
+    figures: dict          # family -> display string (absent family: not measured)
+    models: dict           # family -> model name behind the figure
+    winner: str | None     # "mf", "softmax", "tie", or None when not measured
+    verdict: str           # "confirmed", "not confirmed", "depends", "not measured"
+    text: str              # one line, generated from the numbers
+
+    @property
+    def line(self) -> str:
+        return self.text if self.verdict == "not measured" else f"{self.verdict}: {self.text}"
+
+
+# ----------------------------------------------------------------------------- comparisons
+def family_of(name: str, results: dict) -> str:
+    """The family of model ``name``: from results.json, else guessed from the name."""
+    fam = results.get("models", {}).get(name, {}).get("family")
+    if fam:
+        return fam
+    low = name.lower()
+    if low.startswith(("wals", "mf", "als")):
+        return "mf"
+    if low.startswith(("softmax", "dnn")):
+        return "softmax"
+    return "baseline"
+
+
+def quality_gap(a, b, se_a=None, se_b=None, abs_tol=0.0) -> tuple[int, str]:
+    """+1 if ``a`` beats ``b`` (higher is better), -1 if ``b`` wins, 0 for a tie; and the rule."""
+    if fmt.is_num(se_a) and fmt.is_num(se_b):
+        thr, rule = SE_MULTIPLIER * math.hypot(se_a, se_b), f"{SE_MULTIPLIER:g} se"
+    else:
+        thr, rule = REL_TOL * max(abs(a), abs(b)), f"{REL_TOL:.0%}"
+    if abs_tol > thr:
+        thr, rule = abs_tol, f"{abs_tol:g}"
+    gap = a - b
+    return (0 if abs(gap) <= thr else (1 if gap > 0 else -1)), rule
+
+
+def cost_gap(a, b) -> tuple[int, float]:
+    """+1 if cost ``a`` beats ``b`` (lower is better by COST_RATIO), -1, or 0; and the ratio."""
+    if a <= 0 or b <= 0:
+        return 0, float("nan")
+    ratio = max(a, b) / min(a, b)
+    if ratio < COST_RATIO:
+        return 0, ratio
+    return (1 if a < b else -1), ratio
+
+
+def _judge(claim: Claim, winner: str, win_text: str, tie_text: str, lose_text: str):
+    if winner == claim.expected:
+        return "confirmed", win_text
+    if winner == "tie":
+        return "not confirmed", tie_text
+    return "not confirmed", lose_text
+
+
+def _missing(claim: Claim, figures: dict, models: dict, what: str) -> ClaimResult:
+    return ClaimResult(claim, figures, models, None, "not measured", f"not measured ({what})")
+
+
+def _winner(sign: int, fam_a: str = "mf") -> str:
+    return "tie" if sign == 0 else (fam_a if sign > 0 else OTHER[fam_a])
+
+
+def _by_family(results: dict, value, better=max) -> dict:
+    """family -> (model, value) for the model with the best ``value(name, model)`` (not None)."""
+    out = {}
+    for name, model in results.get("models", {}).items():
+        fam = family_of(name, results)
+        if fam not in FAMILIES:
+            continue
+        v = value(name, model)
+        if v is None:
+            continue
+        if fam not in out or better(v, out[fam][1]) == v and v != out[fam][1]:
+            out[fam] = (name, v)
+    return out
+
+
+def _quality_metric(results: dict) -> str:
+    keys = set()
+    for model in results.get("models", {}).values():
+        keys.update(model.get("quality", {}))
+    if "recall@10" in keys:
+        return "recall@10"
+    recalls = sorted((k for k in keys if k.startswith("recall@")), key=lambda k: int(k.split("@")[1]))
+    return recalls[0] if recalls else "recall@10"
+
+
+# ----------------------------------------------------------------------------- the claims
+def _quality(claim: Claim, results: dict) -> ClaimResult:
+    metric = _quality_metric(results)
+
+    def val(_n, m):
+        v = m.get("quality", {}).get(metric)
+        return v if fmt.is_num(v) else None
+
+    best = _by_family(results, val)
+    figures = {f: f"{v:.4f}" + _se_suffix(results, n, metric) for f, (n, v) in best.items()}
+    models = {f: n for f, (n, _) in best.items()}
+    if len(best) < 2:
+        return _missing(claim, figures, models, f"{metric} for both families")
+    (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
+    sign, rule = quality_gap(mf_v, sm_v, *_ses(results, mf_n, sm_n, metric))
+    winner = _winner(sign)
+    # Other cut-offs: does the same family win at every k?
+    signs = {}
+    recall_keys = sorted({k for k in results["models"][mf_n].get("quality", {})
+                          if k.startswith("recall@") and k in results["models"][sm_n].get("quality", {})},
+                         key=lambda k: int(k.split("@")[1]))
+    for k in recall_keys:
+        a, b = results["models"][mf_n]["quality"][k], results["models"][sm_n]["quality"][k]
+        if fmt.is_num(a) and fmt.is_num(b):
+            signs[k] = quality_gap(a, b, *_ses(results, mf_n, sm_n, k))[0]
+    rel = (sm_v - mf_v) / mf_v if mf_v else float("nan")
+    base = f"{sm_n} {sm_v:.4f} vs {mf_n} {mf_v:.4f} ({fmt.pct(rel)} for softmax; threshold {rule})"
+    if len({s for s in signs.values()}) > 1:
+        label = {"mf": f"{mf_n} ahead", "softmax": f"{sm_n} ahead", "tie": "tie"}
+        parts = ", ".join(f"{label[_winner(s)]} at {k}" for k, s in signs.items())
+        return ClaimResult(claim, figures, models, winner, "depends", f"cut-off matters: {parts}")
+    verdict, text = _judge(claim, winner, base, f"no significant gap: {base}", f"MF ahead: {base}")
+    return ClaimResult(claim, figures, models, winner, verdict, text)
+
+
+def _se_suffix(results, name, metric) -> str:
+    se = results["models"][name].get("quality_se", {}).get(metric)
+    return f" ± {se:.4f}" if fmt.is_num(se) else ""
+
+
+def _ses(results, a, b, metric):
+    models = results["models"]
+    return (models[a].get("quality_se", {}).get(metric), models[b].get("quality_se", {}).get(metric))
+
+
+def _query_features(claim: Claim, results: dict) -> ClaimResult:
+    rows = [r for r in results.get("ablation", []) if fmt.is_num(r.get("recall@20"))]
+    if not rows:
+        return _missing(claim, {}, {}, "no feature ablation in this run")
+    lifts = {}  # family -> list of (rel lift, significant sign, model, history)
+    for on in (r for r in rows if r.get("user_features")):
+        for off in rows:
+            if off.get("model") == on.get("model") and not off.get("user_features") \
+                    and bool(off.get("history")) == bool(on.get("history")):
+                a, b = on["recall@20"], off["recall@20"]
+                sign, _ = quality_gap(a, b)
+                rel = (a - b) / b if b else float("inf") if a > b else 0.0
+                lifts.setdefault(family_of(on["model"], results), []).append(
+                    (rel, sign, on["model"], bool(on.get("history"))))
+    figures, models, best = {}, {}, {}
+    for fam in FAMILIES:
+        fam_rows = [r for r in rows if family_of(r["model"], results) == fam]
+        if fam in lifts:
+            best[fam] = max(lifts[fam])
+            figures[fam] = f"{fmt.pct(best[fam][0])} recall@20"
+            models[fam] = best[fam][2]
+        elif fam_rows:
+            figures[fam] = "no feature input"
+    if "softmax" not in best:
+        return _missing(claim, figures, models, "no softmax row with and without user features")
+    sm_sig = best["softmax"][1] > 0
+    mf_sig = "mf" in best and best["mf"][1] > 0
+    if sm_sig and (not mf_sig or best["softmax"][0] > best["mf"][0]):
+        winner = "softmax"
+    elif mf_sig:
+        winner = "mf"
+    else:
+        winner = "tie"
+    sm = lifts["softmax"]
+    by_hist = {h: max((r for r in sm if r[3] == h), default=None) for h in (True, False)}
+    if winner == "softmax" and all(by_hist.values()) and len({by_hist[h][1] > 0 for h in by_hist}) > 1:
+        helps = "without" if by_hist[False][1] > 0 else "with"
+        return ClaimResult(claim, figures, models, winner, "depends",
+                           f"user features help softmax only {helps} history "
+                           f"({fmt.pct(by_hist[False][0])} without, {fmt.pct(by_hist[True][0])} with)")
+    text = f"user features move softmax recall@20 by {fmt.pct(best['softmax'][0])}"
+    verdict, line = _judge(claim, winner, text + f" ({best['softmax'][2]})",
+                           text + f" (not beyond {REL_TOL:.0%})", text + "; MF gains more")
+    return ClaimResult(claim, figures, models, winner, verdict, line)
+
+
+def _cold(claim: Claim, results: dict, side: str) -> ClaimResult:
+    def curve(m):
+        pts = {int(p["n_known"]): p["recall@10"] for p in m.get("cold_start", {}).get(side, [])
+               if fmt.is_num(p.get("recall@10")) and fmt.is_num(p.get("n_known"))}
+        return pts or None
+
+    def val(_n, m):
+        pts = curve(m)
+        low = [v for k, v in (pts or {}).items() if k <= COLD_MAX_KNOWN]
+        return sum(low) / len(low) if low else None
+
+    best = _by_family(results, val)
+    figures = {f: f"{v:.4f}" for f, (_, v) in best.items()}
+    models = {f: n for f, (n, _) in best.items()}
+    if len(best) < 2:
+        return _missing(claim, figures, models, f"cold-start {side} curve for both families")
+    mf_n, sm_n = models["mf"], models["softmax"]
+    a, b = curve(results["models"][mf_n]), curve(results["models"][sm_n])
+    signs = {k: quality_gap(a[k], b[k])[0] for k in sorted(set(a) & set(b))}
+    winner = _winner(quality_gap(best["mf"][1], best["softmax"][1])[0])
+    nonzero = {s for s in signs.values() if s}
+    if len(nonzero) > 1:
+        ahead = {s: [k for k, v in signs.items() if v == s] for s in nonzero}
+        return ClaimResult(claim, figures, models, winner, "depends",
+                           f"{sm_n} ahead at n_known ∈ {_ks(ahead[-1])}, "
+                           f"{mf_n} ahead at n_known ∈ {_ks(ahead[1])}")
+    base = f"{sm_n} {best['softmax'][1]:.4f} vs {mf_n} {best['mf'][1]:.4f}"
+    verdict, text = _judge(claim, winner, f"{base}; softmax never behind on the curve",
+                           f"{base}; within {REL_TOL:.0%}", f"{base}; MF ahead")
+    return ClaimResult(claim, figures, models, winner, verdict, text)
+
+
+def _ks(ks) -> str:
+    return "{" + ", ".join(str(k) for k in ks) + "}"
+
+
+def _folding(claim: Claim, results: dict) -> ClaimResult:
+    def val(_n, m):
+        v = m.get("folding", {}).get("leakage@10")
+        return v if fmt.is_num(v) else None
+
+    best = _by_family(results, val, better=min)
+    figures = {f: f"{v:.4f}" for f, (_, v) in best.items()}
+    models = {f: n for f, (n, _) in best.items()}
+    if len(best) < 2:
+        return _missing(claim, figures, models, "leakage@10 for both families")
+    (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
+    sign, rule = quality_gap(sm_v, mf_v, abs_tol=LEAKAGE_ABS_TOL)  # higher leakage loses
+    winner = _winner(sign)
+    base = f"{mf_n} {mf_v:.4f} vs {sm_n} {sm_v:.4f} (threshold {rule})"
+    pos = [(n, m["folding"]["leakage@10"]) for n, m in results["models"].items()
+           if "positives-only" in n and val(n, m) is not None]
+    if winner != "mf" and pos and quality_gap(pos[0][1], mf_v, abs_tol=LEAKAGE_ABS_TOL)[0] > 0:
+        return ClaimResult(claim, figures, models, winner, "depends",
+                           f"softmax folds without negatives ({pos[0][0]} {pos[0][1]:.4f}) but "
+                           f"{sm_n} reaches {sm_v:.4f} vs {mf_n} {mf_v:.4f}")
+    verdict, text = _judge(claim, winner, f"MF leaks less: {base}",
+                           f"no significant gap: {base}", f"softmax leaks less: {base}")
+    return ClaimResult(claim, figures, models, winner, verdict, text)
+
+
+def growth_exponent(xs, ys) -> float | None:
+    """Least-squares slope of log(y) on log(x); None with fewer than two distinct x."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y > 0]
+    if len({p[0] for p in pts}) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+
+
+def _training(claim: Claim, results: dict) -> ClaimResult:
+    rows = [r for r in results.get("sweeps", {}).get("training_vs_size", [])
+            if fmt.is_num(r.get("wall_s")) and fmt.is_num(r.get("n_interactions"))]
+    per_model = {}
+    for r in rows:
+        per_model.setdefault(r["model"], []).append(r)
+    picks = {}
+    for name, rs in per_model.items():
+        fam = family_of(name, results)
+        top = max(rs, key=lambda r: r["n_interactions"])
+        b = growth_exponent([r["n_interactions"] for r in rs], [r["wall_s"] for r in rs])
+        if fam in FAMILIES and b is not None and (fam not in picks or top["wall_s"] < picks[fam][2]["wall_s"]):
+            picks[fam] = (name, b, top, rs)
+    if len(picks) < 2:
+        return _training_one_size(claim, results)
+    figures = {f: f"N^{b:.2f}; {fmt.seconds(top['wall_s'])} @ {fmt.count(top['n_interactions'])}"
+               for f, (_, b, top, _) in picks.items()}
+    models = {f: p[0] for f, p in picks.items()}
+    (mf_n, mf_b, _, mf_rows), (sm_n, sm_b, _, sm_rows) = picks["mf"], picks["softmax"]
+    exp_sign = 0 if abs(mf_b - sm_b) <= EXPONENT_TOL else (1 if mf_b < sm_b else -1)
+    common = {r["n_interactions"]: r["wall_s"] for r in mf_rows}.keys() & \
+        {r["n_interactions"]: r["wall_s"] for r in sm_rows}.keys()
+    time_sign, ratio, size = 0, float("nan"), None
+    if common:
+        size = max(common)
+        t_mf = next(r["wall_s"] for r in mf_rows if r["n_interactions"] == size)
+        t_sm = next(r["wall_s"] for r in sm_rows if r["n_interactions"] == size)
+        time_sign, ratio = cost_gap(t_mf, t_sm)
+    signs = {s for s in (exp_sign, time_sign) if s}
+    if len(signs) > 1:
+        slower = mf_n if exp_sign < 0 else sm_n
+        faster_now = mf_n if time_sign > 0 else sm_n
+        return ClaimResult(claim, figures, models, "tie", "depends",
+                           f"{slower} grows faster (N^{max(mf_b, sm_b):.2f} vs N^{min(mf_b, sm_b):.2f}) "
+                           f"but {faster_now} is still {ratio:.1f}x faster at {fmt.count(size)}")
+    winner = _winner(signs.pop() if signs else 0)
+    base = f"N^{mf_b:.2f} ({mf_n}) vs N^{sm_b:.2f} ({sm_n})"
+    if size is not None and ratio == ratio:
+        base += f"; {ratio:.1f}x apart at {fmt.count(size)} interactions"
+    verdict, text = _judge(claim, winner, f"MF scales better: {base}",
+                           f"no significant gap: {base}", f"softmax scales better: {base}")
+    return ClaimResult(claim, figures, models, winner, verdict, text)
+
+
+def _training_one_size(claim: Claim, results: dict) -> ClaimResult:
+    def val(_n, m):
+        v = m.get("training", {}).get("wall_s")
+        return v if fmt.is_num(v) else None
+
+    best = _by_family(results, val, better=min)
+    figures = {f: f"{fmt.seconds(v)} (one size)" for f, (_, v) in best.items()}
+    models = {f: n for f, (n, _) in best.items()}
+    if len(best) < 2:
+        return _missing(claim, figures, models, "training time for both families")
+    (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
+    sign, ratio = cost_gap(mf_v, sm_v)
+    winner = _winner(sign)
+    base = f"one data size only: {mf_n} {fmt.seconds(mf_v)} vs {sm_n} {fmt.seconds(sm_v)} ({ratio:.1f}x)"
+    verdict, text = _judge(claim, winner, base, base, base)
+    return ClaimResult(claim, figures, models, winner, verdict, text)
+
+
+def _serving(claim: Claim, results: dict) -> ClaimResult:
+    def val(_n, m):
+        v = m.get("serving", {}).get("p50_us")
+        return v if fmt.is_num(v) else None
+
+    best = _by_family(results, val, better=min)
+    models = {f: n for f, (n, _) in best.items()}
+    figures = {}
+    for f, (n, v) in best.items():
+        mode = results["models"][n]["serving"].get("mode")
+        figures[f] = f"{fmt.micros(v)}" + (f" ({mode})" if mode else "")
+    # The corpus sweep says whether the gap holds as the catalogue grows.
+    exact = [r for r in results.get("sweeps", {}).get("serving_vs_corpus", [])
+             if r.get("index", "exact") == "exact" and fmt.is_num(r.get("p50_us"))]
+    by_size = {}
+    for r in exact:
+        by_size.setdefault(r["n_items"], {})[family_of(r["model"], results)] = r["p50_us"]
+    size_signs = {n: cost_gap(v["mf"], v["softmax"])
+                  for n, v in sorted(by_size.items()) if "mf" in v and "softmax" in v}
+    if len(best) < 2:
+        if not size_signs:
+            return _missing(claim, figures, models, "serving latency for both families")
+        n_max = max(size_signs)
+        best = {"mf": ("mf", by_size[n_max]["mf"]), "softmax": ("dnn", by_size[n_max]["softmax"])}
+        figures = {f: f"{fmt.micros(v)} @ {fmt.count(n_max)} items" for f, (_, v) in best.items()}
+        models = {"mf": "mf", "softmax": "dnn"}
+    (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
+    sign, ratio = cost_gap(mf_v, sm_v)
+    winner = _winner(sign)
+    kinds = {s for s, _ in size_signs.values()}
+    if len(kinds) > 1:
+        groups = {s: [n for n, (v, _) in size_signs.items() if v == s] for s in kinds}
+        parts = []
+        for s, label in ((1, "MF faster"), (-1, "softmax faster"), (0, "within " + f"{COST_RATIO:g}x")):
+            if s in groups:
+                parts.append(f"{label} at n ∈ {{{', '.join(fmt.count(n) for n in groups[s])}}}")
+        return ClaimResult(claim, figures, models, winner, "depends", "; ".join(parts))
+    base = f"p50 {fmt.micros(mf_v)} ({mf_n}) vs {fmt.micros(sm_v)} ({sm_n}), {ratio:.1f}x"
+    if size_signs:
+        base += f"; same at every corpus size to {fmt.count(max(size_signs))}"
+    verdict, text = _judge(claim, winner, f"MF cheaper to serve: {base}",
+                           f"within {COST_RATIO:g}x: {base}", f"softmax cheaper to serve: {base}")
+    return ClaimResult(claim, figures, models, winner, verdict, text)
+
+
+JUDGES = {
+    "quality": _quality,
+    "query_features": _query_features,
+    "cold_users": lambda c, r: _cold(c, r, "users"),
+    "cold_items": lambda c, r: _cold(c, r, "items"),
+    "folding": _folding,
+    "training": _training,
+    "serving": _serving,
+}
+
+
+def headline(results: dict) -> list[ClaimResult]:
+    """One ClaimResult per textbook claim, in the order of CLAIMS."""
+    out = []
+    for c in CLAIMS:
+        try:
+            out.append(JUDGES[c.key](c, results))
+        except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
+            warnings.warn(f"claim {c.key!r}: cannot read its figures: {exc!r}", stacklevel=2)
+            out.append(_missing(c, {}, {}, f"figures unreadable: {type(exc).__name__} {exc}"))
+    return out

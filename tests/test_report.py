@@ -1,0 +1,357 @@
+"""The comparison report: verdicts from numbers, sections present only when measured, HTML renders."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mfsoftmax.cli import main as cli_main
+from mfsoftmax.reports import ReportInputError, load_results, render_report
+from mfsoftmax.reports.colors import KNOWN, model_color
+from mfsoftmax.reports.plots import PLOTS
+from mfsoftmax.reports.verdicts import CLAIMS, growth_exponent, headline, quality_gap
+from tests.fixtures.results_fixture import make_results
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def verdicts(results) -> dict:
+    return {r.claim.key: r for r in headline(results)}
+
+
+def light(results: dict) -> dict:
+    """The fixture without sweeps and embeddings: fewer plots, faster tests of other things."""
+    results.pop("sweeps", None)
+    for m in results["models"].values():
+        m.pop("embeddings", None)
+    return results
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    written = render_report(make_results(), out)
+    return out, written
+
+
+# ----------------------------------------------------------------------------- files and layout
+def test_report_files_written(rendered):
+    out, written = rendered
+    assert written["md"] == out / "report.md" and written["md"].stat().st_size > 0
+    assert written["html"] == out / "report.html" and written["html"].stat().st_size > 0
+    for key, _, _ in PLOTS:  # the fixture measures everything, so every plot exists
+        for ext in ("png", "svg"):
+            path = out / "plots" / f"{key}.{ext}"
+            assert path.exists() and path.stat().st_size > 1000, path
+            assert written[f"plots/{key}.{ext}"] == path
+    assert (out / "plots" / "quality_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in (out / "plots" / "folding.svg").read_text()
+
+
+def test_html_is_self_contained(rendered):
+    out, _ = rendered
+    page = (out / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<link" not in page and "<script" not in page and "@import" not in page
+    imgs = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(imgs) == len(PLOTS)
+    assert all(src.startswith("data:image/png;base64,") for src in imgs)
+
+
+def test_headline_has_a_row_per_claim(rendered):
+    out, _ = rendered
+    page = (out / "report.html").read_text()
+    table = re.search(r'<table class="t-headline">.*?</table>', page, re.S).group(0)
+    rows = re.findall(r"<tbody>.*</tbody>", table, re.S)[0].count("<tr>")
+    assert rows == len(CLAIMS) == 7
+    md = (out / "report.md").read_text()
+    for claim in CLAIMS:
+        assert f"| {claim.title} |" in md
+    for name in ("SE_MULTIPLIER", "REL_TOL", "COST_RATIO", "LEAKAGE_ABS_TOL"):
+        assert name in md and name in page  # thresholds are printed with the table
+
+
+def test_markdown_tables_and_plots(rendered):
+    out, _ = rendered
+    md = (out / "report.md").read_text()
+    for title in ("Quality @10", "Training cost", "Serving latency and throughput",
+                  "Cold start, new users: Recall@10", "Cold start, new items: Recall@10",
+                  "Folding per model", "Folding vs WALS unobserved weight w0",
+                  "Folding per softmax variant", "Query-feature ablation", "Run metadata", "Stages"):
+        assert f"### {title}" in md
+    assert "0.2140 ± 0.0040" in md  # softmax-full recall@10 with its standard error
+    assert "(plots/cold_start.png)" in md
+    assert "41.7 GFLOP/s" in md and "6b20f43c0ffee" in md
+
+
+# ----------------------------------------------------------------------------- verdicts
+def test_fixture_verdicts():
+    v = verdicts(make_results())
+    assert [r.claim.key for r in headline(make_results())] == [c.key for c in CLAIMS]
+    assert v["quality"].winner == "softmax" and v["quality"].verdict == "confirmed"
+    assert v["cold_users"].verdict == "confirmed"
+    assert v["folding"].winner == "mf" and v["folding"].verdict == "confirmed"
+    assert v["training"].verdict == "confirmed"
+    assert v["query_features"].verdict == "depends"  # +70% without history, +4.7% with
+    assert v["serving"].verdict == "depends"  # MF ahead on small corpora only
+
+
+def test_cold_start_verdict_flips_when_families_swap():
+    results = make_results()
+    models = results["models"]
+    assert verdicts(results)["cold_users"].verdict == "confirmed"
+    wals_curve = models["wals"]["cold_start"]["users"]
+    for m in models.values():
+        if m["family"] == "softmax":
+            m["cold_start"]["users"] = [dict(p, **{"recall@10": p["recall@10"] * 0.5})
+                                        for p in wals_curve]
+    for p in wals_curve:
+        p["recall@10"] = p["recall@10"] * 2
+    flipped = verdicts(results)["cold_users"]
+    assert flipped.winner == "mf"
+    assert flipped.verdict == "not confirmed"
+    assert flipped.line.startswith("not confirmed")
+
+
+def test_cold_start_depends_when_curves_cross():
+    results = make_results()
+    for p in results["models"]["wals"]["cold_start"]["items"]:
+        if p["n_known"] >= 5:
+            p["recall@10"] = 0.5  # fold-in overtakes the item tower once items have data
+    v = verdicts(results)["cold_items"]
+    assert v.verdict == "depends"
+    assert "n_known ∈ {5, 10}" in v.text
+
+
+def test_quality_gap_within_standard_errors_is_a_tie():
+    results = make_results()
+    wals, full = results["models"]["wals"]["quality"], results["models"]["softmax-full"]["quality"]
+    for k in (10, 20, 50):  # 0.004 below at every k; 2 se of the gap = 0.0113
+        wals[f"recall@{k}"] = full[f"recall@{k}"] - 0.004
+    v = verdicts(results)["quality"]
+    assert v.winner == "tie" and v.verdict == "not confirmed"
+    wals["recall@10"] = full["recall@10"] + 0.05  # MF ahead at k=10 only: the cut-off matters
+    v = verdicts(results)["quality"]
+    assert v.winner == "mf" and v.verdict == "depends" and "wals ahead at recall@10" in v.text
+    for k in (10, 20, 50):
+        wals[f"recall@{k}"] = full[f"recall@{k}"] + 0.05
+    v = verdicts(results)["quality"]
+    assert v.winner == "mf" and v.verdict == "not confirmed"
+
+
+def test_folding_depends_when_only_positives_only_folds():
+    results = make_results()
+    results["models"]["softmax-hard-negatives"]["folding"]["leakage@10"] = 0.015
+    v = verdicts(results)["folding"]
+    assert v.winner == "tie" and v.verdict == "depends"
+    assert "softmax-positives-only" in v.text
+
+
+def test_training_depends_when_exponent_and_time_disagree():
+    results = make_results()
+    for r in results["sweeps"]["training_vs_size"]:
+        if r["model"] == "wals":  # steeper growth but still far faster at 1M
+            r["wall_s"] = 0.004 * (r["n_interactions"] / 1e4) ** 2.0
+    v = verdicts(results)["training"]
+    assert v.verdict == "depends" and "grows faster" in v.text
+
+
+def test_thresholds_hand_computed():
+    # 2 se of the gap: 2 * hypot(0.004, 0.004) = 0.01131
+    assert quality_gap(0.20, 0.19, 0.004, 0.004)[0] == 0
+    assert quality_gap(0.20, 0.18, 0.004, 0.004)[0] == 1
+    assert quality_gap(0.18, 0.20, 0.004, 0.004)[0] == -1
+    # no se: 5% of the larger value (0.01)
+    assert quality_gap(0.20, 0.191)[0] == 0
+    assert quality_gap(0.20, 0.185)[0] == 1
+    # absolute floor for near-zero leakage
+    assert quality_gap(0.012, 0.004, abs_tol=0.01)[0] == 0
+    assert growth_exponent([1, 10, 100], [2, 200, 20000]) == pytest.approx(2.0)
+    assert growth_exponent([5, 5], [1, 2]) is None
+
+
+# ----------------------------------------------------------------------------- missing, failed
+def test_missing_sections_are_omitted_not_faked(tmp_path):
+    results = make_results()
+    del results["sweeps"]
+    del results["ablation"]
+    del results["serving"]
+    del results["offline_topk"]
+    for m in results["models"].values():
+        for key in ("cold_start", "embeddings", "serving", "quality_se"):
+            m.pop(key, None)
+    render_report(results, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    md = (tmp_path / "report.md").read_text()
+    for gone in ("serving_vs_corpus", "cold_start", "embeddings_pca", "training_vs_size", "folding"):
+        assert not (tmp_path / "plots" / f"{gone}.png").exists(), gone
+    assert (tmp_path / "plots" / "quality_vs_time.png").exists()
+    for table in ("t-serving", "t-ablation", "t-folding_vs_w0", "t-cold-users-recall@10", "t-offline_topk"):
+        assert f'id="{table}"' not in page, table
+    assert 'id="features"' not in page and 'id="cold-start"' not in page
+    assert "Query-feature ablation" not in md and "Cold start, new users" not in md
+    assert "± 0.0040" not in md  # no standard errors were measured, none shown
+    v = verdicts(results)
+    for key in ("query_features", "cold_users", "cold_items", "serving"):
+        assert v[key].verdict == "not measured" and v[key].winner is None
+    assert v["training"].verdict == "confirmed" and "one data size only" in v["training"].text
+    assert "nan" not in md.lower().replace("nanos", "")
+    # the headline keeps one row per claim, saying what was not measured
+    assert md.count("not measured") >= 4
+
+
+def test_malformed_section_is_skipped_with_a_warning(tmp_path):
+    results = light(make_results())
+    results["models"]["wals"]["embeddings"] = {"query": [[0.0, 1.0]], "query_group": [0, 1, 2]}
+    results["ablation"] = [{"history": True, "user_features": True, "recall@20": 0.3}]  # no model
+    with pytest.warns(UserWarning) as record:
+        written = render_report(results, tmp_path)
+    messages = " ".join(str(w.message) for w in record)
+    assert "embeddings_pca" in messages and "query_features" in messages
+    assert written["html"].exists() and not (tmp_path / "plots" / "embeddings_pca.png").exists()
+    with pytest.warns(UserWarning, match="query_features"):
+        assert verdicts(results)["query_features"].verdict == "not measured"
+
+
+def test_empty_run_renders(tmp_path):
+    written = render_report({"schema_version": 1}, tmp_path)
+    page = written["html"].read_text()
+    assert page.count('class="badge verdict-not-measured"') == len(CLAIMS)
+    assert not (tmp_path / "plots").exists()
+
+
+def test_failed_stage_is_shown(tmp_path):
+    results = light(make_results())
+    results["stages"]["serving"] = {"status": "failed", "error": "RuntimeError: hnswlib crashed",
+                                    "wall_s": 3.5}
+    render_report(results, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert '<span class="badge st-failed">failed</span>' in page
+    assert "stage &#x27;serving&#x27; failed" in page and "hnswlib crashed" in page
+    assert "| serving | **failed** |" in md
+    assert "> **Warning:**" in md
+
+
+# ----------------------------------------------------------------------------- several runs
+def test_two_runs_side_by_side(tmp_path):
+    a = light(make_results())
+    b = light(make_results())
+    b["dataset"]["name"] = "ml-100k"
+    b["run"]["id"] = "20250202-090000-ml100k"
+    b["run"]["git_commit"] = "abcdef1234567"
+    b["models"]["wals"]["quality"].update({"recall@10": 0.2500, "recall@20": 0.40, "recall@50": 0.55})
+    paths = []
+    for name, r in (("a.json", a), ("b.json", b)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(r))
+    out = tmp_path / "out"
+    assert cli_main(["report", str(paths[0]), str(paths[1]), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    label_a = "A: synthetic · 20250101-120000-synthetic · 6b20f43c"
+    label_b = "B: ml-100k · 20250202-090000-ml100k · abcdef12"
+    headline_html = re.search(r'<table class="t-headline">.*?</table>', page, re.S).group(0)
+    assert f'class="group">{label_a}</th>' in headline_html
+    assert f'class="group">{label_b}</th>' in headline_html
+    assert "A · recall@10" in md and "B · recall@10" in md
+    assert "0.1820 ± 0.0040" in md and "0.2500 ± 0.0040" in md
+    for suffix in ("A", "B"):
+        assert (out / "plots" / f"quality_vs_time_{suffix}.png").exists()
+        assert (out / "plots" / f"quality_vs_time_{suffix}.svg").exists()
+    # run B's wals beats softmax on quality: its verdict differs from run A's
+    rows = re.findall(r"<tr><th scope=\"row\">Overall quality</th>.*?</tr>", headline_html, re.S)
+    assert rows and "verdict-confirmed" in rows[0] and "verdict-not-confirmed" in rows[0]
+
+
+# ----------------------------------------------------------------------------- bad input, CLI
+def test_cli_writes_next_to_results(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(light(make_results())))
+    assert cli_main(["report", str(path)]) == 0
+    assert (tmp_path / "report.html").exists() and (tmp_path / "report.md").exists()
+    assert "report.html" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("{not json", "invalid JSON at line 1"),
+    (json.dumps({"schema_version": 2}), "schema_version 2 is not supported"),
+    (json.dumps([1, 2]), "expected a JSON object"),
+    (json.dumps({"schema_version": 1, "models": {"wals": {"quality": [0.1]}}}),
+     "models['wals'].quality must be an object"),
+    (json.dumps({"schema_version": 1, "sweeps": {"folding_vs_w0": {"w0": 1}}}),
+     "sweeps['folding_vs_w0'] must be a list"),
+])
+def test_bad_input_exits_2_naming_the_file(tmp_path, capsys, content, message):
+    path = tmp_path / "bad-results.json"
+    if content is not None:
+        path.write_text(content)
+    assert cli_main(["report", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and message in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ReportInputError, match=re.escape(message)):
+        load_results(path)
+
+
+def test_render_report_validates_dicts(tmp_path):
+    with pytest.raises(ReportInputError, match="schema_version"):
+        render_report({"schema_version": 0}, tmp_path)
+
+
+def test_model_colours_are_stable_and_distinct():
+    assert len(set(KNOWN.values())) == len(KNOWN)
+    assert model_color("wals") == KNOWN["wals"] == model_color("mf")
+    assert model_color("my-new-model") == model_color("my-new-model")
+    assert model_color("softmax-positives-only+gravity") != model_color("softmax-positives-only")
+    assert re.fullmatch(r"#[0-9a-f]{6}", model_color("softmax-positives-only+gravity"))
+
+
+# ----------------------------------------------------------------------------- real browser
+MARK_IMAGES = """<script>
+window.addEventListener('load', function () {
+  var imgs = document.images, broken = 0;
+  for (var i = 0; i < imgs.length; i++) {
+    var ok = imgs[i].complete && imgs[i].naturalWidth > 0;
+    imgs[i].setAttribute('data-loaded', ok ? 'yes' : 'no');
+    if (!ok) broken++;
+  }
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-broken', broken);
+  var t = document.querySelector('table.t-headline tbody');
+  document.body.setAttribute('data-headline-rows', t ? t.rows.length : -1);
+});
+</script>"""
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_html_renders_in_headless_chromium(rendered, tmp_path):
+    out, _ = rendered
+    page = (out / "report.html").read_text()
+    probe = tmp_path / "probe.html"  # a copy: the report itself carries no script
+    probe.write_text(page.replace("</body>", MARK_IMAGES + "</body>"))
+    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body[^>]*>", dom)
+    assert body, "chromium produced no DOM"
+    attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(0)))
+    assert attrs.get("images") == str(len(PLOTS))
+    assert attrs.get("broken") == "0"
+    assert attrs.get("headline-rows") == str(len(CLAIMS))
+    assert 'data-loaded="no"' not in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1400,3000", f"--screenshot={shot}",
+                    (out / "report.html").as_uri()], capture_output=True, timeout=120, cwd=tmp_path)
+    assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
