@@ -12,8 +12,8 @@ register(
 )(_synthetic.synthetic)
 
 # Loaders that register themselves on import.
-from . import movielens as _movielens  # noqa: E402,F401
 from . import files as _files  # noqa: E402,F401
+from . import movielens as _movielens  # noqa: E402,F401
 
 __all__ = [
     "DatasetError", "Interactions", "check_users_items", "feature_cardinality", "from_coo",

@@ -218,6 +218,31 @@ def _csr_sort_order(m: sp.csr_matrix) -> np.ndarray:
     return np.lexsort((m.indices, rows))
 
 
+def _dedupe_latest(users: np.ndarray, items: np.ndarray, n_items: int,
+                   timestamps: np.ndarray | None) -> np.ndarray:
+    """Positions of the kept events, in (user, item) order: per pair the latest by timestamp,
+    ties (and no timestamps) broken by position. Sorts one int64 key instead of a 3-key lexsort;
+    only the rows of duplicated pairs are ordered by timestamp."""
+    n = len(users)
+    key = users * np.int64(max(n_items, 1)) + items
+    if n < 2 or bool(np.all(key[1:] > key[:-1])):
+        return np.arange(n)
+    order = np.argsort(key)
+    ks = key[order]
+    same = ks[1:] == ks[:-1]
+    if same.any():
+        in_dup = np.zeros(n, dtype=bool)
+        in_dup[1:] |= same
+        in_dup[:-1] |= same
+        idx = np.flatnonzero(in_dup)
+        sub = order[idx]
+        tkey = sub if timestamps is None else np.asarray(timestamps)[sub]
+        order[idx] = sub[np.lexsort((sub, tkey, ks[idx]))]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = ~same
+    return order[last]
+
+
 def from_coo(name: str, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
              values: np.ndarray | None = None, timestamps: np.ndarray | None = None,
              ratings: np.ndarray | None = None, **kwargs) -> Interactions:
@@ -228,14 +253,13 @@ def from_coo(name: str, users: np.ndarray, items: np.ndarray, n_users: int, n_it
     """
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
+    if len(users) != len(items):
+        raise ValueError(f"{name}: {len(users)} user indices but {len(items)} item indices")
+    if len(users) and (users.min() < 0 or users.max() >= n_users or items.min() < 0
+                       or items.max() >= n_items):
+        raise ValueError(f"{name}: user/item indices outside [0, {n_users}) x [0, {n_items})")
     vals = np.ones(len(users), np.float32) if values is None else np.asarray(values, np.float32)
-    tkey = np.arange(len(users)) if timestamps is None else np.asarray(timestamps)
-    order = np.lexsort((tkey, items, users))
-    u, i = users[order], items[order]
-    last = np.ones(len(u), dtype=bool)
-    if len(u) > 1:
-        last[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
-    sel = order[last]
+    sel = _dedupe_latest(users, items, n_items, timestamps)
     u, i = users[sel], items[sel]
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])

@@ -1,1 +1,285 @@
-"""MovieLens loaders (placeholder, replaced by the loaders issue work)."""
+"""MovieLens loaders: ``ml-100k``, ``ml-1m``, ``ml-20m`` and ``ml-latest-small``.
+
+Each builder reads an unpacked copy (``data_dir``) or a verified cached download
+(:mod:`mfsoftmax.datasets.download`). Conventions shared by all four:
+
+* Interaction values are the raw ratings (``load`` binarises by default); ``ratings`` and
+  ``timestamps`` (seconds) are aligned with the matrix; ``user_ids``/``item_ids`` hold raw ids.
+* Users and items are the ones that have at least one rating, indexed in increasing raw id.
+  Items listed in the item file without any rating are **dropped** (ml-100k: all 1682 are rated;
+  ml-1m keeps 3706 of the 3883 movies). A rated item or user missing from its side file is an error.
+* Item features: ``genres`` (n_items x n_genres multi-hot, uint8) over one shared vocabulary
+  (:data:`GENRES`, plus any unknown genre names appended) and ``year_bucket`` (:data:`YEAR_BUCKETS`:
+  0 = unknown year, 1 = before 1920, then one code per decade up to 2020s and later).
+* User features (100K/1M only): ``age_bucket`` (1M buckets 1, 18, 25, 35, 45, 50, 56 -> 0..6; 100K
+  ages are bucketed the same way), ``gender`` (F=0, M=1), ``occupation`` (100K: index in
+  ``u.occupation`` or sorted names; 1M: the dataset's own 0..20 code). Codes are int64.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .core import DatasetError, Interactions, from_coo
+from .download import dataset_folder
+from .files import factorize_ints, integer_column, parse_numeric, read_bytes
+from .registry import register
+
+GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+          "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+          "Romance", "Sci-Fi", "Thriller", "War", "Western", "IMAX")
+_GENRE_ALIAS = {"Children": "Children's", "(no genres listed)": "unknown"}
+AGE_BUCKETS = (1, 18, 25, 35, 45, 50, 56)
+YEAR_BUCKETS = ("unknown", "<1920") + tuple(f"{d}s" for d in range(1920, 2020, 10)) + ("2020s+",)
+GENDERS = {"F": 0, "M": 1}
+_YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
+
+
+# ----------------------------------------------------------------------------- feature helpers
+def age_bucket(age: np.ndarray) -> np.ndarray:
+    """Ages -> MovieLens 1M bucket codes 0..6 (under 18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+)."""
+    return np.clip(np.searchsorted(AGE_BUCKETS, age, side="right") - 1, 0, None).astype(np.int64)
+
+
+def year_bucket(years: np.ndarray) -> np.ndarray:
+    """Release years (0 = unknown) -> :data:`YEAR_BUCKETS` codes."""
+    years = np.asarray(years, dtype=np.int64)
+    code = np.clip((years - 1920) // 10 + 2, 1, len(YEAR_BUCKETS) - 1)
+    return np.where(years > 0, code, 0).astype(np.int64)
+
+
+def genre_matrix(lists: list[list[str]]) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot (len(lists) x n_genres, uint8) over :data:`GENRES` plus unseen names."""
+    vocab = list(GENRES)
+    names = [[_GENRE_ALIAS.get(g, g) for g in gs if g] for gs in lists]
+    extra = sorted({g for gs in names for g in gs} - set(vocab))
+    vocab += extra
+    index = {g: k for k, g in enumerate(vocab)}
+    out = np.zeros((len(lists), len(vocab)), dtype=np.uint8)
+    for row, gs in enumerate(names):
+        out[row, [index[g] for g in gs]] = 1
+    return out, vocab
+
+
+def _title_year(title: str) -> int:
+    m = _YEAR_IN_TITLE.search(title.strip())
+    return int(m.group(1)) if m else 0
+
+
+def _lines(path: Path, encoding: str = "latin-1") -> list[str]:
+    lines = read_bytes(path).decode(encoding).splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _fields(path, n: int, line: str, sep: str, expected: int) -> list[str]:
+    f = line.split(sep)
+    if len(f) != expected:
+        raise DatasetError(f"{path}, line {n}: expected {expected} {sep!r}-separated fields, found "
+                           f"{len(f)}: {line[:80]!r}")
+    return f
+
+
+def _int(path, n: int, value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise DatasetError(f"{path}, line {n}: {what} {value.strip()!r} is not an integer") from None
+
+
+def _lookup(path, raw_ids: np.ndarray, table_ids: np.ndarray, what: str) -> np.ndarray:
+    """Row of ``table_ids`` for each raw id; every raw id must be present."""
+    order = np.argsort(table_ids, kind="stable")
+    pos = np.searchsorted(table_ids[order], raw_ids)
+    pos = np.minimum(pos, len(order) - 1)
+    found = table_ids[order][pos] == raw_ids
+    if not found.all():
+        missing = raw_ids[~found][:5].tolist()
+        raise DatasetError(f"{path}: {what} ids {missing} have ratings but are not listed")
+    return order[pos]
+
+
+# ----------------------------------------------------------------------------- ratings
+def read_ratings(path: Path, sep: bytes, header: bool, buf: bytes | None = None) -> dict:
+    """user, item, rating, timestamp columns of a ratings file (4 numeric fields per line)."""
+    buf = read_bytes(path) if buf is None else buf
+    vals, first = parse_numeric(path, buf, sep, 4, header=header)
+    return {
+        "user": integer_column(path, vals[:, 0], first, "user id", 1),
+        "item": integer_column(path, vals[:, 1], first, "item id", 2),
+        "rating": vals[:, 2].astype(np.float32),
+        "timestamp": integer_column(path, vals[:, 3], first, "timestamp", 4),
+    }
+
+
+def _assemble(name: str, folder: Path, r: dict, items: dict, users: dict | None,
+              item_file: Path, user_file: Path | None) -> Interactions:
+    uids, u = factorize_ints(r["user"])
+    iids, i = factorize_ints(r["item"])
+    rows = _lookup(item_file, iids, items["ids"], "item")
+    genres, vocab = genre_matrix([items["genres"][k] for k in rows])
+    item_features = {"genres": genres, "year_bucket": year_bucket(items["year"][rows])}
+    user_features = {}
+    meta = {"source": str(folder), "genres": vocab, "year_buckets": list(YEAR_BUCKETS),
+            "items_without_ratings_dropped": int(len(items["ids"]) - len(iids))}
+    if users is not None:
+        urows = _lookup(user_file, uids, users["ids"], "user")
+        user_features = {
+            "age_bucket": age_bucket(users["age"][urows]),
+            "gender": users["gender"][urows],
+            "occupation": users["occupation"][urows],
+        }
+        meta["age_buckets"] = list(AGE_BUCKETS)
+        meta["occupations"] = users["occupations"]
+    return from_coo(
+        name, u, i, len(uids), len(iids),
+        values=r["rating"], ratings=r["rating"], timestamps=r["timestamp"],
+        user_features=user_features, item_features=item_features,
+        user_ids=uids, item_ids=iids, meta=meta,
+    )
+
+
+# ----------------------------------------------------------------------------- ml-100k
+def read_items_100k(path: Path) -> dict:
+    """``u.item``: id|title|release date|video date|url|19 genre flags (latin-1)."""
+    ids, years, genres = [], [], []
+    for n, line in enumerate(_lines(path), 1):
+        f = _fields(path, n, line, "|", 24)
+        ids.append(_int(path, n, f[0], "item id"))
+        date = f[2].strip()
+        years.append(_int(path, n, date[-4:], "release year") if date else 0)
+        flags = f[5:]
+        if any(x not in ("0", "1") for x in flags):
+            raise DatasetError(f"{path}, line {n}: genre flags must be 0 or 1")
+        genres.append([GENRES[k] for k, x in enumerate(flags) if x == "1"])
+    return {"ids": np.array(ids, np.int64), "year": np.array(years, np.int64), "genres": genres}
+
+
+def read_users_100k(path: Path) -> dict:
+    """``u.user``: id|age|gender|occupation|zip."""
+    occ_file = path.parent / "u.occupation"
+    vocab = [s.strip() for s in _lines(occ_file) if s.strip()] if occ_file.exists() else None
+    ids, ages, genders, occs = [], [], [], []
+    for n, line in enumerate(_lines(path), 1):
+        f = _fields(path, n, line, "|", 5)
+        ids.append(_int(path, n, f[0], "user id"))
+        ages.append(_int(path, n, f[1], "age"))
+        if f[2] not in GENDERS:
+            raise DatasetError(f"{path}, line {n}: gender {f[2]!r} is not M or F")
+        genders.append(GENDERS[f[2]])
+        occs.append(f[3].strip())
+    if vocab is None or not set(occs) <= set(vocab):
+        vocab = sorted(set(occs))
+    index = {o: k for k, o in enumerate(vocab)}
+    return {"ids": np.array(ids, np.int64), "age": np.array(ages, np.int64),
+            "gender": np.array(genders, np.int64),
+            "occupation": np.array([index[o] for o in occs], np.int64), "occupations": vocab}
+
+
+@register("ml-100k", "MovieLens 100K: 943 users, 1682 movies, 100k ratings, user+item features",
+          downloads=True)
+def ml_100k(data_dir=None, cache=None) -> Interactions:
+    """MovieLens 100K (``u.data``, ``u.item``, ``u.user``); files checked against MD5SUMS if present."""
+    folder = dataset_folder("ml-100k", data_dir, cache)
+    r = read_ratings(folder / "u.data", b"\t", header=False)
+    return _assemble("ml-100k", folder, r, read_items_100k(folder / "u.item"),
+                     read_users_100k(folder / "u.user"), folder / "u.item", folder / "u.user")
+
+
+# ----------------------------------------------------------------------------- ml-1m
+def read_items_dat(path: Path) -> dict:
+    """``movies.dat``: id::title (year)::Genre|Genre (latin-1)."""
+    ids, years, genres = [], [], []
+    for n, line in enumerate(_lines(path), 1):
+        f = _fields(path, n, line, "::", 3)
+        ids.append(_int(path, n, f[0], "movie id"))
+        years.append(_title_year(f[1]))
+        genres.append(f[2].strip().split("|"))
+    return {"ids": np.array(ids, np.int64), "year": np.array(years, np.int64), "genres": genres}
+
+
+def read_users_dat(path: Path) -> dict:
+    """``users.dat``: id::gender::age::occupation::zip."""
+    ids, ages, genders, occs = [], [], [], []
+    for n, line in enumerate(_lines(path), 1):
+        f = _fields(path, n, line, "::", 5)
+        ids.append(_int(path, n, f[0], "user id"))
+        if f[1] not in GENDERS:
+            raise DatasetError(f"{path}, line {n}: gender {f[1]!r} is not M or F")
+        genders.append(GENDERS[f[1]])
+        ages.append(_int(path, n, f[2], "age"))
+        occs.append(_int(path, n, f[3], "occupation"))
+    occ = np.array(occs, np.int64)
+    if occ.size and occ.min() < 0:
+        raise DatasetError(f"{path}: negative occupation code")
+    return {"ids": np.array(ids, np.int64), "age": np.array(ages, np.int64),
+            "gender": np.array(genders, np.int64), "occupation": occ,
+            "occupations": "ml-1m codes 0..20 (see the dataset README)"}
+
+
+@register("ml-1m", "MovieLens 1M: 6040 users, 3706 rated movies, 1M ratings, user+item features",
+          downloads=True)
+def ml_1m(data_dir=None, cache=None) -> Interactions:
+    """MovieLens 1M (``ratings.dat``, ``movies.dat``, ``users.dat``; ``::`` separated)."""
+    folder = dataset_folder("ml-1m", data_dir, cache)
+    r = read_ratings(folder / "ratings.dat", b"::", header=False)
+    return _assemble("ml-1m", folder, r, read_items_dat(folder / "movies.dat"),
+                     read_users_dat(folder / "users.dat"), folder / "movies.dat", folder / "users.dat")
+
+
+# ----------------------------------------------------------------------------- csv releases
+def read_items_csv(path: Path) -> dict:
+    """``movies.csv``: movieId,title,genres with a header; titles may be quoted (utf-8)."""
+    text = read_bytes(path).decode("utf-8", errors="replace")
+    reader = csv.reader(io.StringIO(text))
+    head = next(reader)
+    if [h.strip() for h in head[:3]] != ["movieId", "title", "genres"]:
+        raise DatasetError(f"{path}, line 1: expected header movieId,title,genres, found {head}")
+    ids, years, genres = [], [], []
+    for row in reader:
+        n = reader.line_num
+        if not row:
+            continue
+        if len(row) != 3:
+            raise DatasetError(f"{path}, line {n}: expected 3 comma-separated fields, found {len(row)}")
+        ids.append(_int(path, n, row[0], "movie id"))
+        years.append(_title_year(row[1]))
+        genres.append(row[2].strip().split("|"))
+    return {"ids": np.array(ids, np.int64), "year": np.array(years, np.int64), "genres": genres}
+
+
+def _check_ratings_header(path: Path, buf: bytes) -> None:
+    head = buf[: buf.find(b"\n")].decode("utf-8", "replace").strip()
+    if head.split(",")[:4] != ["userId", "movieId", "rating", "timestamp"]:
+        raise DatasetError(f"{path}, line 1: expected header userId,movieId,rating,timestamp, "
+                           f"found {head[:80]!r}")
+
+
+def _csv_release(name: str, data_dir, cache) -> Interactions:
+    folder = dataset_folder(name, data_dir, cache)
+    ratings = folder / "ratings.csv"
+    buf = read_bytes(ratings)
+    _check_ratings_header(ratings, buf)
+    r = read_ratings(ratings, b",", header=True, buf=buf)
+    return _assemble(name, folder, r, read_items_csv(folder / "movies.csv"), None,
+                     folder / "movies.csv", None)
+
+
+@register("ml-20m", "MovieLens 20M: 138k users, 27k movies, 20M ratings, item features",
+          downloads=True)
+def ml_20m(data_dir=None, cache=None) -> Interactions:
+    """MovieLens 20M (``ratings.csv``, ``movies.csv``); no user features."""
+    return _csv_release("ml-20m", data_dir, cache)
+
+
+@register("ml-latest-small", "MovieLens latest-small: 610 users, 9.7k movies, 100k ratings",
+          downloads=True)
+def ml_latest_small(data_dir=None, cache=None) -> Interactions:
+    """MovieLens latest-small (``ratings.csv``, ``movies.csv``); no user features."""
+    return _csv_release("ml-latest-small", data_dir, cache)

@@ -17,7 +17,7 @@ def threshold(data: Interactions, min_rating: float | None) -> Interactions:
     return data.select(values >= min_rating)
 
 
-def k_core(data: Interactions, min_user: int = 0, min_item: int = 0, max_rounds: int = 100) -> Interactions:
+def k_core(data: Interactions, min_user: int = 0, min_item: int = 0) -> Interactions:
     """Iterated k-core: drop users with < ``min_user`` and items with < ``min_item`` interactions
     until both hold, then re-index the survivors."""
     if min_user <= 1 and min_item <= 1:
@@ -25,7 +25,7 @@ def k_core(data: Interactions, min_user: int = 0, min_item: int = 0, max_rounds:
     users = np.arange(data.n_users)
     items = np.arange(data.n_items)
     cur = data
-    for _ in range(max_rounds):
+    while True:  # each round removes someone, so this ends
         ua, ip = cur.user_activity(), cur.item_popularity()
         keep_u = ua >= min_user
         keep_i = ip >= min_item
