@@ -2,8 +2,9 @@
 
 from .base import Queries, RecommenderBase, mask_history, topk
 from .popularity import Popularity
+from .wals import WALS
 
-MODELS = {"popularity": Popularity}
+MODELS = {"popularity": Popularity, "wals": WALS}
 
 
 def register_model(name: str, cls) -> None:
@@ -11,4 +12,4 @@ def register_model(name: str, cls) -> None:
     MODELS[name] = cls
 
 
-__all__ = ["MODELS", "Popularity", "Queries", "RecommenderBase", "mask_history", "register_model", "topk"]
+__all__ = ["MODELS", "Popularity", "Queries", "RecommenderBase", "mask_history", "register_model", "topk", "WALS"]

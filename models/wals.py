@@ -1,0 +1,365 @@
+"""WALS matrix factorization trained through `implicit`'s ALS (DEFINITIONS.md, "WALS").
+
+Objective (w_ij observed weight, w0 unobserved weight, lambda = ``reg``)::
+
+    sum_Omega w_ij (1 - <U_i,V_j>)^2 + w0 sum_{not Omega} <U_i,V_j>^2 + lambda (|U|^2 + |V|^2)
+
+Divided by w0 it is `implicit`'s objective with confidence c_ij = w_ij / w0 on observed entries
+(preference 1), confidence 1 elsewhere and regularization lambda / w0; `implicit` 0.7 does not
+rescale the regularization by the number of observations (its per-row system is
+Y^T Y + reg I + sum_I (c_ij - 1) y_j y_j^T, right-hand side sum_I c_ij y_j), so the minimiser
+and every exact half-step are WALS's. We pass one users x items CSR sharing the training
+matrix's index arrays with data w_ij / w0 and ``alpha=1`` (no further copy in `implicit`).
+``solver="cholesky"`` is `implicit`'s exact ``use_cg=False``; ``"cg"`` is its approximate
+conjugate-gradient solver (``cg_steps`` per row per half-step).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from mfsoftmax.datasets.core import check_users_items
+from mfsoftmax.runtime import atomic_write_bytes
+
+from . import wals_linalg as la
+from .base import Queries, RecommenderBase
+from .wals_features import FeatureMeans, encode_features
+
+WEIGHTS = ("binary", "linear")
+SOLVERS = ("cg", "cholesky")
+COLD_USER = ("features", "popularity", "zero")
+
+
+_BLAS = {}
+
+
+def _blas_one_thread():
+    """Context limiting BLAS to one thread (the controller is built once per process)."""
+    if "controller" not in _BLAS:
+        import implicit.cpu.als  # noqa: F401  (load its BLAS before inspecting the libraries)
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS["controller"] = ThreadpoolController()
+    return _BLAS["controller"].limit(limits=1, user_api="blas")
+
+
+class _StopTraining(Exception):
+    """Raised inside implicit's fit callback when the suite's callback asks to stop."""
+
+
+class WALS(RecommenderBase):
+    """Weighted matrix factorization (WALS) on `implicit`.
+
+    Parameters
+    ----------
+    dim : int
+        Embedding dimension d.
+    w0 : float
+        Weight of unobserved entries.
+    weight : {"binary", "linear"}
+        Observed weights: 1, or 1 + ``alpha`` * value (value = the training matrix entry).
+    alpha : float
+        Slope of the ``"linear"`` scheme.
+    reg : float
+        L2 regularization lambda on both factor matrices.
+    iterations : int
+        ALS iterations (one user and one item half-step each).
+    solver : {"cg", "cholesky"}
+        `implicit`'s conjugate gradient (approximate) or exact Cholesky solver.
+    cg_steps : int
+        CG steps per row and half-step.
+    seed : int
+        Seed of the initial factors (uniform in [0, ``init_scale``), users then items, as
+        `implicit` draws them).
+    threads : int
+        `implicit`'s ``num_threads`` (0 = all cores); BLAS is pinned to 1 thread during fit.
+    device : {"cpu", "cuda"}
+        "cuda" trains with ``implicit.gpu`` (CG only).
+    cold_user : {"features", "popularity", "zero"}
+        Scores for new users with an empty history.
+    progress : bool
+        Show `implicit`'s tqdm bar.
+    init_scale : float
+        Scale of the initial factors.
+    track_loss : bool
+        Compute the full WALS objective after each iteration into ``loss_history``.
+    """
+
+    name = "wals"
+    family = "mf"
+
+    def __init__(self, dim: int = 64, w0: float = 0.1, weight: str = "binary", alpha: float = 1.0,
+                 reg: float = 0.1, iterations: int = 15, solver: str = "cg", cg_steps: int = 3,
+                 seed: int = 0, threads: int = 1, device: str = "cpu", cold_user: str = "features",
+                 progress: bool = False, init_scale: float = 0.01, track_loss: bool = True):
+        checks = (
+            ("dim", dim >= 1), ("w0", w0 > 0), ("reg", reg >= 0), ("iterations", iterations >= 0),
+            ("cg_steps", cg_steps >= 1), ("threads", threads >= 0), ("init_scale", init_scale >= 0),
+            ("weight", weight in WEIGHTS), ("solver", solver in SOLVERS),
+            ("device", device in ("cpu", "cuda")), ("cold_user", cold_user in COLD_USER),
+            ("alpha", alpha >= 0),
+        )
+        for param, ok in checks:
+            if not ok:
+                raise ValueError(f"WALS: bad parameter {param}={locals()[param]!r}")
+        self.dim, self.w0, self.weight, self.alpha, self.reg = int(dim), float(w0), weight, float(alpha), float(reg)
+        self.iterations, self.solver, self.cg_steps = int(iterations), solver, int(cg_steps)
+        self.seed, self.threads, self.device, self.cold_user = int(seed), int(threads), device, cold_user
+        self.progress, self.init_scale, self.track_loss = bool(progress), float(init_scale), bool(track_loss)
+        self.U = self.V = None
+        self.loss_history: list[float] = []
+        self.iterations_run = 0
+        self.fit_seconds = 0.0
+        self._matrix = None  # reference to the training matrix (no copy), for objective()
+        self._item_pop = self._user_active = None
+        self._user_features = self._item_features = None  # training side information (no copy)
+        self._user_codes = self._item_codes = None
+        self._user_feature_names: list[str] = []
+        self._item_feature_names: list[str] = []
+        self._cache: dict = {}
+
+    # ------------------------------------------------------------------ params
+    def get_params(self) -> dict:
+        return {
+            "dim": self.dim, "w0": self.w0, "weight": self.weight, "alpha": self.alpha,
+            "reg": self.reg, "iterations": self.iterations, "solver": self.solver,
+            "cg_steps": self.cg_steps, "seed": self.seed, "threads": self.threads,
+            "device": self.device, "cold_user": self.cold_user, "progress": self.progress,
+            "init_scale": self.init_scale, "track_loss": self.track_loss,
+        }
+
+    def weights_of(self, values: np.ndarray) -> np.ndarray:
+        """Observed weights w_ij for interaction ``values`` under the weight scheme."""
+        if self.weight == "binary":
+            return np.ones(len(values), dtype=np.float32)
+        return (1.0 + self.alpha * np.asarray(values, dtype=np.float32)).astype(np.float32)
+
+    # --------------------------------------------------------------------- fit
+    def _implicit_model(self):
+        kwargs = dict(factors=self.dim, regularization=self.reg / self.w0, alpha=1.0,
+                      iterations=self.iterations, calculate_training_loss=False, random_state=self.seed)
+        if self.device == "cuda":
+            import implicit.gpu
+
+            if not implicit.gpu.HAS_CUDA:
+                raise RuntimeError("WALS(device='cuda'): this implicit build has no CUDA support "
+                                   "(implicit.gpu.HAS_CUDA is False); use device='cpu'")
+            if self.solver != "cg":
+                raise ValueError("WALS(device='cuda') supports solver='cg' only (implicit.gpu has no Cholesky)")
+            import implicit.gpu.als
+
+            model = implicit.gpu.als.AlternatingLeastSquares(**kwargs)
+        else:
+            from implicit.cpu.als import AlternatingLeastSquares
+
+            model = AlternatingLeastSquares(use_cg=self.solver == "cg", num_threads=self.threads, **kwargs)
+        model.cg_steps = self.cg_steps
+        return model
+
+    def init_factors(self, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        """Initial (U, V): uniform [0, init_scale), users drawn first (as `implicit` does)."""
+        rng = np.random.default_rng(self.seed)
+        U = rng.random((n_users, self.dim), dtype=np.float32) * np.float32(self.init_scale)
+        V = rng.random((n_items, self.dim), dtype=np.float32) * np.float32(self.init_scale)
+        return U, V
+
+    def fit(self, train, valid=None, callback=None, init=None) -> WALS:
+        """Train on ``train`` (Interactions, users x items); ``init`` = optional (U0, V0)."""
+        matrix = check_users_items(train.matrix, what=f"{train.name} training matrix")
+        m, n = matrix.shape
+        self.n_users, self.n_items = m, n
+        self._matrix = matrix
+        self._item_pop = np.bincount(matrix.indices, minlength=n).astype(np.int64)
+        self._user_active = np.diff(matrix.indptr) > 0
+        self._user_features, self._item_features = train.user_features, train.item_features
+        self._user_codes = self._item_codes = None  # encoded on first cold-start use
+        self._cache = {}
+        self.loss_history = []
+        self.iterations_run = 0
+        # confidences c_ij = w_ij / w0 on the training pattern (shares indices and indptr)
+        conf = sp.csr_matrix((self.weights_of(matrix.data) / np.float32(self.w0), matrix.indices,
+                              matrix.indptr), shape=matrix.shape, copy=False)
+        U, V = init if init is not None else self.init_factors(m, n)
+        U = np.array(U, dtype=np.float32, order="C")
+        V = np.array(V, dtype=np.float32, order="C")
+        if U.shape != (m, self.dim) or V.shape != (n, self.dim):
+            raise ValueError(f"init factors have shapes {U.shape}, {V.shape}; expected "
+                             f"({m}, {self.dim}) and ({n}, {self.dim})")
+        gpu = self.device == "cuda"
+        track = self.track_loss
+
+        def on_iteration(iteration, elapsed, loss):
+            self.iterations_run = iteration + 1
+            if gpu:
+                self.U, self.V = model.user_factors.to_numpy(), model.item_factors.to_numpy()
+            self._cache = {}
+            if track:
+                self.loss_history.append(self.objective())
+            if callback is not None and callback(iteration, self):
+                raise _StopTraining
+
+        t0 = time.perf_counter()
+        with _blas_one_thread():  # also around the model's creation: implicit checks BLAS there
+            model = self._implicit_model()
+            if gpu:
+                import implicit.gpu
+
+                model.user_factors, model.item_factors = implicit.gpu.Matrix(U), implicit.gpu.Matrix(V)
+            else:
+                model.user_factors, model.item_factors = U, V  # updated in place by implicit
+            self.U, self.V = U, V
+            try:
+                model.fit(conf, show_progress=self.progress, callback=on_iteration)
+            except _StopTraining:
+                pass
+        self.fit_seconds = time.perf_counter() - t0
+        if gpu:
+            self.U, self.V = model.user_factors.to_numpy(), model.item_factors.to_numpy()
+        self._cache = {}
+        return self
+
+    def objective(self) -> float:
+        """The full WALS objective of the current factors on the training matrix."""
+        if self._matrix is None:
+            raise RuntimeError("WALS.objective() needs the training matrix: call fit() first "
+                               "(a loaded model does not keep it)")
+        m = self._matrix
+        return la.objective(self.U, self.V, m, self.weights_of(m.data), self.w0, self.reg)
+
+    # ------------------------------------------------------------ embeddings
+    def _check_fitted(self):
+        if self.U is None:
+            raise RuntimeError("WALS: call fit() (or load()) first")
+
+    def _cached(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def item_embeddings(self) -> np.ndarray:
+        """Item factors V (n_items x d)."""
+        self._check_fitted()
+        return self.V
+
+    def fold_in_users(self, history: sp.csr_matrix) -> np.ndarray:
+        """Fold-in solve for each row of ``history`` (B x n_items): (B x d); empty rows -> 0."""
+        self._check_fitted()
+        history = check_users_items(history, n_items=self.n_items, what="fold-in history")
+        gram = self._cached("item_gram", lambda: la.gramian(self.V, self.w0, self.reg))
+        return la.fold_in(self.V, gram, history, self.weights_of(history.data), self.w0)
+
+    def fold_in_items(self, item_users: sp.csr_matrix) -> np.ndarray:
+        """Fold-in of new items from their users (n_new x n_users CSR): (n_new x d)."""
+        self._check_fitted()
+        if not sp.isspmatrix_csr(item_users) or item_users.shape[1] != self.n_users:
+            raise ValueError(f"item_users must be a CSR matrix (new items x {self.n_users} users), "
+                             f"got {type(item_users).__name__} of shape {getattr(item_users, 'shape', None)}")
+        gram = self._cached("user_gram", lambda: la.gramian(self.U, self.w0, self.reg))
+        return la.fold_in(self.U, gram, item_users, self.weights_of(item_users.data), self.w0)
+
+    def _encode(self) -> None:
+        if self._user_codes is None:
+            self._user_feature_names, self._user_codes = encode_features(self._user_features or {})
+            if not self._user_feature_names:
+                self._user_codes = np.zeros((self.n_users, 0), dtype=np.int64)
+        if self._item_codes is None:
+            self._item_feature_names, self._item_codes = encode_features(self._item_features or {})
+            if not self._item_feature_names:
+                self._item_codes = np.zeros((self.n_items, 0), dtype=np.int64)
+
+    def _user_means(self) -> FeatureMeans:
+        self._encode()
+        return self._cached("user_means", lambda: FeatureMeans(self._user_codes, self._user_active, self.U))
+
+    def _item_means(self) -> FeatureMeans:
+        self._encode()
+        return self._cached("item_means", lambda: FeatureMeans(self._item_codes, self._item_pop > 0, self.V))
+
+    def cold_user_embeddings(self, users: np.ndarray) -> np.ndarray:
+        """Mean embedding of training users sharing ``users``' features (with back-off)."""
+        self._check_fitted()
+        return self._user_means().lookup(self._check_index(users, self.n_users, "user"))[0]
+
+    def cold_item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:
+        """Mean embedding of trained items sharing each item's features (with back-off)."""
+        self._check_fitted()
+        return self._item_means().lookup(self._check_index(item_indices, self.n_items, "item"))[0]
+
+    @staticmethod
+    def _check_index(idx, size: int, what: str) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise IndexError(f"{what} indices must be in [0, {size}), got range [{idx.min()}, {idx.max()}]")
+        return idx
+
+    def query_embeddings(self, queries: Queries) -> np.ndarray:
+        """(B x d) query embeddings: U rows for known users, fold-in for new users with a
+        history, the ``cold_user`` heuristic for new users without one (zeros unless
+        ``cold_user="features"``)."""
+        self._check_fitted()
+        users = self._check_index(queries.users, self.n_users, "user")
+        if queries.known:
+            return self.U[users]
+        emb = self.fold_in_users(queries.history)
+        empty = np.diff(queries.history.indptr) == 0
+        if empty.any() and self.cold_user == "features":
+            emb[empty] = self.cold_user_embeddings(users[empty])
+        return emb
+
+    # ---------------------------------------------------------------- scoring
+    def score(self, queries: Queries) -> np.ndarray:
+        scores = self.query_embeddings(queries) @ self.V.T
+        if not queries.known and self.cold_user == "popularity":
+            empty = np.diff(queries.history.indptr) == 0
+            if empty.any():
+                scores[empty] = np.log1p(self._item_pop).astype(np.float32)
+        return self._check_scores(scores, queries)
+
+    def item_cold_scores(self, queries: Queries, items: np.ndarray,
+                         revealed: sp.csr_matrix | None = None) -> np.ndarray:
+        """Scores (B x len(items)) of new ``items``: each item embedded by fold-in of its row of
+        ``revealed`` (len(items) x n_users) when that row has interactions, else by the
+        feature-average heuristic."""
+        items = self._check_index(items, self.n_items, "item")
+        emb = self.cold_item_embeddings(items)
+        if revealed is not None:
+            if revealed.shape != (len(items), self.n_users):
+                raise ValueError(f"revealed has shape {revealed.shape}, expected ({len(items)}, {self.n_users})")
+            has = np.diff(revealed.indptr) > 0
+            if has.any():
+                emb[has] = self.fold_in_items(revealed[np.flatnonzero(has)])
+        return self.query_embeddings(queries) @ emb.T
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        self._check_fitted()
+        self._encode()
+        params = dict(self.get_params(), name=self.name, n_users=self.n_users, n_items=self.n_items,
+                      loss_history=self.loss_history, iterations_run=self.iterations_run,
+                      user_feature_names=self._user_feature_names,
+                      item_feature_names=self._item_feature_names)
+        buf = io.BytesIO()
+        np.savez(buf, U=self.U, V=self.V, item_pop=self._item_pop, user_active=self._user_active,
+                 user_codes=self._user_codes, item_codes=self._item_codes)
+        atomic_write_bytes(f"{path}/factors.npz", buf.getvalue())
+        self._write_params(path, params)
+
+    @classmethod
+    def load(cls, path) -> WALS:
+        params = cls._read_params(path)
+        init = {k: params[k] for k in cls().get_params()}
+        model = cls(**init)
+        with np.load(f"{path}/factors.npz") as z:
+            model.U, model.V = z["U"], z["V"]
+            model._item_pop, model._user_active = z["item_pop"], z["user_active"]
+            model._user_codes, model._item_codes = z["user_codes"], z["item_codes"]
+        model.n_users, model.n_items = params["n_users"], params["n_items"]
+        model.loss_history = list(params["loss_history"])
+        model.iterations_run = params["iterations_run"]
+        model._user_feature_names = params["user_feature_names"]
+        model._item_feature_names = params["item_feature_names"]
+        return model
