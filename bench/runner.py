@@ -354,7 +354,7 @@ class Runner:
             ann_ef=int(sw["ann_ef"]), seed=self.seed, time_budget_s=float(sw["time_budget_s"]))
 
     def stage_training_vs_size(self) -> None:
-        from .sweeps import growth_exponent, training_vs_size
+        from .sweeps import training_vs_size
 
         sw = self.cfg["sweeps"]
         builders = {}
@@ -370,8 +370,6 @@ class Runner:
         rows = training_vs_size(sw["train_sizes"], builders, n_items=int(sw["train_items"]),
                                 seed=self.seed, time_budget_s=float(sw["time_budget_s"]))
         self.results["sweeps"]["training_vs_size"] = rows
-        self.results["sweeps"]["training_growth_exponent"] = {
-            name: growth_exponent(rows, name) for name in builders}
 
     # ------------------------------------------------------------------ output
     def finish(self) -> None:

@@ -104,8 +104,8 @@ def offline_topk(model, n_users: int, k: int = 100, batch: int = 2048) -> dict:
     """Precompute the top-k of every known user (MF's offline serving option): time and bytes."""
     from mfsoftmax.models.base import topk
 
-    U = model.user_factors
-    V = model.item_factors
+    U = model.U  # precomputed user factors (n_users x d)
+    V = model.item_embeddings()
     t0 = time.perf_counter()
     nbytes = 0
     for start in range(0, n_users, batch):
@@ -147,13 +147,3 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
                          "n_items": int(n_items), "n_users": int(n_users), "wall_s": wall,
                          "peak_rss_mb": round(mon.delta_mb, 3)})
     return rows
-
-
-def growth_exponent(rows: list[dict], model: str) -> float | None:
-    """Slope of log(wall_s) against log(n_interactions) for one model (None if < 2 points)."""
-    pts = [(r["n_interactions"], r["wall_s"]) for r in rows
-           if r["model"] == model and r.get("wall_s")]
-    if len(pts) < 2:
-        return None
-    x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
-    return float(np.polyfit(x, y, 1)[0])

@@ -74,7 +74,7 @@ class RecommenderContract:
         q = Queries(np.arange(10), split.train.matrix[:10], known=True)
         ids, scores = model.recommend(q, k=3)
         assert ids.shape == (10, 3)
-        for row, hist in zip(ids, q.history):
+        for row, hist in zip(ids, q.history, strict=True):
             assert not set(row) & set(hist.indices)
         assert np.all(np.diff(scores, axis=1) <= 0)
 

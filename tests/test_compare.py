@@ -4,8 +4,8 @@ import copy
 import json
 
 import pytest
-from mfsoftmax.bench.compare import CompareError, compare, format_json, format_markdown
 
+from mfsoftmax.bench.compare import CompareError, compare, format_json, format_markdown
 from mfsoftmax.cli import main as cli_main
 
 

@@ -1,0 +1,116 @@
+"""The suite end to end (`mfsoftmax run --quick`) and its failure handling."""
+
+import json
+import os
+
+import pytest
+
+from mfsoftmax.bench.config import ConfigError, load_config, shrink
+from mfsoftmax.bench.schema import check_results
+from mfsoftmax.cli import main
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "quick"
+    code = main(["run", "--quick", "--out", str(out), "--no-progress"])
+    return code, out
+
+
+def test_quick_run_honours_the_contract(quick_run):
+    code, out = quick_run
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert check_results(res, require_all=True) == []
+    assert all(s["status"] == "ok" for s in res["stages"].values()), res["stages"]
+    assert {"popularity", "wals", "softmax-full", "softmax-positives-only"} <= set(res["models"])
+    assert res["run"]["config"]["run"]["quick"] is True
+    assert res["run"]["threads"]["torch"] == 1
+    assert res["run"]["calibration"]["matmul_gflops"] > 0
+    wals = res["models"]["wals"]
+    assert wals["family"] == "mf"
+    assert [r["n_known"] for r in wals["cold_start"]["users"]] == [0, 1, 5]
+    assert 0.0 <= wals["folding"]["leakage@10"] <= 1.0
+    modes = {r["mode"] for r in res["serving"]}
+    assert {"known-user", "fold-in", "query-tower"} <= modes
+    assert res["ablation"] and res["offline_topk"]["bytes"] > 0
+
+
+def test_quick_run_writes_the_report(quick_run):
+    _, out = quick_run
+    assert (out / "report.md").stat().st_size > 0
+    html = (out / "report.html").read_text()
+    assert "<table" in html and "http://" not in html.replace("http://www.w3.org", "")
+    assert (out.parent / "latest").resolve() == out.resolve() or (out.parent / "latest.txt").exists()
+
+
+def test_quality_is_deterministic(tmp_path):
+    args = ["run", "--quick", "--models", "popularity", "wals", "--stages", "quality",
+            "--no-report", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    qa = {k: v["quality"] for k, v in json.loads((tmp_path / "a" / "results.json").read_text())["models"].items()}
+    qb = {k: v["quality"] for k, v in json.loads((tmp_path / "b" / "results.json").read_text())["models"].items()}
+    assert qa == qb
+
+
+def test_failed_stage_is_recorded_and_exit_is_nonzero(tmp_path, capsys):
+    out = tmp_path / "r"
+    code = main(["run", "--quick", "--models", "popularity", "wals", "--stages", "quality,offline_topk",
+                 "--set", "models.wals.params.solver=\"no-such-solver\"", "--no-report",
+                 "--no-progress", "--out", str(out)])
+    assert code == 1
+    res = json.loads((out / "results.json").read_text())
+    assert res["stages"]["quality"]["status"] == "failed"
+    assert "wals" in res["stages"]["quality"]["error"]
+    assert "popularity" in res["models"] and "wals" not in res["models"]
+    assert res["stages"]["offline_topk"]["status"] == "failed"
+
+
+def test_interrupt_keeps_earlier_runs_and_partial_results(tmp_path, monkeypatch):
+    from mfsoftmax.bench import runner as runner_mod
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "results.json").write_text('{"schema_version": 1}')
+
+    def boom(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_mod.Runner, "stage_serving", boom)
+    out = tmp_path / "now"
+    code = main(["run", "--quick", "--models", "popularity", "--stages", "quality,serving",
+                 "--no-report", "--no-progress", "--out", str(out)])
+    assert code == 130
+    res = json.loads((out / "results.json").read_text())
+    assert res["stages"]["quality"]["status"] == "ok"
+    assert res["stages"]["serving"]["status"] == "interrupted"
+    assert (earlier / "results.json").read_text() == '{"schema_version": 1}'
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_bad_config_names_the_key(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[models.x]\nparams = {}\n')
+    assert main(["run", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "models.x needs a 'kind'" in capsys.readouterr().err
+    assert main(["run", "--models", "nope", "--out", str(tmp_path / "o2")]) == 2
+    assert "nope" in capsys.readouterr().err
+    bad.write_text("[run\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "invalid TOML" in capsys.readouterr().err
+
+
+def test_every_shipped_config_loads_and_shrinks():
+    from mfsoftmax.bench.config import CONFIG_DIR
+
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    assert {"default", "ml-100k", "ml-latest-small", "ml-1m", "ml-20m", "scale"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        quick = shrink(cfg)
+        assert quick["tuning"]["trials"] == 1
+        for spec in quick["models"].values():
+            assert spec["search"] == {}
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no-such-config")
