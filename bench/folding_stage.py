@@ -57,7 +57,8 @@ def run_folding(runner) -> None:
     fcfg = runner.cfg["folding"]
     k = int(fcfg["k"])
     data, probe = probe_data(runner)
-    split = make_split(data, "holdout", seed=runner.seed)
+    reuse = data is runner.data  # the planted groups of the main dataset: its split and models
+    split = runner.split if reuse else make_split(data, "holdout", seed=runner.seed)
     rng = np.random.default_rng(runner.seed)
     label = f"{probe}:{data.name}"
     runner.say(f"  folding probe {label}: {data.n_users} users x {data.n_items} items, "
@@ -68,6 +69,8 @@ def run_folding(runner) -> None:
 
     def fit(name, **override):
         params = dict(best.get(name, runner.cfg["models"][name].get("params", {})))
+        if reuse and name in runner.fitted and all(params.get(k) == v for k, v in override.items()):
+            return runner.fitted[name]
         params.update(override)
         return runner.build(name, params).fit(split.train, valid=split.valid)
 

@@ -2,9 +2,10 @@
 
 from .base import Queries, RecommenderBase, mask_history, topk
 from .popularity import Popularity
+from .softmax_dnn import SoftmaxDNN
 from .wals import WALS
 
-MODELS = {"popularity": Popularity, "wals": WALS}
+MODELS = {"popularity": Popularity, "wals": WALS, "softmax": SoftmaxDNN}
 
 
 def register_model(name: str, cls) -> None:
@@ -12,4 +13,4 @@ def register_model(name: str, cls) -> None:
     MODELS[name] = cls
 
 
-__all__ = ["MODELS", "Popularity", "Queries", "RecommenderBase", "mask_history", "register_model", "topk", "WALS"]
+__all__ = ["MODELS", "Popularity", "Queries", "RecommenderBase", "mask_history", "register_model", "topk", "SoftmaxDNN", "WALS"]

@@ -1,0 +1,149 @@
+"""Softmax DNN speed benchmarks (pytest-benchmark); groups shared with the MF rows.
+
+Run: ``pytest bench/test_bench_softmax.py --benchmark-enable -p no:cacheprovider``.
+
+- ``epoch-full``: one ``full`` epoch on ml-100k, and its ratio to the time of its own logits
+  matmuls (forward q V^T plus the two backward products, 6 N d n FLOPs) measured in the same run;
+  target ratio <= 3.
+- ``epoch-sampled``: one epoch of each sampled variant on uniform synthetic data with the same
+  interaction count at n = 1e3 and 1e5 items; target: time(1e5) / time(1e3) < 1.5.
+- ``serve-single``: one query (forward pass + scores + top-20) on ml-100k.
+- ``fit-iteration``: a whole ``fit`` of one epoch (setup included) per variant on ml-100k.
+Everything runs single-threaded (``threads=1``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mfsoftmax.datasets import from_coo
+from mfsoftmax.models import Queries
+from mfsoftmax.models.softmax_dnn import LOSSES, SoftmaxDNN
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+CONF = dict(dim=64, hidden=(256,), batch_size=256, n_negatives=200, threads=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    """MovieLens 100K from ../shared/datasets: the registry loader, else u.data parsed here."""
+    try:
+        from mfsoftmax.datasets import load
+
+        return load("ml-100k", data_dir=SHARED)
+    except Exception:  # loader missing or not registered: interactions are enough here
+        path = SHARED / "ml-100k" / "u.data"
+        if not path.exists():
+            pytest.skip(f"real ml-100k not found under {SHARED}")
+        raw = np.loadtxt(path, dtype=np.int64)
+        u, i = raw[:, 0] - 1, raw[:, 1] - 1
+        return from_coo("ml-100k", u, i, int(u.max()) + 1, int(i.max()) + 1, timestamps=raw[:, 3])
+
+
+def uniform_data(n_items: int, n_users: int = 5000, per_user: int = 20, seed: int = 0):
+    """``n_users * per_user`` distinct (user, item) pairs, items uniform: the same interaction
+    count whatever ``n_items``."""
+    rng = np.random.default_rng(seed)
+    start = rng.integers(0, n_items, n_users)
+    step = max(1, n_items // per_user)
+    items = (start[:, None] + step * np.arange(per_user)[None, :]) % n_items
+    users = np.repeat(np.arange(n_users), per_user)
+    return from_coo(f"uniform-{n_items}", users, items.ravel(), n_users, n_items)
+
+
+def epoch_seconds(data, **kw) -> float:
+    model = SoftmaxDNN(epochs=1, **dict(CONF, **kw)).fit(data)
+    return model.history[0]["wall_s"]
+
+
+def logits_matmul_seconds(n_examples: int, batch: int, dim: int, n_items: int, repeats: int = 3) -> float:
+    """Best-of time of the logits layer's matmuls for one epoch: forward (B x d)(d x n) and the
+    backward products for the queries and for V, with torch on one thread."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(batch, dim, generator=g)
+    V = torch.randn(n_items, dim, generator=g)
+    grad = torch.randn(batch, n_items, generator=g)
+    n_batches = -(-n_examples // batch)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            q @ V.T
+            grad @ V
+            grad.T @ q
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+@pytest.mark.benchmark(group="epoch-full")
+def test_epoch_full_vs_logits_matmuls(benchmark, ml100k):
+    data = ml100k
+    secs = benchmark.pedantic(lambda: epoch_seconds(data, loss="full"), rounds=2, iterations=1)
+    epoch = min(benchmark.stats.stats.data) if benchmark.enabled else secs
+    mm = logits_matmul_seconds(data.n_interactions, CONF["batch_size"], CONF["dim"], data.n_items)
+    flops = 6.0 * data.n_interactions * CONF["dim"] * data.n_items
+    ratio = epoch / mm
+    benchmark.extra_info.update(epoch_s=epoch, logits_matmul_s=mm, logits_gflop=flops / 1e9,
+                                matmul_gflops=flops / mm / 1e9, ratio=ratio)
+    print(f"\nfull epoch {epoch:.2f}s, logits matmuls {mm:.2f}s ({flops / mm / 1e9:.1f} GFLOP/s), ratio {ratio:.2f}")
+    assert ratio <= 3.0
+
+
+SAMPLED = ("sampled-uniform", "sampled-popularity", "in-batch", "hard-negatives")
+
+
+@pytest.mark.benchmark(group="epoch-sampled")
+@pytest.mark.parametrize("n_items", [1_000, 100_000])
+@pytest.mark.parametrize("loss", SAMPLED)
+def test_epoch_sampled(benchmark, loss, n_items):
+    data = uniform_data(n_items)
+    benchmark.extra_info.update(n_items=n_items, n_interactions=data.n_interactions)
+    benchmark.pedantic(lambda: epoch_seconds(data, loss=loss), rounds=1, iterations=1)
+
+
+@pytest.mark.parametrize("loss", SAMPLED)
+def test_sampled_epoch_scaling(loss):
+    """Epoch time of a sampled variant grows < 1.5x when the catalogue grows 100x."""
+    small, large = uniform_data(1_000), uniform_data(100_000)
+    assert small.n_interactions == large.n_interactions
+    t_small = min(epoch_seconds(small, loss=loss) for _ in range(2))
+    t_large = min(epoch_seconds(large, loss=loss) for _ in range(2))
+    ratio = t_large / t_small
+    print(f"\n{loss}: epoch {t_small:.2f}s at n=1e3, {t_large:.2f}s at n=1e5, ratio {ratio:.2f}")
+    assert ratio < 1.5
+
+
+@pytest.fixture(scope="module")
+def served(ml100k):
+    model = SoftmaxDNN(loss="sampled-uniform", epochs=1, **CONF).fit(ml100k)
+    return model, ml100k
+
+
+@pytest.mark.benchmark(group="serve-single")
+def test_serve_single_query(benchmark, served):
+    model, data = served
+    q = Queries(np.array([0]), data.matrix[:1], known=False)
+    ids, _ = benchmark(model.recommend, q, 20)
+    assert ids.shape == (1, 20)
+    assert not set(ids[0]) & set(data.matrix[0].indices)
+
+
+@pytest.mark.benchmark(group="fit-iteration")
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fit_one_epoch(benchmark, ml100k, loss):
+    model = benchmark.pedantic(lambda: SoftmaxDNN(loss=loss, epochs=1, **CONF).fit(ml100k),
+                               rounds=1, iterations=1)
+    assert len(model.history) == 1 and np.isfinite(model.history[0]["loss"])

@@ -1,0 +1,104 @@
+"""Training losses of the softmax DNN (DEFINITIONS.md, "Softmax DNN" and "Gravity").
+
+Pure functions on tensors, so each one is unit-tested against a direct computation. Notation:
+``q`` (B x d) query embeddings psi(x), ``pos`` (B,) positive item ids, ``V`` item embeddings.
+Every loss is a mean over the batch.
+
+- ``full``: exact cross-entropy over all n items.
+- sampled softmax (``sampled-uniform``, ``sampled-popularity``): the positive plus m negatives
+  shared by the batch; each logit is corrected by ``-log(m Q(j))`` (logQ correction, applied to
+  the positive too); a negative equal to the row's positive (accidental hit) is masked to -inf.
+- ``in-batch``: the batch's other positives are the negatives, logits corrected by
+  ``-log(B Q(j))`` with Q the item frequency; columns holding the row's own item (other than
+  the diagonal) are masked.
+- ``hard-negatives``: a candidate pool is scored, each row keeps its top-m candidates (accidental
+  hits excluded) as negatives; no logQ correction (the draw depends on the score by design).
+- ``positives-only``: ``-log sigmoid(s_y)``: no negatives at all (L2 comes from weight decay).
+- ``gravity``: ``sum((Q^T Q) * (V^T V)) / (B n)``, the all-pairs squared-score penalty.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NEG_INF = float("-inf")
+
+
+def full_softmax_loss(q: torch.Tensor, V: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Exact softmax cross-entropy: ``-log softmax(q V^T)[pos]`` averaged over the batch."""
+    return F.cross_entropy(q @ V.T, pos)
+
+
+def sampled_logits(q: torch.Tensor, v_pos: torch.Tensor, v_neg: torch.Tensor, pos: torch.Tensor,
+                   neg: torch.Tensor, log_mq_pos: torch.Tensor, log_mq_neg: torch.Tensor) -> torch.Tensor:
+    """Logits (B x (1 + m)) of the sampled softmax; column 0 is the positive.
+
+    Parameters
+    ----------
+    q : (B, d) query embeddings.
+    v_pos : (B, d) embeddings of the positives; v_neg : (m, d) of the shared negatives.
+    pos : (B,) positive ids; neg : (m,) negative ids (for accidental-hit masking).
+    log_mq_pos, log_mq_neg : (B,), (m,) ``log(m Q(j))`` of each positive / negative.
+    """
+    s_pos = (q * v_pos).sum(1, keepdim=True) - log_mq_pos[:, None]
+    s_neg = q @ v_neg.T - log_mq_neg[None, :]
+    s_neg = s_neg.masked_fill(neg[None, :] == pos[:, None], NEG_INF)
+    return torch.cat([s_pos, s_neg], dim=1)
+
+
+def sampled_softmax_loss(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg) -> torch.Tensor:
+    """Sampled softmax cross-entropy with logQ correction (see :func:`sampled_logits`)."""
+    logits = sampled_logits(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg)
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def in_batch_logits(q: torch.Tensor, v_pos: torch.Tensor, pos: torch.Tensor,
+                    log_q: torch.Tensor) -> torch.Tensor:
+    """In-batch logits (B x B): row i scores every positive of the batch, ``s - log Q``; column j
+    is masked when ``pos[j] == pos[i]`` and ``j != i`` (the row's own item again)."""
+    logits = q @ v_pos.T - log_q[None, :]
+    same = pos[None, :] == pos[:, None]
+    same.fill_diagonal_(False)
+    return logits.masked_fill(same, NEG_INF)
+
+
+def in_batch_loss(q, v_pos, pos, log_q) -> torch.Tensor:
+    """Cross-entropy of :func:`in_batch_logits` with the diagonal as target."""
+    logits = in_batch_logits(q, v_pos, pos, log_q)
+    return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+
+
+def hard_negative_select(pool_scores: torch.Tensor, pos: torch.Tensor, pool: torch.Tensor,
+                         m: int) -> torch.Tensor:
+    """Column indices (B x m) of each row's ``m`` highest-scoring pool candidates, accidental
+    hits (candidate == the row's positive) excluded (they sort last, as -inf)."""
+    with torch.no_grad():
+        s = pool_scores.detach().masked_fill(pool[None, :] == pos[:, None], NEG_INF)
+        return torch.topk(s, min(m, s.shape[1]), dim=1).indices
+
+
+def hard_negative_logits(q, v_pos, pool_scores, pos, pool, m) -> torch.Tensor:
+    """Logits (B x (1 + m)): the positive, then the top-m pool candidates of each row (no logQ
+    correction); a selected candidate equal to the positive stays masked to -inf."""
+    cols = hard_negative_select(pool_scores, pos, pool, m)
+    s_neg = torch.gather(pool_scores, 1, cols)
+    hit = pool[cols] == pos[:, None]
+    s_neg = s_neg.masked_fill(hit, NEG_INF)
+    return torch.cat([(q * v_pos).sum(1, keepdim=True), s_neg], dim=1)
+
+
+def hard_negative_loss(q, v_pos, pool_scores, pos, pool, m) -> torch.Tensor:
+    """Cross-entropy of :func:`hard_negative_logits` (column 0 is the target)."""
+    logits = hard_negative_logits(q, v_pos, pool_scores, pos, pool, m)
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def positives_only_loss(q: torch.Tensor, v_pos: torch.Tensor) -> torch.Tensor:
+    """``-log sigmoid(<q, v_y>)`` averaged over the batch: gradient from positives alone."""
+    return F.softplus(-(q * v_pos).sum(1)).mean()
+
+
+def gravity(q: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """``sum((Q^T Q) * (V^T V)) / (B n)`` = mean over all (query, item) pairs of ``<q, v>^2``."""
+    return ((q.T @ q) * (V.T @ V)).sum() / (q.shape[0] * V.shape[0])

@@ -1,0 +1,203 @@
+"""Towers of the softmax DNN: hashed/exact embedding tables, the query tower and the item tower.
+
+Feature columns follow :class:`~mfsoftmax.datasets.Interactions`: a 1-D int64 array is a
+categorical code (one embedding table), a 2-D array is multi-hot (a linear layer). Item-id tables
+are exact (one row per item) or hashed into ``hash_buckets`` rows with the fixed hash
+``(id * 2654435761 + salt) % buckets``: colliding ids share a row, which is the scaling lever
+(memory ``buckets x d`` instead of ``n x d``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+PRIME = 2654435761
+INIT_STD = 0.05
+
+
+def hash_ids(ids: torch.Tensor, buckets: int | None, salt: int) -> torch.Tensor:
+    """Map ids to rows: identity when ``buckets`` is None, else the fixed multiplicative hash."""
+    if buckets is None:
+        return ids
+    return (ids * PRIME + salt) % buckets
+
+
+def table_rows(size: int, buckets: int | None) -> int:
+    """Rows of a table for ``size`` ids: ``size`` (exact) or ``min(size, buckets)`` (hashed)."""
+    return size if buckets is None or buckets >= size else int(buckets)
+
+
+def feature_specs(features: dict) -> list[dict]:
+    """Metadata to rebuild feature layers: name, kind (``cat``/``multi``) and size, sorted."""
+    specs = []
+    for name in sorted(features):
+        arr = np.asarray(features[name])
+        if arr.ndim == 1:
+            if arr.size and arr.min() < 0:
+                raise ValueError(f"feature {name!r}: categorical codes must be >= 0")
+            specs.append({"name": name, "kind": "cat", "size": int(arr.max()) + 1 if arr.size else 1})
+        elif arr.ndim == 2:
+            specs.append({"name": name, "kind": "multi", "size": int(arr.shape[1])})
+        else:
+            raise ValueError(f"feature {name!r} has {arr.ndim} dimensions; expected 1 (codes) or 2 (multi-hot)")
+    return specs
+
+
+class FeatureEncoder(nn.Module):
+    """Concatenated embeddings of categorical features and linear maps of multi-hot ones."""
+
+    def __init__(self, specs: list[dict], width: int, buckets: int | None, salt: int):
+        super().__init__()
+        self.specs = specs
+        self.buckets = None if buckets is None else int(buckets)
+        self.salt = salt
+        self.layers = nn.ModuleDict()
+        for i, spec in enumerate(specs):
+            if spec["kind"] == "cat":
+                rows = table_rows(spec["size"], self.buckets)
+                self.layers[spec["name"]] = nn.Embedding(rows, width)
+            else:
+                self.layers[spec["name"]] = nn.Linear(spec["size"], width, bias=False)
+            spec.setdefault("salt", salt + 17 * i)
+        self.out_dim = width * len(specs)
+
+    def hashed(self, spec: dict) -> bool:
+        return spec["kind"] == "cat" and self.buckets is not None and self.buckets < spec["size"]
+
+    def forward(self, feats: dict) -> torch.Tensor:
+        parts = []
+        for spec in self.specs:
+            x = feats[spec["name"]]
+            layer = self.layers[spec["name"]]
+            if spec["kind"] == "cat":
+                x = x.clamp(0, spec["size"] - 1)  # codes unseen at fit time share the last row
+                if self.hashed(spec):
+                    x = hash_ids(x, self.buckets, spec["salt"])
+                parts.append(layer(x))
+            else:
+                parts.append(layer(x))
+        return torch.cat(parts, dim=1)
+
+    def embedding_params(self) -> int:
+        return sum(p.numel() for spec in self.specs if spec["kind"] == "cat"
+                   for p in self.layers[spec["name"]].parameters())
+
+
+def mlp(in_dim: int, hidden, out_dim: int, layer_norm: bool) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> ReLU for each hidden width, then a final Linear to ``out_dim``."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers.append(nn.Linear(in_dim, int(width)))
+        if layer_norm:
+            layers.append(nn.LayerNorm(int(width)))
+        layers.append(nn.ReLU())
+        in_dim = int(width)
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class QueryTower(nn.Module):
+    """psi(x) = MLP([mean of history item embeddings, user feature embeddings])."""
+
+    def __init__(self, n_items: int, dim: int, hidden, layer_norm: bool, user_specs: list[dict],
+                 use_history: bool, buckets: int | None, sparse: bool = True):
+        super().__init__()
+        self.use_history = use_history
+        self.n_items = n_items
+        self.buckets = buckets if buckets is not None and buckets < n_items else None
+        in_dim = 0
+        if use_history:
+            # sum-mode bag with 1/len weights = mean; ``sparse``: gradients on touched rows only
+            self.history = nn.EmbeddingBag(table_rows(n_items, self.buckets), dim, mode="sum",
+                                           sparse=sparse)
+            in_dim += dim
+        self.features = FeatureEncoder(user_specs, dim, buckets, salt=101) if user_specs else None
+        if self.features is not None:
+            in_dim += self.features.out_dim
+        self.mlp = mlp(in_dim, hidden, dim, layer_norm)
+
+    def forward(self, flat: torch.Tensor | None, offsets: torch.Tensor | None,
+                weights: torch.Tensor | None, feats: dict | None) -> torch.Tensor:
+        parts = []
+        if self.use_history:
+            rows = hash_ids(flat, self.buckets, 7)
+            if self.history.sparse:
+                parts.append(self.history(rows, offsets, per_sample_weights=weights))
+            else:  # dense regime: (B x rows) weights @ table, a matmul forward and backward
+                B = len(offsets)
+                counts = torch.diff(offsets, append=offsets.new_tensor([len(rows)]))
+                seg = torch.repeat_interleave(torch.arange(B, device=rows.device), counts)
+                S = torch.zeros(B, self.history.weight.shape[0], device=rows.device)
+                S.index_put_((seg, rows), weights, accumulate=True)
+                parts.append(S @ self.history.weight)
+        if self.features is not None:
+            parts.append(self.features(feats))
+        return self.mlp(torch.cat(parts, dim=1))
+
+    def embedding_params(self) -> int:
+        n = self.history.weight.numel() if self.use_history else 0
+        return n + (self.features.embedding_params() if self.features is not None else 0)
+
+
+class ItemTower(nn.Module):
+    """Item embedding from item features: MLP over categorical and multi-hot features."""
+
+    def __init__(self, specs: list[dict], dim: int, buckets: int | None):
+        super().__init__()
+        self.features = FeatureEncoder(specs, dim, buckets, salt=503)
+        self.mlp = mlp(self.features.out_dim, (dim,), dim, layer_norm=False)
+
+    def forward(self, feats: dict) -> torch.Tensor:
+        return self.mlp(self.features(feats))
+
+
+class ItemSide(nn.Module):
+    """Item embeddings: free table V (exact or hashed), optionally plus ("add") or replaced by
+    ("replace") the item tower's output."""
+
+    def __init__(self, n_items: int, dim: int, item_specs: list[dict], mode: str | None,
+                 buckets: int | None, sparse: bool):
+        super().__init__()
+        self.n_items = n_items
+        self.mode = mode
+        self.buckets = buckets if buckets is not None and buckets < n_items else None
+        self.free = None
+        if mode != "replace":
+            self.free = nn.Embedding(table_rows(n_items, self.buckets), dim, sparse=sparse)
+        self.tower = ItemTower(item_specs, dim, buckets) if mode is not None else None
+
+    def free_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.free(hash_ids(ids, self.buckets, 3))
+
+    def forward(self, ids: torch.Tensor | None, item_feats: dict | None) -> torch.Tensor:
+        """Embeddings of ``ids`` (all items when None); ``item_feats`` are the feature tensors of
+        all items (rows picked here)."""
+        all_items = ids is None
+        if all_items and self.free is not None and self.buckets is None:
+            out = self.free.weight
+        elif self.free is not None:
+            idx = torch.arange(self.n_items, device=self._device()) if all_items else ids
+            out = self.free_rows(idx)
+        else:
+            out = None
+        if self.tower is not None:
+            feats = item_feats if all_items else {k: v[ids] for k, v in item_feats.items()}
+            t = self.tower(feats)
+            out = t if out is None else out + t
+        return out
+
+    def _device(self):
+        return next(self.parameters()).device
+
+    def embedding_params(self) -> int:
+        n = self.free.weight.numel() if self.free is not None else 0
+        return n + (self.tower.features.embedding_params() if self.tower is not None else 0)
+
+
+def init_embeddings(module: nn.Module, std: float = INIT_STD) -> None:
+    """Normal(0, std) init of every embedding table (the default N(0, 1) is far too large)."""
+    for mod in module.modules():
+        if isinstance(mod, (nn.Embedding, nn.EmbeddingBag)):
+            nn.init.normal_(mod.weight, 0.0, std)

@@ -1,0 +1,248 @@
+"""SoftmaxDNN: the shared contract for several training variants, plus its own features."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from mfsoftmax.datasets import make_split
+from mfsoftmax.evaluation import evaluate
+from mfsoftmax.models import Queries
+from mfsoftmax.models.softmax_dnn import SoftmaxDNN, _bags
+from mfsoftmax.models.softmax_losses import gravity as gravity_term
+from tests.contract import RecommenderContract, checkerboard
+
+SMALL = dict(dim=8, hidden=(16,), batch_size=32, epochs=12, patience=4, lr=0.01, eval_k=3, n_negatives=6)
+
+
+class TestFull(RecommenderContract):
+    def make_model(self):
+        return SoftmaxDNN(loss="full", **SMALL)
+
+
+class TestSampledUniform(RecommenderContract):
+    def make_model(self):
+        return SoftmaxDNN(loss="sampled-uniform", **SMALL)
+
+
+class TestSampledPopularityGravity(RecommenderContract):
+    def make_model(self):
+        return SoftmaxDNN(loss="sampled-popularity", gravity=0.1, **SMALL)
+
+
+class TestInBatch(RecommenderContract):
+    def make_model(self):
+        return SoftmaxDNN(loss="in-batch", **SMALL)
+
+
+class TestHardNegatives(RecommenderContract):
+    def make_model(self):
+        return SoftmaxDNN(loss="hard-negatives", hard_pool=12, **SMALL)
+
+
+class TestPositivesOnly(RecommenderContract):
+    """Positives-only training folds (the point of the variant): nothing pushes other groups'
+    scores down, so the in-group bound is waived here and checked relatively below."""
+
+    min_in_group = 0.0
+
+    def make_model(self):
+        return SoftmaxDNN(loss="positives-only", weight_decay=1e-4, **SMALL)
+
+
+class TestItemTowerHashed(RecommenderContract):
+    def make_model(self):
+        return SoftmaxDNN(loss="full", item_tower="add", hash_buckets=16, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return checkerboard()
+
+
+@pytest.fixture(scope="module")
+def split(data):
+    return make_split(data, "holdout", seed=0)
+
+
+def test_names_and_params():
+    assert SoftmaxDNN(loss="in-batch").name == "softmax-in-batch"
+    assert SoftmaxDNN(loss="sampled-uniform", gravity=0.5).name == "softmax-sampled-uniform-gravity"
+    assert SoftmaxDNN(name="mine").name == "mine"
+    assert SoftmaxDNN(loss="hard-negatives").get_params()["loss"] == "hard-negatives"
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(use_history=False, use_user_features=False), "use_history"),
+    (dict(loss="nope"), "loss"),
+    (dict(optimizer="sgd"), "optimizer"),
+    (dict(item_tower="concat"), "item_tower"),
+    (dict(dim=0), "dim"),
+])
+def test_bad_parameters(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        SoftmaxDNN(**kwargs)
+
+
+def test_bags_leave_target_out_and_truncate():
+    items = np.array([10, 11, 12, 13, 20, 21])
+    flat, offsets, weights = _bags(items, np.array([0, 4]), np.array([4, 2]), np.array([1, 0]), 2)
+    assert flat.tolist() == [10, 12, 21]
+    assert offsets.tolist() == [0, 2]
+    np.testing.assert_allclose(weights, [0.5, 0.5, 1.0])
+
+
+def test_history_callback_and_eval_time(split):
+    seen = []
+    model = SoftmaxDNN(loss="full", **dict(SMALL, epochs=5, patience=10))
+    model.fit(split.train, valid=split.valid, callback=lambda e, m: seen.append(e) or e == 2)
+    assert seen == [0, 1, 2]
+    assert [h["epoch"] for h in model.history] == [0, 1, 2]
+    assert set(model.history[0]) == {"epoch", "loss", "wall_s", "valid_recall@k"}
+    assert all(0 <= h["valid_recall@k"] <= 1 for h in model.history)
+    assert model.eval_seconds > 0
+
+
+def test_early_stopping_keeps_best_state(split):
+    model = SoftmaxDNN(loss="sampled-uniform", **dict(SMALL, epochs=30, patience=2)).fit(split.train, split.valid)
+    best = max(h["valid_recall@k"] for h in model.history)
+    again = evaluate(model, split.valid, ks=(3,))["recall@3"]
+    assert again == pytest.approx(best)
+    assert len(model.history) < 30 or best == model.history[-1]["valid_recall@k"]
+
+
+def test_other_seed_differs(split):
+    a = SoftmaxDNN(loss="in-batch", seed=0, **SMALL).fit(split.train).item_embeddings()
+    b = SoftmaxDNN(loss="in-batch", seed=1, **SMALL).fit(split.train).item_embeddings()
+    assert not np.allclose(a, b)
+
+
+def test_features_only_model_serves_empty_history(data, split):
+    model = SoftmaxDNN(loss="full", use_history=False, **SMALL).fit(split.train)
+    users = np.arange(data.n_users)
+    empty = sp.csr_matrix((len(users), data.n_items), dtype=np.float32)
+    ids, _ = model.recommend(Queries(users, empty, known=False), k=3)
+    assert (data.item_groups[ids] == data.user_groups[users][:, None]).mean() >= 0.9
+
+
+def test_history_model_scores_empty_history(data, split):
+    model = SoftmaxDNN(loss="full", **SMALL).fit(split.train)
+    empty = sp.csr_matrix((3, data.n_items), dtype=np.float32)
+    assert np.isfinite(model.score(Queries(np.arange(3), empty, known=False))).all()
+
+
+@pytest.mark.parametrize("mode", ["replace", "add"])
+def test_item_tower_scores_unseen_items(data, mode):
+    cold = np.r_[0:3, 12:15]  # three items of each group, never seen in training
+    keep = ~np.isin(data.matrix.indices, cold)
+    train = data.select(keep)
+    assert train.item_popularity()[cold].sum() == 0
+    model = SoftmaxDNN(loss="full", item_tower=mode, use_history=False, **dict(SMALL, epochs=40)).fit(train)
+    users = np.arange(data.n_users)
+    q = Queries(users, train.matrix, known=True)
+    s = model.item_cold_scores(q, cold, revealed=None)
+    assert s.shape == (len(users), len(cold))
+    best = cold[np.argmax(s, axis=1)]
+    assert (data.item_groups[best] == data.user_groups[users]).mean() >= 0.9
+
+
+def test_item_cold_scores_needs_tower(split):
+    model = SoftmaxDNN(loss="full", **dict(SMALL, epochs=1)).fit(split.train)
+    with pytest.raises(ValueError, match="item_tower"):
+        model.item_cold_scores(Queries([0], split.train.matrix[:1]), [0, 1])
+
+
+def test_hashing_reduces_embedding_bytes(split, data):
+    exact = SoftmaxDNN(loss="full", **dict(SMALL, epochs=1)).fit(split.train)
+    hashed = SoftmaxDNN(loss="full", hash_buckets=8, **dict(SMALL, epochs=1)).fit(split.train)
+    d, n, card = SMALL["dim"], data.n_items, 2  # one categorical user feature with 2 codes
+    assert exact.embedding_bytes() == 4 * (2 * n * d + card * d)
+    assert hashed.embedding_bytes() == 4 * (2 * 8 * d + card * d)
+    assert hashed.item_embeddings().shape == (n, d)
+
+
+def test_gravity_changes_gram_spectrum(split):
+    kw = dict(SMALL, epochs=15, patience=100)
+    plain = SoftmaxDNN(loss="sampled-uniform", **kw).fit(split.train)
+    grav = SoftmaxDNN(loss="sampled-uniform", gravity=5.0, **kw).fit(split.train)
+    q = Queries(np.arange(split.train.n_users), split.train.matrix)
+
+    def spectrum_and_term(model):
+        V = model.item_embeddings()
+        Q = model.query_embeddings(q)
+        term = float(gravity_term(torch.from_numpy(Q), torch.from_numpy(V)))
+        return np.linalg.eigvalsh(V.T @ V), term
+
+    ev_plain, g_plain = spectrum_and_term(plain)
+    ev_grav, g_grav = spectrum_and_term(grav)
+    assert g_grav < 0.5 * g_plain
+    assert not np.allclose(ev_plain, ev_grav, rtol=0.1)
+
+
+def test_save_load_with_tower_and_hashing(split, tmp_path):
+    model = SoftmaxDNN(loss="hard-negatives", item_tower="replace", hash_buckets=10, **SMALL).fit(split.train)
+    model.save(tmp_path / "m")
+    again = SoftmaxDNN.load(tmp_path / "m")
+    q = Queries(np.arange(5), split.train.matrix[:5])
+    np.testing.assert_allclose(model.score(q), again.score(q), rtol=1e-6)
+    np.testing.assert_allclose(model.item_cold_scores(q, [1, 2]), again.item_cold_scores(q, [1, 2]), rtol=1e-6)
+    assert again.get_params() == model.get_params()
+    assert again.history == model.history
+
+
+def test_adagrad_and_max_history_run(split):
+    model = SoftmaxDNN(loss="sampled-popularity", optimizer="adagrad", max_history=3, weight_decay=1e-3,
+                       **dict(SMALL, lr=0.05)).fit(split.train, split.valid)
+    assert max(h["valid_recall@k"] for h in model.history) > 0.3
+
+
+def test_unknown_user_index_is_a_clear_error(split):
+    model = SoftmaxDNN(loss="full", **dict(SMALL, epochs=1)).fit(split.train)
+    with pytest.raises(IndexError, match="user index"):
+        model.score(Queries([10_000], split.train.matrix[:1]))
+
+
+def test_positives_only_folds_more_than_full(data, split):
+    users = np.arange(data.n_users)
+    q = Queries(users, split.train.matrix)
+
+    def in_group(model):
+        ids, _ = model.fit(split.train, split.valid).recommend(q, k=3)
+        return (data.item_groups[ids] == data.user_groups[users][:, None]).mean()
+
+    full = in_group(SoftmaxDNN(loss="full", **SMALL))
+    pos_only = in_group(SoftmaxDNN(loss="positives-only", weight_decay=1e-4, **SMALL))
+    assert full >= 0.9
+    assert pos_only < full - 0.2
+
+
+@pytest.mark.parametrize("kind", ["adam", "adagrad"])
+def test_lazy_row_optimizer_matches_torch_when_every_row_is_touched(kind):
+    from mfsoftmax.models.softmax_optim import LazyRowOptimizer
+
+    g = torch.Generator().manual_seed(0)
+    w0 = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    a = torch.nn.Parameter(w0.clone())
+    b = torch.nn.Parameter(w0.clone())
+    lazy = LazyRowOptimizer([a], kind, lr=0.05, weight_decay=0.01)
+    ref = (torch.optim.Adam if kind == "adam" else torch.optim.Adagrad)([b], lr=0.05, weight_decay=0.01)
+    for _ in range(4):
+        idx = torch.tensor([3, 0, 1, 4, 2, 0])  # every row, one twice (summed)
+        x = torch.randn(6, 3, generator=g, dtype=torch.float64)
+        for p, sparse in ((a, True), (b, False)):
+            p.grad = None
+            (torch.nn.functional.embedding(idx, p, sparse=sparse) * x).sum().backward()
+        lazy.step()
+        ref.step()
+    np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_lazy_row_optimizer_leaves_untouched_rows():
+    from mfsoftmax.models.softmax_optim import LazyRowOptimizer
+
+    w = torch.nn.Parameter(torch.ones(4, 2))
+    opt = LazyRowOptimizer([w], "adam", lr=0.1, weight_decay=0.5)
+    torch.nn.functional.embedding(torch.tensor([1]), w, sparse=True).sum().backward()
+    opt.step()
+    assert torch.equal(w.detach()[[0, 2, 3]], torch.ones(3, 2))
+    assert (w.detach()[1] < 1).all()

@@ -1,0 +1,154 @@
+"""Each softmax-DNN loss against a direct computation on a tiny example."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mfsoftmax.models import softmax_losses as L
+
+
+@pytest.fixture
+def tiny():
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    V = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    pos = torch.tensor([0, 2, 5, 2])
+    return q, V, pos
+
+
+def direct_ce(logits_rows, target_cols):
+    """-log softmax by hand, averaged."""
+    out = []
+    for row, t in zip(logits_rows, target_cols, strict=True):
+        finite = [x for x in row if x != -math.inf]
+        out.append(-(row[t] - math.log(sum(math.exp(x) for x in finite))))
+    return sum(out) / len(out)
+
+
+def test_full_softmax_matches_direct(tiny):
+    q, V, pos = tiny
+    s = (q @ V.T).tolist()
+    assert L.full_softmax_loss(q, V, pos).item() == pytest.approx(direct_ce(s, pos.tolist()), rel=1e-12)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.7, -3.0])
+def test_sampled_with_all_items_and_uniform_q_equals_full(tiny, shift):
+    q, V, pos = tiny
+    n = V.shape[0]
+    neg = torch.arange(n)  # every item is a negative; the positive itself is an accidental hit
+    # uniform Q = 1/n, m = n gives log(mQ) = 0; any constant log(mQ) leaves the loss unchanged
+    log_mq = torch.full((n,), shift, dtype=torch.float64)
+    sampled = L.sampled_softmax_loss(q, V[pos], V[neg], pos, neg, log_mq[pos], log_mq[neg])
+    assert sampled.item() == pytest.approx(L.full_softmax_loss(q, V, pos).item(), rel=1e-12)
+
+
+def test_logq_correction_sign_and_scale():
+    q = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    v_pos = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
+    v_neg = torch.tensor([[1.0, 5.0], [-1.0, 0.0]], dtype=torch.float64)
+    pos, neg = torch.tensor([7]), torch.tensor([1, 2])
+    m = 2
+    Q = {7: 0.25, 1: 0.5, 2: 0.125}
+    log_mq = {j: math.log(m * p) for j, p in Q.items()}
+    logits = L.sampled_logits(q, v_pos, v_neg, pos, neg, torch.tensor([log_mq[7]], dtype=torch.float64),
+                              torch.tensor([log_mq[1], log_mq[2]], dtype=torch.float64))
+    # s_j - log(m Q(j)): 2 - log 0.5, 1 - log 1, -1 - log 0.25
+    expected = [2.0 + math.log(2.0), 1.0, -1.0 + math.log(4.0)]
+    np.testing.assert_allclose(logits.numpy()[0], expected, rtol=1e-12)
+    # a rarer item (smaller Q) gets a larger boost
+    assert logits[0, 2] - (-1.0) > logits[0, 1] - 1.0
+
+
+def test_sampled_accidental_hits_removed(tiny):
+    q, V, pos = tiny
+    neg = torch.tensor([2, 1, 2, 4])  # rows 1 and 3 have positive 2; row 0 has positive 0
+    z = torch.zeros(4, dtype=torch.float64)
+    logits = L.sampled_logits(q, V[pos], V[neg], pos, neg, z, z)
+    hit = (neg[None, :] == pos[:, None]).numpy()
+    assert np.isneginf(logits[:, 1:].numpy()[hit]).all()
+    assert np.isfinite(logits[:, 1:].numpy()[~hit]).all()
+    assert hit.sum() == 4  # rows 1 and 3, two columns each
+    # the loss equals the direct computation with the hits left out
+    rows = []
+    for b in range(4):
+        row = [float(q[b] @ V[pos[b]])] + [float(q[b] @ V[j]) if j != pos[b] else -math.inf for j in neg.tolist()]
+        rows.append(row)
+    loss = L.sampled_softmax_loss(q, V[pos], V[neg], pos, neg, z, z)
+    assert loss.item() == pytest.approx(direct_ce(rows, [0] * 4), rel=1e-12)
+
+
+def test_in_batch_masking_and_logq():
+    q = torch.eye(3, dtype=torch.float64)
+    pos = torch.tensor([3, 5, 3])
+    v_pos = torch.tensor([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0]], dtype=torch.float64)
+    log_q = torch.tensor([0.5, -1.0, 0.5], dtype=torch.float64)
+    logits = L.in_batch_logits(q, v_pos, pos, log_q).numpy()
+    # row 0 and row 2 share item 3: off-diagonal columns of the same item are masked
+    assert np.isneginf(logits[0, 2]) and np.isneginf(logits[2, 0])
+    # everything else is s_ij - log Q(pos_j)
+    expected = (q @ v_pos.T).numpy() - log_q.numpy()[None, :]
+    mask = np.zeros((3, 3), bool)
+    mask[0, 2] = mask[2, 0] = True
+    np.testing.assert_allclose(logits[~mask], expected[~mask], rtol=1e-12)
+    loss = L.in_batch_loss(q, v_pos, pos, log_q).item()
+    assert loss == pytest.approx(direct_ce(logits.tolist(), [0, 1, 2]), rel=1e-12)
+
+
+def test_hard_negatives_pick_high_score_items():
+    pool = torch.tensor([10, 11, 12, 13, 14])
+    pos = torch.tensor([12, 99])
+    scores = torch.tensor([[0.1, 0.9, 5.0, 0.7, -1.0],   # 12 is this row's positive: excluded
+                           [0.3, -2.0, 0.2, 4.0, 0.0]], dtype=torch.float64)
+    cols = L.hard_negative_select(scores, pos, pool, 2)
+    assert [set(pool[c].tolist()) for c in cols] == [{11, 13}, {13, 10}]
+    q = torch.ones(2, 1, dtype=torch.float64)
+    v_pos = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
+    logits = L.hard_negative_logits(q, v_pos, scores, pos, pool, 2).numpy()
+    np.testing.assert_allclose(np.sort(logits[:, 1:], axis=1), [[0.7, 0.9], [0.3, 4.0]])
+    np.testing.assert_allclose(logits[:, 0], [1.0, 2.0])
+
+
+def test_hard_negatives_mask_hit_when_pool_is_too_small():
+    pool = torch.tensor([4, 5])
+    pos = torch.tensor([4])
+    scores = torch.tensor([[3.0, 1.0]])
+    logits = L.hard_negative_logits(torch.ones(1, 1), torch.ones(1, 1), scores, pos, pool, 2)
+    assert np.isneginf(logits[0, 1:].numpy()).sum() == 1  # the positive can't be its own negative
+    assert torch.isfinite(L.hard_negative_loss(torch.ones(1, 1), torch.ones(1, 1), scores, pos, pool, 2))
+
+
+def test_positives_only_is_minus_log_sigmoid(tiny):
+    q, V, pos = tiny
+    s = (q * V[pos]).sum(1)
+    direct = float(np.mean([-math.log(1 / (1 + math.exp(-x))) for x in s.tolist()]))
+    assert L.positives_only_loss(q, V[pos]).item() == pytest.approx(direct, rel=1e-12)
+
+
+def test_gravity_gramian_equals_double_sum(tiny):
+    q, V, _ = tiny
+    B, n = q.shape[0], V.shape[0]
+    double = sum(float(q[i] @ V[j]) ** 2 for i in range(B) for j in range(n)) / (B * n)
+    gram = float(((q.T @ q) * (V.T @ V)).sum()) / (B * n)
+    assert L.gravity(q, V).item() == pytest.approx(double, rel=1e-12)
+    assert gram == pytest.approx(double, rel=1e-12)
+
+
+def test_gravity_gradient_matches_autograd_of_double_sum(tiny):
+    q, V, _ = tiny
+    a = V.clone().requires_grad_(True)
+    L.gravity(q, a).backward()
+    b = V.clone().requires_grad_(True)
+    ((q @ b.T) ** 2).mean().backward()
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10)
+
+
+def test_full_softmax_gradient_is_p_minus_onehot(tiny):
+    q, V, pos = tiny
+    qq = q.clone().requires_grad_(True)
+    L.full_softmax_loss(qq, V, pos).backward()
+    p = F.softmax(q @ V.T, dim=1)
+    onehot = F.one_hot(pos, V.shape[0]).double()
+    np.testing.assert_allclose(qq.grad.numpy(), ((p - onehot) @ V / len(pos)).numpy(), rtol=1e-10)
