@@ -305,7 +305,10 @@ class Runner:
         from .coldstart import new_user_curve
 
         split, reuse = self._cold_split()
-        names = self.cfg["cold_start"].get("models") or list(self.best_params)
+        # on a strong split the fitted models serve as they are: every model gets its curve;
+        # otherwise only the configured ones are refitted on a strong split
+        names = (list(self.best_params) if reuse else
+                 self.cfg["cold_start"].get("models") or list(self.best_params))
         models = {n: self._fitted_on(split, reuse, n) for n in names if n in self.best_params}
         curves = new_user_curve(models, split.test, n_known=self.cfg["cold_start"]["n_known_users"],
                                 ks=(10, 20), seed=self.seed)
