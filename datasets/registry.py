@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,5 +81,13 @@ def load(spec: str, data_dir=None, min_rating: float | None = None, min_user: in
         raise DatasetError(f"dataset spec {spec!r}: expected twin(A) or disjoint-union(A, B)")
     if spec not in REGISTRY:
         raise DatasetError(f"unknown dataset {spec!r}; known: {', '.join(sorted(REGISTRY))}")
-    raw = REGISTRY[spec].builder(data_dir=data_dir, **params)
+    builder = REGISTRY[spec].builder
+    accepted = inspect.signature(builder).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            known = ", ".join(k for k in accepted if k != "data_dir") or "none"
+            raise DatasetError(f"dataset {spec!r}: unknown parameter(s) {', '.join(unknown)}; "
+                               f"it takes: {known}")
+    raw = builder(data_dir=data_dir, **params)
     return preprocess(raw, **opts)

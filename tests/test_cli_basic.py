@@ -80,3 +80,9 @@ def test_eval_popularity_strong_prints_recall(capsys):
     assert m, out
     assert 0.0 < float(m.group(1)) <= 1.0  # popularity finds some held-out items
     assert re.search(r"mrr (\d\.\d{4})", out)
+
+
+def test_unknown_dataset_parameter_is_named(capsys):
+    assert main(["datasets", "show", "synthetic", "--param", "n_userz=10"]) == 2
+    err = capsys.readouterr().err
+    assert "n_userz" in err and "n_users" in err
