@@ -286,17 +286,22 @@ class Runner:
             model = self._fitted_on(split, reuse and hist and feats, base,
                                     **({} if hist and feats else {"use_history": hist,
                                                                    "use_user_features": feats}))
-            rows.append(self._ablation_row(f"{base} ({label})", model, split, hist, feats, new_user_curve))
+            rows.append(self._ablation_row(base, model, split, hist, feats, new_user_curve, label))
         for name in [n for n, _ in self.model_specs(("wals", "popularity"))]:
             if name in self.best_params:
                 model = self._fitted_on(split, reuse, name)
-                rows.append(self._ablation_row(name, model, split, None, None, new_user_curve))
+                mf = model.family == "mf"
+                rows.append(self._ablation_row(
+                    name, model, split, True if mf else None, False if mf else None, new_user_curve,
+                    "interactions; user features only through the zero-history heuristic" if mf
+                    else "none (item popularity)"))
         self.results["ablation"] = rows
 
-    def _ablation_row(self, label, model, split, hist, feats, curve) -> dict:
+    def _ablation_row(self, name, model, split, hist, feats, curve, label) -> dict:
         res = evaluate(model, split.test, ks=(20,))
-        cold = curve({label: model}, split.test, n_known=(0,), ks=(20,), seed=self.seed)[label][0]
-        return {"model": label, "family": model.family, "history": hist, "user_features": feats,
+        cold = curve({name: model}, split.test, n_known=(0,), ks=(20,), seed=self.seed)[name][0]
+        return {"model": name, "inputs": label, "family": model.family, "history": hist,
+                "user_features": feats,
                 "recall@20": res["recall@20"], "ndcg@20": res["ndcg@20"],
                 "cold_recall@20": cold["recall@20"], "cold_ndcg@20": cold["ndcg@20"]}
 
