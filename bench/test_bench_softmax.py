@@ -9,7 +9,10 @@ Run: ``pytest bench/test_bench_softmax.py --benchmark-enable -p no:cacheprovider
   interaction count at n = 1e3 and 1e5 items; target: time(1e5) / time(1e3) < 1.5.
 - ``serve-single``: one query (forward pass + scores + top-20) on ml-100k.
 - ``fit-iteration``: a whole ``fit`` of one epoch (setup included) per variant on ml-100k.
-Everything runs single-threaded (``threads=1``).
+Everything runs single-threaded (``threads=1``). Timings are the minimum over ``ROUNDS`` rounds
+(the machine may be shared). The speed targets are recorded in ``extra_info`` (``ratio``,
+``target``, ``meets_target``) and asserted only when benchmarks are enabled; with the project's
+default ``--benchmark-disable`` each case runs once as a smoke test.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from mfsoftmax.models.softmax_dnn import LOSSES, SoftmaxDNN
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 CONF = dict(dim=64, hidden=(256,), batch_size=256, n_negatives=200, threads=1, seed=0)
+ROUNDS = 3
+FULL_TARGET = 3.0
+SAMPLED_TARGET = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -88,42 +94,56 @@ def one_thread():
     torch.set_num_threads(prev)
 
 
+def rounds(benchmark) -> int:
+    return ROUNDS if benchmark.enabled else 1
+
+
+def min_epoch(benchmark, data, **kw) -> float:
+    """Min over rounds of one epoch's wall time; the rounds are the benchmark's own when it is
+    enabled (its stats then hold the whole epochs, ``fit`` included)."""
+    times = []
+    benchmark.pedantic(lambda: times.append(epoch_seconds(data, **kw)), rounds=rounds(benchmark),
+                       iterations=1)
+    return min(times)
+
+
 @pytest.mark.benchmark(group="epoch-full")
 def test_epoch_full_vs_logits_matmuls(benchmark, ml100k):
     data = ml100k
-    secs = benchmark.pedantic(lambda: epoch_seconds(data, loss="full"), rounds=2, iterations=1)
-    epoch = min(benchmark.stats.stats.data) if benchmark.enabled else secs
-    mm = logits_matmul_seconds(data.n_interactions, CONF["batch_size"], CONF["dim"], data.n_items)
+    epoch = min_epoch(benchmark, data, loss="full")
+    mm = logits_matmul_seconds(data.n_interactions, CONF["batch_size"], CONF["dim"], data.n_items,
+                               repeats=rounds(benchmark))
     flops = 6.0 * data.n_interactions * CONF["dim"] * data.n_items
     ratio = epoch / mm
     benchmark.extra_info.update(epoch_s=epoch, logits_matmul_s=mm, logits_gflop=flops / 1e9,
-                                matmul_gflops=flops / mm / 1e9, ratio=ratio)
+                                matmul_gflops=flops / mm / 1e9, ratio=ratio, target=FULL_TARGET,
+                                meets_target=ratio <= FULL_TARGET)
     print(f"\nfull epoch {epoch:.2f}s, logits matmuls {mm:.2f}s ({flops / mm / 1e9:.1f} GFLOP/s), ratio {ratio:.2f}")
-    assert ratio <= 3.0
+    assert np.isfinite(ratio) and ratio > 0
+    if benchmark.enabled:
+        assert ratio <= FULL_TARGET
 
 
 SAMPLED = ("sampled-uniform", "sampled-popularity", "in-batch", "hard-negatives")
 
 
 @pytest.mark.benchmark(group="epoch-sampled")
-@pytest.mark.parametrize("n_items", [1_000, 100_000])
 @pytest.mark.parametrize("loss", SAMPLED)
-def test_epoch_sampled(benchmark, loss, n_items):
-    data = uniform_data(n_items)
-    benchmark.extra_info.update(n_items=n_items, n_interactions=data.n_interactions)
-    benchmark.pedantic(lambda: epoch_seconds(data, loss=loss), rounds=1, iterations=1)
-
-
-@pytest.mark.parametrize("loss", SAMPLED)
-def test_sampled_epoch_scaling(loss):
-    """Epoch time of a sampled variant grows < 1.5x when the catalogue grows 100x."""
+def test_epoch_sampled_scaling(benchmark, loss):
+    """Epoch time of a sampled variant at n = 1e5 (benchmarked) over n = 1e3 (min of rounds):
+    target < 1.5 with the same interaction count."""
     small, large = uniform_data(1_000), uniform_data(100_000)
     assert small.n_interactions == large.n_interactions
-    t_small = min(epoch_seconds(small, loss=loss) for _ in range(2))
-    t_large = min(epoch_seconds(large, loss=loss) for _ in range(2))
+    t_small = min(epoch_seconds(small, loss=loss) for _ in range(rounds(benchmark)))
+    t_large = min_epoch(benchmark, large, loss=loss)
     ratio = t_large / t_small
+    benchmark.extra_info.update(n_items=100_000, n_interactions=large.n_interactions, epoch_s=t_large,
+                                epoch_s_n1000=t_small, ratio=ratio, target=SAMPLED_TARGET,
+                                meets_target=ratio < SAMPLED_TARGET)
     print(f"\n{loss}: epoch {t_small:.2f}s at n=1e3, {t_large:.2f}s at n=1e5, ratio {ratio:.2f}")
-    assert ratio < 1.5
+    assert np.isfinite(ratio) and ratio > 0
+    if benchmark.enabled:
+        assert ratio < SAMPLED_TARGET
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,10 @@ Pure functions on tensors, so each one is unit-tested against a direct computati
 ``q`` (B x d) query embeddings psi(x), ``pos`` (B,) positive item ids, ``V`` item embeddings.
 Every loss is a mean over the batch.
 
+Item bias: every loss takes optional per-item biases ``b`` (``None`` = no bias) and uses the
+logit ``s_j = <q, V_j> + b_j``; the logQ correction is applied to that biased logit
+(``s_j + b_j - log(m Q(j))``). Gravity acts on the embeddings only (the bias is not in it).
+
 - ``full``: exact cross-entropy over all n items.
 - sampled softmax (``sampled-uniform``, ``sampled-popularity``): the positive plus m negatives
   shared by the batch; each logit is corrected by ``-log(m Q(j))`` (logQ correction, applied to
@@ -25,13 +29,54 @@ import torch.nn.functional as F
 NEG_INF = float("-inf")
 
 
-def full_softmax_loss(q: torch.Tensor, V: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Exact softmax cross-entropy: ``-log softmax(q V^T)[pos]`` averaged over the batch."""
-    return F.cross_entropy(q @ V.T, pos)
+def _dot_rows(q: torch.Tensor, v: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``<q_i, v_i> (+ b_i)`` per row, shape (B,)."""
+    s = (q * v).sum(1)
+    return s if b is None else s + b
+
+
+def _scores(q: torch.Tensor, V: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``q V^T (+ b)`` (B x n); the bias is fused into the matmul (addmm)."""
+    return q @ V.T if b is None else torch.addmm(b[None, :], q, V.T)
+
+
+class _FullSoftmaxCE(torch.autograd.Function):
+    """Fused full-softmax cross-entropy: one (B x n) log-softmax buffer; backward turns it in
+    place into ``(softmax - onehot) / B`` and runs the two matmuls (no one-hot, no extra pass)."""
+
+    @staticmethod
+    def forward(ctx, q, V, b, pos):
+        logp = torch.log_softmax(_scores(q, V, b), 1)
+        loss = -logp.gather(1, pos[:, None]).mean()
+        ctx.save_for_backward(q, V, logp, pos)
+        ctx.has_bias, ctx.used = b is not None, False
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.used:
+            raise RuntimeError("full_softmax_loss: backward twice (retain_graph) is not supported")
+        ctx.used = True
+        q, V, logp, pos = ctx.saved_tensors
+        G = logp.exp_()  # softmax, in place
+        G[torch.arange(len(pos), device=G.device), pos] -= 1.0
+        G.mul_(grad / len(pos))
+        dq = G @ V if ctx.needs_input_grad[0] else None
+        dV = G.T @ q if ctx.needs_input_grad[1] else None
+        db = G.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dq, dV, db, None
+
+
+def full_softmax_loss(q: torch.Tensor, V: torch.Tensor, pos: torch.Tensor,
+                      b: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact softmax cross-entropy: ``-log softmax(q V^T + b)[pos]`` averaged over the batch
+    (fused forward/backward, :class:`_FullSoftmaxCE`)."""
+    return _FullSoftmaxCE.apply(q, V, b, pos)
 
 
 def sampled_logits(q: torch.Tensor, v_pos: torch.Tensor, v_neg: torch.Tensor, pos: torch.Tensor,
-                   neg: torch.Tensor, log_mq_pos: torch.Tensor, log_mq_neg: torch.Tensor) -> torch.Tensor:
+                   neg: torch.Tensor, log_mq_pos: torch.Tensor, log_mq_neg: torch.Tensor,
+                   b_pos: torch.Tensor | None = None, b_neg: torch.Tensor | None = None) -> torch.Tensor:
     """Logits (B x (1 + m)) of the sampled softmax; column 0 is the positive.
 
     Parameters
@@ -40,32 +85,34 @@ def sampled_logits(q: torch.Tensor, v_pos: torch.Tensor, v_neg: torch.Tensor, po
     v_pos : (B, d) embeddings of the positives; v_neg : (m, d) of the shared negatives.
     pos : (B,) positive ids; neg : (m,) negative ids (for accidental-hit masking).
     log_mq_pos, log_mq_neg : (B,), (m,) ``log(m Q(j))`` of each positive / negative.
+    b_pos, b_neg : (B,), (m,) item biases, or None.
     """
-    s_pos = (q * v_pos).sum(1, keepdim=True) - log_mq_pos[:, None]
-    s_neg = q @ v_neg.T - log_mq_neg[None, :]
+    s_pos = (_dot_rows(q, v_pos, b_pos) - log_mq_pos)[:, None]
+    s_neg = _scores(q, v_neg, b_neg) - log_mq_neg[None, :]
     s_neg = s_neg.masked_fill(neg[None, :] == pos[:, None], NEG_INF)
     return torch.cat([s_pos, s_neg], dim=1)
 
 
-def sampled_softmax_loss(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg) -> torch.Tensor:
+def sampled_softmax_loss(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_pos=None,
+                         b_neg=None) -> torch.Tensor:
     """Sampled softmax cross-entropy with logQ correction (see :func:`sampled_logits`)."""
-    logits = sampled_logits(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg)
+    logits = sampled_logits(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_pos, b_neg)
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
 def in_batch_logits(q: torch.Tensor, v_pos: torch.Tensor, pos: torch.Tensor,
-                    log_q: torch.Tensor) -> torch.Tensor:
-    """In-batch logits (B x B): row i scores every positive of the batch, ``s - log Q``; column j
-    is masked when ``pos[j] == pos[i]`` and ``j != i`` (the row's own item again)."""
-    logits = q @ v_pos.T - log_q[None, :]
+                    log_q: torch.Tensor, b_pos: torch.Tensor | None = None) -> torch.Tensor:
+    """In-batch logits (B x B): row i scores every positive of the batch, ``s + b - log Q``;
+    column j is masked when ``pos[j] == pos[i]`` and ``j != i`` (the row's own item again)."""
+    logits = _scores(q, v_pos, b_pos) - log_q[None, :]
     same = pos[None, :] == pos[:, None]
     same.fill_diagonal_(False)
     return logits.masked_fill(same, NEG_INF)
 
 
-def in_batch_loss(q, v_pos, pos, log_q) -> torch.Tensor:
+def in_batch_loss(q, v_pos, pos, log_q, b_pos=None) -> torch.Tensor:
     """Cross-entropy of :func:`in_batch_logits` with the diagonal as target."""
-    logits = in_batch_logits(q, v_pos, pos, log_q)
+    logits = in_batch_logits(q, v_pos, pos, log_q, b_pos)
     return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
@@ -78,25 +125,26 @@ def hard_negative_select(pool_scores: torch.Tensor, pos: torch.Tensor, pool: tor
         return torch.topk(s, min(m, s.shape[1]), dim=1).indices
 
 
-def hard_negative_logits(q, v_pos, pool_scores, pos, pool, m) -> torch.Tensor:
+def hard_negative_logits(q, v_pos, pool_scores, pos, pool, m, b_pos=None) -> torch.Tensor:
     """Logits (B x (1 + m)): the positive, then the top-m pool candidates of each row (no logQ
-    correction); a selected candidate equal to the positive stays masked to -inf."""
+    correction); a selected candidate equal to the positive stays masked to -inf.
+    ``pool_scores`` already hold the pool's biases; ``b_pos`` is the positives' bias."""
     cols = hard_negative_select(pool_scores, pos, pool, m)
     s_neg = torch.gather(pool_scores, 1, cols)
     hit = pool[cols] == pos[:, None]
     s_neg = s_neg.masked_fill(hit, NEG_INF)
-    return torch.cat([(q * v_pos).sum(1, keepdim=True), s_neg], dim=1)
+    return torch.cat([_dot_rows(q, v_pos, b_pos)[:, None], s_neg], dim=1)
 
 
-def hard_negative_loss(q, v_pos, pool_scores, pos, pool, m) -> torch.Tensor:
+def hard_negative_loss(q, v_pos, pool_scores, pos, pool, m, b_pos=None) -> torch.Tensor:
     """Cross-entropy of :func:`hard_negative_logits` (column 0 is the target)."""
-    logits = hard_negative_logits(q, v_pos, pool_scores, pos, pool, m)
+    logits = hard_negative_logits(q, v_pos, pool_scores, pos, pool, m, b_pos)
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
-def positives_only_loss(q: torch.Tensor, v_pos: torch.Tensor) -> torch.Tensor:
-    """``-log sigmoid(<q, v_y>)`` averaged over the batch: gradient from positives alone."""
-    return F.softplus(-(q * v_pos).sum(1)).mean()
+def positives_only_loss(q: torch.Tensor, v_pos: torch.Tensor, b_pos: torch.Tensor | None = None) -> torch.Tensor:
+    """``-log sigmoid(<q, v_y> + b_y)`` averaged over the batch: gradient from positives alone."""
+    return F.softplus(-_dot_rows(q, v_pos, b_pos)).mean()
 
 
 def gravity(q: torch.Tensor, V: torch.Tensor) -> torch.Tensor:

@@ -118,23 +118,32 @@ class QueryTower(nn.Module):
             in_dim += self.features.out_dim
         self.mlp = mlp(in_dim, hidden, dim, layer_norm)
 
-    def forward(self, flat: torch.Tensor | None, offsets: torch.Tensor | None,
-                weights: torch.Tensor | None, feats: dict | None) -> torch.Tensor:
+    def forward(self, bags, feats: dict | None) -> torch.Tensor:
+        """``bags``: ``(flat, offsets, weights)`` of the history bags, or a dense (B x rows)
+        weight matrix (mean weights, target zeroed) pooled by one matmul; None without history."""
         parts = []
         if self.use_history:
-            rows = hash_ids(flat, self.buckets, 7)
-            if self.history.sparse:
-                parts.append(self.history(rows, offsets, per_sample_weights=weights))
-            else:  # dense regime: (B x rows) weights @ table, a matmul forward and backward
-                B = len(offsets)
-                counts = torch.diff(offsets, append=offsets.new_tensor([len(rows)]))
-                seg = torch.repeat_interleave(torch.arange(B, device=rows.device), counts)
-                S = torch.zeros(B, self.history.weight.shape[0], device=rows.device)
-                S.index_put_((seg, rows), weights, accumulate=True)
-                parts.append(S @ self.history.weight)
+            parts.append(self.pool(bags))
         if self.features is not None:
             parts.append(self.features(feats))
         return self.mlp(torch.cat(parts, dim=1))
+
+    def pool(self, bags) -> torch.Tensor:
+        """Weighted sum of history-item embeddings per query (B x d)."""
+        W = self.history.weight
+        if isinstance(bags, torch.Tensor):  # dense weights (B x rows)
+            return bags @ W
+        flat, offsets, weights = bags
+        rows = hash_ids(flat, self.buckets, 7)
+        if self.history.sparse:
+            return self.history(rows, offsets, per_sample_weights=weights)
+        # dense regime: (B x rows) weights @ table, a matmul forward and backward
+        B = len(offsets)
+        counts = torch.diff(offsets, append=offsets.new_tensor([len(rows)]))
+        seg = torch.repeat_interleave(torch.arange(B, device=rows.device), counts)
+        S = torch.zeros(B, W.shape[0], device=rows.device)
+        S.index_put_((seg, rows), weights, accumulate=True)
+        return S @ W
 
     def embedding_params(self) -> int:
         n = self.history.weight.numel() if self.use_history else 0
@@ -155,10 +164,11 @@ class ItemTower(nn.Module):
 
 class ItemSide(nn.Module):
     """Item embeddings: free table V (exact or hashed), optionally plus ("add") or replaced by
-    ("replace") the item tower's output."""
+    ("replace") the item tower's output; optionally a per-item bias ``b`` (a 1-column table,
+    zero-initialised, hashed like V)."""
 
     def __init__(self, n_items: int, dim: int, item_specs: list[dict], mode: str | None,
-                 buckets: int | None, sparse: bool):
+                 buckets: int | None, sparse: bool, bias: bool = False):
         super().__init__()
         self.n_items = n_items
         self.mode = mode
@@ -167,6 +177,17 @@ class ItemSide(nn.Module):
         if mode != "replace":
             self.free = nn.Embedding(table_rows(n_items, self.buckets), dim, sparse=sparse)
         self.tower = ItemTower(item_specs, dim, buckets) if mode is not None else None
+        self.bias = nn.Embedding(table_rows(n_items, self.buckets), 1, sparse=sparse) if bias else None
+
+    def biases(self, ids: torch.Tensor | None) -> torch.Tensor | None:
+        """Bias of ``ids`` (all items when None), shape (len,); None without a bias table."""
+        if self.bias is None:
+            return None
+        if ids is None:
+            if self.buckets is None:
+                return self.bias.weight[:, 0]
+            ids = torch.arange(self.n_items, device=self.bias.weight.device)
+        return self.bias(hash_ids(ids, self.buckets, 3))[:, 0]
 
     def free_rows(self, ids: torch.Tensor) -> torch.Tensor:
         return self.free(hash_ids(ids, self.buckets, 3))
@@ -193,11 +214,16 @@ class ItemSide(nn.Module):
 
     def embedding_params(self) -> int:
         n = self.free.weight.numel() if self.free is not None else 0
+        n += self.bias.weight.numel() if self.bias is not None else 0
         return n + (self.tower.features.embedding_params() if self.tower is not None else 0)
 
 
 def init_embeddings(module: nn.Module, std: float = INIT_STD) -> None:
-    """Normal(0, std) init of every embedding table (the default N(0, 1) is far too large)."""
+    """Normal(0, std) init of every embedding table (the default N(0, 1) is far too large);
+    item-bias tables (``ItemSide.bias``) start at zero."""
     for mod in module.modules():
         if isinstance(mod, (nn.Embedding, nn.EmbeddingBag)):
             nn.init.normal_(mod.weight, 0.0, std)
+    for mod in module.modules():
+        if isinstance(mod, ItemSide) and mod.bias is not None:
+            nn.init.zeros_(mod.bias.weight)

@@ -156,8 +156,10 @@ def test_hashing_reduces_embedding_bytes(split, data):
     exact = SoftmaxDNN(loss="full", **dict(SMALL, epochs=1)).fit(split.train)
     hashed = SoftmaxDNN(loss="full", hash_buckets=8, **dict(SMALL, epochs=1)).fit(split.train)
     d, n, card = SMALL["dim"], data.n_items, 2  # one categorical user feature with 2 codes
+    biased = SoftmaxDNN(loss="full", hash_buckets=8, item_bias=True, **dict(SMALL, epochs=1)).fit(split.train)
     assert exact.embedding_bytes() == 4 * (2 * n * d + card * d)
     assert hashed.embedding_bytes() == 4 * (2 * 8 * d + card * d)
+    assert biased.embedding_bytes() == 4 * (2 * 8 * d + 8 + card * d)  # one bias per hashed row
     assert hashed.item_embeddings().shape == (n, d)
 
 
@@ -180,7 +182,8 @@ def test_gravity_changes_gram_spectrum(split):
 
 
 def test_save_load_with_tower_and_hashing(split, tmp_path):
-    model = SoftmaxDNN(loss="hard-negatives", item_tower="replace", hash_buckets=10, **SMALL).fit(split.train)
+    model = SoftmaxDNN(loss="hard-negatives", item_tower="replace", hash_buckets=10, item_bias=True,
+                       **SMALL).fit(split.train)
     model.save(tmp_path / "m")
     again = SoftmaxDNN.load(tmp_path / "m")
     q = Queries(np.arange(5), split.train.matrix[:5])
@@ -188,6 +191,8 @@ def test_save_load_with_tower_and_hashing(split, tmp_path):
     np.testing.assert_allclose(model.item_cold_scores(q, [1, 2]), again.item_cold_scores(q, [1, 2]), rtol=1e-6)
     assert again.get_params() == model.get_params()
     assert again.history == model.history
+    assert again.cold_bias == model.cold_bias
+    np.testing.assert_array_equal(again.item_biases(), model.item_biases())
 
 
 def test_adagrad_and_max_history_run(split):
@@ -246,3 +251,82 @@ def test_lazy_row_optimizer_leaves_untouched_rows():
     opt.step()
     assert torch.equal(w.detach()[[0, 2, 3]], torch.ones(3, 2))
     assert (w.detach()[1] < 1).all()
+
+
+def zipf_data(n_users=150, n_items=30, per_user=8, seed=0):
+    """Items drawn with probability ~ 1 / (rank + 1), no features: popularity is the only signal."""
+    from mfsoftmax.datasets import from_coo
+
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, n_items + 1)
+    items = np.concatenate([rng.choice(n_items, per_user, replace=False, p=p / p.sum()) for _ in range(n_users)])
+    users = np.repeat(np.arange(n_users), per_user)
+    return from_coo("zipf", users, items, n_users, n_items)
+
+
+@pytest.mark.parametrize("loss", ["full", "in-batch", "sampled-uniform"])
+def test_item_bias_learns_popularity(loss):
+    from scipy.stats import spearmanr
+
+    data = zipf_data()
+    model = SoftmaxDNN(loss=loss, item_bias=True, **dict(SMALL, epochs=6)).fit(data)
+    b = model.item_biases()
+    assert spearmanr(b, data.item_popularity()).statistic > 0.6  # bias starts at 0
+    q = Queries(np.arange(4), data.matrix[:4])
+    want = model.query_embeddings(q) @ model.item_embeddings().T + b[None, :]
+    np.testing.assert_allclose(model.score(q), want, rtol=1e-4, atol=1e-5)
+    off = SoftmaxDNN(loss=loss, item_bias=False, **dict(SMALL, epochs=1)).fit(data)
+    assert not off.item_biases().any()
+    assert off.net.item.bias is None and "item.bias.weight" in model.net.state_dict()
+
+
+def test_dense_bags_match_bag_pooling(split):
+    from mfsoftmax.models.softmax_dnn import _dense_bags
+
+    m = split.train.matrix
+    lens = np.diff(m.indptr).astype(np.int64)
+    rows = np.repeat(np.arange(m.shape[0]), lens)
+    A = torch.as_tensor(m.toarray() > 0, dtype=torch.float32)
+    inv_len = torch.as_tensor(1.0 / np.maximum(lens - 1, 1), dtype=torch.float32)
+    ex = np.array([0, 5, 17, 40, m.nnz - 1])
+    u, pos = rows[ex], m.indices[ex].astype(np.int64)
+    keep = np.array([True, True, False, True, True])
+    flat, offsets, weights = _bags(m.indices.astype(np.int64), m.indptr[:-1][u].astype(np.int64),
+                                   np.where(keep, lens[u], 0), ex - m.indptr[u], None)
+    W = torch.randn(m.shape[1], 4, generator=torch.Generator().manual_seed(0))
+    bag = torch.nn.functional.embedding_bag(torch.as_tensor(flat), W, torch.as_tensor(offsets), mode="sum",
+                                            per_sample_weights=torch.as_tensor(weights))
+    dense = _dense_bags(A, inv_len, torch.as_tensor(u), torch.as_tensor(pos), keep) @ W
+    np.testing.assert_allclose(dense.numpy(), bag.numpy(), rtol=1e-5, atol=1e-6)
+    assert not dense[2].any()
+
+
+@pytest.mark.parametrize("loss", ["full", "sampled-uniform"])
+def test_history_dropout_is_seeded_and_serves_new_users(data, split, loss):
+    kw = dict(SMALL, epochs=8)
+    a = SoftmaxDNN(loss=loss, history_dropout=0.3, **kw).fit(split.train)
+    b = SoftmaxDNN(loss=loss, history_dropout=0.3, **kw).fit(split.train)
+    c = SoftmaxDNN(loss=loss, history_dropout=0.0, **kw).fit(split.train)
+    np.testing.assert_array_equal(a.item_embeddings(), b.item_embeddings())
+    assert not np.allclose(a.item_embeddings(), c.item_embeddings())
+    users = np.arange(data.n_users)
+    empty = sp.csr_matrix((len(users), data.n_items), dtype=np.float32)
+    ids, _ = a.recommend(Queries(users, empty, known=False), k=3)
+    assert (data.item_groups[ids] == data.user_groups[users][:, None]).mean() >= 0.9
+
+
+def test_history_dropout_range():
+    with pytest.raises(ValueError, match="history_dropout"):
+        SoftmaxDNN(history_dropout=1.0)
+
+
+def test_cold_items_get_mean_bias(data):
+    cold = np.r_[0:3, 12:15]
+    train = data.select(~np.isin(data.matrix.indices, cold))
+    model = SoftmaxDNN(loss="full", item_tower="replace", item_bias=True, **dict(SMALL, epochs=3)).fit(train)
+    q = Queries(np.arange(4), train.matrix[:4], known=True)
+    with torch.inference_mode():
+        t = model.net.item.tower({k: v[torch.as_tensor(cold)] for k, v in model._if.items()}).numpy()
+    warm = np.setdiff1d(np.arange(data.n_items), cold)
+    want = model.query_embeddings(q) @ t.T + model.item_biases()[warm].mean()
+    np.testing.assert_allclose(model.item_cold_scores(q, cold), want, rtol=1e-4, atol=1e-5)

@@ -152,3 +152,65 @@ def test_full_softmax_gradient_is_p_minus_onehot(tiny):
     p = F.softmax(q @ V.T, dim=1)
     onehot = F.one_hot(pos, V.shape[0]).double()
     np.testing.assert_allclose(qq.grad.numpy(), ((p - onehot) @ V / len(pos)).numpy(), rtol=1e-10)
+
+
+@pytest.fixture
+def bias():
+    return torch.tensor([0.3, -1.2, 2.0, 0.0, 0.7, -0.4], dtype=torch.float64)
+
+
+def test_full_softmax_with_bias_matches_direct(tiny, bias):
+    q, V, pos = tiny
+    s = [[float(q[i] @ V[j]) + float(bias[j]) for j in range(V.shape[0])] for i in range(q.shape[0])]
+    assert L.full_softmax_loss(q, V, pos, bias).item() == pytest.approx(direct_ce(s, pos.tolist()), rel=1e-12)
+    assert L.full_softmax_loss(q, V, pos, bias).item() != pytest.approx(L.full_softmax_loss(q, V, pos).item())
+
+
+def test_sampled_bias_enters_before_logq(tiny, bias):
+    q, V, pos = tiny
+    neg = torch.tensor([1, 3, 4])
+    log_mq = torch.tensor([0.1, -0.5, 0.9, 0.2, -1.0, 0.3], dtype=torch.float64)
+    logits = L.sampled_logits(q, V[pos], V[neg], pos, neg, log_mq[pos], log_mq[neg], bias[pos], bias[neg])
+    for b in range(4):
+        p = int(pos[b])
+        expected = [float(q[b] @ V[p]) + float(bias[p]) - float(log_mq[p])]
+        expected += [float(q[b] @ V[j]) + float(bias[j]) - float(log_mq[j]) for j in neg.tolist()]
+        np.testing.assert_allclose(logits[b].numpy(), expected, rtol=1e-12)
+    loss = L.sampled_softmax_loss(q, V[pos], V[neg], pos, neg, log_mq[pos], log_mq[neg], bias[pos], bias[neg])
+    assert loss.item() == pytest.approx(direct_ce(logits.tolist(), [0] * 4), rel=1e-12)
+
+
+def test_in_batch_bias_is_per_column(bias):
+    q = torch.eye(3, dtype=torch.float64)
+    pos = torch.tensor([3, 5, 3])
+    v_pos = torch.tensor([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0]], dtype=torch.float64)
+    log_q = torch.tensor([0.5, -1.0, 0.5], dtype=torch.float64)
+    logits = L.in_batch_logits(q, v_pos, pos, log_q, bias[pos]).numpy()
+    for i in range(3):
+        for j in range(3):
+            if pos[i] == pos[j] and i != j:
+                assert np.isneginf(logits[i, j])
+            else:
+                want = float(q[i] @ v_pos[j]) + float(bias[pos[j]]) - float(log_q[j])
+                assert logits[i, j] == pytest.approx(want, rel=1e-12)
+
+
+def test_hard_negatives_and_positives_only_with_bias(tiny, bias):
+    q, V, pos = tiny
+    pool = torch.tensor([1, 3, 4])
+    pool_scores = q @ V[pool].T + bias[pool][None, :]
+    logits = L.hard_negative_logits(q, V[pos], pool_scores, pos, pool, 2, bias[pos]).numpy()
+    np.testing.assert_allclose(logits[:, 0], ((q * V[pos]).sum(1) + bias[pos]).numpy(), rtol=1e-12)
+    s = ((q * V[pos]).sum(1) + bias[pos]).tolist()
+    direct = float(np.mean([math.log1p(math.exp(-x)) for x in s]))
+    assert L.positives_only_loss(q, V[pos], bias[pos]).item() == pytest.approx(direct, rel=1e-12)
+
+
+def test_fused_full_softmax_gradients_match_autograd(tiny, bias):
+    q, V, pos = tiny
+    leaves = [t.clone().requires_grad_(True) for t in (q, V, bias)]
+    L.full_softmax_loss(*leaves[:2], pos, leaves[2]).mul(2.5).backward()
+    ref = [t.clone().requires_grad_(True) for t in (q, V, bias)]
+    F.cross_entropy(ref[0] @ ref[1].T + ref[2], pos).mul(2.5).backward()
+    for a, b in zip(leaves, ref, strict=True):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
