@@ -47,8 +47,16 @@ def _embedding_sample(model, split, data, n: int, rng) -> dict | None:
     q = np.asarray(model.query_embeddings(Queries(users, split.test.history[rows], split.test.known_users)))
     items = np.sort(rng.choice(data.n_items, size=min(n, data.n_items), replace=False))
     v = np.asarray(model.item_embeddings())[items]
-    return {"query": np.round(q, 4).tolist(), "query_group": data.user_groups[users].tolist(),
-            "item": np.round(v, 4).tolist(), "item_group": data.item_groups[items].tolist()}
+    # store the joint 2-D PCA projection of the sample, not d-dim vectors (keeps results small)
+    both = np.vstack([q, v]).astype(np.float64)
+    centred = both - both.mean(axis=0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    var = sv**2 / max(1e-12, float((sv**2).sum()))
+    return {"query": np.round(xy[:len(q)], 4).tolist(), "query_group": data.user_groups[users].tolist(),
+            "item": np.round(xy[len(q):], 4).tolist(), "item_group": data.item_groups[items].tolist(),
+            "projection": "pca-2d", "explained_variance": np.round(var[:2], 4).tolist(),
+            "dim": int(q.shape[1])}
 
 
 def run_folding(runner) -> None:
