@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from .schema import check_version, read_results
+
 HIGHER_BETTER = ("recall", "ndcg", "precision", "hr", "map", "mrr", "coverage")
 TIMINGS = {  # section -> {key: unit}; lower is better
     "training": {"wall_s": "s", "cpu_s": "s"},
@@ -106,32 +107,14 @@ class CompareResult:
 
 def load_results(path: str | Path) -> dict:
     """Read and validate one results.json; :class:`CompareError` naming the file on bad input."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CompareError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise CompareError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CompareError(f"{path}: invalid JSON (line {exc.lineno}, column {exc.colno}): "
-                           f"{exc.msg}") from None
+    data = read_results(path, CompareError)
     validate(data, str(path))
     return data
 
 
 def validate(data, label: str = "results") -> None:
     """Check the parts of the RESULTS.md contract that ``compare`` relies on."""
-    if not isinstance(data, dict):
-        raise CompareError(f"{label}: expected a JSON object at the top level")
-    version = data.get("schema_version")
-    if version is None:
-        raise CompareError(f"{label}: no schema_version (expected {SCHEMA_VERSION})")
-    if version != SCHEMA_VERSION:
-        raise CompareError(f"{label}: schema_version {version!r} is not supported "
-                           f"(expected {SCHEMA_VERSION})")
+    check_version(data, label, CompareError)
     if not isinstance(data.get("models"), dict):
         raise CompareError(f"{label}: no 'models' object")
 

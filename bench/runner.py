@@ -5,7 +5,6 @@ without touching what the others measured."""
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 import time
 import traceback
@@ -14,11 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from mfsoftmax.evaluation import evaluate, standard_errors
+from mfsoftmax.runtime import to_jsonable
 
 from .config import STAGES
-
-log = logging.getLogger("mfsoftmax.run")
-SCHEMA_VERSION = 1
+from .schema import SCHEMA_VERSION
 
 
 def build_model(kind: str, name: str, params: dict, seed: int, threads: int, progress: bool = False):
@@ -204,15 +202,15 @@ class Runner:
             self.valid_scores[name] = search["best_score"]
             self.results["models"][name] = {
                 "family": model.family,
-                "params": _jsonable(model.get_params() or search["best_params"]),
+                "params": to_jsonable(model.get_params() or search["best_params"]),
                 "quality": {k: v for k, v in test.items() if k != "n_users"},
                 "quality_se": standard_errors(per_user),
                 "n_test_users": test["n_users"],
                 "validation": {k: v for k, v in valid.items() if k != "n_users"},
                 "training": training,
                 "tuning": {"trials": len(search["trials"]), "search_s": search["search_s"],
-                           "metric": metric, "best_params": _jsonable(search["best_params"]),
-                           "best_valid": search["best_score"], "history": _jsonable(search["trials"])},
+                           "metric": metric, "best_params": to_jsonable(search["best_params"]),
+                           "best_valid": search["best_score"], "history": to_jsonable(search["trials"])},
             }
             self.say(f"  {name}: test recall@20 {test.get('recall@20', float('nan')):.4f}, "
                      f"train {training['wall_s']:.2f}s")
@@ -397,7 +395,7 @@ class Runner:
         from mfsoftmax.runtime import atomic_write_json
 
         path = self.run_dir / "results.json"
-        atomic_write_json(path, _jsonable(self.results))
+        atomic_write_json(path, self.results)
         return path
 
     def summary_table(self) -> str:
@@ -420,21 +418,3 @@ class Runner:
 
 def _fmt(v, digits: int) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
-
-
-def _jsonable(obj):
-    """Plain JSON types: numpy scalars/arrays converted, NaN/inf -> None."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if np.isfinite(f) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

@@ -3,12 +3,52 @@ figures). Sections a run did not measure may be absent; what is present must be 
 
 from __future__ import annotations
 
+import json
 import numbers
+from pathlib import Path
+
+SCHEMA_VERSION = 1
 
 RUN_KEYS = ("id", "started_at", "finished_at", "git_commit", "python", "packages", "machine",
             "threads", "seed", "config", "calibration")
 DATASET_KEYS = ("name", "n_users", "n_items", "n_interactions", "protocol", "k")
 FAMILIES = ("mf", "softmax", "baseline")
+
+
+class ResultsError(ValueError):
+    """An unusable results file; the message names the file."""
+
+
+def read_results(path, error: type[ValueError] = ResultsError) -> dict:
+    """Read one results.json (or the one in a run folder) and check its ``schema_version``.
+
+    A missing file, invalid JSON, a non-object or another schema version raises ``error`` (each
+    command passes its own error class) with a message naming the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    check_version(data, str(path), error)
+    return data
+
+
+def check_version(data, label: str, error: type[ValueError] = ResultsError) -> None:
+    """``data`` must be a JSON object of this schema version."""
+    if not isinstance(data, dict):
+        raise error(f"{label}: expected a JSON object at the top level, got {type(data).__name__}")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise error(f"{label}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
 
 
 def _num(x) -> bool:
@@ -22,8 +62,8 @@ def check_results(res: dict, require_all: bool = False) -> list[str]:
     softmax models, and every sweep (what a full default run writes).
     """
     errs: list[str] = []
-    if res.get("schema_version") != 1:
-        errs.append(f"schema_version is {res.get('schema_version')!r}, expected 1")
+    if res.get("schema_version") != SCHEMA_VERSION:
+        errs.append(f"schema_version is {res.get('schema_version')!r}, expected {SCHEMA_VERSION}")
     run = res.get("run", {})
     errs += [f"run.{k} missing" for k in RUN_KEYS if k not in run]
     for k in ("cpu", "cores", "memory_gb", "gpu"):

@@ -12,6 +12,13 @@ import time
 import numpy as np
 
 
+def percentiles_us(seconds) -> dict:
+    """p50/p95/p99 and mean of per-query times given in seconds, in microseconds."""
+    us = np.asarray(seconds, dtype=np.float64) * 1e6
+    return {"p50_us": float(np.percentile(us, 50)), "p95_us": float(np.percentile(us, 95)),
+            "p99_us": float(np.percentile(us, 99)), "mean_us": float(us.mean())}
+
+
 def latency(model, queries, n: int = 1000, warmup: int = 50, k: int = 10) -> dict:
     """Per-query latency in microseconds over ``n`` single-query requests (cycling ``queries``)."""
     m = len(queries)
@@ -26,9 +33,7 @@ def latency(model, queries, n: int = 1000, warmup: int = 50, k: int = 10) -> dic
         t0 = time.perf_counter()
         model.recommend(q, k=k)
         times[i] = time.perf_counter() - t0
-    us = times * 1e6
-    return {"p50_us": float(np.percentile(us, 50)), "p95_us": float(np.percentile(us, 95)),
-            "p99_us": float(np.percentile(us, 99)), "mean_us": float(us.mean()), "n_queries": int(n)}
+    return {**percentiles_us(times), "n_queries": int(n)}
 
 
 def throughput(model, queries, batch_sizes=(1, 32, 256), k: int = 10, min_time: float = 0.3,

@@ -157,7 +157,8 @@ def main(args) -> int:
         try:
             from mfsoftmax.reports import render_report
 
-            render_report(runner.results, run_dir)
+            # the report is computed from the stored results, as `mfsoftmax report` would
+            render_report(json.loads(path.read_text()), run_dir, sources=[str(path)])
         except Exception as exc:  # the report must never lose the results
             print(f"mfsoftmax run: report failed: {exc}", file=sys.stderr)
             traceback.print_exc()

@@ -8,17 +8,13 @@ import time
 import numpy as np
 
 from .measure import RssMonitor
+from .serving import percentiles_us
 
 
 def _topk_1d(scores: np.ndarray, k: int) -> np.ndarray:
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
+    from mfsoftmax.models.base import topk
 
-
-def _percentiles(times: list[float]) -> dict:
-    us = np.asarray(times) * 1e6
-    return {"p50_us": float(np.percentile(us, 50)), "p95_us": float(np.percentile(us, 95)),
-            "p99_us": float(np.percentile(us, 99))}
+    return topk(scores[None, :], k)[0][0]
 
 
 class _Tower:
@@ -65,7 +61,7 @@ def serving_vs_corpus(sizes, dim: int = 64, n_queries: int = 300, k: int = 10, a
             _topk_1d(items @ q, k)
             times["dnn"].append(time.perf_counter() - t0)
         for fam in ("mf", "dnn"):
-            rows.append({"model": fam, "n_items": n, "index": "exact", **_percentiles(times[fam]),
+            rows.append({"model": fam, "n_items": n, "index": "exact", **percentiles_us(times[fam]),
                          "recall_vs_exact": 1.0})
         if ann:
             rows.extend(_ann_rows(ann, items, users, feats, tower, exact_ids, k, ann_ef, seed))
@@ -96,7 +92,7 @@ def _ann_rows(ann, items, users, feats, tower, exact_ids, k, ef, seed) -> list[d
         q = np.asarray(tower(feats[i:i + 1]), dtype=np.float32)
         index.knn_query(q, k=k)
         times["dnn"].append(time.perf_counter() - t0)
-    return [{"model": fam, "n_items": n, "index": f"hnsw(M=16,ef={ef})", **_percentiles(times[fam]),
+    return [{"model": fam, "n_items": n, "index": f"hnsw(M=16,ef={ef})", **percentiles_us(times[fam]),
              "recall_vs_exact": float(np.mean(recall)), "build_s": build_s} for fam in ("mf", "dnn")]
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from mfsoftmax.bench.schema import SCHEMA_VERSION, check_version, read_results
+
+__all__ = ["SCHEMA_VERSION", "ReportInputError", "load_results", "validate"]
 
 # Top-level sections and the JSON type each must have when present.
 SECTION_TYPES = {
@@ -28,12 +29,7 @@ def _type_name(obj) -> str:
 
 def validate(results, source: str = "<results>") -> dict:
     """Check ``results`` against the contract's shape; return it or raise ReportInputError."""
-    if not isinstance(results, dict):
-        raise ReportInputError(f"{source}: expected a JSON object at the top level, got {_type_name(results)}")
-    version = results.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ReportInputError(
-            f"{source}: schema_version {version!r} is not supported (this report reads version {SCHEMA_VERSION})")
+    check_version(results, source, ReportInputError)
     for key, typ in SECTION_TYPES.items():
         if key in results and not isinstance(results[key], typ):
             raise ReportInputError(
@@ -54,18 +50,4 @@ def validate(results, source: str = "<results>") -> dict:
 
 def load_results(path: str | Path) -> dict:
     """Read one results.json; a missing file, bad JSON or wrong schema raises ReportInputError."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportInputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportInputError(f"{path}: cannot read: {exc}") from None
-    try:
-        results = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    return validate(results, source=str(path))
+    return validate(read_results(path, ReportInputError), source=str(Path(path)))

@@ -284,7 +284,7 @@ def test_cli_writes_next_to_results(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
+    (None, "file not found"),
     ("{not json", "invalid JSON at line 1"),
     (json.dumps({"schema_version": 2}), "schema_version 2 is not supported"),
     (json.dumps([1, 2]), "expected a JSON object"),

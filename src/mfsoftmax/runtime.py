@@ -176,18 +176,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _json_default(obj):
+def to_jsonable(obj):
+    """Plain JSON types: numpy scalars and arrays converted, paths as strings, NaN/inf -> None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
     if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if np.isfinite(f) else None
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return obj
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    """Dump ``obj`` as indented JSON atomically (numpy scalars become plain numbers)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n")
+    """Dump ``obj`` as indented JSON atomically (numpy values become plain numbers, NaN null)."""
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
