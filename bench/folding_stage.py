@@ -88,16 +88,20 @@ def run_folding(runner) -> None:
         runner.results["models"].setdefault(name, {"family": "baseline"})["folding"] = {"probe": label, **res}
 
     rows = []
+    extra_dims = [int(d) for d in fcfg.get("dims") or []]
     for name, _ in runner.model_specs(("wals",)):
         chosen = best.get(name, {}).get("w0")
+        chosen_dim = best.get(name, {}).get("dim")
         w0s = sorted(set(float(w) for w in fcfg["w0"]) | ({float(chosen)} if chosen else set()))
-        for w0 in w0s:
-            model = fit(name, w0=w0)
-            res = _measure(model, split, data, k)
-            rows.append({"model": name, "w0": w0, **res})
-            if chosen is not None and np.isclose(w0, float(chosen)):
-                runner.results["models"][name]["folding"] = {"probe": label, **res}
-                samples[name] = _embedding_sample(model, split, data, 300, rng)
+        # folding needs more groups than dimensions: sweep w0 at the tuned dim and the small ones
+        for dim in sorted(set(extra_dims) | ({int(chosen_dim)} if chosen_dim else set())) or [None]:
+            for w0 in w0s:
+                model = fit(name, w0=w0, **({"dim": dim} if dim else {}))
+                res = _measure(model, split, data, k)
+                rows.append({"model": name, "w0": w0, "dim": dim, **res})
+                if chosen is not None and np.isclose(w0, float(chosen)) and dim == chosen_dim:
+                    runner.results["models"][name]["folding"] = {"probe": label, **res}
+                    samples[name] = _embedding_sample(model, split, data, 300, rng)
     sweeps["folding_vs_w0"] = rows
 
     rows = []

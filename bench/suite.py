@@ -46,23 +46,8 @@ def add_arguments(p) -> None:
 
 
 def resolve_config(args) -> dict:
-    """Config file, then --quick, then flags; validated."""
+    """Config file, then flags, then --quick, then --set overrides; validated."""
     cfg = load_config(args.config)
-    for item in args.set:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        key, val = item.split("=", 1)
-        try:
-            val = json.loads(val)
-        except json.JSONDecodeError:
-            pass
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"--set {key}: {part!r} is not a config section")
-            node = node[part]
-        node[parts[-1]] = val
     ds = cfg["dataset"]
     if args.dataset and args.dataset != ds["name"]:
         ds["name"], ds["params"] = args.dataset, {}
@@ -88,6 +73,21 @@ def resolve_config(args) -> dict:
         cfg["stages"] = {s: s in wanted for s in STAGES}
     if args.quick:
         cfg = shrink(cfg)
+    for item in args.set:  # last, so an explicit --set wins over --quick
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        key, val = item.split("=", 1)
+        try:
+            val = json.loads(val)
+        except json.JSONDecodeError:
+            pass
+        node = cfg
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a config section")
+            node = node[part]
+        node[parts[-1]] = val
     if args.progress is not None:
         cfg["run"]["progress"] = args.progress
     if args.no_report:

@@ -183,7 +183,8 @@ def cold_start(results):
 def folding(results):
     """Leakage@10 and Recall@10 against WALS w0, and per softmax variant."""
     sweeps = results.get("sweeps", {})
-    w0 = sorted((r["w0"], r["leakage@10"], r.get("recall@10")) for r in sweeps.get("folding_vs_w0", [])
+    w0 = sorted((r["w0"], r["leakage@10"], r.get("recall@10"), r.get("dim") or 0)
+                for r in sweeps.get("folding_vs_w0", [])
                 if fmt.is_num(r.get("w0")) and fmt.is_num(r.get("leakage@10")))
     var = [r for r in sweeps.get("folding_vs_variant", []) if fmt.is_num(r.get("leakage@10"))]
     panels = [p for p, ok in (("w0", w0), ("variant", var)) if ok]
@@ -193,19 +194,30 @@ def folding(results):
     leak_c, rec_c = "#c0392b", "#2c3e50"
     for ax, panel in zip(axes, panels, strict=True):
         if panel == "w0":
-            xs = [r[0] for r in w0]
-            ax.plot(xs, [r[1] for r in w0], marker="o", color=leak_c, label="leakage@10")
+            dims = sorted({r[3] for r in w0})
+            markers = "osv^D"
+            for i, dim in enumerate(dims):  # one line per embedding dimension
+                pts = [r for r in w0 if r[3] == dim]
+                ax.plot([r[0] for r in pts], [r[1] for r in pts], marker=markers[i % len(markers)],
+                        color=leak_c, alpha=1.0 - 0.5 * i / max(1, len(dims)),
+                        label=f"d={dim}" if dim else "leakage@10")
+            if len(dims) > 1:
+                ax.legend(fontsize=7.5, title="WALS dim", title_fontsize=7.5, loc="upper left")
             ax.set_xscale("log")
             ax.set_xlabel("unobserved weight w0 (log)")
             ax.set_title("WALS: folding vs w0")
-            rec = [(r[0], r[2]) for r in w0 if fmt.is_num(r[2])]
+            ax.set_ylim(0, max(0.05, 1.15 * max(r[1] for r in w0)))
+            rec = [(r[0], r[2]) for r in w0 if fmt.is_num(r[2]) and r[3] == dims[-1]]
         else:
-            labels = [f"{r.get('variant', '?')}" + (f"\nd={r['dim']}" if "dim" in r else "") for r in var]
+            names = [str(r.get("variant", "?")) for r in var]
+            labels = [n.removeprefix("softmax-") + (f" d={r['dim']}" if r.get("dim") else "")
+                      for n, r in zip(names, var, strict=True)]
             pos = np.arange(len(var))
-            colors = [model_color("softmax-" + str(r.get("variant", ""))) for r in var]
+            colors = [model_color(n if n.startswith("softmax-") else "softmax-" + n) for n in names]
             ax.bar(pos, [r["leakage@10"] for r in var], color=colors, alpha=0.85, width=0.6,
                    label="leakage@10")
-            ax.set_xticks(pos, labels, fontsize=7.5, rotation=20, ha="right")
+            ax.set_xticks(pos, labels, fontsize=7, rotation=40, ha="right", rotation_mode="anchor")
+            ax.set_ylim(0, max(0.05, 1.1 * max(r["leakage@10"] for r in var)))
             ax.set_title("Softmax variants: folding")
             rec = [(p, r["recall@10"]) for p, r in zip(pos, var, strict=True) if fmt.is_num(r.get("recall@10"))]
             ax.grid(axis="x", visible=False)
