@@ -70,6 +70,8 @@ def resolve_config(args) -> dict:
         bad = set(wanted) - set(STAGES)
         if bad:
             raise ConfigError(f"--stages: unknown {', '.join(sorted(bad))}; known: {', '.join(STAGES)}")
+        if "training" in wanted:  # training cost is measured by the quality stage
+            wanted.append("quality")
         cfg["stages"] = {s: s in wanted for s in STAGES}
     if args.quick:
         cfg = shrink(cfg)
