@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfsoftmax.evaluation import evaluate
-from mfsoftmax.folding import folding_metrics
+from mfsoftmax.folding import folding_metrics, pca2
 
 
 def probe_data(runner):
@@ -48,14 +48,10 @@ def _embedding_sample(model, split, data, n: int, rng) -> dict | None:
     items = np.sort(rng.choice(data.n_items, size=min(n, data.n_items), replace=False))
     v = np.asarray(model.item_embeddings())[items]
     # store the joint 2-D PCA projection of the sample, not d-dim vectors (keeps results small)
-    both = np.vstack([q, v]).astype(np.float64)
-    centred = both - both.mean(axis=0)
-    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ vt[:2].T
-    var = sv**2 / max(1e-12, float((sv**2).sum()))
+    xy, var = pca2(np.vstack([q, v]).astype(np.float64))
     return {"query": np.round(xy[:len(q)], 4).tolist(), "query_group": data.user_groups[users].tolist(),
             "item": np.round(xy[len(q):], 4).tolist(), "item_group": data.item_groups[items].tolist(),
-            "projection": "pca-2d", "explained_variance": np.round(var[:2], 4).tolist(),
+            "projection": "pca-2d", "explained_variance": np.round(var, 4).tolist(),
             "dim": int(q.shape[1])}
 
 
@@ -73,10 +69,9 @@ def run_folding(runner) -> None:
                f"{int(data.user_groups.max()) + 1} groups")
     sweeps = runner.results["sweeps"]
     samples = {}
-    best = runner.best_params
 
     def fit(name, **override):
-        params = dict(best.get(name, runner.cfg["models"][name].get("params", {})))
+        params = runner.tuned_params(name)
         if reuse and name in runner.fitted and all(params.get(k) == v for k, v in override.items()):
             return runner.fitted[name]
         params.update(override)
@@ -87,19 +82,24 @@ def run_folding(runner) -> None:
         res = _measure(fit(name), split, data, k)
         runner.results["models"].setdefault(name, {"family": "baseline"})["folding"] = {"probe": label, **res}
 
+    def dims_for(tuned_dim):
+        """``folding.dims`` plus the model's tuned dim ([None] when neither is set)."""
+        extra = {int(d) for d in fcfg.get("dims") or []}
+        return sorted(extra | ({int(tuned_dim)} if tuned_dim else set())) or [None]
+
     rows = []
-    extra_dims = [int(d) for d in fcfg.get("dims") or []]
     for name, _ in runner.model_specs(("wals",)):
-        chosen = best.get(name, {}).get("w0")
-        chosen_dim = best.get(name, {}).get("dim")
+        chosen = runner.tuned_params(name).get("w0")
+        chosen_dim = runner.tuned_params(name).get("dim")
         w0s = sorted(set(float(w) for w in fcfg["w0"]) | ({float(chosen)} if chosen else set()))
         # folding needs more groups than dimensions: sweep w0 at the tuned dim and the small ones
-        for dim in sorted(set(extra_dims) | ({int(chosen_dim)} if chosen_dim else set())) or [None]:
+        for dim in dims_for(chosen_dim):
             for w0 in w0s:
                 model = fit(name, w0=w0, **({"dim": dim} if dim else {}))
                 res = _measure(model, split, data, k)
                 rows.append({"model": name, "w0": w0, "dim": dim, **res})
-                if chosen is not None and np.isclose(w0, float(chosen)) and dim == chosen_dim:
+                if (chosen is not None and np.isclose(w0, float(chosen)) and dim == chosen_dim
+                        and name in runner.results["models"]):
                     runner.results["models"][name]["folding"] = {"probe": label, **res}
                     samples[name] = _embedding_sample(model, split, data, 300, rng)
     sweeps["folding_vs_w0"] = rows
@@ -109,9 +109,8 @@ def run_folding(runner) -> None:
     for name in variants:
         if name not in runner.cfg["models"]:
             raise RuntimeError(f"folding.variants: {name!r} is not a configured model")
-        best_dim = best.get(name, {}).get("dim", runner.cfg["models"][name].get("params", {}).get("dim"))
-        dims = sorted(set(int(d) for d in fcfg.get("dims") or []) | ({int(best_dim)} if best_dim else set()))
-        for dim in dims or [None]:
+        best_dim = runner.tuned_params(name).get("dim")
+        for dim in dims_for(best_dim):
             model = fit(name, **({"dim": dim} if dim else {}))
             res = _measure(model, split, data, k)
             rows.append({"variant": name, "dim": dim, **res})
@@ -121,7 +120,7 @@ def run_folding(runner) -> None:
                 samples[name] = _embedding_sample(model, split, data, 300, rng)
     sweeps["folding_vs_variant"] = rows
     # embeddings for the PCA picture: WALS, positives-only, and the best negative-sampling DNN
-    dnn_rows = [r for r in rows if r["dim"] == best.get(r["variant"], {}).get("dim", r["dim"])]
+    dnn_rows = [r for r in rows if r["dim"] == runner.tuned_params(r["variant"]).get("dim", r["dim"])]
     neg = [r for r in dnn_rows if "positives-only" not in r["variant"]]
     keep = [n for n in samples if runner.family(n) == "mf" or "positives-only" in n]
     if neg:

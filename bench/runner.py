@@ -118,7 +118,7 @@ class Runner:
             ("training_vs_size", self.stage_training_vs_size),
         ]
         enabled = [(n, f) for n, f in order if self.cfg["stages"].get(n, True)]
-        if "training" in STAGES and not self.cfg["stages"].get("training", True):
+        if not self.cfg["stages"].get("training", True):
             self.say("note: training cost is measured inside the quality stage")
         from tqdm.auto import tqdm
 
@@ -152,6 +152,10 @@ class Runner:
         for name, spec in self.cfg["models"].items():
             if kinds is None or spec["kind"] in kinds:
                 yield name, spec
+
+    def tuned_params(self, name: str) -> dict:
+        """A copy of the best parameters found for ``name``, or its configured ones."""
+        return dict(self.best_params.get(name, self.cfg["models"][name].get("params", {})))
 
     def build(self, name: str, params: dict | None = None, **override):
         spec = self.cfg["models"][name]
@@ -267,7 +271,7 @@ class Runner:
         best parameters plus ``override``."""
         if reuse and not override and name in self.fitted:
             return self.fitted[name]
-        params = dict(self.best_params.get(name, self.cfg["models"][name].get("params", {})))
+        params = self.tuned_params(name)
         params.update(override)
         return self.build(name, params).fit(split.train, valid=split.valid)
 
@@ -367,11 +371,11 @@ class Runner:
         wals = [n for n, s in self.model_specs(("wals",))]
         if wals:
             n = wals[0]
-            p = dict(self.best_params.get(n, self.cfg["models"][n].get("params", {})))
+            p = self.tuned_params(n)
             builders[n] = lambda n=n, p=p: self.build(n, {**p, "iterations": 1})
         dnn = sw.get("train_dnn")
         if dnn in self.cfg["models"]:
-            p = dict(self.best_params.get(dnn, self.cfg["models"][dnn].get("params", {})))
+            p = self.tuned_params(dnn)
             builders[dnn] = lambda p=p: self.build(dnn, {**p, "epochs": 1})
         rows = training_vs_size(sw["train_sizes"], builders, n_items=int(sw["train_items"]),
                                 seed=self.seed, time_budget_s=float(sw["time_budget_s"]))

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from mfsoftmax.folding import pca2  # noqa: E402
 from mfsoftmax.reports import fmt  # noqa: E402
 from mfsoftmax.reports.colors import group_color, model_color  # noqa: E402
 from mfsoftmax.reports.verdicts import family_of, growth_exponent  # noqa: E402
@@ -235,14 +236,6 @@ def folding(results):
     return fig
 
 
-def _pca2(points: np.ndarray) -> np.ndarray:
-    centred = points - points.mean(axis=0)
-    if centred.shape[1] < 2:
-        return np.column_stack([centred[:, 0], np.zeros(len(centred))])
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:2].T
-
-
 def pick_embedding_models(results) -> list:
     """WALS (best MF), the positives-only DNN and the best other softmax model with embeddings."""
     models = {n: m for n, m in _models(results).items() if m.get("embeddings", {}).get("query")}
@@ -270,7 +263,7 @@ def embeddings_pca(results):
         e = _models(results)[name]["embeddings"]
         q, it = np.asarray(e["query"], float), np.asarray(e.get("item") or [], float)
         both = np.vstack([q, it]) if it.size else q
-        xy = _pca2(both)
+        xy, _ = pca2(both)
         qg = e.get("query_group") or [0] * len(q)
         ig = e.get("item_group") or [0] * len(it)
         groups_seen.update(qg)

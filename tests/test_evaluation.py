@@ -409,3 +409,17 @@ def test_batch_size_does_not_change_results(case, ks, elems, cand):
         assert small[key] == pytest.approx(whole[key], abs=1e-12, nan_ok=True), key
     for key in per_whole:
         np.testing.assert_array_equal(per_small[key], per_whole[key])
+
+
+def test_pca2_projects_on_the_two_main_axes():
+    from mfsoftmax.folding import pca2
+
+    rng = np.random.default_rng(0)
+    pts = rng.standard_normal((200, 5)) * np.array([10.0, 3.0, 0.1, 0.1, 0.1])
+    xy, var = pca2(pts)
+    assert xy.shape == (200, 2)
+    assert var[0] > var[1] > 0.0 and var.sum() <= 1.0
+    # the projection keeps the spread of the two big axes (up to sign)
+    assert abs(abs(np.corrcoef(xy[:, 0], pts[:, 0])[0, 1]) - 1.0) < 1e-3
+    flat, _ = pca2(pts[:, :1])
+    assert np.all(flat[:, 1] == 0.0)

@@ -63,3 +63,18 @@ def folding_metrics(model, queries_users: np.ndarray, history, user_groups: np.n
         "xin_score": float(np.concatenate(xin).mean()),
         "n_users": int(len(queries_users)),
     }
+
+
+def pca2(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project ``points`` (rows) on their first two principal components.
+
+    Returns the (len(points) x 2) coordinates and the explained-variance shares of the two
+    components; a 1-D input gets a zero second coordinate.
+    """
+    centred = np.asarray(points, dtype=np.float64)
+    centred = centred - centred.mean(axis=0)
+    if centred.shape[1] < 2:
+        return np.column_stack([centred[:, 0], np.zeros(len(centred))]), np.array([1.0, 0.0])
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    var = sv**2 / max(1e-12, float((sv**2).sum()))
+    return centred @ vt[:2].T, var[:2]
