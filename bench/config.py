@@ -50,7 +50,7 @@ QUICK: dict = {
                "train_items": 2000, "time_budget_s": 20},
 }
 QUICK_DATASET = {"synthetic": {"n_users": 1500, "n_items": 600, "n_groups": 10}}
-QUICK_MODEL = {"epochs": 2, "iterations": 4, "patience": 1}
+QUICK_MODEL = {"wals": {"iterations": 4}, "softmax": {"epochs": 2, "patience": 1}}  # caps per kind
 
 
 class ConfigError(ValueError):
@@ -103,13 +103,8 @@ def shrink(cfg: dict) -> dict:
         ds["params"] = merge(ds["params"], QUICK_DATASET[ds["name"]])
     for spec in out["models"].values():
         params = spec.setdefault("params", {})
-        for key, val in QUICK_MODEL.items():
-            if key in params or spec.get("kind") in ("wals", "softmax"):
-                if key == "iterations" and spec.get("kind") != "wals":
-                    continue
-                if key in ("epochs", "patience") and spec.get("kind") != "softmax":
-                    continue
-                params[key] = min(params.get(key, val), val)
+        for key, cap in QUICK_MODEL.get(spec.get("kind"), {}).items():
+            params[key] = min(params.get(key, cap), cap)
         spec["search"] = {}
     out["run"]["quick"] = True
     return out
