@@ -245,15 +245,21 @@ def _section(m: dict, key: str) -> dict:
     return v if isinstance(v, dict) else {}
 
 
+def _compare_quality(ctx: _Ctx, name: str, prefix: str, b: dict, c: dict, skip=()) -> None:
+    """Higher-is-better metrics are gated; the rest of the keys are shown as info."""
+    for key in _keys(b, c):
+        if key in skip:
+            continue
+        if _is_higher_better(key):
+            ctx.higher(name, prefix + key, b.get(key), c.get(key))
+        else:
+            ctx.info(name, prefix + key, b.get(key), c.get(key))
+
+
 def _compare_model(ctx: _Ctx, name: str, bm: dict, cm: dict) -> None:
     # quality
     bq, cq = _section(bm, "quality"), _section(cm, "quality")
-    for key in _keys(bq, cq):
-        full = f"quality.{key}"
-        if _is_higher_better(key):
-            ctx.higher(name, full, bq.get(key), cq.get(key))
-        else:
-            ctx.info(name, full, bq.get(key), cq.get(key))
+    _compare_quality(ctx, name, "quality.", bq, cq)
     # training
     bt, ct = _section(bm, "training"), _section(cm, "training")
     for key in _keys(bt, ct):
@@ -284,15 +290,8 @@ def _compare_model(ctx: _Ctx, name: str, bm: dict, cm: dict) -> None:
     for side in _keys(bc, cc):
         bcurve, ccurve = _curve(bc.get(side)), _curve(cc.get(side))
         for n in sorted(set(bcurve) | set(ccurve)):
-            bp, cp = bcurve.get(n, {}), ccurve.get(n, {})
-            for key in _keys(bp, cp):
-                if key == "n_known":
-                    continue
-                full = f"cold_start.{side}[n_known={n}].{key}"
-                if _is_higher_better(key):
-                    ctx.higher(name, full, bp.get(key), cp.get(key))
-                else:
-                    ctx.info(name, full, bp.get(key), cp.get(key))
+            _compare_quality(ctx, name, f"cold_start.{side}[n_known={n}].",
+                             bcurve.get(n, {}), ccurve.get(n, {}), skip=("n_known",))
     # folding
     bf, cf = _section(bm, "folding"), _section(cm, "folding")
     for key in _keys(bf, cf):
