@@ -135,6 +135,15 @@ def _winner(sign: int, fam_a: str = "mf") -> str:
     return "tie" if sign == 0 else (fam_a if sign > 0 else OTHER[fam_a])
 
 
+def _best_per_family(results: dict, value, better, figure) -> tuple[dict, dict, dict]:
+    """Best model per family (:func:`_by_family`), its figure text ``figure(name, value)`` and
+    its name, each keyed by family."""
+    best = _by_family(results, value, better=better)
+    figures = {f: figure(n, v) for f, (n, v) in best.items()}
+    models = {f: n for f, (n, _) in best.items()}
+    return best, figures, models
+
+
 def _by_family(results: dict, value, better=max) -> dict:
     """family -> (model, value) for the model with the best ``value(name, model)`` (not None)."""
     out = {}
@@ -168,9 +177,8 @@ def _quality(claim: Claim, results: dict) -> ClaimResult:
         v = m.get("quality", {}).get(metric)
         return v if fmt.is_num(v) else None
 
-    best = _by_family(results, val)
-    figures = {f: f"{v:.4f}" + _se_suffix(results, n, metric) for f, (n, v) in best.items()}
-    models = {f: n for f, (n, _) in best.items()}
+    best, figures, models = _best_per_family(
+        results, val, max, lambda n, v: f"{v:.4f}" + _se_suffix(results, n, metric))
     if len(best) < 2:
         return _missing(claim, figures, models, f"{metric} for both families")
     (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
@@ -266,9 +274,7 @@ def _cold(claim: Claim, results: dict, side: str) -> ClaimResult:
         low = [v for k, v in (pts or {}).items() if k <= COLD_MAX_KNOWN]
         return sum(low) / len(low) if low else None
 
-    best = _by_family(results, val)
-    figures = {f: f"{v:.4f}" for f, (_, v) in best.items()}
-    models = {f: n for f, (n, _) in best.items()}
+    best, figures, models = _best_per_family(results, val, max, lambda n, v: f"{v:.4f}")
     if len(best) < 2:
         return _missing(claim, figures, models, f"cold-start {side} curve for both families")
     mf_n, sm_n = models["mf"], models["softmax"]
@@ -296,9 +302,7 @@ def _folding(claim: Claim, results: dict) -> ClaimResult:
         v = m.get("folding", {}).get("leakage@10")
         return v if fmt.is_num(v) else None
 
-    best = _by_family(results, val, better=min)
-    figures = {f: f"{v:.4f}" for f, (_, v) in best.items()}
-    models = {f: n for f, (n, _) in best.items()}
+    best, figures, models = _best_per_family(results, val, min, lambda n, v: f"{v:.4f}")
     if len(best) < 2:
         return _missing(claim, figures, models, "leakage@10 for both families")
     (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
@@ -376,9 +380,8 @@ def _training_one_size(claim: Claim, results: dict) -> ClaimResult:
         v = m.get("training", {}).get("wall_s")
         return v if fmt.is_num(v) else None
 
-    best = _by_family(results, val, better=min)
-    figures = {f: f"{fmt.seconds(v)} (one size)" for f, (_, v) in best.items()}
-    models = {f: n for f, (n, _) in best.items()}
+    best, figures, models = _best_per_family(results, val, min,
+                                             lambda n, v: f"{fmt.seconds(v)} (one size)")
     if len(best) < 2:
         return _missing(claim, figures, models, "training time for both families")
     (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
@@ -394,12 +397,11 @@ def _serving(claim: Claim, results: dict) -> ClaimResult:
         v = m.get("serving", {}).get("p50_us")
         return v if fmt.is_num(v) else None
 
-    best = _by_family(results, val, better=min)
-    models = {f: n for f, (n, _) in best.items()}
-    figures = {}
-    for f, (n, v) in best.items():
+    def figure(n, v):
         mode = results["models"][n]["serving"].get("mode")
-        figures[f] = f"{fmt.micros(v)}" + (f" ({mode})" if mode else "")
+        return f"{fmt.micros(v)}" + (f" ({mode})" if mode else "")
+
+    best, figures, models = _best_per_family(results, val, min, figure)
     # The corpus sweep says whether the gap holds as the catalogue grows.
     exact = [r for r in results.get("sweeps", {}).get("serving_vs_corpus", [])
              if r.get("index", "exact") == "exact" and fmt.is_num(r.get("p50_us"))]
