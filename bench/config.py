@@ -122,7 +122,7 @@ def validate(cfg: dict, where: str = "config") -> None:
         raise ConfigError(f"{where}: no [models.*] section")
     for name, spec in cfg["models"].items():
         if "kind" not in spec:
-            raise ConfigError(f"{where}: models.{name} needs a 'kind' (popularity, wals, softmax)")
+            raise ConfigError(f"{where}: models.{name} needs a 'kind' (popularity, feature-popularity, wals, softmax)")
     if int(cfg["tuning"]["trials"]) < 1:
         raise ConfigError(f"{where}: tuning.trials must be >= 1")
     ks = cfg["run"]["k"]

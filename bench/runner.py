@@ -289,14 +289,14 @@ class Runner:
                                     **({} if hist and feats else {"use_history": hist,
                                                                    "use_user_features": feats}))
             rows.append(self._ablation_row(base, model, split, hist, feats, new_user_curve, label))
-        for name in [n for n, _ in self.model_specs(("wals", "popularity"))]:
+        inputs = {"wals": (True, False, "interactions; user features only through the zero-history heuristic"),
+                  "popularity": (None, None, "none (item popularity)"),
+                  "feature-popularity": (None, True, "user features only (popularity per feature value)")}
+        for name, spec in self.model_specs(tuple(inputs)):
             if name in self.best_params:
                 model = self._fitted_on(split, reuse, name)
-                mf = model.family == "mf"
-                rows.append(self._ablation_row(
-                    name, model, split, True if mf else None, False if mf else None, new_user_curve,
-                    "interactions; user features only through the zero-history heuristic" if mf
-                    else "none (item popularity)"))
+                hist, feats, label = inputs[spec["kind"]]
+                rows.append(self._ablation_row(name, model, split, hist, feats, new_user_curve, label))
         self.results["ablation"] = rows
 
     def _ablation_row(self, name, model, split, hist, feats, curve, label) -> dict:

@@ -14,6 +14,7 @@ class Popularity(RecommenderBase):
 
     name = "popularity"
     family = "baseline"
+    user_independent = True  # every query gets the same ranking
 
     def __init__(self):
         self.item_scores = None

@@ -19,9 +19,11 @@ Optimisation notes
 - ``item_cold_scores`` scores items through the item tower alone: interactions revealed after
   training are ignored (no retraining, no fold-in).
 - ``full`` (and gravity) without hashing or ``max_history`` pools the history from a dense
-  users x items 0/1 matrix built once per fit (when it has at most ``DENSE_POOL_MAX`` cells): a
-  batch's weights are a row gather of it with the target zeroed, then one (B x n) @ (n x d)
-  matmul, so no per-batch bag building in Python.
+  users x items 0/1 matrix built once per fit (when it has at most ``DENSE_POOL_MAX`` cells):
+  a batch gathers the rows of its U distinct users and pools them with one (U x n) @ (n x d)
+  matmul; each example then subtracts its target's embedding and scales by 1 / (len - 1). No
+  per-batch bag building in Python, and U < B (U/B ~ 0.8 on ml-100k at B = 256) saves a fifth
+  of the pooling FLOPs forward and backward.
 
 Cold start
 ----------
@@ -52,12 +54,20 @@ from mfsoftmax.runtime import atomic_write_bytes
 from . import softmax_losses as L
 from .base import Queries, RecommenderBase
 from .softmax_optim import LazyRowOptimizer
-from .softmax_towers import ItemSide, QueryTower, feature_specs, hash_ids, init_embeddings
+from .softmax_towers import (
+    DenseBags,
+    ItemSide,
+    QueryTower,
+    feature_specs,
+    hash_ids,
+    init_embeddings,
+)
 
 LOSSES = ("full", "sampled-uniform", "sampled-popularity", "in-batch", "hard-negatives", "positives-only")
 OPTIMIZERS = ("adam", "adagrad")
 ITEM_TOWER_MODES = (None, "add", "replace")
 HISTORY_DROPOUT = 0.1  # measured: most of the new-user gain for the least warm cost
+FEATURE_DIM = 16  # width of each feature embedding (capped at dim): gender has 2 values
 DENSE_POOL_MAX = 2 ** 25  # cells of the dense users x items pooling matrix (128 MiB float32)
 
 
@@ -99,16 +109,15 @@ def _bags(items: np.ndarray, starts: np.ndarray, lens: np.ndarray, skip: np.ndar
 
 
 def _dense_bags(A: torch.Tensor, inv_len: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
-                keep: np.ndarray | None) -> torch.Tensor:
-    """Dense (B x n) mean weights of each example's bag: row ``users[b]`` of the 0/1 matrix ``A``
-    with the target ``pos[b]`` zeroed, times ``inv_len[users[b]]`` = 1 / (len - 1); rows with
-    ``keep[b]`` False are all zero (an emptied bag)."""
-    S = A.index_select(0, users)
-    S[torch.arange(len(users), device=S.device), pos] = 0.0
+                keep: np.ndarray | None) -> DenseBags:
+    """Each example's bag as row ``users[b]`` of the 0/1 matrix ``A`` minus its target
+    ``pos[b]``, scaled by ``inv_len[users[b]]`` = 1 / (len - 1), or by 0 where ``keep[b]`` is
+    False (an emptied bag). A user's row is gathered once per batch (:class:`DenseBags`)."""
+    uniq, inv = torch.unique(users, return_inverse=True)
     scale = inv_len[users]
     if keep is not None:
-        scale = scale * torch.as_tensor(keep, dtype=S.dtype, device=S.device)
-    return S.mul_(scale[:, None])
+        scale = scale * torch.as_tensor(keep, dtype=scale.dtype, device=scale.device)
+    return DenseBags(A.index_select(0, uniq), inv, pos, scale)
 
 
 class SoftmaxDNN(RecommenderBase):
@@ -142,6 +151,9 @@ class SoftmaxDNN(RecommenderBase):
         Probability in [0, 1) that a training example's history bag is emptied (cold start).
     item_bias : bool
         Learn a per-item bias b_j added to every logit and score.
+    feature_dim : int
+        Width of each user/item feature embedding (capped at ``dim``); the query MLP's input is
+        ``dim + feature_dim * n_features``.
     seed, device, threads, progress, name
         Determinism, ``"cpu"``/``"cuda"``, torch threads during fit, tqdm bar, result name.
     """
@@ -153,7 +165,8 @@ class SoftmaxDNN(RecommenderBase):
                  hard_pool=None, gravity=0.0, use_history=True, use_user_features=True,
                  item_tower=None, hash_buckets=None, optimizer="adam", lr=1e-3, weight_decay=0.0,
                  batch_size=256, epochs=20, patience=3, eval_k=20, max_history=None,
-                 history_dropout=HISTORY_DROPOUT, item_bias=False, seed=0, device="cpu", threads=1,
+                 history_dropout=HISTORY_DROPOUT, item_bias=False, feature_dim=FEATURE_DIM, seed=0, device="cpu",
+                 threads=1,
                  progress=False, name=None):
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {', '.join(LOSSES)}")
@@ -163,7 +176,8 @@ class SoftmaxDNN(RecommenderBase):
             raise ValueError(f"item_tower={item_tower!r}: choose None, 'add' or 'replace'")
         if not (use_history or use_user_features):
             raise ValueError("use_history and use_user_features are both False: the query tower needs an input")
-        for key, val in (("dim", dim), ("n_negatives", n_negatives), ("batch_size", batch_size),
+        for key, val in (("dim", dim), ("feature_dim", feature_dim), ("n_negatives", n_negatives),
+                         ("batch_size", batch_size),
                          ("eval_k", eval_k), ("threads", threads)):
             if int(val) < 1:
                 raise ValueError(f"{key}={val} must be >= 1")
@@ -184,6 +198,7 @@ class SoftmaxDNN(RecommenderBase):
         self.eval_k = int(eval_k)
         self.max_history = None if max_history is None else int(max_history)
         self.history_dropout, self.item_bias = float(history_dropout), bool(item_bias)
+        self.feature_dim = min(int(feature_dim), self.dim)
         self.seed, self.device, self.threads, self.progress = int(seed), device, int(threads), progress
         self.name = name or f"softmax-{loss}" + ("-gravity" if self.gravity > 0 else "")
         self.net = None
@@ -193,6 +208,7 @@ class SoftmaxDNN(RecommenderBase):
         self._V = None
         self._V_np = None
         self._b = None
+        self._logits_buf = None
         self.cold_bias = 0.0  # bias given to new items: the mean bias of trained items
 
     # ------------------------------------------------------------------ params
@@ -205,7 +221,9 @@ class SoftmaxDNN(RecommenderBase):
             "hash_buckets": self.hash_buckets, "optimizer": self.optimizer, "lr": self.lr,
             "weight_decay": self.weight_decay, "batch_size": self.batch_size, "epochs": self.epochs,
             "patience": self.patience, "eval_k": self.eval_k, "max_history": self.max_history,
-            "history_dropout": self.history_dropout, "item_bias": self.item_bias, "seed": self.seed, "device": self.device, "threads": self.threads, "name": self.name,
+            "history_dropout": self.history_dropout, "item_bias": self.item_bias,
+            "feature_dim": self.feature_dim, "seed": self.seed, "device": self.device,
+            "threads": self.threads, "name": self.name,
         }
 
     @property
@@ -230,9 +248,10 @@ class SoftmaxDNN(RecommenderBase):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             query = QueryTower(n_items, self.dim, self.hidden, self.layer_norm, user_specs,
-                               self.use_history, self.hash_buckets, sparse=self.sparse_items)
+                               self.use_history, self.hash_buckets, sparse=self.sparse_items,
+                               feature_dim=self.feature_dim)
             item = ItemSide(n_items, self.dim, item_specs, self.item_tower, self.hash_buckets,
-                            sparse=self.sparse_items, bias=self.item_bias)
+                            sparse=self.sparse_items, bias=self.item_bias, feature_dim=self.feature_dim)
             self.net = _Net(query, item)
             init_embeddings(self.net)
         self.net.to(self._torch_device())
@@ -383,6 +402,7 @@ class SoftmaxDNN(RecommenderBase):
         if self.item_bias and self.bias_init == "log-popularity":
             self._init_bias(pop)
         opts = self._optimizers()
+        self._logits_buf = None  # full: (B x n) logits buffer reused by every step
         self.history, self.eval_seconds = [], 0.0
         best, best_state, bad = -np.inf, None, 0
         t_fit = time.perf_counter()
@@ -450,6 +470,7 @@ class SoftmaxDNN(RecommenderBase):
         if best_state is not None:
             self.net.load_state_dict(best_state)
         self.net.eval()
+        self._logits_buf = None
         self._refresh_cache()
         self.fit_seconds = time.perf_counter() - t_fit
 
@@ -470,7 +491,10 @@ class SoftmaxDNN(RecommenderBase):
         V_all = None
         if self.loss == "full":
             V_all = self._all_items()
-            loss = L.full_softmax_loss(q, V_all, pos, bias(None))
+            buf = self._logits_buf
+            if buf is None or len(buf) < len(pos):
+                buf = self._logits_buf = torch.empty(len(pos), self.n_items, device=dev)
+            loss = L.full_softmax_loss(q, V_all, pos, bias(None), out=buf[:len(pos)])
         elif self.loss in ("sampled-uniform", "sampled-popularity"):
             if self.loss == "sampled-uniform":
                 neg_np = rng.integers(0, self.n_items, size=k)
@@ -596,6 +620,7 @@ class SoftmaxDNN(RecommenderBase):
         params["hidden"] = tuple(params["hidden"])
         params.setdefault("item_bias", False)  # saved before these options existed
         params.setdefault("history_dropout", 0.0)
+        params.setdefault("feature_dim", params["dim"])  # feature embeddings were dim wide
         model = cls(**params)
         meta = doc["meta"]
         model._build(meta["n_users"], meta["n_items"], meta["user_specs"], meta["item_specs"])

@@ -50,19 +50,20 @@ class LazyRowOptimizer:
                 raise ValueError("LazyRowOptimizer needs sparse gradients (sparse=True embeddings)")
             g = p.grad.coalesce()
             idx, vals = g.indices()[0], g.values()
+            prow = p.index_select(0, idx)
             if self.weight_decay:
-                vals = vals + self.weight_decay * p.index_select(0, idx)
+                vals = vals.add(prow, alpha=self.weight_decay)
             rows = st.index_select(0, idx)
             if self.kind == "adam":
                 d = p.shape[1]
                 m, v = rows[:, :d], rows[:, d:]
                 m.mul_(b1).add_(vals, alpha=1 - b1)
                 v.mul_(b2).addcmul_(vals, vals, value=1 - b2)
-                st.index_copy_(0, idx, rows)
-                denom = (v / (1 - b2 ** self.t)).sqrt_().add_(self.eps)
-                upd = (m / denom).mul_(self.lr / (1 - b1 ** self.t))
+                denom = v.sqrt().div_((1 - b2 ** self.t) ** 0.5).add_(self.eps)
+                prow.addcdiv_(m, denom, value=-self.lr / (1 - b1 ** self.t))
             else:
                 rows.addcmul_(vals, vals)
-                st.index_copy_(0, idx, rows)
-                upd = vals / rows.sqrt().add_(self.eps) * self.lr
-            p.index_add_(0, idx, upd, alpha=-1.0)
+                prow.addcdiv_(vals, rows.sqrt().add_(self.eps), value=-self.lr)
+            # rows are distinct after coalesce: copy back (cheaper than index_add_)
+            st.index_copy_(0, idx, rows)
+            p.index_copy_(0, idx, prow)

@@ -9,6 +9,8 @@ are exact (one row per item) or hashed into ``hash_buckets`` rows with the fixed
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -98,11 +100,30 @@ def mlp(in_dim: int, hidden, out_dim: int, layer_norm: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class DenseBags(NamedTuple):
+    """History bags of a batch as ``scale[b] * (rows[inv[b]] - onehot(pos[b]))``: ``rows`` (U x n)
+    the 0/1 history rows of the batch's U distinct users, ``inv`` (B,) each example's row,
+    ``pos`` (B,) its target (left out of its bag), ``scale`` (B,) 1 / bag size (0: emptied)."""
+
+    rows: torch.Tensor
+    inv: torch.Tensor
+    pos: torch.Tensor
+    scale: torch.Tensor
+
+
+def pool_dense(bags: DenseBags, W: torch.Tensor) -> torch.Tensor:
+    """Mean history embeddings (B x d) of :class:`DenseBags`: one (U x n) @ (n x d) matmul for
+    the batch's distinct users, then each example drops its target and scales."""
+    pooled = (bags.rows @ W).index_select(0, bags.inv) - W.index_select(0, bags.pos)
+    return pooled.mul_(bags.scale[:, None])
+
+
 class QueryTower(nn.Module):
     """psi(x) = MLP([mean of history item embeddings, user feature embeddings])."""
 
     def __init__(self, n_items: int, dim: int, hidden, layer_norm: bool, user_specs: list[dict],
-                 use_history: bool, buckets: int | None, sparse: bool = True):
+                 use_history: bool, buckets: int | None, sparse: bool = True,
+                 feature_dim: int | None = None):
         super().__init__()
         self.use_history = use_history
         self.n_items = n_items
@@ -113,14 +134,15 @@ class QueryTower(nn.Module):
             self.history = nn.EmbeddingBag(table_rows(n_items, self.buckets), dim, mode="sum",
                                            sparse=sparse)
             in_dim += dim
-        self.features = FeatureEncoder(user_specs, dim, buckets, salt=101) if user_specs else None
+        self.features = (FeatureEncoder(user_specs, feature_dim or dim, buckets, salt=101)
+                         if user_specs else None)
         if self.features is not None:
             in_dim += self.features.out_dim
         self.mlp = mlp(in_dim, hidden, dim, layer_norm)
 
     def forward(self, bags, feats: dict | None) -> torch.Tensor:
-        """``bags``: ``(flat, offsets, weights)`` of the history bags, or a dense (B x rows)
-        weight matrix (mean weights, target zeroed) pooled by one matmul; None without history."""
+        """``bags``: ``(flat, offsets, weights)`` of the history bags, or :class:`DenseBags`
+        (pooled by one matmul); None without history."""
         parts = []
         if self.use_history:
             parts.append(self.pool(bags))
@@ -131,8 +153,8 @@ class QueryTower(nn.Module):
     def pool(self, bags) -> torch.Tensor:
         """Weighted sum of history-item embeddings per query (B x d)."""
         W = self.history.weight
-        if isinstance(bags, torch.Tensor):  # dense weights (B x rows)
-            return bags @ W
+        if isinstance(bags, DenseBags):
+            return pool_dense(bags, W)
         flat, offsets, weights = bags
         rows = hash_ids(flat, self.buckets, 7)
         if self.history.sparse:
@@ -153,9 +175,9 @@ class QueryTower(nn.Module):
 class ItemTower(nn.Module):
     """Item embedding from item features: MLP over categorical and multi-hot features."""
 
-    def __init__(self, specs: list[dict], dim: int, buckets: int | None):
+    def __init__(self, specs: list[dict], dim: int, buckets: int | None, feature_dim: int | None = None):
         super().__init__()
-        self.features = FeatureEncoder(specs, dim, buckets, salt=503)
+        self.features = FeatureEncoder(specs, feature_dim or dim, buckets, salt=503)
         self.mlp = mlp(self.features.out_dim, (dim,), dim, layer_norm=False)
 
     def forward(self, feats: dict) -> torch.Tensor:
@@ -168,7 +190,7 @@ class ItemSide(nn.Module):
     zero-initialised, hashed like V)."""
 
     def __init__(self, n_items: int, dim: int, item_specs: list[dict], mode: str | None,
-                 buckets: int | None, sparse: bool, bias: bool = False):
+                 buckets: int | None, sparse: bool, bias: bool = False, feature_dim: int | None = None):
         super().__init__()
         self.n_items = n_items
         self.mode = mode
@@ -176,7 +198,7 @@ class ItemSide(nn.Module):
         self.free = None
         if mode != "replace":
             self.free = nn.Embedding(table_rows(n_items, self.buckets), dim, sparse=sparse)
-        self.tower = ItemTower(item_specs, dim, buckets) if mode is not None else None
+        self.tower = ItemTower(item_specs, dim, buckets, feature_dim) if mode is not None else None
         self.bias = nn.Embedding(table_rows(n_items, self.buckets), 1, sparse=sparse) if bias else None
 
     def biases(self, ids: torch.Tensor | None) -> torch.Tensor | None:

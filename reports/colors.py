@@ -7,6 +7,7 @@ import hashlib
 # Fixed colours for the model names the suite uses (MF in blues, softmax variants in warm/other hues).
 KNOWN = {
     "popularity": "#7f7f7f",
+    "feature-popularity": "#b0b0b0",
     "wals": "#1f77b4",
     "wals-cg": "#17becf",
     "wals-features": "#4c72b0",

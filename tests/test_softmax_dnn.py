@@ -282,21 +282,24 @@ def test_item_bias_learns_popularity(loss):
 
 def test_dense_bags_match_bag_pooling(split):
     from mfsoftmax.models.softmax_dnn import _dense_bags
+    from mfsoftmax.models.softmax_towers import pool_dense
 
     m = split.train.matrix
     lens = np.diff(m.indptr).astype(np.int64)
     rows = np.repeat(np.arange(m.shape[0]), lens)
     A = torch.as_tensor(m.toarray() > 0, dtype=torch.float32)
     inv_len = torch.as_tensor(1.0 / np.maximum(lens - 1, 1), dtype=torch.float32)
-    ex = np.array([0, 5, 17, 40, m.nnz - 1])
+    ex = np.array([0, 5, 17, 40, m.nnz - 1, 3])  # examples 0, 3, 5: the same user
     u, pos = rows[ex], m.indices[ex].astype(np.int64)
-    keep = np.array([True, True, False, True, True])
+    keep = np.array([True, True, False, True, True, True])
     flat, offsets, weights = _bags(m.indices.astype(np.int64), m.indptr[:-1][u].astype(np.int64),
                                    np.where(keep, lens[u], 0), ex - m.indptr[u], None)
     W = torch.randn(m.shape[1], 4, generator=torch.Generator().manual_seed(0))
     bag = torch.nn.functional.embedding_bag(torch.as_tensor(flat), W, torch.as_tensor(offsets), mode="sum",
                                             per_sample_weights=torch.as_tensor(weights))
-    dense = _dense_bags(A, inv_len, torch.as_tensor(u), torch.as_tensor(pos), keep) @ W
+    bags = _dense_bags(A, inv_len, torch.as_tensor(u), torch.as_tensor(pos), keep)
+    assert bags.rows.shape == (len(np.unique(u)), m.shape[1])  # one row per distinct user
+    dense = pool_dense(bags, W)
     np.testing.assert_allclose(dense.numpy(), bag.numpy(), rtol=1e-5, atol=1e-6)
     assert not dense[2].any()
 

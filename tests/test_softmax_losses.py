@@ -154,6 +154,25 @@ def test_full_softmax_gradient_is_p_minus_onehot(tiny):
     np.testing.assert_allclose(qq.grad.numpy(), ((p - onehot) @ V / len(pos)).numpy(), rtol=1e-10)
 
 
+def test_full_softmax_reused_buffer_matches_and_stale_graph_fails(tiny):
+    q, V, pos = tiny
+    buf = torch.empty(len(pos), V.shape[0], dtype=q.dtype)
+    grads = []
+    for out in (None, buf, buf):  # the buffer is reused by the second and third steps
+        qq = q.clone().requires_grad_(True)
+        loss = L.full_softmax_loss(qq, V, pos, out=out)
+        loss.backward()
+        grads.append((loss.item(), qq.grad))
+    for loss, grad in grads[1:]:
+        assert loss == pytest.approx(grads[0][0], rel=1e-12)
+        np.testing.assert_allclose(grad.numpy(), grads[0][1].numpy(), rtol=1e-12)
+    qq = q.clone().requires_grad_(True)
+    stale = L.full_softmax_loss(qq, V, pos, out=buf)
+    L.full_softmax_loss(q, V, pos, out=buf)  # overwrites the first graph's buffer
+    with pytest.raises(RuntimeError, match="inplace"):
+        stale.backward()
+
+
 @pytest.fixture
 def bias():
     return torch.tensor([0.3, -1.2, 2.0, 0.0, 0.7, -0.4], dtype=torch.float64)
