@@ -16,8 +16,8 @@ except ModuleNotFoundError:  # Python < 3.11
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-STAGES = ("quality", "training", "serving", "ablation", "cold_start_users", "cold_start_items",
-          "folding", "offline_topk", "serving_vs_corpus", "training_vs_size")
+STAGES = ("quality", "training", "serving", "ablation", "hashing", "cold_start_users",
+          "cold_start_items", "folding", "offline_topk", "serving_vs_corpus", "training_vs_size")
 
 DEFAULTS: dict = {
     "run": {"seed": 0, "threads": 1, "k": [10, 20, 50, 100], "out": "reports", "report": True,
@@ -31,6 +31,8 @@ DEFAULTS: dict = {
     "cold_start": {"n_known_users": [0, 1, 2, 5, 10, 20], "n_known_items": [0, 1, 2, 5, 10],
                    "item_frac": 0.1, "k": 10, "models": []},
     "ablation": {"base": None},
+    # item-id tables hashed into these shares of the item count (1.0 = exact)
+    "hashing": {"base": None, "fractions": [1.0, 0.5, 0.25, 0.1]},
     "folding": {"probe": "auto", "k": 10, "w0": [0.0001, 0.001, 0.01, 0.1, 1.0],
                 "variants": [], "dims": [], "dataset_params": {}},
     "sweeps": {"corpus_sizes": [1000, 10000, 100000], "dim": 64, "ann": "hnswlib",
@@ -46,6 +48,7 @@ QUICK: dict = {
     "serving": {"queries": 200, "warmup": 10, "batch_sizes": [1, 32]},
     "cold_start": {"n_known_users": [0, 1, 5], "n_known_items": [0, 1, 5]},
     "folding": {"w0": [0.001, 0.1], "dims": []},
+    "hashing": {"fractions": [1.0, 0.25]},
     "sweeps": {"corpus_sizes": [1000, 10000], "queries": 50, "train_sizes": [20000, 60000],
                "train_items": 2000, "time_budget_s": 20},
 }
@@ -122,9 +125,14 @@ def validate(cfg: dict, where: str = "config") -> None:
         raise ConfigError(f"{where}: no [models.*] section")
     for name, spec in cfg["models"].items():
         if "kind" not in spec:
-            raise ConfigError(f"{where}: models.{name} needs a 'kind' (popularity, feature-popularity, wals, softmax)")
+            raise ConfigError(f"{where}: models.{name} needs a 'kind' "
+                              "(popularity, feature-popularity, wals, softmax)")
     if int(cfg["tuning"]["trials"]) < 1:
         raise ConfigError(f"{where}: tuning.trials must be >= 1")
+    fracs = cfg["hashing"]["fractions"]
+    if not fracs or any(not 0.0 < float(f) <= 1.0 for f in fracs):
+        raise ConfigError(f"{where}: hashing.fractions must be shares of the item count in (0, 1], "
+                          f"got {fracs!r}")
     ks = cfg["run"]["k"]
     if not ks or any(int(k) < 1 for k in ks):
         raise ConfigError(f"{where}: run.k must be a list of positive cut-offs")

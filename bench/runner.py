@@ -110,6 +110,7 @@ class Runner:
             ("quality", self.stage_quality),  # includes tuning and training cost
             ("serving", self.stage_serving),
             ("ablation", self.stage_ablation),
+            ("hashing", self.stage_hashing),
             ("cold_start_users", self.stage_cold_users),
             ("cold_start_items", self.stage_cold_items),
             ("folding", self.stage_folding),
@@ -298,6 +299,34 @@ class Runner:
                 hist, feats, label = inputs[spec["kind"]]
                 rows.append(self._ablation_row(name, model, split, hist, feats, new_user_curve, label))
         self.results["ablation"] = rows
+
+    def stage_hashing(self) -> None:
+        """The DNN's memory lever: the base softmax model refitted with its item-id tables hashed
+        into a share of the item count (``hashing.fractions``; 1 = exact), on the main split."""
+        from .measure import timed_fit
+
+        hcfg = self.cfg["hashing"]
+        base = hcfg.get("base") or self._best_softmax()
+        if base is None:
+            raise RuntimeError("no fitted softmax model to hash")
+        split = self.split
+        n = split.train.n_items
+        rows = []
+        for frac in hcfg["fractions"]:
+            buckets = None if float(frac) >= 1.0 else max(1, int(round(float(frac) * n)))
+            model = self.build(base, self.tuned_params(base), hash_buckets=buckets)
+            training = timed_fit(model, split.train, split.valid)
+            res = evaluate(model, split.test, ks=(10, 20))
+            rows.append({"model": base, "fraction": float(min(frac, 1.0)), "buckets": buckets or n,
+                         "embedding_mb": model.embedding_bytes() / 2**20,
+                         "parameters": model.n_parameters(),
+                         "recall@10": res["recall@10"], "recall@20": res["recall@20"],
+                         "ndcg@20": res["ndcg@20"], "wall_s": training["wall_s"],
+                         "peak_rss_mb": training["peak_rss_mb"], "epochs": training["epochs"]})
+            tables = "exact tables" if buckets is None else f"item ids hashed into {buckets} rows"
+            self.say(f"  {base}, {tables}: recall@20 {res['recall@20']:.4f}, "
+                     f"{rows[-1]['embedding_mb']:.2f} MB of embeddings")
+        self.results["sweeps"]["hashing"] = rows
 
     def _ablation_row(self, name, model, split, hist, feats, curve, label) -> dict:
         res = evaluate(model, split.test, ks=(20,))

@@ -53,7 +53,7 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
                 pl("quality_vs_time", "validation_curves")),
         Section("training", "Training cost", "",
                 [tb.training_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)
-                                                     if t.key == "training_vs_size"],
+                                                     if t.key in ("training_vs_size", "hashing")],
                 pl("training_vs_size")),
         Section("serving", "Serving", "",
                 [tb.serving_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)

@@ -34,6 +34,14 @@ def test_quick_run_honours_the_contract(quick_run):
     modes = {r["mode"] for r in res["serving"]}
     assert {"known-user", "fold-in", "query-tower"} <= modes
     assert res["ablation"] and res["offline_topk"]["bytes"] > 0
+    fp = [r for r in res["ablation"] if r["model"] == "feature-popularity"]
+    assert fp and fp[0]["user_features"] is True
+    hashed = res["sweeps"]["hashing"]
+    assert [r["fraction"] for r in hashed] == [1.0, 0.25]
+    exact, small = hashed
+    assert exact["buckets"] == res["dataset"]["n_items"] and small["buckets"] < exact["buckets"]
+    assert 0 < small["embedding_mb"] < exact["embedding_mb"]
+    assert all(0.0 <= r["recall@20"] <= 1.0 for r in hashed)
 
 
 def test_quick_run_writes_the_report(quick_run):
@@ -114,3 +122,10 @@ def test_every_shipped_config_loads_and_shrinks():
             assert spec["search"] == {}
     with pytest.raises(ConfigError, match="not found"):
         load_config("no-such-config")
+
+
+def test_hashing_fractions_are_checked(tmp_path, capsys):
+    code = main(["run", "--quick", "--set", "hashing.fractions=[0.5, 2.0]", "--out", str(tmp_path / "o"),
+                 "--no-progress"])
+    assert code == 2
+    assert "hashing.fractions" in capsys.readouterr().err
