@@ -31,8 +31,9 @@ DEFAULTS: dict = {
     "cold_start": {"n_known_users": [0, 1, 2, 5, 10, 20], "n_known_items": [0, 1, 2, 5, 10],
                    "item_frac": 0.1, "k": 10, "models": []},
     "ablation": {"base": None},
-    # item-id tables hashed into these shares of the item count (1.0 = exact)
-    "hashing": {"base": None, "fractions": [1.0, 0.5, 0.25, 0.1]},
+    # tables hashed into these shares of the item count (1.0 = exact); scopes: "inputs" (history
+    # and user-feature tables) and/or "all" (the item side too)
+    "hashing": {"base": None, "fractions": [1.0, 0.5, 0.1], "scopes": ["inputs", "all"]},
     "folding": {"probe": "auto", "k": 10, "w0": [0.0001, 0.001, 0.01, 0.1, 1.0],
                 "variants": [], "dims": [], "dataset_params": {}},
     "sweeps": {"corpus_sizes": [1000, 10000, 100000], "dim": 64, "ann": "hnswlib",
@@ -133,6 +134,9 @@ def validate(cfg: dict, where: str = "config") -> None:
     if not fracs or any(not 0.0 < float(f) <= 1.0 for f in fracs):
         raise ConfigError(f"{where}: hashing.fractions must be shares of the item count in (0, 1], "
                           f"got {fracs!r}")
+    scopes = cfg["hashing"]["scopes"]
+    if not scopes or any(sc not in ("inputs", "all") for sc in scopes):
+        raise ConfigError(f"{where}: hashing.scopes must list 'inputs' and/or 'all', got {scopes!r}")
     ks = cfg["run"]["k"]
     if not ks or any(int(k) < 1 for k in ks):
         raise ConfigError(f"{where}: run.k must be a list of positive cut-offs")

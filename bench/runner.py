@@ -301,8 +301,10 @@ class Runner:
         self.results["ablation"] = rows
 
     def stage_hashing(self) -> None:
-        """The DNN's memory lever: the base softmax model refitted with its item-id tables hashed
-        into a share of the item count (``hashing.fractions``; 1 = exact), on the main split."""
+        """The DNN's memory lever: the base softmax model refitted on the main split with its
+        tables hashed into a share of the item count (``hashing.fractions``; 1 = exact), for
+        each ``hashing.scopes`` (``inputs``: history and user-feature tables only; ``all``: the
+        item side too)."""
         from .measure import timed_fit
 
         hcfg = self.cfg["hashing"]
@@ -311,19 +313,26 @@ class Runner:
             raise RuntimeError("no fitted softmax model to hash")
         split = self.split
         n = split.train.n_items
-        rows = []
+        points = []
         for frac in hcfg["fractions"]:
-            buckets = None if float(frac) >= 1.0 else max(1, int(round(float(frac) * n)))
-            model = self.build(base, self.tuned_params(base), hash_buckets=buckets)
+            if float(frac) >= 1.0:
+                points.append(("exact", None, 1.0))
+            else:
+                points += [(scope, max(1, int(round(float(frac) * n))), float(frac))
+                           for scope in hcfg["scopes"]]
+        rows = []
+        for scope, buckets, frac in points:
+            extra = {} if buckets is None else {"hash_buckets": buckets, "hash_scope": scope}
+            model = self.build(base, {**self.tuned_params(base), **extra})
             training = timed_fit(model, split.train, split.valid)
             res = evaluate(model, split.test, ks=(10, 20))
-            rows.append({"model": base, "fraction": float(min(frac, 1.0)), "buckets": buckets or n,
+            rows.append({"model": base, "scope": scope, "fraction": frac, "buckets": buckets or n,
                          "embedding_mb": model.embedding_bytes() / 2**20,
                          "parameters": model.n_parameters(),
                          "recall@10": res["recall@10"], "recall@20": res["recall@20"],
                          "ndcg@20": res["ndcg@20"], "wall_s": training["wall_s"],
                          "peak_rss_mb": training["peak_rss_mb"], "epochs": training["epochs"]})
-            tables = "exact tables" if buckets is None else f"item ids hashed into {buckets} rows"
+            tables = "exact tables" if buckets is None else f"{scope} hashed into {buckets} rows"
             self.say(f"  {base}, {tables}: recall@20 {res['recall@20']:.4f}, "
                      f"{rows[-1]['embedding_mb']:.2f} MB of embeddings")
         self.results["sweeps"]["hashing"] = rows

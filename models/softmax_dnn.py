@@ -66,6 +66,7 @@ from .softmax_towers import (
 LOSSES = ("full", "sampled-uniform", "sampled-popularity", "in-batch", "hard-negatives", "positives-only")
 OPTIMIZERS = ("adam", "adagrad")
 ITEM_TOWER_MODES = (None, "add", "replace")
+HASH_SCOPES = ("all", "inputs")
 HISTORY_DROPOUT = 0.1  # measured: most of the new-user gain for the least warm cost
 FEATURE_DIM = 16  # width of each feature embedding (capped at dim): gender has 2 values
 DENSE_POOL_MAX = 2 ** 25  # cells of the dense users x items pooling matrix (128 MiB float32)
@@ -143,6 +144,10 @@ class SoftmaxDNN(RecommenderBase):
         Item-feature tower added to or replacing the free item embedding.
     hash_buckets : int or None
         Hash item ids and large categorical features into this many rows.
+    hash_scope : {"all", "inputs"}
+        What ``hash_buckets`` hashes: every table (``all``), or only the query tower's inputs
+        (history items, user features; ``inputs``) with the item side (V, bias, item tower)
+        exact, so every item keeps a score of its own.
     optimizer, lr, weight_decay, batch_size, epochs, patience, eval_k
         Training; early stopping on validation Recall@eval_k (``patience`` epochs).
     max_history : int or None
@@ -163,11 +168,10 @@ class SoftmaxDNN(RecommenderBase):
 
     def __init__(self, dim=64, hidden=(256,), layer_norm=False, loss="full", n_negatives=200,
                  hard_pool=None, gravity=0.0, use_history=True, use_user_features=True,
-                 item_tower=None, hash_buckets=None, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                 batch_size=256, epochs=20, patience=3, eval_k=20, max_history=None,
-                 history_dropout=HISTORY_DROPOUT, item_bias=False, feature_dim=FEATURE_DIM, seed=0, device="cpu",
-                 threads=1,
-                 progress=False, name=None):
+                 item_tower=None, hash_buckets=None, hash_scope="all", optimizer="adam", lr=1e-3,
+                 weight_decay=0.0, batch_size=256, epochs=20, patience=3, eval_k=20,
+                 max_history=None, history_dropout=HISTORY_DROPOUT, item_bias=False,
+                 feature_dim=FEATURE_DIM, seed=0, device="cpu", threads=1, progress=False, name=None):
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {', '.join(LOSSES)}")
         if optimizer not in OPTIMIZERS:
@@ -187,12 +191,15 @@ class SoftmaxDNN(RecommenderBase):
             raise ValueError(f"history_dropout={history_dropout} must be in [0, 1)")
         if hash_buckets is not None and int(hash_buckets) < 1:
             raise ValueError(f"hash_buckets={hash_buckets} must be >= 1 or None")
+        if hash_scope not in HASH_SCOPES:
+            raise ValueError(f"hash_scope={hash_scope!r}: choose one of {', '.join(HASH_SCOPES)}")
         self.dim, self.hidden, self.layer_norm = int(dim), tuple(int(h) for h in hidden), bool(layer_norm)
         self.loss, self.n_negatives, self.hard_pool = loss, int(n_negatives), hard_pool
         self.gravity = float(gravity)
         self.use_history, self.use_user_features = bool(use_history), bool(use_user_features)
         self.item_tower = item_tower
         self.hash_buckets = None if hash_buckets is None else int(hash_buckets)
+        self.hash_scope = hash_scope
         self.optimizer, self.lr, self.weight_decay = optimizer, float(lr), float(weight_decay)
         self.batch_size, self.epochs, self.patience = int(batch_size), int(epochs), int(patience)
         self.eval_k = int(eval_k)
@@ -218,7 +225,8 @@ class SoftmaxDNN(RecommenderBase):
             "loss": self.loss, "n_negatives": self.n_negatives, "hard_pool": self.hard_pool,
             "gravity": self.gravity, "use_history": self.use_history,
             "use_user_features": self.use_user_features, "item_tower": self.item_tower,
-            "hash_buckets": self.hash_buckets, "optimizer": self.optimizer, "lr": self.lr,
+            "hash_buckets": self.hash_buckets, "hash_scope": self.hash_scope,
+            "optimizer": self.optimizer, "lr": self.lr,
             "weight_decay": self.weight_decay, "batch_size": self.batch_size, "epochs": self.epochs,
             "patience": self.patience, "eval_k": self.eval_k, "max_history": self.max_history,
             "history_dropout": self.history_dropout, "item_bias": self.item_bias,
@@ -250,7 +258,8 @@ class SoftmaxDNN(RecommenderBase):
             query = QueryTower(n_items, self.dim, self.hidden, self.layer_norm, user_specs,
                                self.use_history, self.hash_buckets, sparse=self.sparse_items,
                                feature_dim=self.feature_dim)
-            item = ItemSide(n_items, self.dim, item_specs, self.item_tower, self.hash_buckets,
+            item_buckets = self.hash_buckets if self.hash_scope == "all" else None
+            item = ItemSide(n_items, self.dim, item_specs, self.item_tower, item_buckets,
                             sparse=self.sparse_items, bias=self.item_bias, feature_dim=self.feature_dim)
             self.net = _Net(query, item)
             init_embeddings(self.net)
@@ -621,6 +630,7 @@ class SoftmaxDNN(RecommenderBase):
         params.setdefault("item_bias", False)  # saved before these options existed
         params.setdefault("history_dropout", 0.0)
         params.setdefault("feature_dim", params["dim"])  # feature embeddings were dim wide
+        params.setdefault("hash_scope", "all")
         model = cls(**params)
         meta = doc["meta"]
         model._build(meta["n_users"], meta["n_items"], meta["user_specs"], meta["item_specs"])

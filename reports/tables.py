@@ -256,8 +256,8 @@ def sweep_tables(runs, labels) -> list:
          ("recall_vs_exact", "recall vs exact", lambda v: f"{v:.3f}"))),
         ("training_vs_size", "Training cost vs data size", ("model", "n_interactions", "n_items"),
          (("wall_s", "wall", fmt.seconds), ("peak_rss_mb", "peak RSS", lambda v: f"{fmt.num(v)} MB"))),
-        ("hashing", "Hashed item-id tables (the DNN's memory lever; buckets = n_items is exact)",
-         ("model", "buckets"),
+        ("hashing", "Hashed embedding tables (the DNN's memory lever): inputs = history and user "
+         "features only, all = the item side too", ("model", "scope", "buckets"),
          (("embedding_mb", "embeddings", lambda v: f"{fmt.num(v)} MB"),
           ("recall@20", "recall@20", lambda v: f"{v:.4f}"), ("ndcg@20", "ndcg@20", lambda v: f"{v:.4f}"),
           ("wall_s", "train", fmt.seconds), ("peak_rss_mb", "peak RSS", lambda v: f"{fmt.num(v)} MB"))),

@@ -161,6 +161,14 @@ def test_hashing_reduces_embedding_bytes(split, data):
     assert hashed.embedding_bytes() == 4 * (2 * 8 * d + card * d)
     assert biased.embedding_bytes() == 4 * (2 * 8 * d + 8 + card * d)  # one bias per hashed row
     assert hashed.item_embeddings().shape == (n, d)
+    inputs = SoftmaxDNN(loss="full", hash_buckets=8, hash_scope="inputs", **dict(SMALL, epochs=1)).fit(split.train)
+    assert inputs.embedding_bytes() == 4 * (8 * d + n * d + card * d)  # history hashed, V exact
+    assert inputs.net.query.history.weight.shape[0] == 8 and inputs.net.item.free.weight.shape[0] == n
+    V = inputs.item_embeddings()
+    assert len(np.unique(V.round(6), axis=0)) == n  # every item keeps its own output row
+    assert len(np.unique(hashed.item_embeddings().round(6), axis=0)) <= 8
+    with pytest.raises(ValueError, match="hash_scope"):
+        SoftmaxDNN(hash_scope="outputs")
 
 
 def test_gravity_changes_gram_spectrum(split):

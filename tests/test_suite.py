@@ -36,12 +36,12 @@ def test_quick_run_honours_the_contract(quick_run):
     assert res["ablation"] and res["offline_topk"]["bytes"] > 0
     fp = [r for r in res["ablation"] if r["model"] == "feature-popularity"]
     assert fp and fp[0]["user_features"] is True
-    hashed = res["sweeps"]["hashing"]
-    assert [r["fraction"] for r in hashed] == [1.0, 0.25]
-    exact, small = hashed
-    assert exact["buckets"] == res["dataset"]["n_items"] and small["buckets"] < exact["buckets"]
-    assert 0 < small["embedding_mb"] < exact["embedding_mb"]
-    assert all(0.0 <= r["recall@20"] <= 1.0 for r in hashed)
+    hashed = {r["scope"]: r for r in res["sweeps"]["hashing"]}
+    assert set(hashed) == {"exact", "inputs", "all"}
+    exact, inputs, every = hashed["exact"], hashed["inputs"], hashed["all"]
+    assert exact["buckets"] == res["dataset"]["n_items"] and inputs["buckets"] == every["buckets"] < exact["buckets"]
+    assert 0 < every["embedding_mb"] < inputs["embedding_mb"] < exact["embedding_mb"]
+    assert all(0.0 <= r["recall@20"] <= 1.0 for r in hashed.values())
 
 
 def test_quick_run_writes_the_report(quick_run):
@@ -129,3 +129,7 @@ def test_hashing_fractions_are_checked(tmp_path, capsys):
                  "--no-progress"])
     assert code == 2
     assert "hashing.fractions" in capsys.readouterr().err
+    code = main(["run", "--quick", "--set", "hashing.scopes=[\"outputs\"]", "--out", str(tmp_path / "o"),
+                 "--no-progress"])
+    assert code == 2
+    assert "hashing.scopes" in capsys.readouterr().err
