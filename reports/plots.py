@@ -312,6 +312,38 @@ def training_vs_size(results):
     return fig
 
 
+def hashing(results):
+    """Test Recall@20 against embedding megabytes, one line per hashing scope from the exact
+    tables (the DNN's memory lever and what it costs)."""
+    rows = [r for r in results.get("sweeps", {}).get("hashing", [])
+            if fmt.is_num(r.get("embedding_mb")) and fmt.is_num(r.get("recall@20"))]
+    exact = [r for r in rows if r.get("scope") == "exact"]
+    if len(rows) < 2:
+        return None
+    fig, (ax,) = _fig()
+    styles = {"inputs": ("#2ca02c", "hashed inputs (history, user features)"),
+              "all": ("#d62728", "hashed inputs and item side")}
+    for scope, (color, label) in styles.items():
+        pts = sorted((r["embedding_mb"], r["recall@20"]) for r in rows + exact
+                     if r.get("scope") in (scope, "exact"))
+        if len(pts) > len(exact):
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker="o", color=color, label=label)
+    for r in exact:
+        ax.annotate("exact", (r["embedding_mb"], r["recall@20"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    model = rows[0].get("model", "softmax")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("embedding tables (MB, log)")
+    ax.set_ylabel("test recall@20")
+    ax.set_title(f"Hashing: quality vs embedding memory ({model})")
+    ax.legend()
+    return fig
+
+
 PLOTS = (
     ("quality_vs_time", "Quality vs training time", quality_vs_time),
     ("validation_curves", "Validation curves", validation_curves),
@@ -320,6 +352,7 @@ PLOTS = (
     ("folding", "Folding", folding),
     ("embeddings_pca", "Embeddings (PCA)", embeddings_pca),
     ("training_vs_size", "Training cost vs data size", training_vs_size),
+    ("hashing", "Hashing: quality vs embedding memory", hashing),
 )
 
 

@@ -54,7 +54,7 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
         Section("training", "Training cost", "",
                 [tb.training_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)
                                                      if t.key in ("training_vs_size", "hashing")],
-                pl("training_vs_size")),
+                pl("training_vs_size", "hashing")),
         Section("serving", "Serving", "",
                 [tb.serving_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)
                                                     if t.key in ("serving_vs_corpus", "offline_topk")],

@@ -85,7 +85,10 @@ def test_markdown_tables_and_plots(rendered):
                   "Folding per softmax variant", "Query-feature ablation", "Run metadata", "Stages"):
         assert f"### {title}" in md
     assert "0.2140 ± 0.0040" in md  # softmax-full recall@10 with its standard error
-    assert "(plots/cold_start.png)" in md
+    assert "(plots/cold_start.png)" in md and "(plots/hashing.png)" in md
+    assert "### Hashed embedding tables" in md
+    hashing = md.split("### Hashed embedding tables")[1].split("###")[0]
+    assert "| softmax-full | inputs | 500 |" in hashing and "| softmax-full | exact | 1k |" in hashing
     assert "41.7 GFLOP/s" in md and "6b20f43c0ffee" in md
 
 
@@ -193,7 +196,8 @@ def test_missing_sections_are_omitted_not_faked(tmp_path):
     render_report(results, tmp_path)
     page = (tmp_path / "report.html").read_text()
     md = (tmp_path / "report.md").read_text()
-    for gone in ("serving_vs_corpus", "cold_start", "embeddings_pca", "training_vs_size", "folding"):
+    for gone in ("serving_vs_corpus", "cold_start", "embeddings_pca", "training_vs_size", "folding",
+                 "hashing"):
         assert not (tmp_path / "plots" / f"{gone}.png").exists(), gone
     assert (tmp_path / "plots" / "quality_vs_time.png").exists()
     for table in ("t-serving", "t-ablation", "t-folding_vs_w0", "t-cold-users-recall@10", "t-offline_topk"):
