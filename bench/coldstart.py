@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mfsoftmax.datasets import EvalSet
-from mfsoftmax.evaluation import evaluate
+from mfsoftmax.evaluation import evaluate, standard_errors
 
 
 def _shuffled_rows(m: sp.csr_matrix, rng) -> list[np.ndarray]:
@@ -55,11 +55,13 @@ def new_user_curve(models: dict, evalset: EvalSet, n_known=(0, 1, 2, 5, 10, 20),
         target = _rows_to_csr([r[n:] for r in rows], full.shape[1])
         es = EvalSet(evalset.users[keep], hist, target, known_users=False)
         for name, model in models.items():
-            res = evaluate(model, es, ks=ks)
+            res, per_user = evaluate(model, es, ks=ks, per_user=True)
+            se = standard_errors(per_user)
             row = {"n_known": int(n), "n_users": res["n_users"]}
             for k in ks:
-                row[f"recall@{k}"] = res[f"recall@{k}"]
-                row[f"ndcg@{k}"] = res[f"ndcg@{k}"]
+                for metric in (f"recall@{k}", f"ndcg@{k}"):
+                    row[metric] = res[metric]
+                    row[f"{metric}_se"] = se[metric]
             out[name].append(row)
     return out
 

@@ -237,7 +237,8 @@ def _ratio(num: float, den: float) -> float:
 
 
 def _is_higher_better(key: str) -> bool:
-    return key.split("@", 1)[0] in HIGHER_BETTER
+    """A quality metric (``recall@10``, ...); its standard error (``recall@10_se``) is info."""
+    return key.split("@", 1)[0] in HIGHER_BETTER and not key.endswith("_se")
 
 
 def _section(m: dict, key: str) -> dict:

@@ -178,22 +178,26 @@ def serving_table(runs, labels):
 def cold_tables(runs, labels) -> list:
     out = []
     for side, metric, title in (("users", "recall@10", "Cold start, new users: Recall@10"),
+                                ("users", "recall@20", "Cold start, new users: Recall@20"),
                                 ("users", "ndcg@10", "Cold start, new users: NDCG@10"),
                                 ("items", "recall@10", "Cold start, new items: Recall@10")):
         per_run, ns = [], set()
         for results in runs:
             rows = {}
             for name, model in results.get("models", {}).items():
-                pts = {p["n_known"]: p[metric] for p in model.get("cold_start", {}).get(side, [])
+                pts = {p["n_known"]: (p[metric], p.get(f"{metric}_se"))
+                       for p in model.get("cold_start", {}).get(side, [])
                        if fmt.is_num(p.get(metric)) and "n_known" in p}
                 ns.update(pts)
                 if pts:
-                    rows[(name,)] = {f"n_known={n}": (v, f"{v:.4f}") for n, v in pts.items()}
+                    rows[(name,)] = {f"n_known={n}": (v, f"{v:.4f}" + (f" ± {se:.3f}" if fmt.is_num(se) else ""))
+                                     for n, (v, se) in pts.items()}
             per_run.append(rows)
         cols = [f"n_known={n}" for n in sorted(ns)]
         t = keyed_table(f"cold-{side}-{metric}", title, ["model"], per_run, labels, columns=cols,
                         best={c: max for c in cols},
-                        note=f"Held-out {side} with n_known revealed interactions; the rest ranked.")
+                        note=f"Held-out {side} with n_known revealed interactions; the rest ranked"
+                             " (± one standard error over users, where recorded).")
         if t:
             out.append(t)
     return out

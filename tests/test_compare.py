@@ -218,6 +218,15 @@ def test_quality_se_not_compared():
     assert not [r for r in res.rows if "quality_se" in r.metric]
 
 
+def test_cold_start_standard_errors_are_info():
+    base, cur = make_results(), make_results()
+    base["models"]["wals"]["cold_start"]["users"][1]["recall@10_se"] = 0.03
+    cur["models"]["wals"]["cold_start"]["users"][1]["recall@10_se"] = 0.01  # a drop: not a loss
+    res = compare(base, cur)
+    assert row(res, "wals", "cold_start.users[n_known=5].recall@10_se").verdict == "info"
+    assert res.exit_code == 0
+
+
 def test_failed_stage_is_regression():
     base, cur = make_results(), make_results()
     cur["stages"]["train"] = {"status": "failed", "error": "boom", "wall_s": 1.0}

@@ -184,6 +184,16 @@ def test_thresholds_hand_computed():
 
 
 # ----------------------------------------------------------------------------- missing, failed
+def test_cold_tables_show_standard_errors_when_recorded(tmp_path):
+    results = make_results()
+    point = results["models"]["wals"]["cold_start"]["users"][0]
+    point["recall@20"], point["recall@20_se"] = 0.4321, 0.0123
+    render_report(results, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    table = md.split("### Cold start, new users: Recall@20")[1].split("###")[0]
+    assert "0.4321 ± 0.012" in table
+
+
 def test_missing_sections_are_omitted_not_faked(tmp_path):
     results = make_results()
     del results["sweeps"]

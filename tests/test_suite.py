@@ -30,6 +30,7 @@ def test_quick_run_honours_the_contract(quick_run):
     wals = res["models"]["wals"]
     assert wals["family"] == "mf"
     assert [r["n_known"] for r in wals["cold_start"]["users"]] == [0, 1, 5]
+    assert all(r["recall@20_se"] > 0 for r in wals["cold_start"]["users"])
     assert 0.0 <= wals["folding"]["leakage@10"] <= 1.0
     modes = {r["mode"] for r in res["serving"]}
     assert {"known-user", "fold-in", "query-tower"} <= modes
