@@ -322,9 +322,12 @@ class Runner:
                            for scope in hcfg["scopes"]]
         rows = []
         for scope, buckets, frac in points:
-            extra = {} if buckets is None else {"hash_buckets": buckets, "hash_scope": scope}
-            model = self.build(base, {**self.tuned_params(base), **extra})
-            training = timed_fit(model, split.train, split.valid)
+            if buckets is None and base in self.fitted:  # the exact tables: the quality stage's fit
+                model, training = self.fitted[base], self.results["models"][base]["training"]
+            else:
+                extra = {} if buckets is None else {"hash_buckets": buckets, "hash_scope": scope}
+                model = self.build(base, {**self.tuned_params(base), **extra})
+                training = timed_fit(model, split.train, split.valid)
             res = evaluate(model, split.test, ks=(10, 20))
             rows.append({"model": base, "scope": scope, "fraction": frac, "buckets": buckets or n,
                          "embedding_mb": model.embedding_bytes() / 2**20,

@@ -181,8 +181,7 @@ class SoftmaxDNN(RecommenderBase):
         if not (use_history or use_user_features):
             raise ValueError("use_history and use_user_features are both False: the query tower needs an input")
         for key, val in (("dim", dim), ("feature_dim", feature_dim), ("n_negatives", n_negatives),
-                         ("batch_size", batch_size),
-                         ("eval_k", eval_k), ("threads", threads)):
+                         ("batch_size", batch_size), ("eval_k", eval_k), ("threads", threads)):
             if int(val) < 1:
                 raise ValueError(f"{key}={val} must be >= 1")
         if gravity < 0 or weight_decay < 0 or lr <= 0:
