@@ -326,7 +326,7 @@ class Runner:
                 model, training = self.fitted[base], self.results["models"][base]["training"]
             else:
                 extra = {} if buckets is None else {"hash_buckets": buckets, "hash_scope": scope}
-                model = self.build(base, {**self.tuned_params(base), **extra})
+                model = self.build(base, self.tuned_params(base), **extra)
                 training = timed_fit(model, split.train, split.valid)
             res = evaluate(model, split.test, ks=(10, 20))
             rows.append({"model": base, "scope": scope, "fraction": frac, "buckets": buckets or n,

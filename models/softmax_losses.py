@@ -39,8 +39,6 @@ def _scores(q: torch.Tensor, V: torch.Tensor, b: torch.Tensor | None,
             out: torch.Tensor | None = None) -> torch.Tensor:
     """``q V^T (+ b)`` (B x n); the bias is fused into the matmul (addmm); written into ``out``
     when given (its shape must match)."""
-    if out is None:
-        return q @ V.T if b is None else torch.addmm(b[None, :], q, V.T)
     return torch.mm(q, V.T, out=out) if b is None else torch.addmm(b[None, :], q, V.T, out=out)
 
 

@@ -190,8 +190,7 @@ def cold_tables(runs, labels) -> list:
                        if fmt.is_num(p.get(metric)) and "n_known" in p}
                 ns.update(pts)
                 if pts:
-                    rows[(name,)] = {f"n_known={n}": (v, f"{v:.4f}" + (f" ± {se:.3f}" if fmt.is_num(se) else ""))
-                                     for n, (v, se) in pts.items()}
+                    rows[(name,)] = {f"n_known={n}": (v, fmt.metric(v, se)) for n, (v, se) in pts.items()}
             per_run.append(rows)
         cols = [f"n_known={n}" for n in sorted(ns)]
         t = keyed_table(f"cold-{side}-{metric}", title, ["model"], per_run, labels, columns=cols,
@@ -263,7 +262,7 @@ def sweep_tables(runs, labels) -> list:
         ("hashing", "Hashed embedding tables (the DNN's memory lever): inputs = history and user "
          "features only, all = the item side too", ("model", "scope", "buckets"),
          (("embedding_mb", "embeddings", lambda v: f"{fmt.num(v)} MB"),
-          ("recall@20", "recall@20", lambda v: f"{v:.4f}"), ("ndcg@20", "ndcg@20", lambda v: f"{v:.4f}"),
+          ("recall@20", "recall@20", fmt.metric), ("ndcg@20", "ndcg@20", fmt.metric),
           ("wall_s", "train", fmt.seconds), ("peak_rss_mb", "peak RSS", lambda v: f"{fmt.num(v)} MB"))),
     )
     out = []
