@@ -9,10 +9,14 @@ in numpy (EmbeddingBag offsets), so an epoch costs O(sum of bag sizes) plus the 
 Optimisation notes
 ------------------
 - When the loss only touches gathered rows (every loss except ``full``, and no gravity) the two
-  item-id tables (history, V) have sparse gradients, stepped by a lazy row-wise Adam/Adagrad
+  item-id tables (history, V) have sparse gradients, stepped by lazy row-wise updates
   (``softmax_optim``): a sampled step costs O(rows touched), not O(n), and the moments of an
   untouched row are not updated. ``full`` and gravity are O(B n) per step anyway: dense tables,
   plain Adam/Adagrad, and history pooling as a (B x n) @ (n x d) matmul.
+- The sparse tables default to row-wise Adagrad (``table_optimizer``, one float of state per
+  row, its own ``table_lr``): measured on 1e5-item synthetic data a sampled epoch costs less than
+  with lazy Adam (a touched row moves ~d floats instead of ~3d), and on ml-100k every sampled
+  variant scored higher (README, "Table optimizer").
 - ``weight_decay`` is L2 added to the gradient (coupled, as ``torch.optim.Adam``): every step on
   dense parameters, and on the touched rows of sparse tables (lazy L2).
 - Scoring (``score``) uses a query's full history (``max_history`` only subsamples training bags).
@@ -53,7 +57,7 @@ from mfsoftmax.runtime import atomic_write_bytes
 
 from . import softmax_losses as L
 from .base import Queries, RecommenderBase
-from .softmax_optim import LazyRowOptimizer
+from .softmax_optim import KINDS, LazyRowOptimizer
 from .softmax_towers import (
     DenseBags,
     ItemSide,
@@ -68,6 +72,8 @@ OPTIMIZERS = ("adam", "adagrad")
 ITEM_TOWER_MODES = (None, "add", "replace")
 HASH_SCOPES = ("all", "inputs")
 HISTORY_DROPOUT = 0.1  # measured: most of the new-user gain for the least warm cost
+TABLE_OPTIMIZER = "rowwise-adagrad"  # measured: faster at 1e5 items and better on ml-100k
+TABLE_LR = 0.05
 FEATURE_DIM = 16  # width of each feature embedding (capped at dim): gender has 2 values
 DENSE_POOL_MAX = 2 ** 25  # cells of the dense users x items pooling matrix (128 MiB float32)
 
@@ -150,6 +156,14 @@ class SoftmaxDNN(RecommenderBase):
         exact, so every item keeps a score of its own.
     optimizer, lr, weight_decay, batch_size, epochs, patience, eval_k
         Training; early stopping on validation Recall@eval_k (``patience`` epochs).
+    table_optimizer : {"rowwise-adagrad", "adam", "adagrad"} or None
+        Optimizer of the item-id tables (history, V, bias) when their gradients are sparse (every
+        loss but ``full``, no gravity): lazy updates of the touched rows (``softmax_optim``).
+        ``rowwise-adagrad`` keeps one float of state per row, so a step moves a third of Adam's
+        bytes per touched row; None: the tables use ``optimizer`` and ``lr``. Dense tables always
+        use ``optimizer``.
+    table_lr : float or None
+        Learning rate of ``table_optimizer`` (None: ``lr``).
     max_history : int or None
         Cap on training bag size (seeded subsample).
     history_dropout : float
@@ -169,13 +183,18 @@ class SoftmaxDNN(RecommenderBase):
     def __init__(self, dim=64, hidden=(256,), layer_norm=False, loss="full", n_negatives=200,
                  hard_pool=None, gravity=0.0, use_history=True, use_user_features=True,
                  item_tower=None, hash_buckets=None, hash_scope="all", optimizer="adam", lr=1e-3,
-                 weight_decay=0.0, batch_size=256, epochs=20, patience=3, eval_k=20,
-                 max_history=None, history_dropout=HISTORY_DROPOUT, item_bias=False,
-                 feature_dim=FEATURE_DIM, seed=0, device="cpu", threads=1, progress=False, name=None):
+                 weight_decay=0.0, table_optimizer=TABLE_OPTIMIZER, table_lr=TABLE_LR,
+                 batch_size=256, epochs=20, patience=3, eval_k=20, max_history=None,
+                 history_dropout=HISTORY_DROPOUT, item_bias=False, feature_dim=FEATURE_DIM,
+                 seed=0, device="cpu", threads=1, progress=False, name=None):
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {', '.join(LOSSES)}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if table_optimizer is not None and table_optimizer not in KINDS:
+            raise ValueError(f"table_optimizer={table_optimizer!r}: choose None or one of {', '.join(KINDS)}")
+        if table_lr is not None and not float(table_lr) > 0:
+            raise ValueError(f"table_lr={table_lr} must be > 0 or None")
         if item_tower not in ITEM_TOWER_MODES:
             raise ValueError(f"item_tower={item_tower!r}: choose None, 'add' or 'replace'")
         if not (use_history or use_user_features):
@@ -200,6 +219,8 @@ class SoftmaxDNN(RecommenderBase):
         self.hash_buckets = None if hash_buckets is None else int(hash_buckets)
         self.hash_scope = hash_scope
         self.optimizer, self.lr, self.weight_decay = optimizer, float(lr), float(weight_decay)
+        self.table_optimizer = table_optimizer
+        self.table_lr = None if table_lr is None else float(table_lr)
         self.batch_size, self.epochs, self.patience = int(batch_size), int(epochs), int(patience)
         self.eval_k = int(eval_k)
         self.max_history = None if max_history is None else int(max_history)
@@ -226,6 +247,7 @@ class SoftmaxDNN(RecommenderBase):
             "use_user_features": self.use_user_features, "item_tower": self.item_tower,
             "hash_buckets": self.hash_buckets, "hash_scope": self.hash_scope,
             "optimizer": self.optimizer, "lr": self.lr,
+            "table_optimizer": self.table_optimizer, "table_lr": self.table_lr,
             "weight_decay": self.weight_decay, "batch_size": self.batch_size, "epochs": self.epochs,
             "patience": self.patience, "eval_k": self.eval_k, "max_history": self.max_history,
             "history_dropout": self.history_dropout, "item_bias": self.item_bias,
@@ -356,7 +378,9 @@ class SoftmaxDNN(RecommenderBase):
         # fused: one kernel per step for all dense parameters (3-4x faster than the default)
         opts = [cls(dense, lr=self.lr, weight_decay=self.weight_decay, fused=_fused_ok(self.device))]
         if sparse:
-            opts.append(LazyRowOptimizer(sparse, self.optimizer, lr=self.lr, weight_decay=self.weight_decay))
+            kind, lr = ((self.optimizer, self.lr) if self.table_optimizer is None
+                        else (self.table_optimizer, self.table_lr or self.lr))
+            opts.append(LazyRowOptimizer(sparse, kind, lr=lr, weight_decay=self.weight_decay))
         return opts
 
     def _train(self, train, valid, callback) -> None:
@@ -630,6 +654,8 @@ class SoftmaxDNN(RecommenderBase):
         params.setdefault("history_dropout", 0.0)
         params.setdefault("feature_dim", params["dim"])  # feature embeddings were dim wide
         params.setdefault("hash_scope", "all")
+        params.setdefault("table_optimizer", None)  # tables used ``optimizer`` and ``lr``
+        params.setdefault("table_lr", None)
         model = cls(**params)
         meta = doc["meta"]
         model._build(meta["n_users"], meta["n_items"], meta["user_specs"], meta["item_specs"])

@@ -229,15 +229,15 @@ def test_positives_only_folds_more_than_full(data, split):
     assert pos_only < full - 0.2
 
 
-@pytest.mark.parametrize("kind", ["adam", "adagrad"])
-def test_lazy_row_optimizer_matches_torch_when_every_row_is_touched(kind):
+@pytest.mark.parametrize("kind,fused", [("adam", True), ("adam", False), ("adagrad", False)])
+def test_lazy_row_optimizer_matches_torch_when_every_row_is_touched(kind, fused):
     from mfsoftmax.models.softmax_optim import LazyRowOptimizer
 
     g = torch.Generator().manual_seed(0)
     w0 = torch.randn(5, 3, generator=g, dtype=torch.float64)
     a = torch.nn.Parameter(w0.clone())
     b = torch.nn.Parameter(w0.clone())
-    lazy = LazyRowOptimizer([a], kind, lr=0.05, weight_decay=0.01)
+    lazy = LazyRowOptimizer([a], kind, lr=0.05, weight_decay=0.01, fused=fused)
     ref = (torch.optim.Adam if kind == "adam" else torch.optim.Adagrad)([b], lr=0.05, weight_decay=0.01)
     for _ in range(4):
         idx = torch.tensor([3, 0, 1, 4, 2, 0])  # every row, one twice (summed)
@@ -248,6 +248,56 @@ def test_lazy_row_optimizer_matches_torch_when_every_row_is_touched(kind):
         lazy.step()
         ref.step()
     np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_rowwise_adagrad_matches_hand_computation():
+    """state_i += mean_j(g_ij^2); w_i -= lr * g_i / (sqrt(state_i) + eps); untouched rows keep
+    their state; duplicate lookups are summed first; L2 is added to the gradient."""
+    from mfsoftmax.models.softmax_optim import LazyRowOptimizer
+
+    w0 = np.array([[1.0, -2.0], [0.5, 0.5], [3.0, 1.0]])
+    w = torch.nn.Parameter(torch.tensor(w0))
+    lr, wd, eps = 0.1, 0.2, 1e-10
+    opt = LazyRowOptimizer([w], "rowwise-adagrad", lr=lr, weight_decay=wd)
+    steps = [(torch.tensor([0, 2, 0]), np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])),
+             (torch.tensor([2]), np.array([[-1.0, 3.0]]))]
+    ref, acc = w0.copy(), np.zeros(3)
+    for idx, x in steps:
+        w.grad = None
+        (torch.nn.functional.embedding(idx, w, sparse=True) * torch.tensor(x)).sum().backward()
+        opt.step()
+        grad = np.zeros_like(ref)
+        np.add.at(grad, idx.numpy(), x)
+        rows = np.unique(idx.numpy())
+        gr = grad[rows] + wd * ref[rows]
+        acc[rows] += (gr ** 2).mean(1)
+        ref[rows] -= lr * gr / (np.sqrt(acc[rows])[:, None] + eps)
+    np.testing.assert_allclose(w.detach().numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(opt.state[0][0].numpy(), acc, rtol=1e-12)
+    assert acc[1] == 0 and np.array_equal(ref[1], w0[1])
+
+
+def test_table_optimizer_applies_to_sparse_tables_only():
+    from mfsoftmax.models.softmax_optim import LazyRowOptimizer
+
+    data = checkerboard()
+    kinds = {}
+    for loss, tab in (("in-batch", "rowwise-adagrad"), ("in-batch", None), ("full", "rowwise-adagrad")):
+        m = SoftmaxDNN(loss=loss, table_optimizer=tab, table_lr=0.07, epochs=1, dim=4, hidden=())
+        m.fit(data)
+        opts = m._optimizers()
+        lazy = [o for o in opts if isinstance(o, LazyRowOptimizer)]
+        kinds[(loss, tab)] = (lazy[0].kind, lazy[0].lr) if lazy else None
+    assert kinds[("in-batch", "rowwise-adagrad")] == ("rowwise-adagrad", 0.07)
+    assert kinds[("in-batch", None)] == ("adam", 1e-3)  # None: the dense optimizer and lr
+    assert kinds[("full", "rowwise-adagrad")] is None  # full: dense tables, dense optimizer
+
+
+@pytest.mark.parametrize("kw,word", [({"table_optimizer": "sgd"}, "table_optimizer"),
+                                     ({"table_lr": 0.0}, "table_lr")])
+def test_table_optimizer_params_are_checked(kw, word):
+    with pytest.raises(ValueError, match=word):
+        SoftmaxDNN(**kw)
 
 
 def test_lazy_row_optimizer_leaves_untouched_rows():
