@@ -195,7 +195,9 @@ def test_epoch_sampled_scaling(benchmark, uniform_pair, loss, tower):
 
     benchmark.pedantic(one_round, rounds=rounds(benchmark), iterations=1)
     ratio = min(t_large) / min(t_small)
-    benchmark.extra_info.update(tower=tower, n_items=100_000, n_interactions=large.n_interactions,
+    tables = SoftmaxDNN(**dict(CONF, **kw)).get_params()["table_optimizer"] or "adam (lazy)"
+    benchmark.extra_info.update(tower=tower, table_optimizer=tables, n_items=100_000,
+                                n_interactions=large.n_interactions,
                                 epoch_s=min(t_large), epoch_s_n1000=min(t_small), ratio=ratio,
                                 target=SAMPLED_TARGET, meets_target=ratio < SAMPLED_TARGET)
     print(f"\n{loss} ({tower} tower): epoch {min(t_small):.2f}s at n=1e3, {min(t_large):.2f}s at n=1e5, "
