@@ -28,8 +28,10 @@ DEFAULTS: dict = {
     "models": {},
     "stages": {name: True for name in STAGES},
     "serving": {"queries": 1000, "warmup": 50, "batch_sizes": [1, 32, 256], "k": 10},
+    # split_seeds: repeat the n_known = 0 new-user comparison on strong splits drawn with these
+    # seeds (the models refitted per split; popularity and feature-popularity always included)
     "cold_start": {"n_known_users": [0, 1, 2, 5, 10, 20], "n_known_items": [0, 1, 2, 5, 10],
-                   "item_frac": 0.1, "k": 10, "models": []},
+                   "item_frac": 0.1, "k": 10, "models": [], "split_seeds": []},
     "ablation": {"base": None},
     # tables hashed into these shares of the item count (1.0 = exact); scopes: "inputs" (history
     # and user-feature tables) and/or "all" (the item side too)
@@ -110,6 +112,7 @@ def shrink(cfg: dict) -> dict:
         for key, cap in QUICK_MODEL.get(spec.get("kind"), {}).items():
             params[key] = min(params.get(key, cap), cap)
         spec["search"] = {}
+    out["cold_start"]["split_seeds"] = list(out["cold_start"]["split_seeds"])[:2]
     out["run"]["quick"] = True
     return out
 
@@ -134,6 +137,12 @@ def validate(cfg: dict, where: str = "config") -> None:
     if not fracs or any(not 0.0 < float(f) <= 1.0 for f in fracs):
         raise ConfigError(f"{where}: hashing.fractions must be shares of the item count in (0, 1], "
                           f"got {fracs!r}")
+    seeds = cfg["cold_start"]["split_seeds"]
+    if not isinstance(seeds, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in seeds):
+        raise ConfigError(f"{where}: cold_start.split_seeds must be a list of integer seeds, got {seeds!r}")
+    if seeds and 0 not in cfg["cold_start"]["n_known_users"]:
+        raise ConfigError(f"{where}: cold_start.split_seeds compares users with 0 revealed items; "
+                          "cold_start.n_known_users must include 0")
     scopes = cfg["hashing"]["scopes"]
     if not scopes or any(sc not in ("inputs", "all") for sc in scopes):
         raise ConfigError(f"{where}: hashing.scopes must list 'inputs' and/or 'all', got {scopes!r}")

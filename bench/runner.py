@@ -362,6 +362,35 @@ class Runner:
                                 ks=(10, 20), seed=self.seed)
         for name, rows in curves.items():
             self.results["models"][name].setdefault("cold_start", {})["users"] = rows
+        if self.cfg["cold_start"]["split_seeds"]:
+            self.results["sweeps"]["cold_start_seeds"] = self._cold_seeds(names, reuse)
+
+    def _cold_seeds(self, names: list, reuse: bool) -> list:
+        """Recall@10/20 of new users with 0 revealed items on strong splits drawn with each of
+        ``cold_start.split_seeds`` (models refitted with their tuned parameters; the run's own
+        split reuses its fits): one split's 0-item comparison is within noise of a tie here."""
+        from mfsoftmax.datasets import make_split
+
+        from .coldstart import new_user_curve
+
+        names = [n for n in dict.fromkeys(["popularity", "feature-popularity", *names])
+                 if n in self.best_params]
+        opts = self.cfg["dataset"]["split"] if self.split.protocol == "strong" else {}
+        rows = []
+        for s in self.cfg["cold_start"]["split_seeds"]:
+            own = reuse and int(s) == self.seed
+            split = self.split if own else make_split(self.data, "strong", seed=int(s), **opts)
+            models = {n: self._fitted_on(split, own, n) for n in names}
+            # the curve's own n_known list: the same users as the curve (enough items for each point)
+            curves = new_user_curve(models, split.test, n_known=self.cfg["cold_start"]["n_known_users"],
+                                    ks=(10, 20), seed=int(s))
+            for name, pts in curves.items():
+                p = next(q for q in pts if q["n_known"] == 0)
+                rows.append({"seed": int(s), "model": name, "recall@10": p["recall@10"],
+                             "recall@20": p["recall@20"], "n_users": p["n_users"]})
+            self.say(f"cold start, split seed {s}: " + ", ".join(
+                f"{r['model']} {r['recall@20']:.3f}" for r in rows if r["seed"] == int(s)))
+        return rows
 
     def stage_cold_items(self) -> None:
         from .coldstart import new_item_curve

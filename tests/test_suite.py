@@ -53,6 +53,41 @@ def test_quick_run_writes_the_report(quick_run):
     assert (out.parent / "latest").resolve() == out.resolve() or (out.parent / "latest.txt").exists()
 
 
+def test_cold_start_over_split_seeds(tmp_path):
+    """cold_start.split_seeds repeats the 0-item comparison per strong split; the run's own seed
+    reuses its fits, so that split's rows equal the cold-start curve's n_known = 0 point."""
+    out = tmp_path / "seeds"
+    code = main(["run", "--quick", "--models", "popularity", "feature-popularity", "wals",
+                 "--stages", "quality,cold_start_users", "--set", "cold_start.split_seeds=[0, 3]",
+                 "--out", str(out), "--no-report", "--no-progress"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    rows = res["sweeps"]["cold_start_seeds"]
+    assert {(r["seed"], r["model"]) for r in rows} == {
+        (s, m) for s in (0, 3) for m in ("popularity", "feature-popularity", "wals")}
+    assert all(0.0 <= r["recall@20"] <= 1.0 and r["n_users"] > 0 for r in rows)
+    for name, model in res["models"].items():
+        point = next(p for p in model["cold_start"]["users"] if p["n_known"] == 0)
+        own = next(r for r in rows if r["seed"] == 0 and r["model"] == name)
+        assert own["recall@20"] == point["recall@20"]
+    pop = {r["seed"]: r["recall@20"] for r in rows if r["model"] == "popularity"}
+    assert pop[0] != pop[3]  # another split, other held-out users
+
+
+def test_split_seeds_are_checked_and_quick_keeps_two():
+    cfg = load_config("ml-100k")
+    assert cfg["cold_start"]["split_seeds"] == [0, 1, 2, 3, 4]
+    assert shrink(cfg)["cold_start"]["split_seeds"] == [0, 1]
+    cfg["cold_start"]["split_seeds"] = ["0"]
+    from mfsoftmax.bench.config import validate
+
+    with pytest.raises(ConfigError, match="cold_start.split_seeds"):
+        validate(cfg)
+    cfg["cold_start"]["split_seeds"], cfg["cold_start"]["n_known_users"] = [0], [1, 5]
+    with pytest.raises(ConfigError, match="must include 0"):
+        validate(cfg)
+
+
 def test_quality_is_deterministic(tmp_path):
     args = ["run", "--quick", "--models", "popularity", "wals", "--stages", "quality",
             "--no-report", "--no-progress"]
