@@ -29,9 +29,10 @@ DEFAULTS: dict = {
     "stages": {name: True for name in STAGES},
     "serving": {"queries": 1000, "warmup": 50, "batch_sizes": [1, 32, 256], "k": 10},
     # split_seeds: repeat the n_known = 0 new-user comparison on strong splits drawn with these
-    # seeds (the models refitted per split; popularity and feature-popularity always included)
+    # seeds for seed_models (default: models, else every model), refitted per split;
+    # popularity and feature-popularity always included
     "cold_start": {"n_known_users": [0, 1, 2, 5, 10, 20], "n_known_items": [0, 1, 2, 5, 10],
-                   "item_frac": 0.1, "k": 10, "models": [], "split_seeds": []},
+                   "item_frac": 0.1, "k": 10, "models": [], "split_seeds": [], "seed_models": []},
     "ablation": {"base": None},
     # tables hashed into these shares of the item count (1.0 = exact); scopes: "inputs" (history
     # and user-feature tables) and/or "all" (the item side too)

@@ -367,12 +367,15 @@ class Runner:
 
     def _cold_seeds(self, names: list, reuse: bool) -> list:
         """Recall@10/20 of new users with 0 revealed items on strong splits drawn with each of
-        ``cold_start.split_seeds`` (models refitted with their tuned parameters; the run's own
-        split reuses its fits): one split's 0-item comparison is within noise of a tie here."""
+        ``cold_start.split_seeds`` for ``cold_start.seed_models`` (else ``cold_start.models``,
+        else ``names``) plus the two popularity baselines, refitted with their tuned parameters
+        (the run's own split reuses its fits): one split's 0-item comparison is within noise."""
         from mfsoftmax.datasets import make_split
 
         from .coldstart import new_user_curve
 
+        cs = self.cfg["cold_start"]
+        names = cs.get("seed_models") or cs.get("models") or names
         names = [n for n in dict.fromkeys(["popularity", "feature-popularity", *names])
                  if n in self.best_params]
         opts = self.cfg["dataset"]["split"] if self.split.protocol == "strong" else {}

@@ -72,6 +72,14 @@ def test_cold_start_over_split_seeds(tmp_path):
         assert own["recall@20"] == point["recall@20"]
     pop = {r["seed"]: r["recall@20"] for r in rows if r["model"] == "popularity"}
     assert pop[0] != pop[3]  # another split, other held-out users
+    out2 = tmp_path / "seeds-wals"
+    assert main(["run", "--quick", "--models", "popularity", "feature-popularity", "wals",
+                 "--stages", "quality,cold_start_users", "--set", "cold_start.split_seeds=[3]",
+                 "--set", 'cold_start.seed_models=["popularity"]', "--out", str(out2),
+                 "--no-report", "--no-progress"]) == 0
+    rows2 = json.loads((out2 / "results.json").read_text())["sweeps"]["cold_start_seeds"]
+    assert {r["model"] for r in rows2} == {"popularity", "feature-popularity"}  # wals left out
+    assert rows2 == [r for r in rows if r["seed"] == 3 and r["model"] != "wals"]  # deterministic
 
 
 def test_split_seeds_are_checked_and_quick_keeps_two():
