@@ -36,18 +36,20 @@ def _rows_to_csr(rows: list[np.ndarray], n_cols: int) -> sp.csr_matrix:
 
 
 def new_user_curve(models: dict, evalset: EvalSet, n_known=(0, 1, 2, 5, 10, 20), ks=(10, 20),
-                   seed: int = 0) -> dict:
+                   seed: int = 0, min_items: int | None = None) -> dict:
     """Recall/NDCG against the number of revealed items, per model.
 
     ``evalset`` holds held-out users (``known_users`` False): their full item set is
-    history + target. Returns ``{model: [{"n_known", "recall@10", "ndcg@10", ..., "n_users"}]}``.
+    history + target. Users with more than ``min_items`` items take part (default
+    ``max(n_known)``: the same users at every point). Returns ``{model: [{"n_known",
+    "recall@10", "ndcg@10", ..., "n_users"}]}``.
     """
     if evalset.known_users:
         raise ValueError("new_user_curve needs held-out users (strong protocol)")
     rng = np.random.default_rng(seed)
     full = (evalset.history + evalset.target).tocsr()
     full.data[:] = 1.0
-    keep = np.flatnonzero(np.diff(full.indptr) > max(n_known))
+    keep = np.flatnonzero(np.diff(full.indptr) > (max(n_known) if min_items is None else min_items))
     rows = _shuffled_rows(full[keep], rng)
     out = {name: [] for name in models}
     for n in n_known:

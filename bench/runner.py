@@ -363,13 +363,14 @@ class Runner:
         for name, rows in curves.items():
             self.results["models"][name].setdefault("cold_start", {})["users"] = rows
         if self.cfg["cold_start"]["split_seeds"]:
-            self.results["sweeps"]["cold_start_seeds"] = self._cold_seeds(names, reuse)
+            self.results["sweeps"]["cold_start_seeds"] = self._cold_seeds(names, curves if reuse else None)
 
-    def _cold_seeds(self, names: list, reuse: bool) -> list:
+    def _cold_seeds(self, names: list, own_curves: dict | None) -> list:
         """Recall@10/20 of new users with 0 revealed items on strong splits drawn with each of
         ``cold_start.split_seeds`` for ``cold_start.seed_models`` (else ``cold_start.models``,
-        else ``names``) plus the two popularity baselines, refitted with their tuned parameters
-        (the run's own split reuses its fits): one split's 0-item comparison is within noise."""
+        else ``names``) plus the two popularity baselines, refitted with their tuned parameters;
+        the run's own split takes its points from ``own_curves`` (the stage's curves on it, None
+        when the main split is not strong). One split's 0-item comparison is within noise."""
         from mfsoftmax.datasets import make_split
 
         from .coldstart import new_user_curve
@@ -380,13 +381,15 @@ class Runner:
                  if n in self.best_params]
         opts = self.cfg["dataset"]["split"] if self.split.protocol == "strong" else {}
         rows = []
-        for s in self.cfg["cold_start"]["split_seeds"]:
-            own = reuse and int(s) == self.seed
-            split = self.split if own else make_split(self.data, "strong", seed=int(s), **opts)
-            models = {n: self._fitted_on(split, own, n) for n in names}
-            # the curve's own n_known list: the same users as the curve (enough items for each point)
-            curves = new_user_curve(models, split.test, n_known=self.cfg["cold_start"]["n_known_users"],
-                                    ks=(10, 20), seed=int(s))
+        for s in cs["split_seeds"]:
+            if own_curves is not None and int(s) == self.seed:
+                curves = {n: own_curves[n] for n in names}
+            else:
+                split = make_split(self.data, "strong", seed=int(s), **opts)
+                models = {n: self._fitted_on(split, False, n) for n in names}
+                # the curve's users (enough items for its largest n_known), at the 0 point only
+                curves = new_user_curve(models, split.test, n_known=(0,), ks=(10, 20), seed=int(s),
+                                        min_items=max(cs["n_known_users"]))
             for name, pts in curves.items():
                 p = next(q for q in pts if q["n_known"] == 0)
                 rows.append({"seed": int(s), "model": name, "recall@10": p["recall@10"],
