@@ -338,6 +338,28 @@ def test_item_bias_learns_popularity(loss):
     assert off.net.item.bias is None and "item.bias.weight" in model.net.state_dict()
 
 
+@pytest.mark.parametrize("buckets", [None, 7])
+def test_log_popularity_bias_init(buckets):
+    """b starts at centred log(1 + count) (mean over the items sharing a hashed row)."""
+    data = zipf_data()
+    model = SoftmaxDNN(loss="in-batch", item_bias=True, bias_init="log-popularity",
+                       hash_buckets=buckets, **dict(SMALL, epochs=1))
+    model._build(data.n_users, data.n_items, [], [])
+    pop = data.item_popularity().astype(np.float64)
+    model._init_bias(pop)
+    want = np.log1p(pop) - np.log1p(pop).mean()
+    got = model.net.item.bias.weight.detach().numpy()[:, 0]
+    if buckets is None:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    else:
+        rows = ((np.arange(data.n_items) * 2654435761 + 3) % buckets)
+        for r in range(buckets):
+            if (rows == r).any():
+                assert got[r] == pytest.approx(want[rows == r].mean(), abs=1e-5)
+    with pytest.raises(ValueError, match="bias_init"):
+        SoftmaxDNN(bias_init="ones")
+
+
 def test_dense_bags_match_bag_pooling(split):
     from mfsoftmax.models.softmax_dnn import _dense_bags
     from mfsoftmax.models.softmax_towers import pool_dense
