@@ -63,7 +63,6 @@ from .softmax_towers import (
     ItemSide,
     QueryTower,
     feature_specs,
-    hash_ids,
     init_embeddings,
 )
 
@@ -519,7 +518,7 @@ class SoftmaxDNN(RecommenderBase):
         b -= b.mean()
         with torch.no_grad():
             w = self.net.item.bias.weight
-            ids = hash_ids(torch.arange(self.n_items, device=w.device), self.net.item.buckets, 3)
+            ids = self.net.item.rows(torch.arange(self.n_items, device=w.device))
             acc = torch.zeros_like(w[:, 0]).index_add_(0, ids, torch.as_tensor(b, dtype=w.dtype, device=w.device))
             cnt = torch.zeros_like(w[:, 0]).index_add_(0, ids, torch.ones_like(ids, dtype=w.dtype))
             w[:, 0] = acc / cnt.clamp(min=1)

@@ -209,10 +209,14 @@ class ItemSide(nn.Module):
             if self.buckets is None:
                 return self.bias.weight[:, 0]
             ids = torch.arange(self.n_items, device=self.bias.weight.device)
-        return self.bias(hash_ids(ids, self.buckets, 3))[:, 0]
+        return self.bias(self.rows(ids))[:, 0]
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows of the item-side tables (V, bias) for item ids (hashed when they are)."""
+        return hash_ids(ids, self.buckets, 3)
 
     def free_rows(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.free(hash_ids(ids, self.buckets, 3))
+        return self.free(self.rows(ids))
 
     def forward(self, ids: torch.Tensor | None, item_feats: dict | None) -> torch.Tensor:
         """Embeddings of ``ids`` (all items when None); ``item_feats`` are the feature tensors of
