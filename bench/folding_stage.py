@@ -89,8 +89,8 @@ def run_folding(runner) -> None:
 
     rows = []
     for name, _ in runner.model_specs(("wals",)):
-        chosen = runner.tuned_params(name).get("w0")
-        chosen_dim = runner.tuned_params(name).get("dim")
+        tuned = runner.tuned_params(name)
+        chosen, chosen_dim = tuned.get("w0"), tuned.get("dim")
         w0s = sorted(set(float(w) for w in fcfg["w0"]) | ({float(chosen)} if chosen else set()))
         # folding needs more groups than dimensions: sweep w0 at the tuned dim and the small ones
         for dim in dims_for(chosen_dim):

@@ -324,9 +324,9 @@ def hashing(results):
     styles = {"inputs": ("#2ca02c", "hashed inputs (history, user features)"),
               "all": ("#d62728", "hashed inputs and item side")}
     for scope, (color, label) in styles.items():
-        pts = sorted((r["embedding_mb"], r["recall@20"]) for r in rows + exact
+        pts = sorted((r["embedding_mb"], r["recall@20"]) for r in rows  # rows hold the exact point
                      if r.get("scope") in (scope, "exact"))
-        if len(pts) > len(exact):
+        if any(r.get("scope") == scope for r in rows):
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, marker="o", color=color, label=label)
     for r in exact:
