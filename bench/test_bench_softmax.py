@@ -110,15 +110,6 @@ def rounds(benchmark) -> int:
     return ROUNDS if benchmark.enabled else 1
 
 
-def min_epoch(benchmark, data, **kw) -> float:
-    """Min over rounds of one epoch's wall time; the rounds are the benchmark's own when it is
-    enabled (its stats then hold the whole epochs, ``fit`` included)."""
-    times = []
-    benchmark.pedantic(lambda: times.append(epoch_seconds(data, **kw)), rounds=rounds(benchmark),
-                       iterations=1)
-    return min(times)
-
-
 def full_params() -> dict:
     """The suite's ``softmax-full`` parameters on ml-100k (one epoch, one thread, no early stop)."""
     from mfsoftmax.bench.config import load_config
