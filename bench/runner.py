@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfsoftmax.evaluation import evaluate, standard_errors
+from mfsoftmax.evaluation import evaluate, paired_standard_errors, standard_errors
 from mfsoftmax.runtime import to_jsonable
 
 from .config import STAGES
@@ -38,6 +38,19 @@ def build_model(kind: str, name: str, params: dict, seed: int, threads: int, pro
     model.name = name
     return model
 
+
+
+def paired_rows(per_users: dict) -> list:
+    """``[{"a", "b", "n_users", metric: se of the per-user difference a - b}]`` for every pair of
+    models evaluated on the same test users (a before b in ``per_users`` order)."""
+    names = list(per_users)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            se = paired_standard_errors(per_users[a], per_users[b])
+            n = len(next(iter(per_users[a].values()), ()))
+            rows.append({"a": a, "b": b, "n_users": int(n), **se})
+    return rows
 
 class Runner:
     """Runs the configured stages and accumulates ``results``."""
@@ -183,7 +196,7 @@ class Runner:
         def curve_fn(m):
             return evaluate(m, curve_users, ks=(10,))["recall@10"]
 
-        failures = []
+        failures, per_users = [], {}
         for name, spec in self.model_specs():
             self.say(f"  {name}: {trials} trial(s) of random search on validation {metric}")
             try:
@@ -202,6 +215,7 @@ class Runner:
                 failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 traceback.print_exc()
                 continue
+            per_users[name] = per_user
             self.fitted[name] = model
             self.best_params[name] = search["best_params"]
             self.valid_scores[name] = search["best_score"]
@@ -219,6 +233,7 @@ class Runner:
             }
             self.say(f"  {name}: test recall@20 {test.get('recall@20', float('nan')):.4f}, "
                      f"train {training['wall_s']:.2f}s")
+        self.results["quality_paired_se"] = paired_rows(per_users)
         if failures:
             raise RuntimeError("; ".join(failures))
 

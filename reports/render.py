@@ -49,7 +49,7 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
                 "systems course). Figures are each family's best model on that claim; the winner "
                 "and the verdict follow from the figures and the thresholds below.",
                 [tb.headline_table(runs, labels)]),
-        Section("quality", "Quality", "", tb.quality_tables(runs, labels),
+        Section("quality", "Quality", "", tb.quality_tables(runs, labels) + [tb.paired_gap_table(runs, labels)],
                 pl("quality_vs_time", "validation_curves")),
         Section("training", "Training cost", "",
                 [tb.training_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)

@@ -127,6 +127,44 @@ def quality_tables(runs, labels) -> list:
     return tables
 
 
+def paired_gap_table(runs, labels, metrics=("recall@10", "recall@20")):
+    """Each model's gap to the run's best model at ``metrics``, ± the standard error of the
+    per-user differences (paired: same test users), and how many of those it spans."""
+    from .verdicts import SE_MULTIPLIER, paired_se
+
+    per_run = []
+    for results in runs:
+        models = results.get("models", {})
+        rows = {}
+        for m in metrics:
+            vals = {n: mod.get("quality", {}).get(m) for n, mod in models.items()}
+            vals = {n: v for n, v in vals.items() if fmt.is_num(v)}
+            if not vals:
+                continue
+            best = max(vals, key=vals.get)
+            for name, v in vals.items():
+                se = paired_se(results, name, best, m)
+                if name == best:
+                    cell = "best"
+                elif fmt.is_num(se) and se > 0:
+                    gap = v - vals[best]
+                    tag = "tie" if abs(gap) <= SE_MULTIPLIER * se else "behind"
+                    cell = f"{gap:+.4f} ± {se:.4f} ({abs(gap) / se:.1f} se, {tag})"
+                else:
+                    continue
+                rows.setdefault((name,), {})[f"{m} vs best"] = cell
+        if not any(len(r) and any(c != "best" for c in r.values()) for r in rows.values()):
+            rows = {}
+        per_run.append(rows)
+    return keyed_table("paired-gaps", "Gaps to the best model, paired by user", ["model"], per_run,
+                       labels, note=f"Gap to the run's best model at each metric ± the standard "
+                                    f"error of the per-user differences (both models ranked for the "
+                                    f"same test users, so their errors are correlated and the gap "
+                                    f"is measured far more precisely than either value). 'tie' = "
+                                    f"within {SE_MULTIPLIER:g} se. Training-seed variance is not in "
+                                    f"these errors.")
+
+
 def training_table(runs, labels):
     per_run = []
     for results in runs:
@@ -219,21 +257,33 @@ def cold_seeds_table(runs, labels):
             for m in ("recall@10", "recall@20"):
                 xs = [r[m] for r in seeds.values() if fmt.is_num(r.get(m))]
                 if xs:
-                    mean = sum(xs) / len(xs)
-                    se = (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) ** 0.5 if len(xs) > 1 else None
+                    mean, se = _mean_se(xs)
                     vals[m] = (mean, fmt.metric(mean, se))
             paired = [s for s in seeds if s in pop]
             if name != "popularity" and paired:
-                wins = sum(seeds[s]["recall@20"] > pop[s]["recall@20"] for s in paired)
-                vals["recall@20 above popularity"] = f"{wins} of {len(paired)}"
+                diffs = [seeds[s]["recall@20"] - pop[s]["recall@20"] for s in paired]
+                mean, se = _mean_se(diffs)
+                vals["recall@20 − popularity"] = (
+                    f"{mean:+.4f} ± {se:.4f}" if se is not None else f"{mean:+.4f}")
+                vals["recall@20 above popularity"] = f"{sum(d > 0 for d in diffs)} of {len(paired)}"
             rows[(name,)] = vals
         per_run.append(rows)
     return keyed_table("cold-seeds", "Cold start, new users with 0 items, over split seeds", ["model"],
                        per_run, labels, columns=["split seeds", "recall@10", "recall@20",
-                                                 "recall@20 above popularity"],
+                                                 "recall@20 − popularity", "recall@20 above popularity"],
                        best={"recall@10": max, "recall@20": max},
                        note="Each split holds out different users; ± one standard error over the "
-                            "split seeds. One split's 0-item comparison is often within noise.")
+                            "split seeds. 'recall@20 − popularity' pairs each split with "
+                            "popularity's on the same split (mean difference ± its standard "
+                            "error over splits), which removes the split-to-split variation both "
+                            "share. One split's 0-item comparison is often within noise.")
+
+
+def _mean_se(xs):
+    """Mean and standard error of the mean (None for a single value)."""
+    mean = sum(xs) / len(xs)
+    se = (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) ** 0.5 if len(xs) > 1 else None
+    return mean, se
 
 
 def folding_tables(runs, labels) -> list:

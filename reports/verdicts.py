@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mfsoftmax.reports import fmt
 
-SE_MULTIPLIER = 2.0     # quality gap with a standard error on both sides: a win if > 2 se of the gap
+SE_MULTIPLIER = 2.0     # a quality gap is a win if > 2 se of the gap (paired when recorded)
 REL_TOL = 0.05          # quality gap without standard errors: a win if > 5% of the larger value
 LEAKAGE_ABS_TOL = 0.01  # leakage gaps below 0.01 (one leaked slot in a hundred) are ties
 COST_RATIO = 1.25       # time, latency: a win only if the other side is at least 1.25x slower
@@ -21,7 +21,8 @@ COLD_MAX_KNOWN = 5      # cold-start figure: mean Recall@10 over n_known <= 5
 
 THRESHOLDS = {
     "SE_MULTIPLIER": (SE_MULTIPLIER, "a quality gap is a win only if it exceeds this many standard "
-                                     "errors of the gap (when both sides report one)"),
+                                     "errors of the gap: of the per-user differences (paired) when "
+                                     "the run recorded them, else combined from both sides' own"),
     "REL_TOL": (REL_TOL, "without standard errors, a quality gap must exceed this share of the "
                          "larger value"),
     "LEAKAGE_ABS_TOL": (LEAKAGE_ABS_TOL, "leakage@10 gaps below this are ties"),
@@ -97,9 +98,15 @@ def family_of(name: str, results: dict) -> str:
     return "baseline"
 
 
-def quality_gap(a, b, se_a=None, se_b=None, abs_tol=0.0) -> tuple[int, str]:
-    """+1 if ``a`` beats ``b`` (higher is better), -1 if ``b`` wins, 0 for a tie; and the rule."""
-    if fmt.is_num(se_a) and fmt.is_num(se_b):
+def quality_gap(a, b, se_a=None, se_b=None, abs_tol=0.0, se_gap=None) -> tuple[int, str]:
+    """+1 if ``a`` beats ``b`` (higher is better), -1 if ``b`` wins, 0 for a tie; and the rule.
+
+    ``se_gap``, the standard error of the per-user difference (paired: both evaluated on the same
+    users), takes precedence over ``hypot(se_a, se_b)``, which ignores that correlation.
+    """
+    if fmt.is_num(se_gap):
+        thr, rule = SE_MULTIPLIER * se_gap, f"{SE_MULTIPLIER:g} paired se"
+    elif fmt.is_num(se_a) and fmt.is_num(se_b):
         thr, rule = SE_MULTIPLIER * math.hypot(se_a, se_b), f"{SE_MULTIPLIER:g} se"
     else:
         thr, rule = REL_TOL * max(abs(a), abs(b)), f"{REL_TOL:.0%}"
@@ -182,7 +189,7 @@ def _quality(claim: Claim, results: dict) -> ClaimResult:
     if len(best) < 2:
         return _missing(claim, figures, models, f"{metric} for both families")
     (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
-    sign, rule = quality_gap(mf_v, sm_v, *_ses(results, mf_n, sm_n, metric))
+    sign, rule = quality_gap(mf_v, sm_v, **_ses(results, mf_n, sm_n, metric))
     winner = _winner(sign)
     # Other cut-offs: does the same family win at every k?
     signs = {}
@@ -192,9 +199,12 @@ def _quality(claim: Claim, results: dict) -> ClaimResult:
     for k in recall_keys:
         a, b = results["models"][mf_n]["quality"][k], results["models"][sm_n]["quality"][k]
         if fmt.is_num(a) and fmt.is_num(b):
-            signs[k] = quality_gap(a, b, *_ses(results, mf_n, sm_n, k))[0]
+            signs[k] = quality_gap(a, b, **_ses(results, mf_n, sm_n, k))[0]
     rel = (sm_v - mf_v) / mf_v if mf_v else float("nan")
-    base = f"{sm_n} {sm_v:.4f} vs {mf_n} {mf_v:.4f} ({fmt.pct(rel)} for softmax; threshold {rule})"
+    se_gap = paired_se(results, mf_n, sm_n, metric)
+    gap = f"gap {sm_v - mf_v:+.4f} ± {se_gap:.4f}, " if fmt.is_num(se_gap) else ""
+    base = (f"{sm_n} {sm_v:.4f} vs {mf_n} {mf_v:.4f} ({gap}{fmt.pct(rel)} for softmax; "
+            f"threshold {rule})")
     if len({s for s in signs.values()}) > 1:
         label = {"mf": f"{mf_n} ahead", "softmax": f"{sm_n} ahead", "tie": "tie"}
         parts = ", ".join(f"{label[_winner(s)]} at {k}" for k, s in signs.items())
@@ -209,8 +219,20 @@ def _se_suffix(results, name, metric) -> str:
 
 
 def _ses(results, a, b, metric):
+    """``quality_gap``'s standard errors for ``metric``: each side's and the paired gap's."""
     models = results["models"]
-    return (models[a].get("quality_se", {}).get(metric), models[b].get("quality_se", {}).get(metric))
+    return {"se_a": models[a].get("quality_se", {}).get(metric),
+            "se_b": models[b].get("quality_se", {}).get(metric),
+            "se_gap": paired_se(results, a, b, metric)}
+
+
+def paired_se(results, a, b, metric):
+    """Standard error of the per-user difference between models ``a`` and ``b`` (either order)
+    from ``quality_paired_se``; None when the run did not record it."""
+    for row in results.get("quality_paired_se", []):
+        if {row.get("a"), row.get("b")} == {a, b} and fmt.is_num(row.get(metric)):
+            return row[metric]
+    return None
 
 
 def _query_features(claim: Claim, results: dict) -> ClaimResult:

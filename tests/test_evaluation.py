@@ -423,3 +423,21 @@ def test_pca2_projects_on_the_two_main_axes():
     assert abs(abs(np.corrcoef(xy[:, 0], pts[:, 0])[0, 1]) - 1.0) < 1e-3
     flat, _ = pca2(pts[:, :1])
     assert np.all(flat[:, 1] == 0.0)
+
+
+def test_paired_standard_errors_hand_computed():
+    from mfsoftmax.evaluation import paired_standard_errors, standard_errors
+
+    a = {"recall@10": np.array([1.0, 0.0, 1.0, 1.0]), "mrr": np.array([1.0, 0.5, 0.5, 1.0])}
+    b = {"recall@10": np.array([0.0, 0.0, 1.0, 0.0]), "mrr": np.array([1.0, 0.5, 0.5, 1.0])}
+    se = paired_standard_errors(a, b)
+    # differences 1, 0, 0, 1: sd (ddof 1) = sqrt(1/3), se = sqrt(1/3) / 2
+    assert se["recall@10"] == pytest.approx(np.sqrt(1 / 3) / 2)
+    assert se["mrr"] == 0.0  # identical per-user values: the gap is known exactly
+    # positively correlated users: the paired error is below the unpaired hypot(se_a, se_b)
+    c = {"recall@10": a["recall@10"] * 0.9}
+    unpaired = np.hypot(*(standard_errors(x)["recall@10"] for x in (a, c)))
+    assert paired_standard_errors(a, c)["recall@10"] == pytest.approx(0.1 * standard_errors(a)["recall@10"])
+    assert paired_standard_errors(a, c)["recall@10"] < unpaired
+    with pytest.raises(ValueError, match="same evaluation users"):
+        paired_standard_errors(a, {"recall@10": np.zeros(3)})

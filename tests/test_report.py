@@ -12,7 +12,9 @@ import pytest
 
 from mfsoftmax.cli import main as cli_main
 from mfsoftmax.reports import ReportInputError, load_results, render_report
+from mfsoftmax.reports import tables as tb
 from mfsoftmax.reports.colors import KNOWN, model_color
+from mfsoftmax.reports.load import validate
 from mfsoftmax.reports.plots import PLOTS
 from mfsoftmax.reports.verdicts import CLAIMS, growth_exponent, headline, quality_gap
 from tests.fixtures.results_fixture import make_results
@@ -87,10 +89,16 @@ def test_markdown_tables_and_plots(rendered):
     assert "0.2140 ± 0.0040" in md  # softmax-full recall@10 with its standard error
     assert "(plots/cold_start.png)" in md and "(plots/hashing.png)" in md
     assert "### Hashed embedding tables" in md
+    gaps = md.split("### Gaps to the best model, paired by user")[1].split("###")[0]
+    # wals 0.182 vs softmax-full 0.214 at recall@10: -0.032 / 0.003 = 10.7 se
+    assert "| wals | -0.0320 ± 0.0030 (10.7 se, behind) |" in gaps
+    # hard-negatives 0.205: -0.009 / 0.003 = 3.0 se
+    assert "| softmax-hard-negatives | -0.0090 ± 0.0030 (3.0 se, behind) |" in gaps
     seeds = md.split("### Cold start, new users with 0 items, over split seeds")[1].split("###")[0]
     # hand computed: full's Recall@20 mean (0.42 + 0.41 + 0.45) / 3, se = sd / sqrt(3)
-    assert "| softmax-full | 3 | **0.4933 ± 0.0145** | **0.4267 ± 0.0120** | 2 of 3 |" in seeds
-    assert "| popularity | 3 | 0.4800 ± 0.0115 | 0.4100 ± 0.0153 | — |" in seeds
+    # paired by split: full - popularity = +0.02, -0.03, +0.06 -> mean 0.0167, sd 0.0451, se 0.0260
+    assert "| softmax-full | 3 | **0.4933 ± 0.0145** | **0.4267 ± 0.0120** | +0.0167 ± 0.0260 | 2 of 3 |" in seeds
+    assert "| popularity | 3 | 0.4800 ± 0.0115 | 0.4100 ± 0.0153 | — | — |" in seeds
     hashing = md.split("### Hashed embedding tables")[1].split("###")[0]
     assert "| softmax-full | inputs | 500 |" in hashing and "| softmax-full | exact | 1k |" in hashing
     assert "41.7 GFLOP/s" in md and "6b20f43c0ffee" in md
@@ -173,6 +181,34 @@ def test_training_depends_when_exponent_and_time_disagree():
     assert v.verdict == "depends" and "grows faster" in v.text
 
 
+def test_quality_verdict_uses_the_paired_standard_error():
+    r = light(make_results())
+    r.pop("quality_paired_se")
+    for name in ("softmax-sampled-uniform", "softmax-hard-negatives"):
+        del r["models"][name]
+    w, f = r["models"]["wals"]["quality"], r["models"]["softmax-full"]["quality"]
+    for k in (10, 20, 50):
+        f[f"recall@{k}"] = round(w[f"recall@{k}"] + 0.008, 4)
+    # unpaired: 0.008 < 2 * hypot(0.004, 0.004) = 0.0113, a tie
+    assert verdicts(r)["quality"].winner == "tie"
+    assert tb.paired_gap_table([r], ["A"]) is None  # nothing paired recorded
+    r["quality_paired_se"] = [{"a": "softmax-full", "b": "wals", "n_users": 400,
+                               **{f"recall@{k}": 0.002 for k in (10, 20, 50)}}]
+    v = verdicts(r)["quality"]  # paired: 0.008 > 2 * 0.002
+    assert v.winner == "softmax" and v.verdict == "confirmed"
+    assert "gap +0.0080 ± 0.0020" in v.text and "2 paired se" in v.text
+    rows = {k[0]: vals for k, vals in tb.paired_gap_table([r], ["A"]).rows}
+    assert rows["softmax-full"] == ["best", "best"]
+    assert rows["wals"] == ["-0.0080 ± 0.0020 (4.0 se, behind)"] * 2
+    assert "popularity" not in rows  # no paired figure for it
+    r["quality_paired_se"][0]["recall@10"] = 0.005  # 0.008 <= 2 * 0.005: a tie at @10 only
+    assert verdicts(r)["quality"].verdict == "depends"
+    bad = light(make_results())
+    bad["quality_paired_se"] = [{"a": "wals"}]
+    with pytest.raises(ReportInputError, match=r"quality_paired_se\[0\]"):
+        validate(bad, "x.json")
+
+
 def test_thresholds_hand_computed():
     # 2 se of the gap: 2 * hypot(0.004, 0.004) = 0.01131
     assert quality_gap(0.20, 0.19, 0.004, 0.004)[0] == 0
@@ -183,6 +219,9 @@ def test_thresholds_hand_computed():
     assert quality_gap(0.20, 0.185)[0] == 1
     # absolute floor for near-zero leakage
     assert quality_gap(0.012, 0.004, abs_tol=0.01)[0] == 0
+    # a paired standard error of the gap replaces hypot(se_a, se_b)
+    assert quality_gap(0.20, 0.19, 0.004, 0.004, se_gap=0.004)[0] == 1
+    assert quality_gap(0.20, 0.19, 0.004, 0.004, se_gap=0.006) == (0, "2 paired se")
     assert growth_exponent([1, 10, 100], [2, 200, 20000]) == pytest.approx(2.0)
     assert growth_exponent([5, 5], [1, 2]) is None
 

@@ -43,6 +43,13 @@ def test_quick_run_honours_the_contract(quick_run):
     assert exact["buckets"] == res["dataset"]["n_items"] and inputs["buckets"] == every["buckets"] < exact["buckets"]
     assert 0 < every["embedding_mb"] < inputs["embedding_mb"] < exact["embedding_mb"]
     assert all(0.0 <= r["recall@20"] <= 1.0 for r in hashed.values())
+    # one row per pair of models, on the same test users, for every per-user metric
+    names = list(res["models"])
+    pairs = {(r["a"], r["b"]) for r in res["quality_paired_se"]}
+    assert pairs == {(a, b) for i, a in enumerate(names) for b in names[i + 1:]}
+    for r in res["quality_paired_se"]:
+        assert r["n_users"] == res["models"][r["a"]]["n_test_users"] == res["models"][r["b"]]["n_test_users"]
+        assert r["recall@20"] >= 0.0 and "coverage@20" not in r
 
 
 def test_quick_run_writes_the_report(quick_run):

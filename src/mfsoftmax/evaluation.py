@@ -205,3 +205,21 @@ def standard_errors(per_user: dict) -> dict:
     """Standard error of the mean of each per-user metric."""
     return {k: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
             for k, v in per_user.items()}
+
+
+def paired_standard_errors(per_user_a: dict, per_user_b: dict) -> dict:
+    """Standard error of the mean per-user difference ``a - b`` of each metric both share.
+
+    The two dicts must come from the same evaluation set (same users, same order), as
+    ``evaluate(..., per_user=True)`` returns them for two models. Two models' metrics over the
+    same users are correlated, so this is smaller than ``hypot(se_a, se_b)``: the standard error
+    to judge a gap between them by (a paired test).
+    """
+    out = {}
+    for k in per_user_a.keys() & per_user_b.keys():
+        a, b = np.asarray(per_user_a[k], np.float64), np.asarray(per_user_b[k], np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"paired_standard_errors: {k} has {a.shape[0]} users on one side and "
+                             f"{b.shape[0]} on the other; pairing needs the same evaluation users")
+        out[k] = float(np.std(a - b, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+    return dict(sorted(out.items()))
