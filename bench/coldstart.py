@@ -36,13 +36,14 @@ def _rows_to_csr(rows: list[np.ndarray], n_cols: int) -> sp.csr_matrix:
 
 
 def new_user_curve(models: dict, evalset: EvalSet, n_known=(0, 1, 2, 5, 10, 20), ks=(10, 20),
-                   seed: int = 0, min_items: int | None = None) -> dict:
+                   seed: int = 0, min_items: int | None = None, per_user: bool = False):
     """Recall/NDCG against the number of revealed items, per model.
 
     ``evalset`` holds held-out users (``known_users`` False): their full item set is
     history + target. Users with more than ``min_items`` items take part (default
     ``max(n_known)``: the same users at every point). Returns ``{model: [{"n_known",
-    "recall@10", "ndcg@10", ..., "n_users"}]}``.
+    "recall@10", "ndcg@10", ..., "n_users"}]}``; with ``per_user`` also ``{model: {n_known:
+    per-user metric arrays}}`` (the same users in the same order for every model).
     """
     if evalset.known_users:
         raise ValueError("new_user_curve needs held-out users (strong protocol)")
@@ -52,20 +53,21 @@ def new_user_curve(models: dict, evalset: EvalSet, n_known=(0, 1, 2, 5, 10, 20),
     keep = np.flatnonzero(np.diff(full.indptr) > (max(n_known) if min_items is None else min_items))
     rows = _shuffled_rows(full[keep], rng)
     out = {name: [] for name in models}
+    per = {name: {} for name in models}
     for n in n_known:
         hist = _rows_to_csr([r[:n] for r in rows], full.shape[1])
         target = _rows_to_csr([r[n:] for r in rows], full.shape[1])
         es = EvalSet(evalset.users[keep], hist, target, known_users=False)
         for name, model in models.items():
-            res, per_user = evaluate(model, es, ks=ks, per_user=True)
-            se = standard_errors(per_user)
+            res, per[name][int(n)] = evaluate(model, es, ks=ks, per_user=True)
+            se = standard_errors(per[name][int(n)])
             row = {"n_known": int(n), "n_users": res["n_users"]}
             for k in ks:
                 for metric in (f"recall@{k}", f"ndcg@{k}"):
                     row[metric] = res[metric]
                     row[f"{metric}_se"] = se[metric]
             out[name].append(row)
-    return out
+    return (out, per) if per_user else out
 
 
 def _item_rows_to_user_matrix(item_users: sp.csr_matrix, items: np.ndarray, n_items: int) -> sp.csr_matrix:

@@ -52,6 +52,19 @@ def paired_rows(per_users: dict) -> list:
             rows.append({"a": a, "b": b, "n_users": int(n), **se})
     return rows
 
+
+def add_lift_se(rows: list, pers: list) -> None:
+    """Give each ablation row with user features, whose model also has a row without them and
+    the same history setting, ``lift_se``: the standard error of the per-user difference (with
+    - without features) of each metric, warm and at 0 items (same users, paired)."""
+    for on, per_on in zip(rows, pers, strict=True):
+        if not on["user_features"]:
+            continue
+        for off, per_off in zip(rows, pers, strict=True):
+            if off["model"] == on["model"] and not off["user_features"] \
+                    and bool(off["history"]) == bool(on["history"]):
+                on["lift_se"] = paired_standard_errors(per_on, per_off)
+
 class Runner:
     """Runs the configured stages and accumulates ``results``."""
 
@@ -299,12 +312,12 @@ class Runner:
             raise RuntimeError("no fitted softmax model to ablate")
         split, reuse = self._cold_split()
         variants = [("history", True, False), ("user features", False, True), ("both", True, True)]
-        rows = []
+        rows, pers = [], []
         for label, hist, feats in variants:
             model = self._fitted_on(split, reuse and hist and feats, base,
                                     **({} if hist and feats else {"use_history": hist,
                                                                    "use_user_features": feats}))
-            rows.append(self._ablation_row(base, model, split, hist, feats, new_user_curve, label))
+            rows.append(self._ablation_row(base, model, split, hist, feats, new_user_curve, label, pers))
         inputs = {"wals": (True, False, "interactions; user features only through the zero-history heuristic"),
                   "popularity": (None, None, "none (item popularity)"),
                   "feature-popularity": (None, True, "user features only (popularity per feature value)")}
@@ -312,7 +325,8 @@ class Runner:
             if name in self.best_params:
                 model = self._fitted_on(split, reuse, name)
                 hist, feats, label = inputs[spec["kind"]]
-                rows.append(self._ablation_row(name, model, split, hist, feats, new_user_curve, label))
+                rows.append(self._ablation_row(name, model, split, hist, feats, new_user_curve, label, pers))
+        add_lift_se(rows, pers)
         self.results["ablation"] = rows
 
     def stage_hashing(self) -> None:
@@ -355,9 +369,14 @@ class Runner:
                      f"{rows[-1]['embedding_mb']:.2f} MB of embeddings")
         self.results["sweeps"]["hashing"] = rows
 
-    def _ablation_row(self, name, model, split, hist, feats, curve, label) -> dict:
-        res = evaluate(model, split.test, ks=(20,))
-        cold = curve({name: model}, split.test, n_known=(0,), ks=(20,), seed=self.seed)[name][0]
+    def _ablation_row(self, name, model, split, hist, feats, curve, label, pers) -> dict:
+        """One ablation row; its per-user warm and 0-item arrays are appended to ``pers``."""
+        res, warm = evaluate(model, split.test, ks=(20,), per_user=True)
+        cold, cold_per = curve({name: model}, split.test, n_known=(0,), ks=(20,), seed=self.seed,
+                               per_user=True)
+        cold = cold[name][0]
+        pers.append({**{k: warm[k] for k in ("recall@20", "ndcg@20")},
+                     **{f"cold_{k}": cold_per[name][0][k] for k in ("recall@20", "ndcg@20")}})
         return {"model": name, "inputs": label, "family": model.family, "history": hist,
                 "user_features": feats,
                 "recall@20": res["recall@20"], "ndcg@20": res["ndcg@20"],

@@ -325,15 +325,26 @@ def ablation_table(runs, labels):
     per_run = []
     for results in runs:
         rows = {}
-        for r in results.get("ablation", []):
+        abl = results.get("ablation", [])
+        for r in abl:
             k = (r.get("model", "?"), "yes" if r.get("history") else "no",
                  "yes" if r.get("user_features") else "no")
             rows[k] = {c: (r[c], f"{r[c]:.4f}") for c in ("recall@20", "ndcg@20", "cold_recall@20")
                        if fmt.is_num(r.get(c))}
+            off = next((o for o in abl if o.get("model") == r.get("model") and not o.get("user_features")
+                        and bool(o.get("history")) == bool(r.get("history"))), None)
+            for c, se in (r.get("lift_se") or {}).items():
+                if off is not None and c in ("recall@20", "cold_recall@20") and fmt.is_num(se) \
+                        and fmt.is_num(r.get(c)) and fmt.is_num(off.get(c)):
+                    rows[k][f"features' lift, {c}"] = f"{r[c] - off[c]:+.4f} ± {se:.4f}"
         per_run.append(rows)
     return keyed_table("ablation", "Query-feature ablation", ["model", "history", "user features"],
                        per_run, labels, best={"recall@20": max, "cold_recall@20": max},
-                       note="cold_recall@20: users with no known history (n_known = 0).")
+                       columns=["recall@20", "ndcg@20", "cold_recall@20", "features' lift, recall@20",
+                                "features' lift, cold_recall@20"],
+                       note="cold_recall@20: users with no known history (n_known = 0). Features' "
+                            "lift: this row minus the same model without user features, ± the "
+                            "standard error of the per-user differences (same users, paired).")
 
 
 def sweep_tables(runs, labels) -> list:

@@ -249,10 +249,12 @@ def _query_features(claim: Claim, results: dict) -> ClaimResult:
                     if not (fmt.is_num(on.get(metric)) and fmt.is_num(off.get(metric))):
                         continue
                     a, b = on[metric], off[metric]
-                    sign, _ = quality_gap(a, b)
+                    se = (on.get("lift_se") or {}).get(metric)  # paired over the same users
+                    sign, rule = quality_gap(a, b, se_gap=se)
                     rel = (a - b) / b if b else float("inf") if a > b else 0.0
                     lifts.setdefault(family_of(on["model"], results), []).append(
-                        (rel, sign, on["model"], bool(on.get("history")), metric))
+                        (rel, sign, on["model"], bool(on.get("history")), metric,
+                         f"{a - b:+.4f} ± {se:.4f}, " if fmt.is_num(se) else "", rule))
     figures, models, best = {}, {}, {}
     for fam in FAMILIES:
         fam_rows = [r for r in rows if family_of(r["model"], results) == fam]
@@ -279,9 +281,10 @@ def _query_features(claim: Claim, results: dict) -> ClaimResult:
         return ClaimResult(claim, figures, models, winner, "depends",
                            f"user features help softmax only {helps} history "
                            f"({fmt.pct(by_hist[False][0])} without, {fmt.pct(by_hist[True][0])} with)")
-    text = f"user features move softmax {best['softmax'][4]} by {fmt.pct(best['softmax'][0])}"
-    verdict, line = _judge(claim, winner, text + f" ({best['softmax'][2]})",
-                           text + f" (not beyond {REL_TOL:.0%})", text + "; MF gains more")
+    rel, _, name, _, metric, gap, rule = best["softmax"]
+    text = f"user features move softmax {metric} by {gap}{fmt.pct(rel)}"
+    verdict, line = _judge(claim, winner, text + f" ({name})",
+                           text + f" (not beyond {rule})", text + "; MF gains more")
     return ClaimResult(claim, figures, models, winner, verdict, line)
 
 

@@ -209,6 +209,28 @@ def test_quality_verdict_uses_the_paired_standard_error():
         validate(bad, "x.json")
 
 
+def test_query_features_verdict_uses_the_paired_lift_error():
+    r = light(make_results())
+    for row in r["ablation"]:
+        if row["model"] == "softmax-full" and row["user_features"]:
+            row["lift_se"] = {"recall@20": 0.05, "cold_recall@20": 0.05}
+    # every lift (0.014, 0.08, 0.062, 0.072) is within 2 * 0.05 of zero
+    v = verdicts(r)["query_features"]
+    assert v.winner == "tie" and v.verdict == "not confirmed"
+    assert "± 0.0500" in v.text and "not beyond 2 paired se" in v.text
+    for row in r["ablation"]:
+        if "lift_se" in row:
+            row["lift_se"] = {"recall@20": 0.002, "cold_recall@20": 0.002}
+    v = verdicts(r)["query_features"]
+    assert v.winner == "softmax" and v.verdict == "confirmed"
+    assert "+0.0800 ± 0.0020" in v.text  # new users, with history on: 0.17 - 0.09
+    rows = {tuple(k): vals for k, vals in tb.ablation_table([r], ["A"]).rows}
+    # columns: recall@20, ndcg@20, cold_recall@20, lift at recall@20, lift at cold_recall@20
+    assert rows[("softmax-full", "yes", "yes")][3:] == ["+0.0140 ± 0.0020", "+0.0800 ± 0.0020"]
+    assert rows[("softmax-full", "no", "yes")][3:] == ["+0.0620 ± 0.0020", "+0.0720 ± 0.0020"]
+    assert rows[("wals", "yes", "no")][3:] == ["—", "—"]
+
+
 def test_thresholds_hand_computed():
     # 2 se of the gap: 2 * hypot(0.004, 0.004) = 0.01131
     assert quality_gap(0.20, 0.19, 0.004, 0.004)[0] == 0
