@@ -40,16 +40,16 @@ def build_model(kind: str, name: str, params: dict, seed: int, threads: int, pro
 
 
 
-def paired_rows(per_users: dict) -> list:
-    """``[{"a", "b", "n_users", metric: se of the per-user difference a - b}]`` for every pair of
-    models evaluated on the same test users (a before b in ``per_users`` order)."""
+def paired_rows(per_users: dict, **extra) -> list:
+    """``[{"a", "b", **extra, "n_users", metric: se of the per-user difference a - b}]`` for
+    every pair of models evaluated on the same users (a before b in ``per_users`` order)."""
     names = list(per_users)
     rows = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             se = paired_standard_errors(per_users[a], per_users[b])
             n = len(next(iter(per_users[a].values()), ()))
-            rows.append({"a": a, "b": b, "n_users": int(n), **se})
+            rows.append({"a": a, "b": b, **extra, "n_users": int(n), **se})
     return rows
 
 
@@ -392,10 +392,14 @@ class Runner:
         names = (list(self.best_params) if reuse else
                  self.cfg["cold_start"].get("models") or list(self.best_params))
         models = {n: self._fitted_on(split, reuse, n) for n in names if n in self.best_params}
-        curves = new_user_curve(models, split.test, n_known=self.cfg["cold_start"]["n_known_users"],
-                                ks=(10, 20), seed=self.seed)
+        curves, per = new_user_curve(models, split.test, n_known=self.cfg["cold_start"]["n_known_users"],
+                                     ks=(10, 20), seed=self.seed, per_user=True)
         for name, rows in curves.items():
             self.results["models"][name].setdefault("cold_start", {})["users"] = rows
+        # every pair of models at every point: the same users, so their gaps pair
+        self.results["cold_start_paired_se"] = [
+            row for n in self.cfg["cold_start"]["n_known_users"]
+            for row in paired_rows({name: p[int(n)] for name, p in per.items()}, n_known=int(n))]
         if self.cfg["cold_start"]["split_seeds"]:
             self.results["sweeps"]["cold_start_seeds"] = self._cold_seeds(names, curves if reuse else None)
 

@@ -12,6 +12,7 @@ __all__ = ["SCHEMA_VERSION", "ReportInputError", "load_results", "validate"]
 SECTION_TYPES = {
     "run": dict, "dataset": dict, "models": dict, "sweeps": dict, "stages": dict,
     "serving": list, "ablation": list, "offline_topk": dict, "quality_paired_se": list,
+    "cold_start_paired_se": list,
 }
 MODEL_SECTION_TYPES = {
     "quality": dict, "quality_se": dict, "training": dict, "serving": dict, "cold_start": dict,
@@ -42,10 +43,12 @@ def validate(results, source: str = "<results>") -> dict:
                 raise ReportInputError(
                     f"{source}: models['{name}'].{key} must be {_type_name(typ())}, "
                     f"got {_type_name(model[key])}")
-    for i, row in enumerate(results.get("quality_paired_se", [])):
-        if not isinstance(row, dict) or not isinstance(row.get("a"), str) or not isinstance(row.get("b"), str):
-            raise ReportInputError(f"{source}: quality_paired_se[{i}] must be an object naming "
-                                   f"models 'a' and 'b'")
+    for key in ("quality_paired_se", "cold_start_paired_se"):
+        for i, row in enumerate(results.get(key, [])):
+            if not isinstance(row, dict) or not isinstance(row.get("a"), str) \
+                    or not isinstance(row.get("b"), str):
+                raise ReportInputError(f"{source}: {key}[{i}] must be an object naming models "
+                                       f"'a' and 'b'")
     for key, rows in results.get("sweeps", {}).items():
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ReportInputError(f"{source}: sweeps['{key}'] must be a list of objects")

@@ -121,6 +121,23 @@ def test_fixture_verdicts():
     assert v["serving"].verdict == "depends"  # MF ahead on small corpora only
 
 
+def test_cold_start_verdict_uses_paired_errors_per_point():
+    r = light(make_results())
+    # softmax-full - wals at n_known 0, 1, 2, 5: 0.05, 0.05, 0.045, 0.03 (mean 0.04375); 10, 20: 0.025
+    r["cold_start_paired_se"] = [{"a": "wals", "b": "softmax-full", "n_known": n, "n_users": 300,
+                                  "recall@10": 0.03} for n in (0, 1, 2, 5, 10, 20)]
+    v = verdicts(r)["cold_users"]
+    assert v.winner == "tie" and v.verdict == "not confirmed"  # 0.04375 <= 2 * 0.03
+    assert "± 0.0300 at most" in v.text and "within 2 paired se" in v.text
+    for row in r["cold_start_paired_se"]:
+        row["recall@10"] = 0.005
+    v = verdicts(r)["cold_users"]
+    assert v.winner == "softmax" and v.verdict == "confirmed"
+    assert "gap +0.0437 ± 0.0050 at most" in v.text or "gap +0.0438 ± 0.0050 at most" in v.text
+    r["cold_start_paired_se"][-1]["n_known"] = 7  # no paired figure at 20: that point falls back to 5%
+    assert verdicts(r)["cold_users"].verdict == "confirmed"
+
+
 def test_cold_start_verdict_flips_when_families_swap():
     results = make_results()
     models = results["models"]
