@@ -96,11 +96,13 @@ class _ColdItemScorer:
         return out
 
 
-def new_item_curve(models: dict, split, n_known=(0, 1, 2, 5, 10), ks=(10,), seed: int = 0) -> dict:
+def new_item_curve(models: dict, split, n_known=(0, 1, 2, 5, 10), ks=(10,), seed: int = 0,
+                   per_user: bool = False):
     """Recall@k restricted to held-out items against the item's number of revealed users.
 
     ``split`` is a new-items split; models are fitted on ``split.train``.
-    Returns ``{model: [{"n_known", "recall@10", "n_items", "n_users"}]}``.
+    Returns ``{model: [{"n_known", "recall@10", "n_items", "n_users"}]}``; with ``per_user``
+    also ``{model: {n_known: per-user metric arrays}}`` (the same users for every model).
     """
     if split.protocol != "new-items":
         raise ValueError("new_item_curve needs a new-items split")
@@ -113,6 +115,7 @@ def new_item_curve(models: dict, split, n_known=(0, 1, 2, 5, 10), ks=(10,), seed
     rows = _shuffled_rows(item_users, rng)
     n_users, n_items = data.shape
     out = {name: [] for name in models}
+    per = {name: {} for name in models}
     train = split.train.binary()
     for n in n_known:
         revealed = _rows_to_csr([r[:n] for r in rows], n_users)
@@ -123,10 +126,10 @@ def new_item_curve(models: dict, split, n_known=(0, 1, 2, 5, 10), ks=(10,), seed
         es = EvalSet(users, hist, tgt[users].tocsr(), known_users=True, candidates=items)
         for name, model in models.items():
             scorer = _ColdItemScorer(model, items, revealed, n_items)
-            res = evaluate(model, es, ks=ks, score_fn=scorer.score)
+            res, per[name][int(n)] = evaluate(model, es, ks=ks, score_fn=scorer.score, per_user=True)
             row = {"n_known": int(n), "n_items": int(len(items)), "n_users": res["n_users"]}
             for k in ks:
                 row[f"recall@{k}"] = res[f"recall@{k}"]
                 row[f"ndcg@{k}"] = res[f"ndcg@{k}"]
             out[name].append(row)
-    return out
+    return (out, per) if per_user else out

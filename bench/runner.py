@@ -397,7 +397,7 @@ class Runner:
         for name, rows in curves.items():
             self.results["models"][name].setdefault("cold_start", {})["users"] = rows
         # every pair of models at every point: the same users, so their gaps pair
-        self.results["cold_start_paired_se"] = [
+        self.results["cold_users_paired_se"] = [
             row for n in self.cfg["cold_start"]["n_known_users"]
             for row in paired_rows({name: p[int(n)] for name, p in per.items()}, n_known=int(n))]
         if self.cfg["cold_start"]["split_seeds"]:
@@ -447,10 +447,13 @@ class Runner:
                 continue
             extra = {"item_tower": "add"} if self.family(name) == "softmax" else {}
             models[name] = self._fitted_on(split, False, name, **extra)
-        curves = new_item_curve(models, split, n_known=self.cfg["cold_start"]["n_known_items"],
-                                ks=(10,), seed=self.seed)
+        curves, per = new_item_curve(models, split, n_known=self.cfg["cold_start"]["n_known_items"],
+                                     ks=(10,), seed=self.seed, per_user=True)
         for name, rows in curves.items():
             self.results["models"][name].setdefault("cold_start", {})["items"] = rows
+        self.results["cold_items_paired_se"] = [
+            row for n in self.cfg["cold_start"]["n_known_items"]
+            for row in paired_rows({name: p[int(n)] for name, p in per.items()}, n_known=int(n))]
 
     # ----------------------------------------------------------------- folding
     def stage_folding(self) -> None:

@@ -12,7 +12,7 @@ __all__ = ["SCHEMA_VERSION", "ReportInputError", "load_results", "validate"]
 SECTION_TYPES = {
     "run": dict, "dataset": dict, "models": dict, "sweeps": dict, "stages": dict,
     "serving": list, "ablation": list, "offline_topk": dict, "quality_paired_se": list,
-    "cold_start_paired_se": list,
+    "cold_users_paired_se": list, "cold_items_paired_se": list,
 }
 MODEL_SECTION_TYPES = {
     "quality": dict, "quality_se": dict, "training": dict, "serving": dict, "cold_start": dict,
@@ -43,7 +43,7 @@ def validate(results, source: str = "<results>") -> dict:
                 raise ReportInputError(
                     f"{source}: models['{name}'].{key} must be {_type_name(typ())}, "
                     f"got {_type_name(model[key])}")
-    for key in ("quality_paired_se", "cold_start_paired_se"):
+    for key in ("quality_paired_se", "cold_users_paired_se", "cold_items_paired_se"):
         for i, row in enumerate(results.get(key, [])):
             if not isinstance(row, dict) or not isinstance(row.get("a"), str) \
                     or not isinstance(row.get("b"), str):

@@ -306,9 +306,9 @@ def _cold(claim: Claim, results: dict, side: str) -> ClaimResult:
         return _missing(claim, figures, models, f"cold-start {side} curve for both families")
     mf_n, sm_n = models["mf"], models["softmax"]
     a, b = curve(results["models"][mf_n]), curve(results["models"][sm_n])
-    # new users: per-point standard errors of the paired (same users) differences, when recorded
-    ses = {k: paired_se(results, mf_n, sm_n, "recall@10", "cold_start_paired_se", n_known=k)
-           for k in set(a) & set(b)} if side == "users" else {}
+    # per-point standard errors of the paired (same users) differences, when recorded
+    ses = {k: paired_se(results, mf_n, sm_n, "recall@10", f"cold_{side}_paired_se", n_known=k)
+           for k in set(a) & set(b)}
     signs = {k: quality_gap(a[k], b[k], se_gap=ses.get(k))[0] for k in sorted(set(a) & set(b))}
     low = [ses.get(k) for k in set(a) & set(b) if k <= COLD_MAX_KNOWN]
     # the mean over points: its standard error is at most the mean of the points' (same users)

@@ -124,18 +124,25 @@ def test_fixture_verdicts():
 def test_cold_start_verdict_uses_paired_errors_per_point():
     r = light(make_results())
     # softmax-full - wals at n_known 0, 1, 2, 5: 0.05, 0.05, 0.045, 0.03 (mean 0.04375); 10, 20: 0.025
-    r["cold_start_paired_se"] = [{"a": "wals", "b": "softmax-full", "n_known": n, "n_users": 300,
+    r["cold_users_paired_se"] = [{"a": "wals", "b": "softmax-full", "n_known": n, "n_users": 300,
                                   "recall@10": 0.03} for n in (0, 1, 2, 5, 10, 20)]
     v = verdicts(r)["cold_users"]
     assert v.winner == "tie" and v.verdict == "not confirmed"  # 0.04375 <= 2 * 0.03
     assert "± 0.0300 at most" in v.text and "within 2 paired se" in v.text
-    for row in r["cold_start_paired_se"]:
+    for row in r["cold_users_paired_se"]:
         row["recall@10"] = 0.005
     v = verdicts(r)["cold_users"]
     assert v.winner == "softmax" and v.verdict == "confirmed"
     assert "gap +0.0437 ± 0.0050 at most" in v.text or "gap +0.0438 ± 0.0050 at most" in v.text
-    r["cold_start_paired_se"][-1]["n_known"] = 7  # no paired figure at 20: that point falls back to 5%
+    r["cold_users_paired_se"][-1]["n_known"] = 7  # no paired figure at 20: that point falls back to 5%
     assert verdicts(r)["cold_users"].verdict == "confirmed"
+    # new items: softmax-full - wals = 0.07, 0.06, 0.05, 0.03 at n_known 0..5 (mean 0.0525) and
+    # 0.02 at 10: beyond 5% everywhere, but within 2 paired errors of 0.03 (save at 0)
+    assert verdicts(r)["cold_items"].verdict == "confirmed"
+    r["cold_items_paired_se"] = [{"a": "softmax-full", "b": "wals", "n_known": n, "n_users": 90,
+                                  "recall@10": 0.03} for n in (0, 1, 2, 5, 10)]
+    v = verdicts(r)["cold_items"]
+    assert v.winner == "tie" and v.verdict == "not confirmed" and "± 0.0300 at most" in v.text
 
 
 def test_cold_start_verdict_flips_when_families_swap():

@@ -31,12 +31,15 @@ def test_quick_run_honours_the_contract(quick_run):
     assert wals["family"] == "mf"
     assert [r["n_known"] for r in wals["cold_start"]["users"]] == [0, 1, 5]
     assert all(r["recall@20_se"] > 0 for r in wals["cold_start"]["users"])
-    cold_pairs = res["cold_start_paired_se"]  # every pair of curve models at every point
+    cold_pairs = res["cold_users_paired_se"]  # every pair of curve models at every point
     curve_models = [n for n, m in res["models"].items() if "users" in m.get("cold_start", {})]
     assert len(cold_pairs) == 3 * len(curve_models) * (len(curve_models) - 1) // 2
     for r in cold_pairs:
         pt = next(p for p in res["models"][r["a"]]["cold_start"]["users"] if p["n_known"] == r["n_known"])
         assert r["n_users"] == pt["n_users"] and r["recall@10"] >= 0.0
+    item_models = [n for n, m in res["models"].items() if "items" in m.get("cold_start", {})]
+    item_points = len(res["models"]["wals"]["cold_start"]["items"])
+    assert len(res["cold_items_paired_se"]) == item_points * len(item_models) * (len(item_models) - 1) // 2
     assert 0.0 <= wals["folding"]["leakage@10"] <= 1.0
     modes = {r["mode"] for r in res["serving"]}
     assert {"known-user", "fold-in", "query-tower"} <= modes
