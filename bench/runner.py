@@ -16,7 +16,7 @@ from mfsoftmax.evaluation import evaluate, paired_standard_errors, standard_erro
 from mfsoftmax.runtime import to_jsonable
 
 from .config import STAGES
-from .schema import SCHEMA_VERSION
+from .schema import SCHEMA_VERSION, feature_pairs
 
 
 def build_model(kind: str, name: str, params: dict, seed: int, threads: int, progress: bool = False):
@@ -39,7 +39,6 @@ def build_model(kind: str, name: str, params: dict, seed: int, threads: int, pro
     return model
 
 
-
 def paired_rows(per_users: dict, **extra) -> list:
     """``[{"a", "b", **extra, "n_users", metric: se of the per-user difference a - b}]`` for
     every pair of models evaluated on the same users (a before b in ``per_users`` order)."""
@@ -53,17 +52,20 @@ def paired_rows(per_users: dict, **extra) -> list:
     return rows
 
 
+def paired_rows_by_point(per: dict, n_known) -> list:
+    """``paired_rows`` at every point of a cold-start curve (``per``: {model: {n_known: per-user
+    arrays}}, as the curves return it), each row with its ``n_known``."""
+    return [row for n in n_known
+            for row in paired_rows({name: p[int(n)] for name, p in per.items()}, n_known=int(n))]
+
+
 def add_lift_se(rows: list, pers: list) -> None:
     """Give each ablation row with user features, whose model also has a row without them and
     the same history setting, ``lift_se``: the standard error of the per-user difference (with
     - without features) of each metric, warm and at 0 items (same users, paired)."""
-    for on, per_on in zip(rows, pers, strict=True):
-        if not on["user_features"]:
-            continue
-        for off, per_off in zip(rows, pers, strict=True):
-            if off["model"] == on["model"] and not off["user_features"] \
-                    and bool(off["history"]) == bool(on["history"]):
-                on["lift_se"] = paired_standard_errors(per_on, per_off)
+    for i, j in feature_pairs(rows):
+        rows[i]["lift_se"] = paired_standard_errors(pers[i], pers[j])
+
 
 class Runner:
     """Runs the configured stages and accumulates ``results``."""
@@ -397,9 +399,7 @@ class Runner:
         for name, rows in curves.items():
             self.results["models"][name].setdefault("cold_start", {})["users"] = rows
         # every pair of models at every point: the same users, so their gaps pair
-        self.results["cold_users_paired_se"] = [
-            row for n in self.cfg["cold_start"]["n_known_users"]
-            for row in paired_rows({name: p[int(n)] for name, p in per.items()}, n_known=int(n))]
+        self.results["cold_users_paired_se"] = paired_rows_by_point(per, self.cfg["cold_start"]["n_known_users"])
         if self.cfg["cold_start"]["split_seeds"]:
             self.results["sweeps"]["cold_start_seeds"] = self._cold_seeds(names, curves if reuse else None)
 
@@ -451,9 +451,7 @@ class Runner:
                                      ks=(10,), seed=self.seed, per_user=True)
         for name, rows in curves.items():
             self.results["models"][name].setdefault("cold_start", {})["items"] = rows
-        self.results["cold_items_paired_se"] = [
-            row for n in self.cfg["cold_start"]["n_known_items"]
-            for row in paired_rows({name: p[int(n)] for name, p in per.items()}, n_known=int(n))]
+        self.results["cold_items_paired_se"] = paired_rows_by_point(per, self.cfg["cold_start"]["n_known_items"])
 
     # ----------------------------------------------------------------- folding
     def stage_folding(self) -> None:

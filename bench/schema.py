@@ -51,6 +51,15 @@ def check_version(data, label: str, error: type[ValueError] = ResultsError) -> N
         raise error(f"{label}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
 
 
+def feature_pairs(ablation: list) -> list[tuple[int, int]]:
+    """(with, without) index pairs of ablation rows: the same model and history setting, with and
+    without user features (the rows between which a feature lift is measured)."""
+    return [(i, j) for i, on in enumerate(ablation) if on.get("user_features")
+            for j, off in enumerate(ablation)
+            if off.get("model") == on.get("model") and not off.get("user_features")
+            and bool(off.get("history")) == bool(on.get("history"))]
+
+
 def _num(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 

@@ -11,8 +11,9 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from mfsoftmax.bench.schema import feature_pairs
 from mfsoftmax.reports import fmt
-from mfsoftmax.reports.verdicts import FAMILY_LABEL, headline
+from mfsoftmax.reports.verdicts import FAMILY_LABEL, SE_MULTIPLIER, headline, paired_se
 
 
 @dataclass
@@ -130,8 +131,6 @@ def quality_tables(runs, labels) -> list:
 def paired_gap_table(runs, labels, metrics=("recall@10", "recall@20")):
     """Each model's gap to the run's best model at ``metrics``, ± the standard error of the
     per-user differences (paired: same test users), and how many of those it spans."""
-    from .verdicts import SE_MULTIPLIER, paired_se
-
     per_run = []
     for results in runs:
         models = results.get("models", {})
@@ -326,17 +325,17 @@ def ablation_table(runs, labels):
     for results in runs:
         rows = {}
         abl = results.get("ablation", [])
-        for r in abl:
-            k = (r.get("model", "?"), "yes" if r.get("history") else "no",
-                 "yes" if r.get("user_features") else "no")
+        keys = [(r.get("model", "?"), "yes" if r.get("history") else "no",
+                 "yes" if r.get("user_features") else "no") for r in abl]
+        for k, r in zip(keys, abl, strict=True):
             rows[k] = {c: (r[c], f"{r[c]:.4f}") for c in ("recall@20", "ndcg@20", "cold_recall@20")
                        if fmt.is_num(r.get(c))}
-            off = next((o for o in abl if o.get("model") == r.get("model") and not o.get("user_features")
-                        and bool(o.get("history")) == bool(r.get("history"))), None)
-            for c, se in (r.get("lift_se") or {}).items():
-                if off is not None and c in ("recall@20", "cold_recall@20") and fmt.is_num(se) \
-                        and fmt.is_num(r.get(c)) and fmt.is_num(off.get(c)):
-                    rows[k][f"features' lift, {c}"] = f"{r[c] - off[c]:+.4f} ± {se:.4f}"
+        for i, j in feature_pairs(abl):
+            on, off = abl[i], abl[j]
+            for c, se in (on.get("lift_se") or {}).items():
+                if c in ("recall@20", "cold_recall@20") and fmt.is_num(se) \
+                        and fmt.is_num(on.get(c)) and fmt.is_num(off.get(c)):
+                    rows[keys[i]][f"features' lift, {c}"] = f"{on[c] - off[c]:+.4f} ± {se:.4f}"
         per_run.append(rows)
     return keyed_table("ablation", "Query-feature ablation", ["model", "history", "user features"],
                        per_run, labels, best={"recall@20": max, "cold_recall@20": max},

@@ -10,6 +10,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
+from mfsoftmax.bench.schema import feature_pairs
 from mfsoftmax.reports import fmt
 
 SE_MULTIPLIER = 2.0     # a quality gap is a win if > 2 se of the gap (paired when recorded)
@@ -241,22 +242,19 @@ def _query_features(claim: Claim, results: dict) -> ClaimResult:
     rows = [r for r in results.get("ablation", []) if fmt.is_num(r.get("recall@20"))]
     if not rows:
         return _missing(claim, {}, {}, "no feature ablation in this run")
-    lifts = {}  # family -> list of (rel lift, significant sign, model, history)
-    for on in (r for r in rows if r.get("user_features")):
-        for off in rows:
-            if off.get("model") == on.get("model") and not off.get("user_features") \
-                    and bool(off.get("history")) == bool(on.get("history")):
-                # warm quality, and new users with no history (where features matter most)
-                for metric in ("recall@20", "cold_recall@20"):
-                    if not (fmt.is_num(on.get(metric)) and fmt.is_num(off.get(metric))):
-                        continue
-                    a, b = on[metric], off[metric]
-                    se = (on.get("lift_se") or {}).get(metric)  # paired over the same users
-                    sign, rule = quality_gap(a, b, se_gap=se)
-                    rel = (a - b) / b if b else float("inf") if a > b else 0.0
-                    lifts.setdefault(family_of(on["model"], results), []).append(
-                        (rel, sign, on["model"], bool(on.get("history")), metric,
-                         f"{a - b:+.4f} ± {se:.4f}, " if fmt.is_num(se) else "", rule))
+    lifts = {}  # family -> list of (rel lift, significant sign, model, history, ...)
+    for on, off in ((rows[i], rows[j]) for i, j in feature_pairs(rows)):
+        # warm quality, and new users with no history (where features matter most)
+        for metric in ("recall@20", "cold_recall@20"):
+            if not (fmt.is_num(on.get(metric)) and fmt.is_num(off.get(metric))):
+                continue
+            a, b = on[metric], off[metric]
+            se = (on.get("lift_se") or {}).get(metric)  # paired over the same users
+            sign, rule = quality_gap(a, b, se_gap=se)
+            rel = (a - b) / b if b else float("inf") if a > b else 0.0
+            lifts.setdefault(family_of(on["model"], results), []).append(
+                (rel, sign, on["model"], bool(on.get("history")), metric,
+                 f"{a - b:+.4f} ± {se:.4f}, " if fmt.is_num(se) else "", rule))
     figures, models, best = {}, {}, {}
     for fam in FAMILIES:
         fam_rows = [r for r in rows if family_of(r["model"], results) == fam]
