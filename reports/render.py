@@ -60,7 +60,8 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
                                                     if t.key in ("serving_vs_corpus", "offline_topk")],
                 pl("serving_vs_corpus")),
         Section("cold-start", "Cold start", "",
-                tb.cold_tables(runs, labels) + [tb.cold_seeds_table(runs, labels)], pl("cold_start")),
+                tb.cold_tables(runs, labels) + tb.cold_gap_tables(runs, labels)
+                + [tb.cold_seeds_table(runs, labels)], pl("cold_start")),
         Section("features", "Query features", "", [tb.ablation_table(runs, labels)]),
         Section("folding", "Folding", "", tb.folding_tables(runs, labels),
                 pl("folding", "embeddings_pca")),

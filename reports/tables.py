@@ -239,6 +239,40 @@ def cold_tables(runs, labels) -> list:
     return out
 
 
+def cold_gap_tables(runs, labels, metric="recall@10") -> list:
+    """Each model's cold-start ``metric`` minus the MF model's (the first of family ``mf``) at
+    every n_known, ± the standard error of the per-user differences (``cold_<side>_paired_se``)."""
+    who = {"users": "held-out users", "items": "users of the held-out items"}
+    out = []
+    for side in ("users", "items"):
+        per_run, ns = [], set()
+        for results in runs:
+            models = results.get("models", {})
+            ref = next((n for n, m in models.items() if m.get("family") == "mf"
+                        and m.get("cold_start", {}).get(side)), None)
+            rows = {}
+            if ref is not None:
+                base = {p["n_known"]: p.get(metric) for p in models[ref]["cold_start"][side]}
+                for name, model in models.items():
+                    for p in model.get("cold_start", {}).get(side, []):
+                        n, v = p.get("n_known"), p.get(metric)
+                        se = paired_se(results, name, ref, metric, f"cold_{side}_paired_se", n_known=n)
+                        if name != ref and fmt.is_num(v) and fmt.is_num(base.get(n)) and fmt.is_num(se):
+                            ns.add(n)
+                            gap = v - base[n]
+                            tag = "" if abs(gap) <= SE_MULTIPLIER * se else " ▲" if gap > 0 else " ▼"
+                            rows.setdefault((name, ref), {})[f"n_known={n}"] = f"{gap:+.4f} ± {se:.4f}{tag}"
+            per_run.append(rows)
+        t = keyed_table(f"cold-{side}-gap", f"Cold start, new {side}: {metric} gap to MF, paired by user",
+                        ["model", "vs"], per_run, labels, columns=[f"n_known={n}" for n in sorted(ns)],
+                        note=f"This model minus the MF model for the same {who[side]} ± the "
+                             f"standard error of the per-user differences; ▲/▼ = ahead/behind by "
+                             f"more than {SE_MULTIPLIER:g} of them.")
+        if t:
+            out.append(t)
+    return out
+
+
 def cold_seeds_table(runs, labels):
     """New users with 0 revealed items over several strong splits: each model's mean Recall@10
     and Recall@20 (± standard error over split seeds) and the splits where its Recall@20 is

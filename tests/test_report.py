@@ -145,6 +145,20 @@ def test_cold_start_verdict_uses_paired_errors_per_point():
     assert v.winner == "tie" and v.verdict == "not confirmed" and "± 0.0300 at most" in v.text
 
 
+def test_cold_gap_tables_pair_each_model_with_mf():
+    r = light(make_results())
+    assert tb.cold_gap_tables([r], ["A"]) == []  # nothing paired recorded
+    r["cold_users_paired_se"] = [{"a": "wals", "b": "softmax-full", "n_known": n, "n_users": 300,
+                                  "recall@10": 0.02} for n in (0, 1, 2, 5, 10, 20)]
+    (t,) = tb.cold_gap_tables([r], ["A"])
+    rows = {tuple(k): v for k, v in t.rows}
+    assert list(rows) == [("softmax-full", "wals")]  # other models have no paired figure
+    # softmax-full - wals: 0.05, 0.05, 0.045, 0.03, 0.025, 0.025; beyond 2 * 0.02 only at 0..2
+    assert rows[("softmax-full", "wals")] == [
+        "+0.0500 ± 0.0200 ▲", "+0.0500 ± 0.0200 ▲", "+0.0450 ± 0.0200 ▲",
+        "+0.0300 ± 0.0200", "+0.0250 ± 0.0200", "+0.0250 ± 0.0200"]
+
+
 def test_cold_start_verdict_flips_when_families_swap():
     results = make_results()
     models = results["models"]
