@@ -254,10 +254,12 @@ def cold_gap_tables(runs, labels, metric="recall@10") -> list:
             if ref is not None:
                 base = {p["n_known"]: p.get(metric) for p in models[ref]["cold_start"][side]}
                 for name, model in models.items():
-                    for p in model.get("cold_start", {}).get(side, []):
+                    for p in model.get("cold_start", {}).get(side, []) if name != ref else ():
                         n, v = p.get("n_known"), p.get(metric)
+                        if not (fmt.is_num(v) and fmt.is_num(base.get(n))):
+                            continue
                         se = paired_se(results, name, ref, metric, f"cold_{side}_paired_se", n_known=n)
-                        if name != ref and fmt.is_num(v) and fmt.is_num(base.get(n)) and fmt.is_num(se):
+                        if fmt.is_num(se):
                             ns.add(n)
                             gap = v - base[n]
                             tag = "" if abs(gap) <= SE_MULTIPLIER * se else " ▲" if gap > 0 else " ▼"

@@ -190,7 +190,8 @@ def _quality(claim: Claim, results: dict) -> ClaimResult:
     if len(best) < 2:
         return _missing(claim, figures, models, f"{metric} for both families")
     (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
-    sign, rule = quality_gap(mf_v, sm_v, **_ses(results, mf_n, sm_n, metric))
+    ses = _ses(results, mf_n, sm_n, metric)
+    sign, rule = quality_gap(mf_v, sm_v, **ses)
     winner = _winner(sign)
     # Other cut-offs: does the same family win at every k?
     signs = {}
@@ -202,7 +203,7 @@ def _quality(claim: Claim, results: dict) -> ClaimResult:
         if fmt.is_num(a) and fmt.is_num(b):
             signs[k] = quality_gap(a, b, **_ses(results, mf_n, sm_n, k))[0]
     rel = (sm_v - mf_v) / mf_v if mf_v else float("nan")
-    se_gap = paired_se(results, mf_n, sm_n, metric)
+    se_gap = ses["se_gap"]
     gap = f"gap {sm_v - mf_v:+.4f} ± {se_gap:.4f}, " if fmt.is_num(se_gap) else ""
     base = (f"{sm_n} {sm_v:.4f} vs {mf_n} {mf_v:.4f} ({gap}{fmt.pct(rel)} for softmax; "
             f"threshold {rule})")
