@@ -215,11 +215,11 @@ def paired_standard_errors(per_user_a: dict, per_user_b: dict) -> dict:
     same users are correlated, so this is smaller than ``hypot(se_a, se_b)``: the standard error
     to judge a gap between them by (a paired test).
     """
-    out = {}
-    for k in per_user_a.keys() & per_user_b.keys():
+    diffs = {}
+    for k in sorted(per_user_a.keys() & per_user_b.keys()):
         a, b = np.asarray(per_user_a[k], np.float64), np.asarray(per_user_b[k], np.float64)
         if a.shape != b.shape:
             raise ValueError(f"paired_standard_errors: {k} has {a.shape[0]} users on one side and "
                              f"{b.shape[0]} on the other; pairing needs the same evaluation users")
-        out[k] = float(np.std(a - b, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
-    return dict(sorted(out.items()))
+        diffs[k] = a - b
+    return standard_errors(diffs)
