@@ -7,6 +7,7 @@ names; command-line flags override the file; the resolved config is stored in re
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 
 try:
@@ -92,8 +93,19 @@ def resolve_path(name_or_path: str | None) -> Path:
 def load_config(name_or_path: str | None = None) -> dict:
     """Read a TOML config over the defaults and check it."""
     path = resolve_path(name_or_path)
+    if path.is_dir():
+        raise ConfigError(f"config {path}: is a folder, not a TOML file")
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path}: not UTF-8 text (byte {exc.start}); a TOML file is "
+                          "UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc.strerror or exc}") from exc
+    if "\x00" in text:
+        raise ConfigError(f"config {path}: a binary file, not TOML")
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     cfg = merge(DEFAULTS, raw)
@@ -118,22 +130,142 @@ def shrink(cfg: dict) -> dict:
     return out
 
 
+# Sections whose keys are not fixed here: checked against the model class, the dataset loader
+# or the split protocol instead. Keys the suite itself adds to a resolved config: INTERNAL.
+OPEN = {("models",), ("dataset", "params"), ("dataset", "split"), ("folding", "dataset_params")}
+INTERNAL = {("run", "config_file"), ("run", "quick")}
+MODEL_KEYS = ("kind", "params", "search")
+
+
+def _suggest(key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keys(node: dict, ref: dict, where: str, path: tuple = ()) -> None:
+    """Refuse any key of ``node`` that ``ref`` (the defaults) does not have, at any depth."""
+    for key, val in node.items():
+        here = (*path, key)
+        dotted = ".".join(here)
+        if here in INTERNAL:
+            continue
+        if key not in ref:
+            what = "section" if not path else "key"
+            raise ConfigError(f"{where}: unknown {what} {dotted}{_suggest(key, ref)}; known: "
+                              f"{', '.join(k for k in ref if (*path, k) not in INTERNAL)}")
+        if here in OPEN:
+            if not isinstance(val, dict):
+                raise ConfigError(f"{where}: {dotted} must be a table, got {val!r}")
+            continue
+        if isinstance(ref[key], dict):
+            if not isinstance(val, dict):
+                raise ConfigError(f"{where}: {dotted} must be a table, got {val!r}")
+            check_keys(val, ref[key], where, here)
+
+
+def _int_at_least(cfg: dict, dotted: str, low: int, where: str) -> None:
+    section, key = dotted.split(".")
+    val = cfg[section][key]
+    if isinstance(val, bool) or not isinstance(val, int) or val < low:
+        raise ConfigError(f"{where}: {dotted} must be an integer >= {low}, got {val!r}")
+
+
+def check_model(name: str, spec: dict, where: str) -> None:
+    """The model's kind exists, and its params and search space name only parameters its class
+    takes, with values it accepts (the class is built once here, nothing is fitted)."""
+    import inspect
+
+    from mfsoftmax.models import MODELS
+
+    at = f"{where}: models.{name}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{at} must be a table with kind, params, search")
+    for key in spec:
+        if key not in MODEL_KEYS:
+            raise ConfigError(f"{at}.{key}: unknown key{_suggest(key, MODEL_KEYS)}; a model "
+                              f"takes {', '.join(MODEL_KEYS)}")
+    kind = spec.get("kind")
+    if kind is None:
+        raise ConfigError(f"{at} needs a 'kind' ({', '.join(sorted(MODELS))})")
+    if kind not in MODELS:
+        raise ConfigError(f"{at}.kind: unknown kind {kind!r}{_suggest(str(kind), MODELS)}; "
+                          f"known: {', '.join(sorted(MODELS))}")
+    cls = MODELS[kind]
+    sig = inspect.signature(cls.__init__).parameters
+    open_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.values())
+    accepted = [k for k in sig if k not in ("self", "name", "seed", "threads", "progress")]
+    params, space = spec.get("params", {}), spec.get("search", {})
+    for section, keys in (("params", params), ("search", space)):
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{at}.{section} must be a table, got {keys!r}")
+        for key in keys:
+            if key not in accepted and not open_kwargs:
+                raise ConfigError(f"{at}.{section}.{key}: {cls.__name__} has no parameter "
+                                  f"{key!r}{_suggest(key, accepted)}; it takes: {', '.join(accepted)}")
+    candidates = [({}, "params")]
+    for key, dist in space.items():  # each end of each searched range is a value to accept
+        values = dist if isinstance(dist, list) else next(iter(dist.values()), []) \
+            if isinstance(dist, dict) and len(dist) == 1 else None
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{at}.search.{key}: expected a list of choices or "
+                              "{log|uniform|int = [lo, hi]}")
+        candidates += [({key: v}, f"search.{key}") for v in values]
+    for extra, label in candidates:
+        kwargs = {**params, **extra}
+        for key, val in kwargs.items():
+            default = sig[key].default if key in sig else inspect.Parameter.empty
+            if (isinstance(default, (int, float)) and not isinstance(default, bool)
+                    and (isinstance(val, (bool, str)) or not isinstance(val, (int, float)))):
+                raise ConfigError(f"{at}.{label if extra else 'params.' + key}: {key} must be a "
+                                  f"number, got {val!r}")
+        try:
+            cls(**kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{at}.{label}: {exc}") from None
+
+
+def check_split(cfg: dict, where: str) -> None:
+    """``dataset.split`` names only options of ``dataset.protocol``."""
+    from mfsoftmax.datasets import PROTOCOLS, protocol_options
+
+    ds = cfg["dataset"]
+    protocol = ds["protocol"]
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"{where}: dataset.protocol: unknown {protocol!r}; choose one of "
+                          f"{', '.join(PROTOCOLS)}")
+    accepted = protocol_options(protocol)
+    for key in ds["split"]:
+        if key not in accepted:
+            raise ConfigError(f"{where}: dataset.split.{key}: not an option of the {protocol} "
+                              f"protocol{_suggest(key, accepted)}; it takes: {', '.join(accepted)}")
+
+
+def split_for_protocol(split: dict, protocol: str) -> tuple[dict, list]:
+    """The options of ``split`` that ``protocol`` takes, and the names of those it does not (a
+    config's ``heldout_frac`` means nothing to ``--protocol holdout``)."""
+    from mfsoftmax.datasets import PROTOCOLS, protocol_options
+
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol: unknown {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    accepted = protocol_options(protocol)
+    return ({k: v for k, v in split.items() if k in accepted},
+            [k for k in split if k not in accepted])
+
+
 def validate(cfg: dict, where: str = "config") -> None:
     """Raise :class:`ConfigError` naming the key at fault."""
-    for key in cfg:
-        if key not in DEFAULTS:
-            raise ConfigError(f"{where}: unknown section [{key}]; known: {', '.join(DEFAULTS)}")
+    check_keys(cfg, DEFAULTS, where)
     for key in cfg["stages"]:
         if key not in STAGES:
             raise ConfigError(f"{where}: unknown stage stages.{key}; known: {', '.join(STAGES)}")
     if not cfg["models"]:
         raise ConfigError(f"{where}: no [models.*] section")
     for name, spec in cfg["models"].items():
-        if "kind" not in spec:
-            raise ConfigError(f"{where}: models.{name} needs a 'kind' "
-                              "(popularity, feature-popularity, wals, softmax)")
-    if int(cfg["tuning"]["trials"]) < 1:
-        raise ConfigError(f"{where}: tuning.trials must be >= 1")
+        check_model(name, spec, where)
+    check_split(cfg, where)
+    for dotted, low in (("run.threads", 1), ("run.seed", 0), ("tuning.trials", 1),
+                        ("serving.queries", 1), ("serving.warmup", 0), ("serving.k", 1)):
+        _int_at_least(cfg, dotted, low, where)
     fracs = cfg["hashing"]["fractions"]
     if not fracs or any(not 0.0 < float(f) <= 1.0 for f in fracs):
         raise ConfigError(f"{where}: hashing.fractions must be shares of the item count in (0, 1], "

@@ -87,17 +87,29 @@ def run_folding(runner) -> None:
         extra = {int(d) for d in fcfg.get("dims") or []}
         return sorted(extra | ({int(tuned_dim)} if tuned_dim else set())) or [None]
 
+    def w0s_for(tuned):
+        chosen = tuned.get("w0")
+        return sorted(set(float(w) for w in fcfg["w0"]) | ({float(chosen)} if chosen else set()))
+
+    variants = fcfg.get("variants") or runner._softmax_names()
+    total = sum(len(dims_for(runner.tuned_params(n).get("dim"))) * len(w0s_for(runner.tuned_params(n)))
+                for n, _ in runner.model_specs(("wals",)))
+    total += sum(len(dims_for(runner.tuned_params(n).get("dim"))) for n in variants
+                 if n in runner.cfg["models"])
+    task = runner.log.task("folding fits", total)
+
     rows = []
     for name, _ in runner.model_specs(("wals",)):
         tuned = runner.tuned_params(name)
         chosen, chosen_dim = tuned.get("w0"), tuned.get("dim")
-        w0s = sorted(set(float(w) for w in fcfg["w0"]) | ({float(chosen)} if chosen else set()))
+        w0s = w0s_for(tuned)
         # folding needs more groups than dimensions: sweep w0 at the tuned dim and the small ones
         for dim in dims_for(chosen_dim):
             for w0 in w0s:
                 model = fit(name, w0=w0, **({"dim": dim} if dim else {}))
                 res = _measure(model, split, data, k)
                 rows.append({"model": name, "w0": w0, "dim": dim, **res})
+                task.step(f"{name} w0={w0:g} d={dim}")
                 if (chosen is not None and np.isclose(w0, float(chosen)) and dim == chosen_dim
                         and name in runner.results["models"]):
                     runner.results["models"][name]["folding"] = {"probe": label, **res}
@@ -105,7 +117,6 @@ def run_folding(runner) -> None:
     sweeps["folding_vs_w0"] = rows
 
     rows = []
-    variants = fcfg.get("variants") or runner._softmax_names()
     for name in variants:
         if name not in runner.cfg["models"]:
             raise RuntimeError(f"folding.variants: {name!r} is not a configured model")
@@ -114,11 +125,13 @@ def run_folding(runner) -> None:
             model = fit(name, **({"dim": dim} if dim else {}))
             res = _measure(model, split, data, k)
             rows.append({"variant": name, "dim": dim, **res})
+            task.step(f"{name} d={dim}")
             if dim == best_dim or dim is None:
                 if name in runner.results["models"]:
                     runner.results["models"][name]["folding"] = {"probe": label, **res}
                 samples[name] = _embedding_sample(model, split, data, 300, rng)
     sweeps["folding_vs_variant"] = rows
+    task.close()
     # embeddings for the PCA picture: WALS, positives-only, and the best negative-sampling DNN
     dnn_rows = [r for r in rows if r["dim"] == runner.tuned_params(r["variant"]).get("dim", r["dim"])]
     neg = [r for r in dnn_rows if "positives-only" not in r["variant"]]

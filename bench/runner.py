@@ -16,7 +16,11 @@ from mfsoftmax.evaluation import evaluate, paired_standard_errors, standard_erro
 from mfsoftmax.runtime import to_jsonable
 
 from .config import STAGES
+from .progress import Log
 from .schema import SCHEMA_VERSION, feature_pairs
+
+# Stages that need side information the dataset may lack; skipped (with the reason) without it.
+STAGE_NEEDS = {"ablation": "user_features", "cold_start_items": "item_features"}
 
 
 def build_model(kind: str, name: str, params: dict, seed: int, threads: int, progress: bool = False):
@@ -80,11 +84,12 @@ class Runner:
         self.ks = [int(k) for k in cfg["run"]["k"]]
         progress = cfg["run"].get("progress")
         self.progress = sys.stderr.isatty() if progress is None else bool(progress)
+        self.log = Log(self.progress)
         threads = pin_threads(self.threads)
         info = run_info(self.seed, cfg, threads)
         self.results = {
             "schema_version": SCHEMA_VERSION,
-            "run": {"id": self.run_dir.name, **info, "finished_at": None},
+            "run": {"id": self.run_dir.name, **info, "finished_at": None, "status": "running"},
             "dataset": {},
             "models": {},
             "sweeps": {},
@@ -94,13 +99,15 @@ class Runner:
         self.best_params: dict = {}
         self.valid_scores: dict = {}
         self._splits: dict = {}
+        self.write_error: str | None = None
+        self.saved_once = False
 
     # ------------------------------------------------------------------ setup
     def say(self, msg: str) -> None:
-        print(f"[mfsoftmax] {msg}", file=sys.stderr, flush=True)
+        self.log.say(msg)
 
     def prepare(self) -> None:
-        from mfsoftmax.datasets import load, make_split
+        from mfsoftmax.datasets import DatasetError, load, make_split
 
         ds = self.cfg["dataset"]
         t0 = time.perf_counter()
@@ -108,6 +115,12 @@ class Runner:
                          min_user=ds["min_user"], min_item=ds["min_item"],
                          **self._dataset_params(ds["name"], ds["params"]))
         self.split = make_split(self.data, ds["protocol"], seed=self.seed, **ds["split"])
+        for label, part in (("test", self.split.test), ("validation", self.split.valid)):
+            if len(part) == 0:
+                raise DatasetError(
+                    f"{self.data.name}: the {ds['protocol']} split has 0 {label} users "
+                    f"({self.data.n_users} users, {self.data.n_interactions} interactions); "
+                    "nothing to evaluate: use more data or change dataset.split")
         self._splits[ds["protocol"]] = self.split
         self.results["dataset"] = {
             "name": self.data.name, "n_users": self.data.n_users, "n_items": self.data.n_items,
@@ -149,16 +162,30 @@ class Runner:
         enabled = [(n, f) for n, f in order if self.cfg["stages"].get(n, True)]
         if not self.cfg["stages"].get("training", True):
             self.say("note: training cost is measured inside the quality stage")
-        from tqdm.auto import tqdm
-
-        bar = tqdm(enabled, desc="stages", unit="stage", disable=not self.progress, file=sys.stderr)
-        for name, fn in bar:
-            bar.set_postfix_str(name)
+        self.save()  # the dataset section is on disk before the first stage
+        for name, fn in self.log.steps(enabled, "stages", label=lambda x: x[0]):
             self.run_stage(name, fn)
 
+    def skip_reason(self, name: str) -> str | None:
+        """Why stage ``name`` cannot run on this dataset (None when it can)."""
+        needs = STAGE_NEEDS.get(name)
+        if needs == "user_features" and not self.data.user_features:
+            return f"{self.data.name} has no user features (the ablation removes them)"
+        if needs == "item_features" and not self.data.item_features:
+            return f"{self.data.name} has no item features (a new item is embedded from them)"
+        return None
+
     def run_stage(self, name: str, fn) -> None:
-        self.say(f"stage {name} ...")
+        """Run one stage, record its status, and write results.json (atomically) after it."""
         t0 = time.perf_counter()
+        reason = self.skip_reason(name)
+        if reason:
+            self.results["stages"][name] = {"status": "skipped", "error": None, "wall_s": 0.0,
+                                            "reason": reason}
+            self.say(f"stage {name}: skipped: {reason}")
+            self.save()
+            return
+        self.say(f"stage {name} ...")
         entry = {"status": "running", "error": None, "wall_s": None}
         self.results["stages"][name] = entry
         try:
@@ -171,11 +198,13 @@ class Runner:
         except Exception as exc:  # recorded, the run goes on
             entry["status"] = "failed"
             entry["error"] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
+            self.log.say(traceback.format_exc().rstrip())
             self.say(f"stage {name} FAILED: {entry['error']}")
         finally:
             entry["wall_s"] = time.perf_counter() - t0
             self.say(f"stage {name}: {entry['status']} in {entry['wall_s']:.1f}s")
+            if entry["status"] != "interrupted":
+                self.save()
 
     def model_specs(self, kinds=None):
         for name, spec in self.cfg["models"].items():
@@ -442,9 +471,8 @@ class Runner:
         split = self.split_for("new-items", item_frac=float(self.cfg["cold_start"]["item_frac"]))
         names = self.cfg["cold_start"].get("models") or list(self.best_params)
         models = {}
-        for name in names:
-            if name not in self.best_params:
-                continue
+        names = [n for n in names if n in self.best_params]
+        for name in self.log.steps(names, "new-item refits", plain=True):
             extra = {"item_tower": "add"} if self.family(name) == "softmax" else {}
             models[name] = self._fitted_on(split, False, name, **extra)
         curves, per = new_item_curve(models, split, n_known=self.cfg["cold_start"]["n_known_items"],
@@ -476,7 +504,8 @@ class Runner:
         sw = self.cfg["sweeps"]
         self.results["sweeps"]["serving_vs_corpus"] = serving_vs_corpus(
             sw["corpus_sizes"], dim=int(sw["dim"]), n_queries=int(sw["queries"]), ann=sw["ann"],
-            ann_ef=int(sw["ann_ef"]), seed=self.seed, time_budget_s=float(sw["time_budget_s"]))
+            ann_ef=int(sw["ann_ef"]), seed=self.seed, time_budget_s=float(sw["time_budget_s"]),
+            log=self.log)
 
     def stage_training_vs_size(self) -> None:
         from .sweeps import training_vs_size
@@ -501,21 +530,53 @@ class Runner:
         from mfsoftmax.runtime import now_iso
 
         self.results["run"]["finished_at"] = now_iso()
+        interrupted = False
+        for entry in self.results["stages"].values():
+            if entry["status"] in ("running", "interrupted"):
+                entry["status"] = "interrupted"
+                interrupted = True
         for name in STAGES:
             if name == "training":
                 continue
             if name not in self.results["stages"] and self.cfg["stages"].get(name, True):
                 self.results["stages"][name] = {"status": "not run", "error": None, "wall_s": 0.0}
-        for entry in self.results["stages"].values():
-            if entry["status"] == "running":
-                entry["status"] = "interrupted"
+        self.results["run"]["status"] = "interrupted" if interrupted else "complete"
 
     def write_results(self) -> Path:
+        """Write results.json atomically (the previous file stays whole if this fails)."""
         from mfsoftmax.runtime import atomic_write_json
 
         path = self.run_dir / "results.json"
         atomic_write_json(path, self.results)
         return path
+
+    def save(self) -> Path | None:
+        """:meth:`write_results`, or None with ``write_error`` set when the disk refuses it (a
+        full disk, a removed folder): the run goes on and the last good file is kept."""
+        try:
+            path = self.write_results()
+        except OSError as exc:
+            first = self.write_error is None
+            self.write_error = f"{exc.strerror or exc}"
+            if first:
+                self.say(f"WARNING: could not write results.json: {self.write_error} "
+                         "(the run goes on; the last file written is kept)")
+            return None
+        self.write_error = None
+        self.saved_once = True
+        return path
+
+    def headline_text(self) -> str:
+        """The report's headline verdicts, one line per textbook claim."""
+        try:
+            from mfsoftmax.reports.verdicts import headline
+
+            rows = headline(to_jsonable(self.results))
+        except Exception as exc:  # the summary must print even if a verdict cannot be read
+            return f"\nheadline: not available ({type(exc).__name__}: {exc})"
+        width = max(len(r.claim.title) for r in rows)
+        return "\nheadline (textbook claim: verdict)\n" + "\n".join(
+            f"  {r.claim.title:<{width}}  {r.line}" for r in rows)
 
     def summary_table(self) -> str:
         head = f"{'model':<32} {'recall@20':>9} {'ndcg@20':>8} {'train_s':>8} {'p50_us':>8} " \

@@ -11,30 +11,35 @@ Examples
   mfsoftmax run --models popularity wals --stages quality,serving --set tuning.trials=8
 
 Exit status: 0 when every stage succeeded, 1 when a stage failed (results still written, the
-stage marked failed), 2 on a bad config or dataset, 130 when interrupted.
+stage marked failed, or results.json could not be written), 2 on a bad config, dataset or
+--out, 130 when interrupted (Ctrl-C), 143 on SIGTERM. results.json is rewritten atomically after
+every stage, so a killed run keeps every stage it finished.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
-from .config import STAGES, ConfigError, load_config, merge, shrink, validate
+from .config import STAGES, ConfigError, load_config, merge, shrink, split_for_protocol, validate
 
 
 def add_arguments(p) -> None:
     p.add_argument("--config", help="TOML file, or a name in bench/configs (default: default)")
     p.add_argument("--dataset", help="dataset name or spec (overrides the config)")
     p.add_argument("--data-dir", help="folder with an unpacked copy of the dataset (offline)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset builder parameter, e.g. --param path=my.csv (repeatable; "
+                        "as for `mfsoftmax datasets`)")
     p.add_argument("--protocol", help="holdout, temporal or strong")
     p.add_argument("--models", nargs="+", help="only these configured models")
     p.add_argument("--stages", help=f"comma list of stages to run (of: {', '.join(STAGES)})")
     p.add_argument("--quick", action="store_true", help="shrink the config to a smoke run")
-    p.add_argument("--out", help="output folder (default: reports/<run-id>)")
+    p.add_argument("--out", help="output folder, new or empty (default: a fresh reports/<run-id>)")
     p.add_argument("--seed", type=int, help="seed of data, split, models and search")
     p.add_argument("--threads", type=int, help="BLAS/torch/implicit threads (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -45,15 +50,36 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _parse_value(val: str):
+    try:
+        return json.loads(val)
+    except json.JSONDecodeError:
+        return val
+
+
 def resolve_config(args) -> dict:
     """Config file, then flags, then --quick, then --set overrides; validated."""
+    for flag, val, low in (("--threads", args.threads, 1), ("--seed", args.seed, 0)):
+        if val is not None and val < low:
+            raise ConfigError(f"{flag} {val}: must be an integer >= {low}")
     cfg = load_config(args.config)
     ds = cfg["dataset"]
     if args.dataset and args.dataset != ds["name"]:
         ds["name"], ds["params"] = args.dataset, {}
+    for item in getattr(args, "param", None) or []:
+        if "=" not in item:
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+        key, val = item.split("=", 1)
+        ds["params"][key] = _parse_value(val)
     if args.data_dir:
         ds["data_dir"] = args.data_dir
-    if args.protocol:
+    if args.protocol and args.protocol != ds["protocol"]:
+        # the file's split options belong to its own protocol: keep only those the new one takes
+        ds["split"], dropped = split_for_protocol(ds["split"], args.protocol)
+        if dropped:
+            print(f"mfsoftmax run: note: --protocol {args.protocol} ignores the config's "
+                  f"dataset.split option(s) {', '.join(dropped)} (they belong to "
+                  f"{ds['protocol']})", file=sys.stderr)
         ds["protocol"] = args.protocol
     if args.seed is not None:
         cfg["run"]["seed"] = args.seed
@@ -79,95 +105,177 @@ def resolve_config(args) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         key, val = item.split("=", 1)
-        try:
-            val = json.loads(val)
-        except json.JSONDecodeError:
-            pass
         node = cfg
         parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"--set {key}: {part!r} is not a config section")
+                where = ".".join(parts[:i + 1])
+                raise ConfigError(f"--set {key}: {where!r} is not a config section")
             node = node[part]
-        node[parts[-1]] = val
+        node[parts[-1]] = _parse_value(val)
     if args.progress is not None:
         cfg["run"]["progress"] = args.progress
     if args.no_report:
         cfg["run"]["report"] = False
-    validate(cfg, "resolved config")
+    validate(cfg, "resolved config (after flags)" if (args.set or args.param) else
+             cfg["run"].get("config_file", "config"))
     return cfg
 
 
-def make_run_dir(cfg: dict, out: str | None) -> Path:
+def plan_run_dir(cfg: dict, out: str | None) -> Path:
+    """The run folder (not created yet): ``--out`` when given (it must be new or empty), else a
+    fresh ``<run.out>/<stamp>-<dataset>-<protocol>[-quick]``. Raises ``ConfigError`` when the
+    folder cannot be used, before any work is done."""
     if out:
         path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a folder")
+        if path.is_dir() and any(path.iterdir()):
+            raise ConfigError(f"--out {out}: folder is not empty (the suite never overwrites an "
+                              "earlier run; give a new folder, or omit --out for a fresh "
+                              f"{cfg['run']['out']}/<run-id>)")
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = "".join(c if c.isalnum() or c in "-_" else "_" for c in cfg["dataset"]["name"])
-        base = Path(cfg["run"]["out"]) / f"{stamp}-{name}-{cfg['dataset']['protocol']}"
+        quick = "-quick" if cfg["run"].get("quick") else ""
+        base = Path(cfg["run"]["out"]) / f"{stamp}-{name}-{cfg['dataset']['protocol']}{quick}"
         path, i = base, 1
         while path.exists():
             path, i = Path(f"{base}-{i}"), i + 1
-    path.mkdir(parents=True, exist_ok=True)
+    _check_writable(path, "--out" if out else "run.out")
     return path
 
 
-def update_latest(run_dir: Path) -> None:
-    """Point ``<parent>/latest`` at ``run_dir`` (atomic symlink swap)."""
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest.{os.getpid()}"
+def _check_writable(path: Path, label: str) -> None:
+    """The nearest existing ancestor of ``path`` is a writable folder."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{label} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{label} {path}: cannot write into {probe} (permission denied)")
+
+
+def make_run_dir(cfg: dict, out: str | None) -> Path:
+    """Create the run folder of :func:`plan_run_dir`."""
+    path = plan_run_dir(cfg, out)
     try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run folder {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def update_latest(run_dir: Path, root: Path) -> str | None:
+    """Point ``<root>/latest`` (the suite's own reports root) at ``run_dir`` by an atomic symlink
+    swap. A ``latest`` that is not a symlink (a user's file) is left alone; returns a warning
+    then, else None."""
+    root = Path(root)
+    link = root / "latest"
+    if (link.exists() or link.is_symlink()) and not link.is_symlink():
+        return f"{link} exists and is not the suite's symlink; left as it is"
+    target = os.path.relpath(run_dir.resolve(), root.resolve())
+    if target.startswith(".."):
+        target = str(run_dir.resolve())
+    tmp = root / f".latest.{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
-        tmp.symlink_to(run_dir.name)
+        tmp.symlink_to(target)
         os.replace(tmp, link)
-    except OSError:  # filesystems without symlinks: a text pointer
-        from mfsoftmax.runtime import atomic_write_text
+    except OSError as exc:
+        return f"could not point {link} at the run: {exc.strerror or exc}"
+    return None
 
-        atomic_write_text(run_dir.parent / "latest.txt", run_dir.name + "\n")
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (exit 143)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def main(args) -> int:
     from mfsoftmax.datasets import DatasetError
 
+    t_start = time.perf_counter()
     try:
         cfg = resolve_config(args)
+        run_dir = plan_run_dir(cfg, args.out)
     except ConfigError as exc:
         print(f"mfsoftmax run: {exc}", file=sys.stderr)
         return 2
-    run_dir = make_run_dir(cfg, args.out)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(cfg, args, run_dir, t_start, DatasetError)
+    except KeyboardInterrupt as exc:  # before any stage ran: nothing to keep
+        code = 143 if isinstance(exc, Terminated) else 130
+        print("\nmfsoftmax run: interrupted before the first stage; nothing written",
+              file=sys.stderr)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
     from .runner import Runner
 
     runner = Runner(cfg, run_dir)
     try:
-        runner.prepare()
+        runner.prepare()  # load and split before the run folder exists: a bad dataset leaves none
+        make_run_dir(cfg, args.out)
+    except ConfigError as exc:
+        print(f"mfsoftmax run: {exc}", file=sys.stderr)
+        return 2
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"mfsoftmax run: {exc}", file=sys.stderr)
-        runner.write_results()
         return 2
     code = 0
     try:
         runner.run_all()
-    except KeyboardInterrupt:
-        print("\nmfsoftmax run: interrupted; partial results written, stage marked interrupted",
-              file=sys.stderr)
-        code = 130
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        why = "terminated (SIGTERM)" if code == 143 else "interrupted"
+        print(f"\nmfsoftmax run: {why}; the stages done so far are written, the running one is "
+              "marked interrupted", file=sys.stderr)
     runner.finish()
-    path = runner.write_results()
-    update_latest(run_dir)
-    if cfg["run"].get("report", True):
+    path = runner.save()
+    if args.out is None or Path(args.out).resolve().parent == Path(cfg["run"]["out"]).resolve():
+        warn = update_latest(run_dir, Path(cfg["run"]["out"]))
+        if warn:
+            print(f"mfsoftmax run: {warn}", file=sys.stderr)
+    report = None
+    if path is not None and cfg["run"].get("report", True) and not code:
+        runner.say(f"rendering the report into {run_dir} ...")
         try:
             from mfsoftmax.reports import render_report
 
             # the report is computed from the stored results, as `mfsoftmax report` would
-            render_report(json.loads(path.read_text()), run_dir, sources=[str(path)])
+            report = render_report(json.loads(path.read_text()), run_dir, sources=[str(path)])
         except Exception as exc:  # the report must never lose the results
-            print(f"mfsoftmax run: report failed: {exc}", file=sys.stderr)
-            traceback.print_exc()
+            print(f"mfsoftmax run: report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             code = code or 1
+    elif path is not None and code:
+        runner.say(f"report not rendered (run stopped); render it with: mfsoftmax report {run_dir}")
     print(runner.summary_table())
-    print(f"\nresults: {path}")
-    failed = [k for k, v in runner.results["stages"].items() if v["status"] != "ok"]
+    print(runner.headline_text())
+    print(f"\ntotal time: {time.perf_counter() - t_start:.1f} s")
+    if path is None:
+        print(f"mfsoftmax run: could not write {run_dir / 'results.json'}: {runner.write_error}; "
+              + ("the last completed stage's file is kept there" if runner.saved_once else
+                 "nothing could be saved"), file=sys.stderr)
+        code = code or 1
+    else:
+        print(f"results: {path}")
+    if report is not None:
+        print(f"report:  {report['html']}")
+    failed = [k for k, v in runner.results["stages"].items()
+              if v["status"] not in ("ok", "skipped")]
     if failed and not code:
         print(f"mfsoftmax run: stages failed: {', '.join(failed)}", file=sys.stderr)
         code = 1

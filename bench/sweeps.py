@@ -30,7 +30,7 @@ class _Tower:
 
 def serving_vs_corpus(sizes, dim: int = 64, n_queries: int = 300, k: int = 10, ann: str | None = "hnswlib",
                       ann_ef: int = 64, seed: int = 0, time_budget_s: float = 120.0,
-                      dnn_tower=None) -> list[dict]:
+                      dnn_tower=None, log=None) -> list[dict]:
     """p50/p95 latency of one query against ``n_items`` synthetic item embeddings.
 
     ``mf``: look up a precomputed user embedding, score, top-k. ``dnn``: compute the query
@@ -42,7 +42,10 @@ def serving_vs_corpus(sizes, dim: int = 64, n_queries: int = 300, k: int = 10, a
     rng = np.random.default_rng(seed)
     tower = dnn_tower or _Tower(128, 256, dim, rng)
     rows, t_start = [], time.perf_counter()
+    task = log.task("corpus sizes", len(sizes)) if log is not None else None
     for n in sizes:
+        if task is not None and rows:
+            task.step(f"{rows[-1]['n_items']} items")
         if time.perf_counter() - t_start > time_budget_s:
             rows.append({"model": "mf", "n_items": int(n), "index": "skipped", "p50_us": None,
                          "recall_vs_exact": None, "note": f"time budget {time_budget_s}s spent"})
@@ -65,6 +68,9 @@ def serving_vs_corpus(sizes, dim: int = 64, n_queries: int = 300, k: int = 10, a
                          "recall_vs_exact": 1.0})
         if ann:
             rows.extend(_ann_rows(ann, items, users, feats, tower, exact_ids, k, ann_ef, seed))
+    if task is not None:
+        task.step(f"{rows[-1]['n_items']} items" if rows else "")
+        task.close()
     return rows
 
 

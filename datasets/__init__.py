@@ -3,7 +3,7 @@
 from . import synthetic as _synthetic
 from .core import DatasetError, Interactions, check_users_items, feature_cardinality, from_coo
 from .registry import REGISTRY, Loader, load, register
-from .splits import PROTOCOLS, EvalSet, Split, make_split
+from .splits import PROTOCOLS, EvalSet, Split, make_split, protocol_options
 from .union import disjoint_union, twin
 
 register(
@@ -17,6 +17,6 @@ from . import movielens as _movielens  # noqa: E402,F401
 
 __all__ = [
     "DatasetError", "Interactions", "check_users_items", "feature_cardinality", "from_coo",
-    "REGISTRY", "Loader", "load", "register", "PROTOCOLS", "EvalSet", "Split", "make_split",
+    "REGISTRY", "Loader", "load", "register", "PROTOCOLS", "EvalSet", "Split", "make_split", "protocol_options",
     "disjoint_union", "twin",
 ]

@@ -122,6 +122,9 @@ def holdout(data: Interactions, seed: int = 0, test_frac: float = 0.2, valid_sha
     """Weak generalisation: per user a random (or, with ``temporal``, the latest) ``test_frac`` of
     interactions is the target. Users with a target are divided into disjoint validation
     (``valid_share``) and test users; everyone's remaining interactions are training data."""
+    for name, val in (("test_frac", test_frac), ("valid_share", valid_share)):
+        if not 0.0 < float(val) < 1.0:
+            raise DatasetError(f"{data.name}: split option {name}={val!r} must be in (0, 1)")
     rng = np.random.default_rng(seed)
     if temporal:
         if data.timestamps is None:
@@ -206,3 +209,13 @@ def make_split(data: Interactions, protocol: str, seed: int = 0, **options) -> S
     if protocol == "new-items":
         return new_items(data, seed=seed, **options)
     raise DatasetError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def protocol_options(protocol: str) -> tuple[str, ...]:
+    """The split options ``protocol`` takes (``dataset.split`` keys), e.g. ``heldout_frac``."""
+    import inspect
+
+    fn = {"holdout": holdout, "temporal": holdout, "strong": strong, "new-items": new_items}.get(protocol)
+    if fn is None:
+        raise DatasetError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return tuple(k for k in inspect.signature(fn).parameters if k not in ("data", "seed", "temporal"))

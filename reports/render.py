@@ -73,8 +73,15 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
 
 
 def failed_stages(runs, labels) -> list:
-    return [f"{label}: stage '{stage}' failed" + (f" ({st.get('error')})" if st.get("error") else "")
-            for r, label in zip(runs, labels, strict=True)
+    """One line per stage that did not finish ok: failed, interrupted, not run, or skipped (with
+    the reason the run recorded)."""
+    def line(label, stage, st):
+        status = st.get("status")
+        verb = "failed" if status == "failed" else (status or "unknown")
+        why = st.get("error") or st.get("reason")
+        return f"{label}: stage '{stage}' {verb}" + (f" ({why})" if why else "")
+
+    return [line(label, stage, st) for r, label in zip(runs, labels, strict=True)
             for stage, st in (r.get("stages") or {}).items() if st.get("status") != "ok"]
 
 

@@ -457,7 +457,7 @@ def stages_table(runs, labels):
             rows[(stage,)] = {
                 "status": (status, "failed" if status != "ok" else "ok"),
                 "wall": fmt.seconds(st.get("wall_s")),
-                "error": _short(st.get("error")) or fmt.DASH,
+                "error": _short(st.get("error") or st.get("reason")) or fmt.DASH,
             }
         per_run.append(rows)
     return keyed_table("stages", "Stages", ["stage"], per_run, labels,
