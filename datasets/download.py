@@ -5,12 +5,21 @@ Cache layout (``cache_root()``: ``$MFSOFTMAX_DATA``, else ``$XDG_CACHE_HOME/mfso
 
     <root>/<name>.zip                  the archive, kept once its SHA-256 matched
     <root>/<name>/...                  the unpacked files
-    <root>/<name>/.mfsoftmax-complete  marker written last: "sha256 <hex of the zip>"
+    <root>/<name>/.mfsoftmax-complete  marker written last (JSON): the zip's SHA-256 and the
+                                       size, SHA-256 and mtime of every unpacked file
+    <root>/.<name>.lock                exists only while a process builds or checks <name>
 
-A folder is used only when its marker names the expected checksum and the required files exist;
-anything else (interrupted download or unpack, edited marker, missing file) is removed and rebuilt.
-Downloads go to a temporary file renamed into place only after the checksum matched; unpacking
-goes to a temporary folder renamed into place with its marker already inside.
+A folder is used only when its marker names the expected checksum and every recorded file is
+there with its recorded size; when the unpacked files total at most :data:`HASH_ON_LOAD_BYTES`
+(ml-100k, ml-1m, ml-latest-small) their SHA-256 is checked on every load too, and for larger
+ones (ml-20m) the SHA-256 of files whose mtime changed, or of every file with ``verify=True``.
+Anything else (interrupted download or unpack, edited marker, missing, truncated or modified
+file) is removed and rebuilt: unpacked again from the cached zip when its SHA-256 still matches,
+else downloaded again. Downloads go to a temporary ``.<name>.*.part`` file renamed into place only
+after the checksum matched; unpacking goes to a temporary ``.<name>.unpack.*`` folder, checked
+against ``MD5SUMS`` when the archive has one, renamed into place with its marker already inside.
+Temporaries left by killed processes are removed by the next load (loads of one dataset are
+serialised by the lock, so no live process owns them).
 
 Checksums: SHA-256 and sizes of the GroupLens archives as recorded in TensorFlow Datasets
 (``tensorflow_datasets/url_checksums/movielens.txt``); the MD5 column is the archive MD5 found in
@@ -20,11 +29,14 @@ is the 2018 snapshot (978,202 bytes); GroupLens may republish it, which then fai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
 import tempfile
+import time
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -34,6 +46,8 @@ from .core import DatasetError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 MARKER = ".mfsoftmax-complete"
+MARKER_FORMAT = 2
+HASH_ON_LOAD_BYTES = 64 << 20  # unpacked datasets up to this size are re-hashed on every load
 
 
 @dataclass(frozen=True)
@@ -131,13 +145,65 @@ def find_local(name: str, data_dir: str | Path, required: tuple[str, ...]) -> Pa
     )
 
 
-def _cache_valid(folder: Path, archive: Archive) -> bool:
-    marker = folder / MARKER
+def _manifest(folder: Path) -> dict:
+    """``{relative path: [size, sha256, mtime_ns]}`` of every file under ``folder`` but the marker."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != MARKER:
+            st = path.stat()
+            out[path.relative_to(folder).as_posix()] = [st.st_size, file_digest(path), st.st_mtime_ns]
+    return out
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The completion marker of an unpacked folder, or None when absent or not readable."""
     try:
-        ok = marker.read_text().split() == ["sha256", archive.sha256]
-    except OSError:
-        return False
-    return ok and all((folder / f).is_file() for f in archive.required)
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def check_cache(folder: Path, archive: Archive, verify: bool = False) -> str | None:
+    """None when ``folder`` is a complete, intact unpacked copy of ``archive``, else what is wrong.
+
+    Sizes are always checked (one ``stat`` per file); SHA-256 too when the files total at most
+    :data:`HASH_ON_LOAD_BYTES`, when ``verify`` is true, or for files whose mtime changed.
+    """
+    if not folder.exists():
+        return "absent"
+    if not (folder / MARKER).is_file():
+        return "no completion marker (interrupted unpack?)"
+    marker = read_marker(folder)
+    if marker is None or marker.get("format") != MARKER_FORMAT or not isinstance(
+            marker.get("files"), dict):
+        return f"{MARKER} is unreadable or from an older mfsoftmax (no file manifest)"
+    if marker.get("sha256") != archive.sha256:
+        return f"{MARKER} names another archive (SHA-256 {str(marker.get('sha256'))[:12]}...)"
+    files = marker["files"]
+    missing = [f for f in archive.required if f not in files]
+    if missing:
+        return f"{MARKER} does not list {', '.join(missing)}"
+    try:
+        total = sum(int(rec[0]) for rec in files.values())
+        stats = {}
+        for rel, (size, _digest, _mtime) in files.items():
+            path = folder / rel
+            if not path.is_file():
+                return f"{rel} is missing"
+            st = path.stat()
+            if st.st_size != size:
+                return f"{rel} is {st.st_size} bytes, {size} expected"
+            stats[rel] = st
+        hash_all = verify or total <= HASH_ON_LOAD_BYTES
+        for rel, (_size, digest, mtime) in files.items():
+            if (hash_all or stats[rel].st_mtime_ns != mtime) and file_digest(folder / rel) != digest:
+                return f"{rel} has changed since it was unpacked (SHA-256 differs)"
+    except (TypeError, ValueError):
+        return f"{MARKER} has a malformed file manifest"
+    except OSError as exc:
+        return f"cannot read it ({exc})"
+    return None
 
 
 def _remove(path: Path) -> None:
@@ -145,6 +211,74 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _prepare_root(root: Path, origin: str) -> bool:
+    """Create the cache root if needed (True when this call created it); a clean error when it
+    is a file or cannot be created."""
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"cache folder {root}{origin} is not a folder: point it at a folder, "
+                           "or use --data-dir with an unpacked copy")
+    if root.is_dir():
+        return False
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cache folder {root}{origin} cannot be created "
+                           f"({exc.strerror or exc}); use --data-dir with an unpacked copy, or "
+                           "set MFSOFTMAX_DATA to a writable folder") from exc
+    return True
+
+
+@contextlib.contextmanager
+def _locked(root: Path, name: str):
+    """Exclusive lock on ``<root>/.<name>.lock`` for this process (POSIX ``flock``; a no-op
+    elsewhere). The lock file is removed on release; a waiter that wakes on a removed file
+    retries on the new one."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield False
+        return
+    path = root / f".{name}.lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only cache: checking it needs no lock, rebuilding fails clearly
+            yield False
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+STALE_AGE_S = 24 * 3600  # without a lock (not POSIX), only temporaries this old are removed
+
+
+def clean_stale(root: Path, name: str, locked: bool = True) -> list[Path]:
+    """Remove the temporaries of ``name`` left by killed downloads (``.<name>.*.part``) and
+    unpacks (``.<name>.unpack.*``); with ``locked`` false only those older than a day."""
+    removed = []
+    for path in [*root.glob(f".{name}.*.part"), *root.glob(f".{name}.unpack.*")]:
+        try:
+            if not locked and time.time() - path.lstat().st_mtime < STALE_AGE_S:
+                continue
+            _remove(path)
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def _fetch_verified(archive: Archive, root: Path, fetch) -> Path:
@@ -175,7 +309,8 @@ def _fetch_verified(archive: Archive, root: Path, fetch) -> Path:
 
 
 def _unpack(zpath: Path, archive: Archive, root: Path) -> Path:
-    """Unpack into a temporary folder, write the marker, rename to ``<root>/<name>``."""
+    """Unpack into a temporary folder, check MD5SUMS, write the marker with the manifest of every
+    file, rename to ``<root>/<name>``."""
     dest = root / archive.name
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{archive.name}.unpack.", dir=root))
     try:
@@ -188,12 +323,17 @@ def _unpack(zpath: Path, archive: Archive, root: Path) -> Path:
                 zf.extractall(tmpdir)
         except zipfile.BadZipFile as exc:
             raise DatasetError(f"{zpath}: not a valid zip archive ({exc})") from exc
+        except OSError as exc:
+            raise DatasetError(f"{zpath}: cannot unpack into {root} ({exc})") from exc
         inner = tmpdir / archive.name
         folder = inner if inner.is_dir() else tmpdir
         missing = [f for f in archive.required if not (folder / f).is_file()]
         if missing:
             raise DatasetError(f"{zpath}: archive lacks {', '.join(missing)}")
-        (folder / MARKER).write_text(f"sha256 {archive.sha256}\n")
+        verify_md5sums(folder)
+        marker = {"format": MARKER_FORMAT, "archive": archive.name, "sha256": archive.sha256,
+                  "files": _manifest(folder)}
+        (folder / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
         _remove(dest)
         os.replace(folder, dest)
     finally:
@@ -201,34 +341,74 @@ def _unpack(zpath: Path, archive: Archive, root: Path) -> Path:
     return dest
 
 
-def ensure_archive(archive: Archive, root: str | Path | None = None, fetch=None) -> Path:
-    """The unpacked folder of ``archive`` in the cache, downloading and verifying as needed."""
-    root = Path(root) if root is not None else cache_root()
-    root.mkdir(parents=True, exist_ok=True)
+def ensure_archive(archive: Archive, root: str | Path | None = None, fetch=None,
+                   verify: bool = False) -> Path:
+    """The unpacked folder of ``archive`` in the cache, downloading and verifying as needed.
+
+    A folder that fails :func:`check_cache` is removed and rebuilt from the cached zip when its
+    SHA-256 still matches, else from a new download. ``verify`` re-hashes every file whatever
+    its size. Temporaries of killed processes are removed first.
+    """
+    if root is not None:
+        root, origin = Path(root).expanduser(), ""
+    else:
+        root = cache_root()
+        origin = " ($MFSOFTMAX_DATA)" if os.environ.get("MFSOFTMAX_DATA") else ""
+    created = _prepare_root(root, origin)
+    try:
+        with _locked(root, archive.name) as locked:
+            clean_stale(root, archive.name, locked)
+            return _ensure_locked(archive, root, fetch, verify)
+    except BaseException:
+        if created:  # a failed first load leaves no empty cache folder behind
+            with contextlib.suppress(OSError):
+                root.rmdir()
+        raise
+
+
+def _ensure_locked(archive: Archive, root: Path, fetch, verify: bool) -> Path:
     folder = root / archive.name
-    if _cache_valid(folder, archive):
+    problem = check_cache(folder, archive, verify)
+    if problem is None:
         return folder
+    if problem != "absent":
+        print(f"mfsoftmax: cached {archive.name} in {folder} is not intact ({problem}); "
+              "replacing it", file=sys.stderr)
+        _remove(folder)
     zpath = root / f"{archive.name}.zip"
-    if not (zpath.is_file() and file_digest(zpath) == archive.sha256):
-        _remove(zpath)  # absent, partial or corrupt: never used
+    zip_state = "missing"
+    if zpath.is_file():
+        if (archive.size is None or zpath.stat().st_size == archive.size) \
+                and file_digest(zpath) == archive.sha256:
+            return _unpack(zpath, archive, root)
+        zip_state = "corrupt"
+        _remove(zpath)  # partial or corrupt: never used
+    try:
         zpath = _fetch_verified(archive, root, fetch or fetch_url)
+    except DatasetError as exc:
+        if problem == "absent":
+            raise
+        raise DatasetError(f"{archive.name}: the cached copy was not intact ({problem}) and was "
+                           f"removed, the cached zip is {zip_state}, and downloading it again "
+                           f"failed: {exc}") from exc
     return _unpack(zpath, archive, root)
 
 
 def dataset_folder(name: str, data_dir: str | Path | None = None, cache: str | Path | None = None,
-                   fetch=None) -> Path:
+                   fetch=None, verify: bool = False) -> Path:
     """Folder with the unpacked files of MovieLens dataset ``name``.
 
     With ``data_dir`` nothing is downloaded: ``data_dir/name`` (or ``data_dir`` itself) must hold
-    the files. Otherwise the cache is used, downloading when needed. Either way the files are
-    checked against an ``MD5SUMS`` list when the folder has one.
+    the files, which are checked against an ``MD5SUMS`` list when the folder has one (a mismatch
+    is an error: nothing is replaced in a folder the user manages). Otherwise the cache is used
+    (see :func:`ensure_archive`): checked on every load, rebuilt when not intact, downloading
+    when needed.
     """
     if name not in ARCHIVES:
         raise DatasetError(f"no download known for {name!r}; known: {', '.join(sorted(ARCHIVES))}")
     archive = ARCHIVES[name]
     if data_dir is not None:
         folder = find_local(name, data_dir, archive.required)
-    else:
-        folder = ensure_archive(archive, cache, fetch)
-    verify_md5sums(folder)
-    return folder
+        verify_md5sums(folder)
+        return folder
+    return ensure_archive(archive, cache, fetch, verify)

@@ -1,7 +1,8 @@
 """MovieLens loaders: ``ml-100k``, ``ml-1m``, ``ml-20m`` and ``ml-latest-small``.
 
 Each builder reads an unpacked copy (``data_dir``) or a verified cached download
-(:mod:`mfsoftmax.datasets.download`). Conventions shared by all four:
+(:mod:`mfsoftmax.datasets.download`; ``verify=True`` re-hashes every cached file, which loads of
+datasets over ``HASH_ON_LOAD_BYTES`` otherwise skip). Conventions shared by all four:
 
 * Interaction values are the raw ratings (``load`` binarises by default); ``ratings`` and
   ``timestamps`` (seconds) are aligned with the matrix; ``user_ids``/``item_ids`` hold raw ids.
@@ -69,6 +70,16 @@ def genre_matrix(lists: list[list[str]]) -> tuple[np.ndarray, list[str]]:
 def _title_year(title: str) -> int:
     m = _YEAR_IN_TITLE.search(title.strip())
     return int(m.group(1)) if m else 0
+
+
+def _flag(value, what: str) -> bool:
+    """A boolean builder parameter (``--param verify=true`` arrives as True; "yes"/"1" too)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, str)) and str(value).strip().lower() in ("0", "1", "true", "false",
+                                                                        "yes", "no"):
+        return str(value).strip().lower() in ("1", "true", "yes")
+    raise DatasetError(f"{what}={value!r}: expected true or false")
 
 
 def _lines(path: Path, encoding: str = "latin-1") -> list[str]:
@@ -184,9 +195,9 @@ def read_users_100k(path: Path) -> dict:
 
 @register("ml-100k", "MovieLens 100K: 943 users, 1682 movies, 100k ratings, user+item features",
           downloads=True)
-def ml_100k(data_dir=None, cache=None) -> Interactions:
+def ml_100k(data_dir=None, cache=None, verify=False) -> Interactions:
     """MovieLens 100K (``u.data``, ``u.item``, ``u.user``); files checked against MD5SUMS if present."""
-    folder = dataset_folder("ml-100k", data_dir, cache)
+    folder = dataset_folder("ml-100k", data_dir, cache, verify=_flag(verify, "verify"))
     r = read_ratings(folder / "u.data", b"\t", header=False)
     return _assemble("ml-100k", folder, r, read_items_100k(folder / "u.item"),
                      read_users_100k(folder / "u.user"), folder / "u.item", folder / "u.user")
@@ -225,9 +236,9 @@ def read_users_dat(path: Path) -> dict:
 
 @register("ml-1m", "MovieLens 1M: 6040 users, 3706 rated movies, 1M ratings, user+item features",
           downloads=True)
-def ml_1m(data_dir=None, cache=None) -> Interactions:
+def ml_1m(data_dir=None, cache=None, verify=False) -> Interactions:
     """MovieLens 1M (``ratings.dat``, ``movies.dat``, ``users.dat``; ``::`` separated)."""
-    folder = dataset_folder("ml-1m", data_dir, cache)
+    folder = dataset_folder("ml-1m", data_dir, cache, verify=_flag(verify, "verify"))
     r = read_ratings(folder / "ratings.dat", b"::", header=False)
     return _assemble("ml-1m", folder, r, read_items_dat(folder / "movies.dat"),
                      read_users_dat(folder / "users.dat"), folder / "movies.dat", folder / "users.dat")
@@ -261,8 +272,8 @@ def _check_ratings_header(path: Path, buf: bytes) -> None:
                            f"found {head[:80]!r}")
 
 
-def _csv_release(name: str, data_dir, cache) -> Interactions:
-    folder = dataset_folder(name, data_dir, cache)
+def _csv_release(name: str, data_dir, cache, verify=False) -> Interactions:
+    folder = dataset_folder(name, data_dir, cache, verify=_flag(verify, "verify"))
     ratings = folder / "ratings.csv"
     buf = read_bytes(ratings)
     _check_ratings_header(ratings, buf)
@@ -273,13 +284,13 @@ def _csv_release(name: str, data_dir, cache) -> Interactions:
 
 @register("ml-20m", "MovieLens 20M: 138k users, 27k movies, 20M ratings, item features",
           downloads=True)
-def ml_20m(data_dir=None, cache=None) -> Interactions:
+def ml_20m(data_dir=None, cache=None, verify=False) -> Interactions:
     """MovieLens 20M (``ratings.csv``, ``movies.csv``); no user features."""
-    return _csv_release("ml-20m", data_dir, cache)
+    return _csv_release("ml-20m", data_dir, cache, verify)
 
 
 @register("ml-latest-small", "MovieLens latest-small: 610 users, 9.7k movies, 100k ratings",
           downloads=True)
-def ml_latest_small(data_dir=None, cache=None) -> Interactions:
+def ml_latest_small(data_dir=None, cache=None, verify=False) -> Interactions:
     """MovieLens latest-small (``ratings.csv``, ``movies.csv``); no user features."""
-    return _csv_release("ml-latest-small", data_dir, cache)
+    return _csv_release("ml-latest-small", data_dir, cache, verify)

@@ -90,4 +90,23 @@ def load(spec: str, data_dir=None, min_rating: float | None = None, min_user: in
             raise DatasetError(f"dataset {spec!r}: unknown parameter(s) {', '.join(unknown)}; "
                                f"it takes: {known}")
     raw = builder(data_dir=data_dir, **params)
+    if binary and min_rating is None:
+        _refuse_nonpositive_positives(spec, raw)
     return preprocess(raw, **opts)
+
+
+def _refuse_nonpositive_positives(spec: str, data: Interactions) -> None:
+    """Binarising without a threshold makes every rating a positive; a rating <= 0 (a dislike on
+    a -10..10 scale, an explicit 0) must not silently become one, so the caller has to choose."""
+    if data.ratings is None or not data.ratings.size or data.ratings.min() > 0:
+        return
+    low = data.meta.get("nonpositive_ratings") or {}
+    lowest = float(data.ratings.min())
+    n = low.get("count", int((data.ratings <= 0).sum()))
+    where = str(data.meta.get("source", spec)) + (f", {low['first']}" if "first" in low else "")
+    value = low.get("value", lowest)
+    raise DatasetError(
+        f"{where}: rating {value:g} is <= 0 ({n} such, lowest {lowest:g}) and binarising without "
+        "a threshold would make it a positive: pass --min-rating T (min_rating=T; ratings >= T "
+        f"are the positives, e.g. --min-rating 1; T <= {lowest:g} keeps them all) or "
+        "--no-binarize (binary=False)")

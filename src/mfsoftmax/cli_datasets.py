@@ -6,6 +6,8 @@ Examples
   mfsoftmax datasets show synthetic
   mfsoftmax datasets show ml-100k --data-dir ../shared/datasets
   mfsoftmax datasets show "twin(ml-100k)" --data-dir ../shared/datasets --min-rating 4
+  mfsoftmax datasets show file --param path=ratings.csv.gz --param encoding=latin-1
+  mfsoftmax datasets verify ml-20m
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def add_arguments(p) -> None:
     show.add_argument("name", help="registry name or spec, e.g. ml-100k, twin(synthetic)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_dataset_options(show)
+    verify = sub.add_parser("verify", help="re-hash a downloaded MovieLens dataset's cached files "
+                            "(replacing them when corrupt), or check a --data-dir copy's MD5SUMS")
+    verify.add_argument("name", help="ml-100k, ml-1m, ml-20m or ml-latest-small")
+    verify.add_argument("--data-dir", help="check this unpacked copy instead of the cache")
 
 
 def main(args) -> int:
@@ -69,9 +75,11 @@ def main(args) -> int:
         for name, description in composite:
             print(f"{name:<{width}}  {description}")
         return 0
+    if args.action == "verify":
+        return _verify(args)
     try:
         data = load_from_args(args, args.name)
-    except (DatasetError, FileNotFoundError) as exc:
+    except (DatasetError, OSError) as exc:
         print(f"mfsoftmax: {exc}", file=sys.stderr)
         return 2
     stats = data.stats()
@@ -90,4 +98,22 @@ def main(args) -> int:
         print(f"{side.replace('_', ' '):<14} {cols}")
     if stats["planted_groups"]:
         print(f"planted groups {stats['planted_groups']}")
+    return 0
+
+
+def _verify(args) -> int:
+    from mfsoftmax.datasets import DatasetError
+    from mfsoftmax.datasets.download import dataset_folder, read_marker
+
+    try:
+        folder = dataset_folder(args.name, args.data_dir, verify=True)
+    except (DatasetError, OSError) as exc:
+        print(f"mfsoftmax: {exc}", file=sys.stderr)
+        return 2
+    if args.data_dir is not None:
+        what = ("files match its MD5SUMS" if (folder / "MD5SUMS").is_file()
+                else "required files present (no MD5SUMS to check them against)")
+    else:
+        what = f"{len(read_marker(folder)['files'])} files match their recorded size and SHA-256"
+    print(f"{args.name}: {folder}: {what}")
     return 0
