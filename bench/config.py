@@ -15,10 +15,9 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+from .stages import STAGE_NAMES as STAGES  # the one list of stages (bench/stages/__init__.py)
 
-STAGES = ("quality", "training", "serving", "ablation", "hashing", "cold_start_users",
-          "cold_start_items", "folding", "offline_topk", "serving_vs_corpus", "training_vs_size")
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 DEFAULTS: dict = {
     "run": {"seed": 0, "threads": 1, "k": [10, 20, 50, 100], "out": "reports", "report": True,
@@ -58,7 +57,6 @@ QUICK: dict = {
                "train_items": 2000, "time_budget_s": 20},
 }
 QUICK_DATASET = {"synthetic": {"n_users": 1500, "n_items": 600, "n_groups": 10}}
-QUICK_MODEL = {"wals": {"iterations": 4}, "softmax": {"epochs": 2, "patience": 1}}  # caps per kind
 
 
 class ConfigError(ValueError):
@@ -120,9 +118,12 @@ def shrink(cfg: dict) -> dict:
     ds = out["dataset"]
     if ds["name"] in QUICK_DATASET:
         ds["params"] = merge(ds["params"], QUICK_DATASET[ds["name"]])
+    from mfsoftmax.models import MODELS
+
     for spec in out["models"].values():
         params = spec.setdefault("params", {})
-        for key, cap in QUICK_MODEL.get(spec.get("kind"), {}).items():
+        caps = getattr(MODELS.get(spec.get("kind")), "quick_caps", {})  # declared by the class
+        for key, cap in caps.items():
             params[key] = min(params.get(key, cap), cap)
         spec["search"] = {}
     out["cold_start"]["split_seeds"] = list(out["cold_start"]["split_seeds"])[:2]

@@ -139,6 +139,33 @@ class RecommenderBase(abc.ABC):
     name = "base"
     family = "baseline"
 
+    # ---- what the suite needs to know of a model (read by the runner, config and reports;
+    # nothing there branches on a model's kind or name)
+    #: The serving path of a known user's request and of a new user's (None: a new user takes
+    #: the known user's path, so it is not measured apart).
+    serving_modes: tuple = ("lookup", None)
+    #: The model's reference row in the query-features ablation: (uses history, uses user
+    #: features, what it sees); None leaves it out.
+    ablation_inputs: tuple | None = None
+    #: The parameters that switch history and user features off, for a model the ablation
+    #: refits without each (None: not ablated itself).
+    ablation_switches: tuple | None = None
+    #: Parameters that make ``fit`` one pass over the data (an iteration, an epoch), for timing.
+    one_pass: dict = {}
+    #: Caps of the ``--quick`` smoke run, e.g. ``{"epochs": 2}``.
+    quick_caps: dict = {}
+    #: Parameters a refit needs to embed items unseen in training (the new-items stage).
+    new_item_params: dict = {}
+    #: What the folding stage sweeps: "w0" (w0 at each dim), "dim", "reference" (measured
+    #: once, a non-personalised level), or None (not measured).
+    folding_sweep: str | None = None
+
+    def embedding_role(self) -> str | None:
+        """What this model's query/item embeddings illustrate in the folding picture: ``"mf"``,
+        ``"no-negatives"`` (a softmax trained on positives only), ``"negatives"``; None when it
+        has no embeddings to draw."""
+        return None
+
     n_users: int = 0
     n_items: int = 0
 

@@ -40,6 +40,7 @@ class FeaturePopularity(RecommenderBase):
     """
 
     family = "baseline"
+    ablation_inputs = (None, True, "user features only (popularity per feature value)")
     user_independent = False
 
     def __init__(self, features=None, shrinkage: float = 1000.0, name: str = "feature-popularity"):

@@ -14,6 +14,8 @@ class Popularity(RecommenderBase):
 
     name = "popularity"
     family = "baseline"
+    ablation_inputs = (None, None, "none (item popularity)")
+    folding_sweep = "reference"
     user_independent = True  # every query gets the same ranking
 
     def __init__(self):

@@ -181,6 +181,15 @@ class SoftmaxDNN(RecommenderBase):
     """
 
     family = "softmax"
+    serving_modes = ("query-tower", None)
+    ablation_switches = ("use_history", "use_user_features")
+    one_pass = {"epochs": 1}
+    quick_caps = {"epochs": 2, "patience": 1}
+    new_item_params = {"item_tower": "add"}
+    folding_sweep = "dim"
+
+    def embedding_role(self) -> str:
+        return "no-negatives" if self.loss == "positives-only" else "negatives"
 
     def __init__(self, dim=64, hidden=(256,), layer_norm=False, loss="full", n_negatives=200,
                  hard_pool=None, gravity=0.0, use_history=True, use_user_features=True,

@@ -91,6 +91,14 @@ class WALS(RecommenderBase):
 
     name = "wals"
     family = "mf"
+    serving_modes = ("known-user", "fold-in")
+    ablation_inputs = (True, False, "interactions; user features only through the zero-history heuristic")
+    one_pass = {"iterations": 1}
+    quick_caps = {"iterations": 4}
+    folding_sweep = "w0"
+
+    def embedding_role(self) -> str:
+        return "mf"
 
     def __init__(self, dim: int = 64, w0: float = 0.1, weight: str = "binary", alpha: float = 1.0,
                  reg: float = 0.1, iterations: int = 15, solver: str = "cg", cg_steps: int = 3,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mfsoftmax.bench.coldstart import new_user_curve
-from mfsoftmax.bench.runner import add_lift_se
+from mfsoftmax.bench.stages.paired import add_lift_se
 from mfsoftmax.datasets import make_split
 from mfsoftmax.models import FeaturePopularity, Popularity
 from tests.contract import checkerboard

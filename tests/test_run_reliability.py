@@ -378,7 +378,7 @@ def test_dataset_without_features_skips_the_stages_that_need_them(tmp_path, caps
     import numpy as np
 
     rng = np.random.default_rng(0)
-    rows = {(int(u), int(i)) for u, i in zip(rng.integers(0, 200, 4000), rng.integers(0, 80, 4000))}
+    rows = {(int(u), int(i)) for u, i in zip(rng.integers(0, 200, 4000), rng.integers(0, 80, 4000), strict=True)}
     data = tmp_path / "plain.csv"
     data.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in sorted(rows)))
     out = tmp_path / "o"

@@ -170,16 +170,16 @@ def test_failed_stage_is_recorded_and_exit_is_nonzero(tmp_path, capsys, monkeypa
 
 
 def test_interrupt_keeps_earlier_runs_and_partial_results(tmp_path, monkeypatch):
-    from mfsoftmax.bench import runner as runner_mod
+    from mfsoftmax.bench.stages import serving as serving_stage
 
     earlier = tmp_path / "earlier"
     earlier.mkdir()
     (earlier / "results.json").write_text('{"schema_version": 1}')
 
-    def boom(self):
+    def boom(ctx):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_mod.Runner, "stage_serving", boom)
+    monkeypatch.setattr(serving_stage, "run", boom)
     out = tmp_path / "now"
     code = main(["run", "--quick", "--models", "popularity", "--stages", "quality,serving",
                  "--no-report", "--no-progress", "--out", str(out)])

@@ -1,0 +1,32 @@
+"""The suite's stages, one module each, in run order: the one registry.
+
+Each module has ``run(ctx: RunContext) -> Section``; ``NEEDS`` (optional) names the side
+information it cannot run without (``"user_features"`` / ``"item_features"``), and the runner
+skips it, with that reason, on a dataset that lacks it. ``training`` is not a module: training
+cost is measured by the quality stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# name -> module (in run order)
+REGISTRY = {
+    "quality": "quality",  # includes tuning and training cost
+    "serving": "serving",
+    "ablation": "ablation",
+    "hashing": "hashing",
+    "cold_start_users": "cold_users",
+    "cold_start_items": "cold_items",
+    "folding": "folding",
+    "offline_topk": "offline_topk",
+    "serving_vs_corpus": "serving_vs_corpus",
+    "training_vs_size": "training_vs_size",
+}
+#: Every stage name a config's [stages] may switch (``training`` is measured by ``quality``).
+STAGE_NAMES = ("quality", "training", *[n for n in REGISTRY if n != "quality"])
+
+
+def load(name: str):
+    """The module of stage ``name``."""
+    return importlib.import_module(f"{__name__}.{REGISTRY[name]}")

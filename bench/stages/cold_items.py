@@ -1,0 +1,28 @@
+"""New-item stage: Recall@10 on items unseen in training as n_known of their interactions are
+revealed; each model refitted on the new-items split with its ``new_item_params`` (the DNN's
+item tower), every pair paired by user at every point."""
+
+from __future__ import annotations
+
+from ..context import RunContext, Section
+from .paired import paired_rows_by_point
+
+NEEDS = "item_features"
+
+
+def run(ctx: RunContext) -> Section:
+    from ..coldstart import new_item_curve
+
+    out = Section()
+    cs = ctx.cfg["cold_start"]
+    split = ctx.split_for("new-items", item_frac=float(cs["item_frac"]))
+    names = [n for n in (cs.get("models") or list(ctx.best_params)) if n in ctx.best_params]
+    models = {}
+    for name in ctx.log.steps(names, "new-item refits", plain=True):
+        models[name] = ctx.fitted_on(split, False, name, **ctx.model_class(name).new_item_params)
+    curves, per = new_item_curve(models, split, n_known=cs["n_known_items"], ks=(10,),
+                                 seed=ctx.seed, per_user=True)
+    for name, rows in curves.items():
+        out.model(name)["cold_start"] = {"items": rows}
+    out.top["cold_items_paired_se"] = paired_rows_by_point(per, cs["n_known_items"])
+    return out

@@ -1,0 +1,157 @@
+"""Folding stage: leakage and Xin's score on a probe with known groups; models whose class sweeps
+``w0`` (WALS) against w0 at each dim, models that sweep ``dim`` (each softmax variant) against the
+embedding dimension, next to Recall@10; ``reference`` models (popularity) once; plus a small
+sample of query and item embeddings for the report's PCA picture."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mfsoftmax.evaluation import evaluate
+from mfsoftmax.folding import folding_metrics, pca2
+
+from ..context import RunContext, Section
+
+
+def probe_data(ctx: RunContext):
+    """The planted-groups data itself (or a variant from ``folding.dataset_params``), else the
+    ``twin`` of the dataset (disjoint-union probe)."""
+    from mfsoftmax.datasets import load, twin
+
+    fcfg = ctx.cfg["folding"]
+    data = ctx.data
+    probe = fcfg.get("probe", "auto")
+    ds = ctx.cfg["dataset"]
+    if probe == "twin" or (probe == "auto" and data.user_groups is None):
+        return twin(data), "twin"
+    if data.user_groups is None:
+        raise RuntimeError(f"folding.probe = {probe!r} needs planted groups; {data.name} has none")
+    if fcfg.get("dataset_params"):
+        params = ctx.dataset_params(ds["name"], {**ds["params"], **fcfg["dataset_params"]})
+        return load(ds["name"], data_dir=ds["data_dir"], **params), "planted"
+    return data, "planted"
+
+
+def _measure(model, split, data, k):
+    test = split.test
+    fold = folding_metrics(model, test.users, test.history, data.user_groups[test.users],
+                           data.item_groups, k=k, known=test.known_users)
+    fold["recall@10"] = evaluate(model, test, ks=(10,))["recall@10"]
+    return fold
+
+
+def _embedding_sample(model, split, data, n: int, rng) -> dict | None:
+    from mfsoftmax.models import Queries
+
+    if not (hasattr(model, "query_embeddings") and hasattr(model, "item_embeddings")):
+        return None
+    users = np.sort(rng.choice(split.test.users, size=min(n, len(split.test)), replace=False))
+    rows = np.searchsorted(split.test.users, users)
+    q = np.asarray(model.query_embeddings(Queries(users, split.test.history[rows], split.test.known_users)))
+    items = np.sort(rng.choice(data.n_items, size=min(n, data.n_items), replace=False))
+    v = np.asarray(model.item_embeddings())[items]
+    # store the joint 2-D PCA projection of the sample, not d-dim vectors (keeps results small)
+    xy, var = pca2(np.vstack([q, v]).astype(np.float64))
+    return {"query": np.round(xy[:len(q)], 4).tolist(), "query_group": data.user_groups[users].tolist(),
+            "item": np.round(xy[len(q):], 4).tolist(), "item_group": data.item_groups[items].tolist(),
+            "projection": "pca-2d", "explained_variance": np.round(var, 4).tolist(),
+            "dim": int(q.shape[1])}
+
+
+def run(ctx: RunContext) -> Section:
+    from mfsoftmax.datasets import make_split
+
+    out = Section()
+    fcfg = ctx.cfg["folding"]
+    k = int(fcfg["k"])
+    data, probe = probe_data(ctx)
+    reuse = data is ctx.data  # the planted groups of the main dataset: its split and models
+    split = ctx.split if reuse else make_split(data, "holdout", seed=ctx.seed)
+    rng = np.random.default_rng(ctx.seed)
+    label = f"{probe}:{data.name}"
+    ctx.say(f"  folding probe {label}: {data.n_users} users x {data.n_items} items, "
+            f"{int(data.user_groups.max()) + 1} groups")
+    sweeps = out.sweeps
+    samples, roles = {}, {}
+
+    def fit(name, **override):
+        params = ctx.tuned_params(name)
+        if reuse and name in ctx.fitted and all(params.get(k) == v for k, v in override.items()):
+            return ctx.fitted[name]
+        params.update(override)
+        return ctx.build(name, params).fit(split.train, valid=split.valid)
+
+    # popularity: the reference level of leakage for a non-personalised list
+    def sweeping(kind):
+        return [n for n, _ in ctx.model_specs() if ctx.model_class(n).folding_sweep == kind]
+
+    for name in sweeping("reference"):
+        res = _measure(fit(name), split, data, k)
+        entry = out.model(name)
+        if name not in ctx.results["models"]:
+            entry["family"] = ctx.family(name)
+        entry["folding"] = {"probe": label, **res}
+
+    def dims_for(tuned_dim):
+        """``folding.dims`` plus the model's tuned dim ([None] when neither is set)."""
+        extra = {int(d) for d in fcfg.get("dims") or []}
+        return sorted(extra | ({int(tuned_dim)} if tuned_dim else set())) or [None]
+
+    def w0s_for(tuned):
+        chosen = tuned.get("w0")
+        return sorted(set(float(w) for w in fcfg["w0"]) | ({float(chosen)} if chosen else set()))
+
+    variants = fcfg.get("variants") or sweeping("dim")
+    total = sum(len(dims_for(ctx.tuned_params(n).get("dim"))) * len(w0s_for(ctx.tuned_params(n)))
+                for n in sweeping("w0"))
+    total += sum(len(dims_for(ctx.tuned_params(n).get("dim"))) for n in variants
+                 if n in ctx.cfg["models"])
+    task = ctx.log.task("folding fits", total)
+
+    rows = []
+    for name in sweeping("w0"):
+        tuned = ctx.tuned_params(name)
+        chosen, chosen_dim = tuned.get("w0"), tuned.get("dim")
+        w0s = w0s_for(tuned)
+        # folding needs more groups than dimensions: sweep w0 at the tuned dim and the small ones
+        for dim in dims_for(chosen_dim):
+            for w0 in w0s:
+                model = fit(name, w0=w0, **({"dim": dim} if dim else {}))
+                res = _measure(model, split, data, k)
+                rows.append({"model": name, "w0": w0, "dim": dim, **res})
+                task.step(f"{name} w0={w0:g} d={dim}")
+                if (chosen is not None and np.isclose(w0, float(chosen)) and dim == chosen_dim
+                        and name in ctx.results["models"]):
+                    out.model(name)["folding"] = {"probe": label, **res}
+                    samples[name] = _embedding_sample(model, split, data, 300, rng)
+                roles[name] = model.embedding_role()
+    sweeps["folding_vs_w0"] = rows
+
+    rows = []
+    for name in variants:
+        if name not in ctx.cfg["models"]:
+            raise RuntimeError(f"folding.variants: {name!r} is not a configured model")
+        best_dim = ctx.tuned_params(name).get("dim")
+        for dim in dims_for(best_dim):
+            model = fit(name, **({"dim": dim} if dim else {}))
+            res = _measure(model, split, data, k)
+            rows.append({"variant": name, "dim": dim, **res})
+            task.step(f"{name} d={dim}")
+            if dim == best_dim or dim is None:
+                if name in ctx.results["models"]:
+                    out.model(name)["folding"] = {"probe": label, **res}
+                samples[name] = _embedding_sample(model, split, data, 300, rng)
+                roles[name] = model.embedding_role()
+    sweeps["folding_vs_variant"] = rows
+    task.close()
+    # embeddings for the PCA picture: MF, the DNNs without negatives, and the best DNN with
+    # negatives (each model's embedding_role says which it is)
+    dnn_rows = [r for r in rows if r["dim"] == ctx.tuned_params(r["variant"]).get("dim", r["dim"])]
+    neg = [r for r in dnn_rows if roles.get(r["variant"]) == "negatives"]
+    keep = [n for n in samples if roles.get(n) in ("mf", "no-negatives")]
+    if neg:
+        keep.append(max(neg, key=lambda r: r["recall@10"])["variant"])
+    for name in keep:
+        if samples.get(name) and name in ctx.results["models"]:
+            out.model(name)["embeddings"] = {**samples[name], "role": roles[name]}
+    return out
