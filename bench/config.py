@@ -20,7 +20,7 @@ from .stages import STAGE_NAMES as STAGES  # the one list of stages (bench/stage
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 DEFAULTS: dict = {
-    "run": {"seed": 0, "threads": 1, "k": [10, 20, 50, 100], "out": "reports", "report": True,
+    "run": {"seed": 0, "threads": 1, "k": [10, 20, 50, 100], "out": "runs", "report": True,
             "progress": None},
     "dataset": {"name": "synthetic", "data_dir": None, "protocol": "strong", "params": {},
                 "min_rating": None, "min_user": 0, "min_item": 0, "split": {}},

@@ -39,7 +39,7 @@ def add_arguments(p) -> None:
     p.add_argument("--models", nargs="+", help="only these configured models")
     p.add_argument("--stages", help=f"comma list of stages to run (of: {', '.join(STAGES)})")
     p.add_argument("--quick", action="store_true", help="shrink the config to a smoke run")
-    p.add_argument("--out", help="output folder, new or empty (default: a fresh reports/<run-id>)")
+    p.add_argument("--out", help="output folder, new or empty (default: a fresh runs/<run-id>)")
     p.add_argument("--seed", type=int, help="seed of data, split, models and search")
     p.add_argument("--threads", type=int, help="BLAS/torch/implicit threads (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 
+from mfsoftmax.ranking import topk
+
 from .measure import RssMonitor
 from .serving import percentiles_us
 
 
 def _topk_1d(scores: np.ndarray, k: int) -> np.ndarray:
-    from mfsoftmax.models.base import topk
-
     return topk(scores[None, :], k)[0][0]
 
 
@@ -104,8 +104,6 @@ def _ann_rows(ann, items, users, feats, tower, exact_ids, k, ef, seed) -> list[d
 
 def offline_topk(model, n_users: int, k: int = 100, batch: int = 2048) -> dict:
     """Precompute the top-k of every known user (MF's offline serving option): time and bytes."""
-    from mfsoftmax.models.base import topk
-
     U = model.U  # precomputed user factors (n_users x d)
     V = model.item_embeddings()
     t0 = time.perf_counter()

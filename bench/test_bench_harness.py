@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from mfsoftmax.datasets import EvalSet
 from mfsoftmax.evaluation import DEFAULT_KS, evaluate
-from mfsoftmax.models.base import mask_history, topk
+from mfsoftmax.ranking import mask_history, topk
 
 N_USERS, N_ITEMS, DIM, K = 6000, 4000, 64, 10
 HISTORY_SHARE = 0.05

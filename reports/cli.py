@@ -4,7 +4,7 @@ Several files are lined up side by side: one column group per run.
 
 Examples
 --------
-  mfsoftmax report reports/latest/results.json
+  mfsoftmax report runs/latest/results.json
   mfsoftmax report run-a/results.json run-b/results.json --out reports/compare-a-b
 """
 

@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from mfsoftmax.folding import pca2  # noqa: E402
 from mfsoftmax.reports import fmt  # noqa: E402
 from mfsoftmax.reports.colors import group_color, model_color  # noqa: E402
-from mfsoftmax.reports.verdicts import family_of, growth_exponent  # noqa: E402
+from mfsoftmax.reports.verdicts import growth_exponent, role_of  # noqa: E402
 
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 110, "font.size": 9.5, "axes.titlesize": 10.5,
@@ -237,23 +237,25 @@ def folding(results):
 
 
 def pick_embedding_models(results) -> list:
-    """WALS (best MF), the positives-only DNN and the best other softmax model with embeddings."""
+    """The best MF model, the first DNN trained without negatives and the best DNN with negatives
+    that stored embeddings (each by the role its model declared)."""
     models = {n: m for n, m in _models(results).items() if m.get("embeddings", {}).get("query")}
 
     def score(n):
         v = models[n].get("quality", {}).get("recall@10")
         return v if fmt.is_num(v) else -1.0
 
-    mf = sorted((n for n in models if family_of(n, results) == "mf"), key=score, reverse=True)
-    pos = [n for n in models if "positives-only" in n]
-    others = sorted((n for n in models if family_of(n, results) == "softmax" and n not in pos),
-                    key=score, reverse=True)
-    sampled = [n for n in others if any(w in n for w in ("sampled", "hard", "in-batch", "negative"))]
-    return mf[:1] + pos[:1] + (sampled or others)[:1]
+    mf = sorted((n for n in models if role_of(n, results) == "mf"), key=score, reverse=True)
+    pos = [n for n in models if role_of(n, results) == "no-negatives"]
+    neg = sorted((n for n in models if role_of(n, results) == "negatives"), key=score, reverse=True)
+    return mf[:1] + pos[:1] + neg[:1]
 
 
 def embeddings_pca(results):
-    """2-D PCA of query and item embeddings, coloured by planted group."""
+    """2-D PCA of query and item embeddings, coloured by planted group.
+
+    Results store the suite's projection (``"projection": "pca-2d"``), drawn as it is; older
+    files hold the raw d-dim sample, projected here."""
     names = pick_embedding_models(results)
     if not names:
         return None
@@ -263,7 +265,7 @@ def embeddings_pca(results):
         e = _models(results)[name]["embeddings"]
         q, it = np.asarray(e["query"], float), np.asarray(e.get("item") or [], float)
         both = np.vstack([q, it]) if it.size else q
-        xy, _ = pca2(both)
+        xy = both if e.get("projection") == "pca-2d" else pca2(both)[0]
         qg = e.get("query_group") or [0] * len(q)
         ig = e.get("item_group") or [0] * len(it)
         groups_seen.update(qg)

@@ -86,17 +86,35 @@ class ClaimResult:
 
 
 # ----------------------------------------------------------------------------- comparisons
+# The rows of serving_vs_corpus are labelled by family, not by a configured model.
+SWEEP_FAMILIES = {"mf": "mf", "dnn": "softmax"}
+
+
 def family_of(name: str, results: dict) -> str:
-    """The family of model ``name``: from results.json, else guessed from the name."""
+    """The family of model ``name`` as results.json records it (every model's ``family``; the
+    corpus sweep's ``mf``/``dnn`` rows), else ``baseline``."""
     fam = results.get("models", {}).get(name, {}).get("family")
-    if fam:
-        return fam
-    low = name.lower()
-    if low.startswith(("wals", "mf", "als")):
+    return fam or SWEEP_FAMILIES.get(name, "baseline")
+
+
+def role_of(name: str, results: dict) -> str | None:
+    """What model ``name``'s embeddings illustrate (``mf``, ``no-negatives``, ``negatives``), as
+    the model declared it (``models.<name>.embedding_role``). Files written before that key
+    existed fall back to the loss the model recorded in its params."""
+    m = results.get("models", {}).get(name, {})
+    if "embedding_role" in m:
+        return m["embedding_role"]
+    if m.get("embeddings", {}).get("role"):
+        return m["embeddings"]["role"]
+    fam = m.get("family")
+    if fam == "mf":
         return "mf"
-    if low.startswith(("softmax", "dnn")):
-        return "softmax"
-    return "baseline"
+    if fam == "softmax":
+        loss = (m.get("params") or {}).get("loss")
+        if loss is None:
+            return "no-negatives" if "positives-only" in name else "negatives"
+        return "no-negatives" if loss == "positives-only" else "negatives"
+    return None
 
 
 def quality_gap(a, b, se_a=None, se_b=None, abs_tol=0.0, se_gap=None) -> tuple[int, str]:
@@ -345,7 +363,7 @@ def _folding(claim: Claim, results: dict) -> ClaimResult:
     winner = _winner(sign)
     base = f"{mf_n} {mf_v:.4f} vs {sm_n} {sm_v:.4f} (threshold {rule})"
     pos = [(n, m["folding"]["leakage@10"]) for n, m in results["models"].items()
-           if "positives-only" in n and val(n, m) is not None]
+           if role_of(n, results) == "no-negatives" and val(n, m) is not None]
     if winner != "mf" and pos and quality_gap(pos[0][1], mf_v, abs_tol=LEAKAGE_ABS_TOL)[0] > 0:
         return ClaimResult(claim, figures, models, winner, "depends",
                            f"softmax folds without negatives ({pos[0][0]} {pos[0][1]:.4f}) but "

@@ -62,6 +62,29 @@ class RecommenderContract:
         assert model.family in ("mf", "softmax", "baseline")
         assert isinstance(model.name, str) and model.name
 
+    def test_suite_declarations(self, fitted):
+        """What the suite reads from the class (serving, ablation, timing, quick caps, new items,
+        folding, embeddings) is well-formed and names only parameters the class takes."""
+        import inspect
+
+        model, _ = fitted
+        cls = type(model)
+        params = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        known, new = cls.serving_modes
+        assert isinstance(known, str) and known and (new is None or isinstance(new, str))
+        assert cls.ablation_inputs is None or (len(cls.ablation_inputs) == 3
+                                               and isinstance(cls.ablation_inputs[2], str))
+        assert cls.ablation_switches is None or set(cls.ablation_switches) <= params
+        for declared in (cls.one_pass, cls.quick_caps, cls.new_item_params):
+            assert set(declared) <= params, (cls.__name__, declared)
+        assert cls.folding_sweep in (None, "w0", "dim", "reference")
+        if cls.folding_sweep in ("w0", "dim"):
+            assert cls.folding_sweep in params
+        role = model.embedding_role()
+        assert role in (None, "mf", "no-negatives", "negatives")
+        if role is not None:
+            assert hasattr(model, "query_embeddings") and hasattr(model, "item_embeddings")
+
     def test_score_shape_and_dtype(self, fitted, data):
         model, split = fitted
         q = Queries(np.arange(5), split.train.matrix[:5], known=True)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mfsoftmax.datasets import EvalSet
 from mfsoftmax.evaluation import evaluate, full_rank_mrr, rank_metrics
-from mfsoftmax.models.base import mask_history, topk
+from mfsoftmax.ranking import mask_history, topk
 from tests.reference_metrics import reference_metrics
 
 L3 = 1 / math.log2(3)  # discount of rank 2

@@ -53,6 +53,7 @@ def run(ctx: RunContext) -> Section:
         ctx.valid_scores[name] = search["best_score"]
         out.models[name] = {
             "family": model.family,
+            "embedding_role": model.embedding_role(),
             "params": to_jsonable(model.get_params() or search["best_params"]),
             "quality": {k: v for k, v in test.items() if k != "n_users"},
             "quality_se": standard_errors(per_user),

@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from mfsoftmax.ranking import Queries, mask_history, topk
+
 DEFAULT_KS = (10, 20, 50, 100)
 RANK_METRICS = ("recall", "precision", "ndcg", "hr", "map")
 
@@ -135,8 +137,6 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
     dict of metric -> float (plus ``n_users``), and with ``per_user`` a second dict of arrays.
     NaN scores raise ``ValueError``. Scores of -inf count as unrankable (like history items).
     """
-    from mfsoftmax.models.base import Queries, mask_history, topk
-
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise ValueError(f"evaluate: ks must be integers >= 1, got {ks}")

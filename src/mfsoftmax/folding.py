@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfsoftmax.datasets.core import check_users_items
+from mfsoftmax.ranking import Queries, mask_history, topk
+
 
 def folding_metrics(model, queries_users: np.ndarray, history, user_groups: np.ndarray,
                     item_groups: np.ndarray, k: int = 10, known: bool = True,
@@ -35,9 +38,6 @@ def folding_metrics(model, queries_users: np.ndarray, history, user_groups: np.n
     user_groups, item_groups : ndarray of int
         Ground-truth groups of the queried users (aligned with ``queries_users``) and of all items.
     """
-    from mfsoftmax.datasets import check_users_items
-    from mfsoftmax.models.base import Queries, mask_history, topk
-
     n_items = len(item_groups)
     check_users_items(history, len(queries_users), n_items, what="folding history")
     batch = max(1, min(len(queries_users), max_batch_elems // max(1, n_items)))
