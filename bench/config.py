@@ -25,6 +25,9 @@ DEFAULTS: dict = {
     "dataset": {"name": "synthetic", "data_dir": None, "protocol": "strong", "params": {},
                 "min_rating": None, "min_user": 0, "min_item": 0, "split": {}},
     "tuning": {"trials": 4, "metric": "recall@20"},
+    # seeds: train each tuned model with this many seeds (seed, seed + 1, ...): figures are means
+    # over seeds and every gap's error includes the seeds' spread
+    "quality": {"seeds": 1},
     "models": {},
     "stages": {name: True for name in STAGES},
     "serving": {"queries": 1000, "warmup": 50, "batch_sizes": [1, 32, 256], "k": 10},
@@ -49,6 +52,7 @@ DEFAULTS: dict = {
 # What --quick shrinks (a smoke run under a minute; figures are not meaningful).
 QUICK: dict = {
     "tuning": {"trials": 1},
+    "quality": {"seeds": 1},
     "serving": {"queries": 200, "warmup": 10, "batch_sizes": [1, 32]},
     "cold_start": {"n_known_users": [0, 1, 5], "n_known_items": [0, 1, 5]},
     "folding": {"w0": [0.001, 0.1], "dims": []},
@@ -264,7 +268,7 @@ def validate(cfg: dict, where: str = "config") -> None:
     for name, spec in cfg["models"].items():
         check_model(name, spec, where)
     check_split(cfg, where)
-    for dotted, low in (("run.threads", 1), ("run.seed", 0), ("tuning.trials", 1),
+    for dotted, low in (("run.threads", 1), ("run.seed", 0), ("tuning.trials", 1), ("quality.seeds", 1),
                         ("serving.queries", 1), ("serving.warmup", 0), ("serving.k", 1)):
         _int_at_least(cfg, dotted, low, where)
     fracs = cfg["hashing"]["fractions"]

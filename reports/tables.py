@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from mfsoftmax.bench.schema import feature_pairs
 from mfsoftmax.reports import fmt
-from mfsoftmax.reports.verdicts import FAMILY_LABEL, SE_MULTIPLIER, headline, paired_se
+from mfsoftmax.reports.verdicts import FAMILY_LABEL, SE_MULTIPLIER, headline, paired_se, seed_share
 
 
 @dataclass
@@ -148,7 +148,9 @@ def paired_gap_table(runs, labels, metrics=("recall@10", "recall@20")):
                 elif fmt.is_num(se) and se > 0:
                     gap = v - vals[best]
                     tag = "tie" if abs(gap) <= SE_MULTIPLIER * se else "behind"
-                    cell = f"{gap:+.4f} ± {se:.4f} ({abs(gap) / se:.1f} se, {tag})"
+                    share = seed_share(results, name, best, m)
+                    seeds = f"; seeds {share:.0%} of var" if share is not None else ""
+                    cell = f"{gap:+.4f} ± {se:.4f} ({abs(gap) / se:.1f} se, {tag}{seeds})"
                 else:
                     continue
                 rows.setdefault((name,), {})[f"{m} vs best"] = cell
@@ -160,8 +162,11 @@ def paired_gap_table(runs, labels, metrics=("recall@10", "recall@20")):
                                     f"error of the per-user differences (both models ranked for the "
                                     f"same test users, so their errors are correlated and the gap "
                                     f"is measured far more precisely than either value). 'tie' = "
-                                    f"within {SE_MULTIPLIER:g} se. Training-seed variance is not in "
-                                    f"these errors.")
+                                    f"within {SE_MULTIPLIER:g} se. Where the run trained several "
+                                    f"seeds (quality.seeds) the gap is the mean over seeds and its "
+                                    f"error pairs by user and seed ('seeds x% of var': the share "
+                                    f"of the gap's variance from retraining); otherwise "
+                                    f"training-seed variance is not in these errors.")
 
 
 def training_table(runs, labels):

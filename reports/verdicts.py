@@ -257,6 +257,18 @@ def paired_se(results, a, b, metric, section="quality_paired_se", **match):
     return None
 
 
+def seed_share(results, a, b, metric) -> float | None:
+    """The share of the variance of the gap ``a - b`` at ``metric`` that comes from training
+    seeds (runs with ``quality.seeds`` > 1 record it; None otherwise)."""
+    for row in results.get("quality_paired_se", []):
+        if {row.get("a"), row.get("b")} == {a, b}:
+            comp = (row.get("components") or {}).get(metric)
+            if comp and fmt.is_num(comp.get("users")) and fmt.is_num(comp.get("seeds")):
+                total = comp["users"] ** 2 + comp["seeds"] ** 2
+                return comp["seeds"] ** 2 / total if total > 0 else 0.0
+    return None
+
+
 def _query_features(claim: Claim, results: dict) -> ClaimResult:
     rows = [r for r in results.get("ablation", []) if fmt.is_num(r.get("recall@20"))]
     if not rows:

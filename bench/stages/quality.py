@@ -1,5 +1,7 @@
 """Quality stage: tune each model on the validation users (the same trial budget for all), fit,
-measure training cost, and evaluate on the test users; every pair of models paired by user."""
+measure training cost, and evaluate on the test users; with ``quality.seeds`` > 1 the tuned model
+is retrained with further seeds, so every figure and every pair's gap carries the training-seed
+spread as well as the users' (``models.<name>.quality_seeds``; paired rows by user and seed)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from mfsoftmax.evaluation import evaluate, standard_errors
 from mfsoftmax.runtime import to_jsonable
 
 from ..context import RunContext, Section, StageFailed
-from .paired import paired_rows
+from .paired import paired_rows, paired_rows_seeds
 
 
 def run(ctx: RunContext) -> Section:
@@ -28,7 +30,8 @@ def run(ctx: RunContext) -> Section:
     def curve_fn(m):
         return evaluate(m, curve_users, ks=(10,))["recall@10"]
 
-    failures, per_users = [], {}
+    n_seeds = int(ctx.cfg["quality"]["seeds"])
+    failures, per_users, seed_runs = [], {}, {}
     for name, spec in ctx.model_specs():
         ctx.say(f"  {name}: {trials} trial(s) of random search on validation {metric}")
         try:
@@ -43,11 +46,13 @@ def run(ctx: RunContext) -> Section:
             model, training, valid = search["best_payload"]
             test, per_user = evaluate(model, split.test, ks=ctx.ks, item_popularity=pop,
                                       per_user=True)
+            replicas = _replicas(ctx, name, search["best_params"], n_seeds, pop)
         except Exception as exc:
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             ctx.say(traceback.format_exc().rstrip())
             continue
         per_users[name] = per_user
+        seed_runs[name] = [(test, per_user)] + [r or (test, per_user) for r in replicas]
         ctx.fitted[name] = model
         ctx.best_params[name] = search["best_params"]
         ctx.valid_scores[name] = search["best_score"]
@@ -64,9 +69,51 @@ def run(ctx: RunContext) -> Section:
                        "metric": metric, "best_params": to_jsonable(search["best_params"]),
                        "best_valid": search["best_score"], "history": to_jsonable(search["trials"])},
         }
-        ctx.say(f"  {name}: test recall@20 {test.get('recall@20', float('nan')):.4f}, "
+        if n_seeds > 1:
+            out.models[name].update(_seed_figures(seed_runs[name]))
+        ctx.say(f"  {name}: test recall@20 {out.models[name]['quality'].get('recall@20', float('nan')):.4f}, "
                 f"train {training['wall_s']:.2f}s")
-    out.top["quality_paired_se"] = paired_rows(per_users)
+    out.top["quality_paired_se"] = (paired_rows(per_users) if n_seeds <= 1 else
+                                    paired_rows_seeds({n: [p for _, p in r] for n, r in seed_runs.items()}))
     if failures:
         raise StageFailed("; ".join(failures), out)
     return out
+
+
+def _replicas(ctx: RunContext, name: str, params: dict, n_seeds: int, pop) -> list:
+    """``(test metrics, per-user arrays)`` of the tuned model retrained with seeds ``seed + 1``
+    ... ``seed + n_seeds - 1`` (a model without a seed is deterministic: its one fit repeats)."""
+    import inspect
+
+    from ..context import build_model
+
+    if n_seeds <= 1:
+        return []
+    spec = ctx.cfg["models"][name]
+    seeded = "seed" in inspect.signature(ctx.model_class(name).__init__).parameters
+    out = []
+    for i in range(1, n_seeds):
+        if not seeded:
+            out.append(out[-1] if out else None)
+            continue
+        model = build_model(spec["kind"], name, params, ctx.seed + i, ctx.threads)
+        model.fit(ctx.split.train, valid=ctx.split.valid)
+        out.append(evaluate(model, ctx.split.test, ks=ctx.ks, item_popularity=pop, per_user=True))
+        ctx.say(f"  {name}: seed {ctx.seed + i}: test recall@20 "
+                f"{out[-1][0].get('recall@20', float('nan')):.4f}")
+    return out
+
+
+def _seed_figures(runs: list) -> dict:
+    """``quality`` as the mean over seeds, ``quality_se`` over users of the seed-averaged
+    per-user values, and per metric the values per seed and their spread."""
+    first_test, first_per = runs[0]
+    metrics = [k for k in first_test if k != "n_users"]
+    per_seed = {k: [float(t[k]) if t[k] is not None else None for t, _ in runs] for k in metrics}
+    mean = {k: (float(np.mean(v)) if all(x is not None for x in v) else None)
+            for k, v in per_seed.items()}
+    sd = {k: (float(np.std(v, ddof=1)) if all(x is not None for x in v) else None)
+          for k, v in per_seed.items()}
+    averaged = {k: np.mean([p[k] for _, p in runs], axis=0) for k in first_per}
+    return {"quality": mean, "quality_se": standard_errors(averaged),
+            "quality_seeds": per_seed, "quality_seed_sd": sd, "n_seeds": len(runs)}
