@@ -24,7 +24,8 @@ DEFAULTS: dict = {
             "progress": None},
     "dataset": {"name": "synthetic", "data_dir": None, "protocol": "strong", "params": {},
                 "min_rating": None, "min_user": 0, "min_item": 0, "split": {}},
-    "tuning": {"trials": 4, "metric": "recall@20"},
+    # sampler: "tpe" (Optuna's seeded TPE; trial 0 = the configured params) or "random"
+    "tuning": {"trials": 4, "metric": "recall@20", "sampler": "tpe"},
     # seeds: train each tuned model with this many seeds (seed, seed + 1, ...): figures are means
     # over seeds and every gap's error includes the seeds' spread
     "quality": {"seeds": 1},
@@ -40,8 +41,11 @@ DEFAULTS: dict = {
     # tables hashed into these shares of the item count (1.0 = exact); scopes: "inputs" (history
     # and user-feature tables) and/or "all" (the item side too)
     "hashing": {"base": None, "fractions": [1.0, 0.5, 0.1], "scopes": ["inputs", "all"]},
-    "folding": {"probe": "auto", "k": 10, "w0": [0.0001, 0.001, 0.01, 0.1, 1.0],
-                "variants": [], "dims": [], "dataset_params": {}},
+    # groups: also sweep w0 on planted-groups probes with these group counts at regime_dims
+    # (synthetic data): where raising w0 helps and where it hurts. w0 = 0 fits directly.
+    "folding": {"probe": "auto", "k": 10, "w0": [0.0, 0.0001, 0.001, 0.01, 0.1, 1.0],
+                "variants": [], "dims": [], "dataset_params": {}, "groups": [],
+                "regime_dims": []},
     "sweeps": {"corpus_sizes": [1000, 10000, 100000], "dim": 64, "ann": "hnswlib",
                "ann_ef": 64, "queries": 300, "train_sizes": [100000, 300000, 1000000],
                "train_items": 10000, "train_dnn": "softmax-sampled-uniform",
@@ -55,7 +59,7 @@ QUICK: dict = {
     "quality": {"seeds": 1},
     "serving": {"queries": 200, "warmup": 10, "batch_sizes": [1, 32]},
     "cold_start": {"n_known_users": [0, 1, 5], "n_known_items": [0, 1, 5]},
-    "folding": {"w0": [0.001, 0.1], "dims": []},
+    "folding": {"w0": [0.001, 0.1], "dims": [], "groups": []},
     "hashing": {"fractions": [1.0, 0.25]},
     "sweeps": {"corpus_sizes": [1000, 10000], "queries": 50, "train_sizes": [20000, 60000],
                "train_items": 2000, "time_budget_s": 20},
@@ -271,6 +275,12 @@ def validate(cfg: dict, where: str = "config") -> None:
     for dotted, low in (("run.threads", 1), ("run.seed", 0), ("tuning.trials", 1), ("quality.seeds", 1),
                         ("serving.queries", 1), ("serving.warmup", 0), ("serving.k", 1)):
         _int_at_least(cfg, dotted, low, where)
+    from .tuning import SAMPLERS
+
+    sampler = cfg["tuning"]["sampler"]
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"{where}: tuning.sampler must be one of {', '.join(SAMPLERS)}, "
+                          f"got {sampler!r}{_suggest(str(sampler), SAMPLERS)}")
     fracs = cfg["hashing"]["fractions"]
     if not fracs or any(not 0.0 < float(f) <= 1.0 for f in fracs):
         raise ConfigError(f"{where}: hashing.fractions must be shares of the item count in (0, 1], "

@@ -29,8 +29,8 @@ from . import wals_linalg as la
 from .base import Queries, RecommenderBase
 from .wals_features import FeatureMeans, encode_features
 
-WEIGHTS = ("binary", "linear")
-SOLVERS = ("cg", "cholesky")
+WEIGHTS = ("binary", "linear", "log")
+SOLVERS = ("cg", "cholesky", "direct")
 COLD_USER = ("features", "popularity", "zero")
 
 
@@ -60,16 +60,22 @@ class WALS(RecommenderBase):
         Embedding dimension d.
     w0 : float
         Weight of unobserved entries.
-    weight : {"binary", "linear"}
-        Observed weights: 1, or 1 + ``alpha`` * value (value = the training matrix entry).
+    weight : {"binary", "linear", "log"}
+        Observed weights w_ij of value c (the training matrix entry, e.g. a play count): 1,
+        ``1 + alpha * c``, or ``1 + alpha * log(1 + c / eps)`` (Hu, Koren & Volinsky 2008).
     alpha : float
-        Slope of the ``"linear"`` scheme.
+        Slope of the ``"linear"`` and ``"log"`` schemes.
+    eps : float
+        Scale of the ``"log"`` scheme.
     reg : float
         L2 regularization lambda on both factor matrices.
     iterations : int
         ALS iterations (one user and one item half-step each).
-    solver : {"cg", "cholesky"}
-        `implicit`'s conjugate gradient (approximate) or exact Cholesky solver.
+    solver : {"cg", "cholesky", "direct"}
+        `implicit`'s conjugate gradient (approximate) or exact Cholesky solver, or ``"direct"``:
+        exact alternating least squares in numpy (batched normal equations, the fold-in solve
+        for every row), which also takes ``w0 = 0`` (observed entries only) where `implicit`'s
+        confidences ``w / w0`` cannot. CPU only; slower than `implicit` on large data.
     cg_steps : int
         CG steps per row and half-step.
     seed : int
@@ -100,21 +106,31 @@ class WALS(RecommenderBase):
     def embedding_role(self) -> str:
         return "mf"
 
+    @staticmethod
+    def w0_params(w0: float) -> dict:
+        """Parameters of a fit at unobserved weight ``w0`` (the folding sweep): ``w0 = 0`` takes
+        the direct solver, since `implicit`'s confidences ``w / w0`` cannot."""
+        return {"w0": float(w0), **({"solver": "direct"} if float(w0) == 0.0 else {})}
+
     def __init__(self, dim: int = 64, w0: float = 0.1, weight: str = "binary", alpha: float = 1.0,
+                 eps: float = 1.0,
                  reg: float = 0.1, iterations: int = 15, solver: str = "cg", cg_steps: int = 3,
                  seed: int = 0, threads: int = 1, device: str = "cpu", cold_user: str = "features",
                  progress: bool = False, init_scale: float = 0.01, track_loss: bool = True):
         checks = (
-            ("dim", dim >= 1), ("w0", w0 > 0), ("reg", reg >= 0), ("iterations", iterations >= 0),
+            ("dim", dim >= 1), ("w0", w0 > 0 or (w0 == 0 and solver == "direct")), ("reg", reg >= 0), ("iterations", iterations >= 0),
             ("cg_steps", cg_steps >= 1), ("threads", threads >= 0), ("init_scale", init_scale >= 0),
             ("weight", weight in WEIGHTS), ("solver", solver in SOLVERS),
             ("device", device in ("cpu", "cuda")), ("cold_user", cold_user in COLD_USER),
-            ("alpha", alpha >= 0),
+            ("alpha", alpha >= 0), ("eps", eps > 0),
+            ("solver", not (solver == "direct" and device == "cuda")),
         )
         for param, ok in checks:
             if not ok:
-                raise ValueError(f"WALS: bad parameter {param}={locals()[param]!r}")
+                hint = " (w0 = 0 needs solver='direct')" if param == "w0" and w0 == 0 else ""
+                raise ValueError(f"WALS: bad parameter {param}={locals()[param]!r}{hint}")
         self.dim, self.w0, self.weight, self.alpha, self.reg = int(dim), float(w0), weight, float(alpha), float(reg)
+        self.eps = float(eps)
         self.iterations, self.solver, self.cg_steps = int(iterations), solver, int(cg_steps)
         self.seed, self.threads, self.device, self.cold_user = int(seed), int(threads), device, cold_user
         self.progress, self.init_scale, self.track_loss = bool(progress), float(init_scale), bool(track_loss)
@@ -133,7 +149,7 @@ class WALS(RecommenderBase):
     # ------------------------------------------------------------------ params
     def get_params(self) -> dict:
         return {
-            "dim": self.dim, "w0": self.w0, "weight": self.weight, "alpha": self.alpha,
+            "dim": self.dim, "w0": self.w0, "weight": self.weight, "alpha": self.alpha, "eps": self.eps,
             "reg": self.reg, "iterations": self.iterations, "solver": self.solver,
             "cg_steps": self.cg_steps, "seed": self.seed, "threads": self.threads,
             "device": self.device, "cold_user": self.cold_user, "progress": self.progress,
@@ -144,7 +160,10 @@ class WALS(RecommenderBase):
         """Observed weights w_ij for interaction ``values`` under the weight scheme."""
         if self.weight == "binary":
             return np.ones(len(values), dtype=np.float32)
-        return (1.0 + self.alpha * np.asarray(values, dtype=np.float32)).astype(np.float32)
+        c = np.asarray(values, dtype=np.float32)
+        if self.weight == "log":
+            return (1.0 + self.alpha * np.log1p(c / np.float32(self.eps))).astype(np.float32)
+        return (1.0 + self.alpha * c).astype(np.float32)
 
     # --------------------------------------------------------------------- fit
     def _implicit_model(self):
@@ -188,6 +207,8 @@ class WALS(RecommenderBase):
         self._cache = {}
         self.loss_history = []
         self.iterations_run = 0
+        if self.solver == "direct":
+            return self._fit_direct(matrix, init, callback)
         # confidences c_ij = w_ij / w0 on the training pattern (shares indices and indptr)
         conf = sp.csr_matrix((self.weights_of(matrix.data) / np.float32(self.w0), matrix.indices,
                               matrix.indptr), shape=matrix.shape, copy=False)
@@ -227,6 +248,33 @@ class WALS(RecommenderBase):
         self.fit_seconds = time.perf_counter() - t0
         if gpu:
             self.U, self.V = model.user_factors.to_numpy(), model.item_factors.to_numpy()
+        self._cache = {}
+        return self
+
+    def _fit_direct(self, matrix, init, callback) -> WALS:
+        """Exact ALS: each half-step solves every row's normal equations against the other
+        side's factors (:func:`wals_linalg.fold_in`, the same solve as a new user's fold-in)."""
+        m, n = matrix.shape
+        U, V = init if init is not None else self.init_factors(m, n)
+        self.U = np.array(U, dtype=np.float32, order="C")
+        self.V = np.array(V, dtype=np.float32, order="C")
+        if self.U.shape != (m, self.dim) or self.V.shape != (n, self.dim):
+            raise ValueError(f"init factors have shapes {self.U.shape}, {self.V.shape}; expected "
+                             f"({m}, {self.dim}) and ({n}, {self.dim})")
+        by_item = matrix.T.tocsr()
+        w_users, w_items = self.weights_of(matrix.data), self.weights_of(by_item.data)
+        t0 = time.perf_counter()
+        with _blas_one_thread():
+            for it in range(self.iterations):
+                self.U = la.fold_in(self.V, la.gramian(self.V, self.w0, self.reg), matrix, w_users, self.w0)
+                self.V = la.fold_in(self.U, la.gramian(self.U, self.w0, self.reg), by_item, w_items, self.w0)
+                self.iterations_run = it + 1
+                self._cache = {}
+                if self.track_loss:
+                    self.loss_history.append(self.objective())
+                if callback is not None and callback(it, self):
+                    break
+        self.fit_seconds = time.perf_counter() - t0
         self._cache = {}
         return self
 

@@ -362,6 +362,36 @@ def _ks(ks) -> str:
     return "{" + ", ".join(str(k) for k in ks) + "}"
 
 
+def w0_effect(points, tol: float = 0.02) -> str:
+    """What raising w0 does to leakage along ``points`` [(w0, leakage)]: ``helps``, ``hurts``,
+    ``helps up to w0 = x, then hurts``, or ``no effect`` (every change within ``tol``)."""
+    pts = sorted((float(w), float(v)) for w, v in points)
+    if len(pts) < 2:
+        return fmt.DASH
+    leaks = [v for _, v in pts]
+    lo = min(range(len(pts)), key=lambda i: leaks[i])
+    if max(leaks) - leaks[lo] <= tol:
+        return "no effect"
+    down = leaks[0] - leaks[lo] > tol  # falls from the smallest w0 to the minimum
+    up = leaks[-1] - leaks[lo] > tol   # rises from the minimum to the largest w0
+    if down and up:
+        return f"helps up to w0 = {pts[lo][0]:g}, then hurts"
+    return "helps" if down else "hurts"
+
+
+def regime_summary(results: dict) -> str | None:
+    """One clause per (groups, dim) regime of ``sweeps.folding_regimes``: what raising w0 does."""
+    groups = {}
+    for r in results.get("sweeps", {}).get("folding_regimes", []):
+        if fmt.is_num(r.get("leakage@10")):
+            groups.setdefault((r["n_groups"], r["dim"]), []).append((r["w0"], r["leakage@10"]))
+    if not groups:
+        return None
+    parts = [f"{g} groups / d {d}: {w0_effect(pts)}"
+             for (g, d), pts in sorted(groups.items(), key=lambda kv: kv[0][0] / kv[0][1])]
+    return "raising w0 (by regime, groups per dimension rising): " + "; ".join(parts)
+
+
 def _folding(claim: Claim, results: dict) -> ClaimResult:
     def val(_n, m):
         v = m.get("folding", {}).get("leakage@10")
@@ -377,11 +407,16 @@ def _folding(claim: Claim, results: dict) -> ClaimResult:
     pos = [(n, m["folding"]["leakage@10"]) for n, m in results["models"].items()
            if role_of(n, results) == "no-negatives" and val(n, m) is not None]
     if winner != "mf" and pos and quality_gap(pos[0][1], mf_v, abs_tol=LEAKAGE_ABS_TOL)[0] > 0:
+        text = (f"softmax folds without negatives ({pos[0][0]} {pos[0][1]:.4f}) but "
+                f"{sm_n} reaches {sm_v:.4f} vs {mf_n} {mf_v:.4f}")
+        regimes = regime_summary(results)
         return ClaimResult(claim, figures, models, winner, "depends",
-                           f"softmax folds without negatives ({pos[0][0]} {pos[0][1]:.4f}) but "
-                           f"{sm_n} reaches {sm_v:.4f} vs {mf_n} {mf_v:.4f}")
+                           f"{text}; {regimes}" if regimes else text)
     verdict, text = _judge(claim, winner, f"MF leaks less: {base}",
                            f"no significant gap: {base}", f"softmax leaks less: {base}")
+    regimes = regime_summary(results)
+    if regimes:
+        text = f"{text}; {regimes}"
     return ClaimResult(claim, figures, models, winner, verdict, text)
 
 

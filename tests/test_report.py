@@ -477,3 +477,29 @@ def test_html_renders_in_headless_chromium(rendered, tmp_path):
                     (out / "report.html").as_uri()], capture_output=True, timeout=120, cwd=tmp_path)
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+
+
+def test_w0_effect_reads_the_curve():
+    from mfsoftmax.reports.verdicts import w0_effect
+
+    assert w0_effect([(0.0, 0.8), (0.01, 0.2), (1.0, 0.6)]) == "helps up to w0 = 0.01, then hurts"
+    assert w0_effect([(0.0, 0.8), (1.0, 0.1)]) == "helps"
+    assert w0_effect([(0.0, 0.1), (1.0, 0.6)]) == "hurts"
+    assert w0_effect([(0.0, 0.10), (1.0, 0.11)]) == "no effect"
+
+
+def test_folding_regimes_table_and_headline():
+    from mfsoftmax.reports.tables import folding_regime_table
+
+    r = make_results()
+    r["sweeps"]["folding_regimes"] = [
+        {"model": "wals", "n_groups": g, "dim": 8, "groups_per_dim": g / 8, "w0": w, "leakage@10": v,
+         "recall@10": 0.3}
+        for g, curve in ((10, [(0.0, 0.8), (0.1, 0.1), (1.0, 0.12)]),
+                         (100, [(0.0, 0.9), (0.1, 0.5), (1.0, 0.95)]))
+        for w, v in curve]
+    t = folding_regime_table([r], ["A"])
+    assert [k for k, _ in t.rows] == [["wals", "10", "8", "1.2"], ["wals", "100", "8", "12.5"]]
+    assert t.rows[0][1][-1] == "helps" and t.rows[1][1][-1] == "helps up to w0 = 0.1, then hurts"
+    line = next(c.line for c in headline(r) if c.claim.key == "folding")
+    assert "10 groups / d 8: helps" in line and "100 groups / d 8: helps up to w0 = 0.1, then hurts" in line

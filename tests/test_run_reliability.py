@@ -392,3 +392,15 @@ def test_dataset_without_features_skips_the_stages_that_need_them(tmp_path, caps
     assert stages["cold_start_items"]["status"] == "skipped"
     assert "item features" in stages["cold_start_items"]["reason"]
     assert "skipped" in (out / "report.md").read_text()
+
+
+def test_folding_regimes_sweep_groups_and_w0_zero(tmp_path, capsys):
+    out = tmp_path / "reg"
+    code, err = _run(capsys, "--quick", "--models", "popularity", "wals", "--stages", "quality,folding",
+                     "--set", "folding.groups=[5, 20]", "--set", "folding.regime_dims=[4]",
+                     "--set", "folding.w0=[0.0, 0.05]", "--no-report", "--no-progress", "--out", str(out))
+    assert code == 0, err
+    rows = json.loads((out / "results.json").read_text())["sweeps"]["folding_regimes"]
+    assert {(r["n_groups"], r["dim"], r["w0"]) for r in rows} >= {(g, 4, w) for g in (5, 20) for w in (0.0, 0.05)}
+    assert all(0.0 <= r["leakage@10"] <= 1.0 for r in rows)
+    assert all(r["groups_per_dim"] == r["n_groups"] / 4 for r in rows)

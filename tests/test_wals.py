@@ -221,3 +221,30 @@ def test_bad_parameters_and_device():
             WALS(device="cuda", iterations=1).fit(tiny())
     with pytest.raises(RuntimeError, match="fit"):
         WALS().fold_in_users(sp.csr_matrix((1, 3), dtype=np.float32))
+
+
+def test_direct_solver_matches_cholesky_and_takes_w0_zero():
+    from mfsoftmax.datasets import load, make_split
+
+    data = load("synthetic", n_users=400, n_items=150, n_groups=5, seed=0)
+    train = make_split(data, "holdout", seed=0).train
+    base = dict(dim=8, w0=0.05, reg=1.0, iterations=4, track_loss=True, seed=0)
+    exact = WALS(solver="cholesky", **base).fit(train)
+    direct = WALS(solver="direct", **base).fit(train)
+    np.testing.assert_allclose(direct.loss_history, exact.loss_history, rtol=1e-4)
+    np.testing.assert_allclose(direct.V, exact.V, rtol=1e-3, atol=1e-4)
+    zero = WALS(solver="direct", **{**base, "w0": 0.0}).fit(train)
+    assert np.all(np.diff(zero.loss_history) <= 1e-6 * zero.loss_history[0])  # ALS never ascends
+    assert np.isfinite(zero.U).all() and zero.objective() < exact.objective()  # no unobserved term
+    with pytest.raises(ValueError, match="w0 = 0 needs solver='direct'"):
+        WALS(w0=0.0, solver="cg")
+    assert WALS.w0_params(0) == {"w0": 0.0, "solver": "direct"} and WALS.w0_params(0.1) == {"w0": 0.1}
+
+
+def test_log_weights_follow_hu_koren_volinsky():
+    m = WALS(weight="log", alpha=2.0, eps=0.5)
+    c = np.array([0.0, 1.0, 10.0])
+    np.testing.assert_allclose(m.weights_of(c), 1.0 + 2.0 * np.log1p(c / 0.5), rtol=1e-6)
+    np.testing.assert_allclose(WALS(weight="linear", alpha=3.0).weights_of(c), 1.0 + 3.0 * c)
+    with pytest.raises(ValueError, match="eps"):
+        WALS(weight="log", eps=0.0)

@@ -114,9 +114,10 @@ def run(ctx: RunContext) -> Section:
         chosen, chosen_dim = tuned.get("w0"), tuned.get("dim")
         w0s = w0s_for(tuned)
         # folding needs more groups than dimensions: sweep w0 at the tuned dim and the small ones
+        w0_params = ctx.model_class(name).w0_params
         for dim in dims_for(chosen_dim):
             for w0 in w0s:
-                model = fit(name, w0=w0, **({"dim": dim} if dim else {}))
+                model = fit(name, **w0_params(w0), **({"dim": dim} if dim else {}))
                 res = _measure(model, split, data, k)
                 rows.append({"model": name, "w0": w0, "dim": dim, **res})
                 task.step(f"{name} w0={w0:g} d={dim}")
@@ -126,6 +127,8 @@ def run(ctx: RunContext) -> Section:
                     samples[name] = _embedding_sample(model, split, data, 300, rng)
                 roles[name] = model.embedding_role()
     sweeps["folding_vs_w0"] = rows
+    if fcfg.get("groups"):
+        sweeps["folding_regimes"] = _regimes(ctx, sweeping("w0"), w0s_for, k)
 
     rows = []
     for name in variants:
@@ -155,3 +158,37 @@ def run(ctx: RunContext) -> Section:
         if samples.get(name) and name in ctx.results["models"]:
             out.model(name)["embeddings"] = {**samples[name], "role": roles[name]}
     return out
+
+
+def _regimes(ctx: RunContext, names: list, w0s_for, k: int) -> list:
+    """Leakage@k and Recall@10 against w0 on planted-groups probes with ``folding.groups`` groups
+    at each of ``folding.regime_dims`` (else the swept dims): the regime, groups per dimension,
+    where raising w0 helps or hurts. Synthetic data only (the probe is regenerated per count)."""
+    from mfsoftmax.datasets import load, make_split
+
+    fcfg, ds = ctx.cfg["folding"], ctx.cfg["dataset"]
+    if ds["name"] != "synthetic":
+        raise RuntimeError("folding.groups regenerates the planted-groups probe: it needs the "
+                           f"synthetic dataset, not {ds['name']!r}")
+    dims = [int(d) for d in (fcfg.get("regime_dims") or fcfg.get("dims") or [])]
+    if not dims:
+        raise RuntimeError("folding.groups needs folding.regime_dims (or folding.dims)")
+    jobs = [(g, n, d, w0) for g in fcfg["groups"] for n in names for d in dims
+            for w0 in w0s_for(ctx.tuned_params(n))]
+    task = ctx.log.task("folding regimes", len(jobs))
+    rows, probes = [], {}
+    for g, name, dim, w0 in jobs:
+        if g not in probes:
+            params = ctx.dataset_params(ds["name"], {**ds["params"], **fcfg.get("dataset_params", {}),
+                                                     "n_groups": int(g)})
+            data = load(ds["name"], **params)
+            probes[g] = (data, make_split(data, "holdout", seed=ctx.seed))
+        data, split = probes[g]
+        params = {**ctx.tuned_params(name), **ctx.model_class(name).w0_params(w0), "dim": dim}
+        model = ctx.build(name, params).fit(split.train, valid=split.valid)
+        res = _measure(model, split, data, k)
+        rows.append({"model": name, "n_groups": int(g), "dim": dim, "groups_per_dim": g / dim,
+                     "w0": float(w0), **res})
+        task.step(f"{g} groups d={dim} w0={w0:g}")
+    task.close()
+    return rows
