@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from .core import DatasetError, Interactions, from_coo
+from .decode import read_bytes
 from .download import dataset_folder
-from .files import factorize_ints, integer_column, parse_numeric, read_bytes
 from .registry import register
+from .textparse import factorize_ints, integer_column, parse_numeric
 
 GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",

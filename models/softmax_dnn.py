@@ -23,7 +23,7 @@ Optimisation notes
 - ``item_cold_scores`` scores items through the item tower alone: interactions revealed after
   training are ignored (no retraining, no fold-in).
 - ``full`` (and gravity) without hashing or ``max_history`` pools the history from a dense
-  users x items 0/1 matrix built once per fit (when it has at most ``DENSE_POOL_MAX`` cells):
+  users x items 0/1 matrix built once per fit (at most ``softmax_train.DENSE_POOL_MAX`` cells):
   a batch gathers the rows of its U distinct users and pools them with one (U x n) @ (n x d)
   matmul; each example then subtracts its target's embedding and scales by 1 / (len - 1). No
   per-batch bag building in Python, and U < B (U/B ~ 0.8 on ml-100k at B = 256) saves a fifth
@@ -44,22 +44,16 @@ Cold start
 
 from __future__ import annotations
 
-import copy
-import io
-import time
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from mfsoftmax.datasets.core import check_users_items
-from mfsoftmax.runtime import atomic_write_bytes
 
-from . import softmax_losses as L
+from . import softmax_persist, softmax_train
 from .base import Queries, RecommenderBase
-from .softmax_optim import KINDS, LazyRowOptimizer
+from .softmax_bags import bag_inputs
+from .softmax_optim import KINDS
 from .softmax_towers import (
-    DenseBags,
     ItemSide,
     QueryTower,
     feature_specs,
@@ -75,7 +69,6 @@ HISTORY_DROPOUT = 0.1  # measured: most of the new-user gain for the least warm 
 TABLE_OPTIMIZER = "rowwise-adagrad"  # measured: faster at 1e5 items and better on ml-100k
 TABLE_LR = 0.05
 FEATURE_DIM = 16  # width of each feature embedding (capped at dim): gender has 2 values
-DENSE_POOL_MAX = 2 ** 25  # cells of the dense users x items pooling matrix (128 MiB float32)
 
 
 class _Net(torch.nn.Module):
@@ -83,48 +76,6 @@ class _Net(torch.nn.Module):
         super().__init__()
         self.query = query
         self.item = item
-
-
-def _fused_ok(device: str) -> bool:
-    return device in ("cpu", "cuda")
-
-
-def _bags(items: np.ndarray, starts: np.ndarray, lens: np.ndarray, skip: np.ndarray | None,
-          max_len: int | None):
-    """Flat item ids, offsets and 1/len weights of bags ``items[starts[b] : starts[b] + lens[b]]``
-    minus local position ``skip[b]`` (when given), truncated to ``max_len`` items."""
-    B = len(starts)
-    total = int(lens.sum())
-    seg = np.repeat(np.arange(B), lens)
-    local = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-    flat = items[np.repeat(starts, lens) + local]
-    if skip is not None or max_len is not None:
-        keep = np.ones(total, dtype=bool)
-        rank = local
-        if skip is not None:
-            sk = skip[seg]
-            keep = local != sk
-            rank = local - (local > sk)
-        if max_len is not None:
-            keep &= rank < max_len
-        flat, seg = flat[keep], seg[keep]
-    counts = np.bincount(seg, minlength=B)
-    offsets = np.zeros(B, dtype=np.int64)
-    np.cumsum(counts[:-1], out=offsets[1:])
-    weights = (1.0 / np.maximum(counts, 1))[seg].astype(np.float32)
-    return flat.astype(np.int64), offsets, weights
-
-
-def _dense_bags(A: torch.Tensor, inv_len: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
-                keep: np.ndarray | None) -> DenseBags:
-    """Each example's bag as row ``users[b]`` of the 0/1 matrix ``A`` minus its target
-    ``pos[b]``, scaled by ``inv_len[users[b]]`` = 1 / (len - 1), or by 0 where ``keep[b]`` is
-    False (an emptied bag). A user's row is gathered once per batch (:class:`DenseBags`)."""
-    uniq, inv = torch.unique(users, return_inverse=True)
-    scale = inv_len[users]
-    if keep is not None:
-        scale = scale * torch.as_tensor(keep, dtype=scale.dtype, device=scale.device)
-    return DenseBags(A.index_select(0, uniq), inv, pos, scale)
 
 
 class SoftmaxDNN(RecommenderBase):
@@ -343,7 +294,7 @@ class SoftmaxDNN(RecommenderBase):
             raise ValueError(f"{self.name}: queries have {h.shape[1]} items, model has {self.n_items}")
         if self.use_history:
             lens = np.diff(h.indptr)
-            flat, offsets, weights = _bags(h.indices, h.indptr[:-1].astype(np.int64), lens, None, None)
+            flat, offsets, weights = bag_inputs(h.indices, h.indptr[:-1].astype(np.int64), lens, None, None)
         else:
             flat = offsets = weights = None
         return self._query(flat, offsets, weights, queries.users)
@@ -368,210 +319,14 @@ class SoftmaxDNN(RecommenderBase):
         self._build(train.n_users, train.n_items, feature_specs(uf),
                     feature_specs(train.item_features) if self.item_tower is not None else [])
         self._set_features(uf, train.item_features)
-        prev_threads = torch.get_num_threads()
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(self.threads)
-        try:
-            with threadpool_limits(limits=self.threads):
-                self._train(train, valid, callback)
-        finally:
-            torch.set_num_threads(prev_threads)
+        softmax_train.train(self, train, valid, callback)
         return self
 
-    def _optimizers(self):
-        sparse = []
-        if self.sparse_items and self.use_history:
-            sparse.append(self.net.query.history.weight)
-        if self.sparse_items and self.net.item.free is not None:
-            sparse.append(self.net.item.free.weight)
-        if self.sparse_items and self.net.item.bias is not None:
-            sparse.append(self.net.item.bias.weight)
-        ids = {id(p) for p in sparse}
-        dense = [p for p in self.net.parameters() if id(p) not in ids]
-        cls = torch.optim.Adam if self.optimizer == "adam" else torch.optim.Adagrad
-        # fused: one kernel per step for all dense parameters (3-4x faster than the default)
-        opts = [cls(dense, lr=self.lr, weight_decay=self.weight_decay, fused=_fused_ok(self.device))]
-        if sparse:
-            kind, lr = ((self.optimizer, self.lr) if self.table_optimizer is None
-                        else (self.table_optimizer, self.table_lr or self.lr))
-            opts.append(LazyRowOptimizer(sparse, kind, lr=lr, weight_decay=self.weight_decay))
-        return opts
-
-    def _train(self, train, valid, callback) -> None:
-        from mfsoftmax.evaluation import evaluate
-
-        dev = self._torch_device()
-        rng = np.random.default_rng(self.seed)
-        m = train.matrix
-        n, B, k = self.n_items, self.batch_size, self.n_negatives
-        lens = np.diff(m.indptr).astype(np.int64)
-        rows = np.repeat(np.arange(m.shape[0]), lens)
-        if self.max_history is not None:  # a fixed seeded order inside each row: bags = its prefix
-            order = np.lexsort((rng.random(m.nnz), rows))
-            row_items = m.indices[order].astype(np.int64)
-        else:
-            row_items = m.indices.astype(np.int64)
-        starts = m.indptr[:-1].astype(np.int64)
-        ex_user = rows
-        ex_pos = np.arange(m.nnz) - starts[rows]
-        ex_item = row_items
-        n_ex = len(ex_user)
-        if n_ex == 0:
-            raise ValueError(f"{self.name}: training data has no interactions")
-
-        pop = train.item_popularity().astype(np.float64)
-        self._trained_mask = pop > 0
-        q_freq = pop / pop.sum()
-        with np.errstate(divide="ignore"):
-            if self.loss == "sampled-uniform":
-                log_mq = np.full(n, np.log(k / n))
-            elif self.loss == "sampled-popularity":
-                log_mq = np.log(k * q_freq)
-            else:  # in-batch: log(B Q); unused otherwise
-                log_mq = np.log(B * q_freq)
-        log_mq_t = torch.as_tensor(log_mq, dtype=torch.float32, device=dev)
-        cdf = np.cumsum(q_freq)
-        cdf /= cdf[-1]
-        pool_size = min(n, 4 * k) if self.hard_pool is None else int(self.hard_pool)
-
-        ex_user_t = torch.as_tensor(ex_user, device=dev)
-        ex_item_t = torch.as_tensor(ex_item, device=dev)
-        dense_pool = (self.use_history and not self.sparse_items and self.max_history is None
-                      and self.net.query.buckets is None and self.n_users * n <= DENSE_POOL_MAX)
-        if dense_pool:  # 0/1 users x items; a batch's mean weights are a row gather of it
-            A = torch.zeros(self.n_users, n, device=dev)
-            A[ex_user_t, ex_item_t] = 1.0
-            inv_len = torch.as_tensor(1.0 / np.maximum(lens - 1, 1), dtype=torch.float32, device=dev)
-        p_drop = self.history_dropout if self.use_history else 0.0
-        drop_rng = np.random.default_rng([self.seed, 1])  # own stream: negatives stay the same
-
-        if self.item_bias and self.bias_init == "log-popularity":
-            self._init_bias(pop)
-        opts = self._optimizers()
-        self._logits_buf = None  # full: (B x n) logits buffer reused by every step
-        self.history, self.eval_seconds = [], 0.0
-        best, best_state, bad = -np.inf, None, 0
-        t_fit = time.perf_counter()
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.epochs, desc=self.name, unit="epoch")
-        for epoch in range(self.epochs):
-            t0 = time.perf_counter()
-            self.net.train()
-            perm = rng.permutation(n_ex)
-            perm_t = torch.as_tensor(perm, device=dev)
-            tot, cnt = 0.0, 0
-            for s in range(0, n_ex, B):
-                b = perm[s:s + B]
-                b_t = perm_t[s:s + B]
-                pos = ex_item_t[b_t]
-                keep = drop_rng.random(len(b)) >= p_drop if p_drop > 0 else None
-                if dense_pool:
-                    u_t = ex_user_t[b_t]
-                    q = self.net.query(_dense_bags(A, inv_len, u_t, pos, keep), self._user_feats(u_t))
-                else:
-                    u = ex_user[b]
-                    if self.use_history:
-                        ul = lens[u] if keep is None else np.where(keep, lens[u], 0)
-                        flat, offsets, weights = _bags(row_items, starts[u], ul, ex_pos[b], self.max_history)
-                    else:
-                        flat = offsets = weights = None
-                    q = self._query(flat, offsets, weights, u)
-                loss = self._batch_loss(q, pos, rng, log_mq_t, cdf, pool_size)
-                for opt in opts:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for opt in opts:
-                    opt.step()
-                tot += float(loss.detach()) * len(b)
-                cnt += len(b)
-            wall = time.perf_counter() - t0
-            record = {"epoch": epoch, "loss": tot / cnt, "wall_s": wall, "valid_recall@k": None}
-            self.net.eval()
-            self._refresh_cache()
-            stop = False
-            if valid is not None and len(valid):
-                t1 = time.perf_counter()
-                metric = evaluate(self, valid, ks=(self.eval_k,))[f"recall@{self.eval_k}"]
-                self.eval_seconds += time.perf_counter() - t1
-                record["valid_recall@k"] = float(metric)
-                if metric > best:
-                    best, bad = metric, 0
-                    best_state = copy.deepcopy(self.net.state_dict())
-                else:
-                    bad += 1
-                    stop = bad >= self.patience
-            self.history.append(record)
-            if bar is not None:
-                bar.set_postfix(loss=f"{record['loss']:.4f}", valid=record["valid_recall@k"])
-                bar.update(1)
-            if callback is not None and callback(epoch, self):
-                stop = True
-            if stop:
-                break
-        if bar is not None:
-            bar.close()
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.net.eval()
-        self._logits_buf = None
-        self._refresh_cache()
-        self.fit_seconds = time.perf_counter() - t_fit
+    def _optimizers(self) -> list:
+        return softmax_train.optimizers(self)
 
     def _init_bias(self, pop: np.ndarray) -> None:
-        """b_j = log(1 + count_j), centred: scores start at the popularity ranking."""
-        b = np.log1p(pop)
-        b -= b.mean()
-        with torch.no_grad():
-            w = self.net.item.bias.weight
-            ids = self.net.item.rows(torch.arange(self.n_items, device=w.device))
-            acc = torch.zeros_like(w[:, 0]).index_add_(0, ids, torch.as_tensor(b, dtype=w.dtype, device=w.device))
-            cnt = torch.zeros_like(w[:, 0]).index_add_(0, ids, torch.ones_like(ids, dtype=w.dtype))
-            w[:, 0] = acc / cnt.clamp(min=1)
-
-    def _batch_loss(self, q, pos, rng, log_mq_t, cdf, pool_size) -> torch.Tensor:
-        dev, item, feats, k = q.device, self.net.item, self._if, self.n_negatives
-        bias = item.biases  # None without item_bias
-        V_all = None
-        if self.loss == "full":
-            V_all = self._all_items()
-            buf = self._logits_buf
-            if buf is None or len(buf) < len(pos):
-                buf = self._logits_buf = torch.empty(len(pos), self.n_items, device=dev)
-            loss = L.full_softmax_loss(q, V_all, pos, bias(None), out=buf[:len(pos)])
-        elif self.loss in ("sampled-uniform", "sampled-popularity"):
-            if self.loss == "sampled-uniform":
-                neg_np = rng.integers(0, self.n_items, size=k)
-            else:
-                neg_np = np.minimum(np.searchsorted(cdf, rng.random(k), side="right"), self.n_items - 1)
-            neg = torch.as_tensor(neg_np, device=dev)
-            ids = torch.cat([pos, neg])
-            both, b = item(ids, feats), bias(ids)
-            b_pos, b_neg = (None, None) if b is None else (b[:len(pos)], b[len(pos):])
-            loss = L.sampled_softmax_loss(q, both[:len(pos)], both[len(pos):], pos, neg,
-                                          log_mq_t[pos], log_mq_t[neg], b_pos, b_neg)
-        elif self.loss == "in-batch":
-            loss = L.in_batch_loss(q, item(pos, feats), pos, log_mq_t[pos], bias(pos))
-        elif self.loss == "hard-negatives":
-            pool = torch.as_tensor(rng.integers(0, self.n_items, size=pool_size), device=dev)
-            ids = torch.cat([pos, pool])
-            both, b = item(ids, feats), bias(ids)
-            v_pool = both[len(pos):]
-            if b is None:
-                pool_scores, b_pos = q @ v_pool.T, None
-            else:
-                pool_scores, b_pos = torch.addmm(b[None, len(pos):], q, v_pool.T), b[:len(pos)]
-            loss = L.hard_negative_loss(q, both[:len(pos)], pool_scores, pos, pool, k, b_pos)
-        else:  # positives-only
-            loss = L.positives_only_loss(q, item(pos, feats), bias(pos))
-        if self.gravity > 0:
-            if V_all is None:
-                V_all = self._all_items()
-            loss = loss + self.gravity * L.gravity(q, V_all)
-        return loss
+        softmax_train.init_bias(self, pop)
 
     # ------------------------------------------------------------------ inference
     def _check_fitted(self) -> None:
@@ -643,47 +398,8 @@ class SoftmaxDNN(RecommenderBase):
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
         """``params.json`` (hyper-parameters, sizes, feature specs), ``state.pt``, ``features.npz``."""
-        self._check_fitted()
-        path = Path(path)
-        buf = io.BytesIO()
-        torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, buf)
-        atomic_write_bytes(path / "state.pt", buf.getvalue())
-        arrays = {f"user__{k}": v for k, v in self._uf_np.items()}
-        arrays.update({f"item__{k}": v for k, v in self._if_np.items()})
-        fbuf = io.BytesIO()
-        np.savez(fbuf, **arrays)
-        atomic_write_bytes(path / "features.npz", fbuf.getvalue())
-        meta = {"n_users": self.n_users, "n_items": self.n_items, "user_specs": self.user_specs,
-                "item_specs": self.item_specs, "history": self.history,
-                "eval_seconds": self.eval_seconds, "fit_seconds": self.fit_seconds,
-                "cold_bias": self.cold_bias}
-        self._write_params(path, {"class": "SoftmaxDNN", "params": self.get_params(), "meta": meta})
+        softmax_persist.save(self, path)
 
     @classmethod
     def load(cls, path) -> SoftmaxDNN:
-        path = Path(path)
-        doc = cls._read_params(path)
-        params = dict(doc["params"])
-        params["hidden"] = tuple(params["hidden"])
-        params.setdefault("item_bias", False)  # saved before these options existed
-        params.setdefault("history_dropout", 0.0)
-        params.setdefault("feature_dim", params["dim"])  # feature embeddings were dim wide
-        params.setdefault("hash_scope", "all")
-        params.setdefault("table_optimizer", None)  # tables used ``optimizer`` and ``lr``
-        params.setdefault("table_lr", None)
-        params.setdefault("bias_init", "zero")
-        model = cls(**params)
-        meta = doc["meta"]
-        model._build(meta["n_users"], meta["n_items"], meta["user_specs"], meta["item_specs"])
-        with np.load(path / "features.npz") as z:
-            uf = {k[len("user__"):]: z[k] for k in z.files if k.startswith("user__")}
-            itf = {k[len("item__"):]: z[k] for k in z.files if k.startswith("item__")}
-        model._set_features(uf, itf)
-        state = torch.load(path / "state.pt", map_location=model._torch_device(), weights_only=True)
-        model.net.load_state_dict(state)
-        model.net.eval()
-        model.history, model.eval_seconds = meta["history"], meta["eval_seconds"]
-        model.fit_seconds = meta.get("fit_seconds", 0.0)
-        model.cold_bias = float(meta.get("cold_bias", 0.0))
-        model._refresh_cache()
-        return model
+        return softmax_persist.load(cls, path)

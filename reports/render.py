@@ -43,6 +43,7 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
     def pl(*keys):
         return [p for k in keys for p in by_key.get(k, [])]
 
+    sweeps = tb.sweep_tables(runs, labels)
     sections = [
         Section("headline", "Headline: MF vs softmax, claim by claim",
                 "Each row is one claim of the textbook's comparison table (Google's recommendation "
@@ -52,11 +53,11 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
         Section("quality", "Quality", "", tb.quality_tables(runs, labels) + [tb.paired_gap_table(runs, labels)],
                 pl("quality_vs_time", "validation_curves")),
         Section("training", "Training cost", "",
-                [tb.training_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)
+                [tb.training_table(runs, labels)] + [t for t in sweeps
                                                      if t.key in ("training_vs_size", "hashing")],
                 pl("training_vs_size", "hashing")),
         Section("serving", "Serving", "",
-                [tb.serving_table(runs, labels)] + [t for t in tb.sweep_tables(runs, labels)
+                [tb.serving_table(runs, labels)] + [t for t in sweeps
                                                     if t.key in ("serving_vs_corpus", "offline_topk")],
                 pl("serving_vs_corpus")),
         Section("cold-start", "Cold start", "",

@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from mfsoftmax.datasets import DatasetError, load
+from mfsoftmax.datasets import DatasetError, columns, load, tokens
 from mfsoftmax.datasets import files as F
 
 
@@ -77,7 +77,7 @@ def test_timestamp_named_third_is_not_also_the_rating(tmp_path):
 def test_decimal_comma_with_semicolons(tmp_path):
     rows = [f"{u};{i};{r}" for u in range(1, 21) for i, r in ((6, "1,5"), (7, "4"), (8, "3,5"))]
     p = write(tmp_path, "\n".join(rows) + "\n")
-    assert F.detect_sep(p, p.read_bytes()) == b";"
+    assert columns.detect_sep(p, p.read_bytes()) == b";"
     d = F.file_loader(path=str(p))
     assert (d.n_users, d.n_items, d.n_interactions) == (20, 3, 60)  # not 60 one-item "users"
     assert d.matrix.toarray()[0].tolist() == [1.5, 4, 3.5]
@@ -104,7 +104,7 @@ def test_decimal_comma_in_a_comma_file_is_not_a_number(tmp_path):
     ("1::2::3\n4::5::6\n", b"::"),
 ])
 def test_detect_sep_prefers_consistent_numeric_fields(text, sep):
-    assert F.detect_sep("x", text.encode()) == sep
+    assert columns.detect_sep("x", text.encode()) == sep
 
 
 # ----------------------------------------------------------------------------- text encoding
@@ -250,4 +250,4 @@ def test_cli_one_line_error_exit_2(tmp_path, data, expect):
 
 def test_factorize_of_exact_float_ids_unchanged():
     vals = np.array([3.0, 1.0, 3.0])
-    assert F._exact_int_column(vals) and not F._exact_int_column(np.array([2.0**53]))
+    assert tokens._exact_int_column(vals) and not tokens._exact_int_column(np.array([2.0**53]))

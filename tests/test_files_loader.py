@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mfsoftmax.datasets import DatasetError, load
+from mfsoftmax.datasets import DatasetError, load, textparse
 from mfsoftmax.datasets import files as F
 
 
@@ -113,33 +113,33 @@ def test_parse_numeric_fast_path_matches_float_parser():
     for dec in (0, 1, 3, 6):
         text = "\n".join(",".join(f"{v:.{dec}f}" for v in row) for row in vals.reshape(-1, 4))
         text += "\n"
-        fast = F._parse_plain(text.encode(), b",", 4000)
+        fast = textparse._parse_plain(text.encode(), b",", 4000)
         ref = np.array([float(t) for t in text.replace("\n", ",").split(",")[:-1]])
         assert fast is not None and np.array_equal(fast, ref)
-    assert F._parse_plain(b"1e5,2\n", b",", 2) is None  # exponent: left to the general parser
-    assert F._parse_plain(b".5,2\n", b",", 2) is None
-    got, first = F.parse_numeric("x", b"1e5 ,  -2.25\r\n3,4\n", b",", 2)
+    assert textparse._parse_plain(b"1e5,2\n", b",", 2) is None  # exponent: left to the general parser
+    assert textparse._parse_plain(b".5,2\n", b",", 2) is None
+    got, first = textparse.parse_numeric("x", b"1e5 ,  -2.25\r\n3,4\n", b",", 2)
     assert got.tolist() == [[1e5, -2.25], [3, 4]] and first == 1
 
 
 def test_line_numbers_across_chunks(monkeypatch):
-    monkeypatch.setattr(F, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(textparse, "CHUNK_BYTES", 64)
     lines = [f"{k}\t{k + 1}\t3\t{1000 + k}" for k in range(200)]
     lines[150] = "150\t151\tx\t1150"
     buf = ("\n".join(lines) + "\n").encode()
     with pytest.raises(DatasetError, match=r"f\.txt, line 151, field 3: 'x'"):
-        F.parse_numeric("f.txt", buf, b"\t", 4)
+        textparse.parse_numeric("f.txt", buf, b"\t", 4)
     lines[150] = "150\t151\t3"
     with pytest.raises(DatasetError, match=r"f\.txt, line 151: expected 4"):
-        F.parse_numeric("f.txt", ("\n".join(lines) + "\n").encode(), b"\t", 4)
+        textparse.parse_numeric("f.txt", ("\n".join(lines) + "\n").encode(), b"\t", 4)
     lines[150] = "150\t151\t3\t1150"
-    got, _ = F.parse_numeric("f.txt", ("h\n" + "\n".join(lines)).encode(), b"\t", 4, header=True)
+    got, _ = textparse.parse_numeric("f.txt", ("h\n" + "\n".join(lines)).encode(), b"\t", 4, header=True)
     assert got.shape == (200, 4) and got[199].tolist() == [199, 200, 3, 1199]
 
 
 def test_factorize_ints_matches_unique():
     rng = np.random.default_rng(1)
     for values in (rng.integers(-5, 50, 300), rng.integers(0, 10**12, 300), np.array([7])):
-        uniq, inv = F.factorize_ints(values)
+        uniq, inv = textparse.factorize_ints(values)
         ref_u, ref_i = np.unique(values, return_inverse=True)
         assert np.array_equal(uniq, ref_u) and np.array_equal(inv, ref_i.ravel())

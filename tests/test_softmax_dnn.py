@@ -8,7 +8,8 @@ import torch
 from mfsoftmax.datasets import make_split
 from mfsoftmax.evaluation import evaluate
 from mfsoftmax.models import Queries
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN, _bags
+from mfsoftmax.models.softmax_bags import bag_inputs as _bags
+from mfsoftmax.models.softmax_dnn import SoftmaxDNN
 from mfsoftmax.models.softmax_losses import gravity as gravity_term
 from tests.contract import RecommenderContract, checkerboard
 
@@ -361,7 +362,7 @@ def test_log_popularity_bias_init(buckets):
 
 
 def test_dense_bags_match_bag_pooling(split):
-    from mfsoftmax.models.softmax_dnn import _dense_bags
+    from mfsoftmax.models.softmax_bags import dense_bags as _dense_bags
     from mfsoftmax.models.softmax_towers import pool_dense
 
     m = split.train.matrix

@@ -211,7 +211,7 @@ def test_callback_stops_early():
 
 
 def test_bad_parameters_and_device():
-    for bad in (dict(w0=0), dict(weight="log"), dict(solver="lu"), dict(cold_user="x"), dict(dim=0)):
+    for bad in (dict(w0=0), dict(weight="sqrt"), dict(solver="direct", device="cuda"), dict(solver="lu"), dict(cold_user="x"), dict(dim=0)):
         with pytest.raises(ValueError, match="WALS: bad parameter"):
             WALS(**bad)
     import implicit.gpu
