@@ -22,8 +22,10 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULTS: dict = {
     "run": {"seed": 0, "threads": 1, "k": [10, 20, 50, 100], "out": "runs", "report": True,
             "progress": None},
+    # binarize: every kept interaction becomes 1.0 (false keeps the values, e.g. play counts,
+    # for models that weight them: WALS weight = "linear" | "log")
     "dataset": {"name": "synthetic", "data_dir": None, "protocol": "strong", "params": {},
-                "min_rating": None, "min_user": 0, "min_item": 0, "split": {}},
+                "min_rating": None, "min_user": 0, "min_item": 0, "binarize": True, "split": {}},
     # sampler: "tpe" (Optuna's seeded TPE; trial 0 = the configured params) or "random"
     "tuning": {"trials": 4, "metric": "recall@20", "sampler": "tpe"},
     # seeds: train each tuned model with this many seeds (seed, seed + 1, ...): figures are means
@@ -46,8 +48,31 @@ DEFAULTS: dict = {
     "folding": {"probe": "auto", "k": 10, "w0": [0.0, 0.0001, 0.001, 0.01, 0.1, 1.0],
                 "variants": [], "dims": [], "dataset_params": {}, "groups": [],
                 "regime_dims": []},
-    "sweeps": {"corpus_sizes": [1000, 10000, 100000], "dim": 64, "ann": "hnswlib",
-               "ann_ef": 64, "queries": 300, "train_sizes": [100000, 300000, 1000000],
+    # serving_vs_corpus: exact MIPS and each of ann_indexes ("hnswlib", "faiss-hnsw",
+    # "faiss-ivf"; faiss optional) swept over its search parameter (ann_params: construction
+    # parameters and the sweep) at each corpus size, once per ann_mips way of searching by inner
+    # product ("ip": the library's inner-product metric; "l2": MIPS reduced to L2 nearest
+    # neighbours by one extra coordinate), on ann_vectors: "trained" (the fitted MF
+    # model's and train_dnn's embeddings, else the best softmax's, grown to the size by copies
+    # perturbed by ann_grow_noise x the item cloud's spread) and "random" (N(0, I_dim), the
+    # worst case, up to ann_random_max_items; 0 = every size). ann_time_budget_s: the sweep's
+    # own budget (None: time_budget_s). ann_build_threads: threads for index BUILDS only
+    # (searches are single-threaded). The operating point: fastest at recall@10 >=
+    # ann_target_recall; the target: that at p50 <= ann_target_p50_us.
+    "sweeps": {"corpus_sizes": [1000, 10000], "dim": 64, "queries": 300,
+               "ann_indexes": ["hnswlib", "faiss-hnsw", "faiss-ivf"], "ann_mips": ["ip", "l2"],
+               "ann_vectors": ["trained", "random"],
+               "ann_params": {
+                   "hnswlib": {"M": 16, "ef_construction": 100,
+                               "ef": [10, 16, 32, 64, 128, 256, 512, 1024]},
+                   "faiss-hnsw": {"M": 32, "ef_construction": 80,
+                                  "ef_search": [16, 32, 64, 128, 256, 512, 1024]},
+                   "faiss-ivf": {"nlist_factor": 4.0,
+                                 "nprobe": [1, 2, 4, 8, 16, 32, 64, 128, 256]}},
+               "ann_grow_noise": 0.3, "ann_random_max_items": 100000, "ann_build_threads": 1,
+               "ann_warmup": 20, "ann_target_recall": 0.95, "ann_target_p50_us": 1000.0,
+               "ann_time_budget_s": None,
+               "train_sizes": [100000, 300000, 1000000],
                "train_items": 10000, "train_dnn": "softmax-sampled-uniform",
                "time_budget_s": 120},
     "offline_topk": {"k": 100},
@@ -62,7 +87,9 @@ QUICK: dict = {
     "folding": {"w0": [0.001, 0.1], "dims": [], "groups": []},
     "hashing": {"fractions": [1.0, 0.25]},
     "sweeps": {"corpus_sizes": [1000, 10000], "queries": 50, "train_sizes": [20000, 60000],
-               "train_items": 2000, "time_budget_s": 20},
+               "train_items": 2000, "time_budget_s": 20, "ann_warmup": 5,
+               "ann_params": {"hnswlib": {"ef": [10, 64, 256]}, "faiss-hnsw": {"ef_search": [16, 64, 256]},
+                              "faiss-ivf": {"nprobe": [1, 8, 64]}}},
 }
 QUICK_DATASET = {"synthetic": {"n_users": 1500, "n_items": 600, "n_groups": 10}}
 

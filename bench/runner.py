@@ -66,7 +66,8 @@ class Runner:
         if ds["name"] == "synthetic":
             params.setdefault("seed", self.seed)
         data = load(ds["name"], data_dir=ds["data_dir"], min_rating=ds["min_rating"],
-                    min_user=ds["min_user"], min_item=ds["min_item"], **params)
+                    min_user=ds["min_user"], min_item=ds["min_item"],
+                    binary=bool(ds.get("binarize", True)), **params)
         split = make_split(data, ds["protocol"], seed=self.seed, **ds["split"])
         for label, part in (("test", split.test), ("validation", split.valid)):
             if len(part) == 0:

@@ -16,7 +16,8 @@ ALIASES = {
     "item": ("item", "itemid", "iid", "items", "movie", "movieid", "product", "productid", "asin",
              "isbn", "track", "trackid", "song", "songid", "artist", "artistid", "book", "bookid",
              "businessid", "article", "articleid"),
-    "rating": ("rating", "ratings", "score", "value", "stars"),
+    "rating": ("rating", "ratings", "score", "value", "stars", "count", "counts", "plays",
+               "playcount", "clicks", "weight"),
     "timestamp": ("timestamp", "time", "ts", "unixtime", "unixtimestamp"),
 }
 ROLES = ("user", "item", "rating", "timestamp")
