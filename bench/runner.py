@@ -18,7 +18,7 @@ from . import stages
 from .config import STAGES
 from .context import RunContext, Section, StageFailed, build_model, deep_merge
 from .progress import Log
-from .schema import SCHEMA_VERSION
+from .schema import SCHEMA_VERSION, validate
 
 __all__ = ["Runner", "build_model"]
 
@@ -51,6 +51,7 @@ class Runner:
         self.ctx: RunContext | None = None
         self.write_error: str | None = None
         self.saved_once = False
+        self.contract_problems: list = []
 
     def say(self, msg: str) -> None:
         self.log.say(msg)
@@ -171,6 +172,10 @@ class Runner:
             if name not in self.results["stages"] and self.cfg["stages"].get(name, True):
                 self.results["stages"][name] = {"status": "not run", "error": None, "wall_s": 0.0}
         self.results["run"]["status"] = "interrupted" if interrupted else "complete"
+        # the one validator (bench/schema.py, docs/results.md) on what this run is about to write
+        self.contract_problems = validate(to_jsonable(self.results), "results.json")
+        for problem in self.contract_problems[:10]:
+            self.say(f"WARNING: results contract: {problem}")
 
     def write_results(self) -> Path:
         """Write results.json atomically (the previous file stays whole if this fails)."""

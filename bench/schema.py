@@ -1,18 +1,36 @@
-"""Check a results dict against the contract of RESULTS.md (required keys and plain-number
-figures). Sections a run did not measure may be absent; what is present must be well-formed."""
+"""The results contract: one validator for ``run``, ``report`` and ``compare``.
+
+The contract is ``docs/results.md`` (prose) and ``results.schema.json`` next to this module (a
+JSON Schema, draft 2020-12, shipped as package data; its ``version`` is :data:`SCHEMA_VERSION`).
+:func:`validate` checks a results dict against that schema, then the few rules a schema cannot
+say; every message names the key path (``run.threads.blas``, ``models['wals'].quality``,
+``sweeps['folding_vs_w0'][2].w0``). Extra keys are always allowed.
+
+Reading old files: ``schema_version`` 1 is the only layout there has been; keys added since
+(``run.status``, ``stages.<name>.reason``, ``serving.p50_min_us``, ...) are optional, so every
+version-1 file reads. A file of any other version (or without one) is refused with a message
+saying so; nothing is converted.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-import numbers
+import re
+from importlib import resources
 from pathlib import Path
 
 SCHEMA_VERSION = 1
+SCHEMA_FILE = "results.schema.json"
 
 RUN_KEYS = ("id", "started_at", "finished_at", "git_commit", "python", "packages", "machine",
             "threads", "seed", "config", "calibration")
 DATASET_KEYS = ("name", "n_users", "n_items", "n_interactions", "protocol", "k")
 FAMILIES = ("mf", "softmax", "baseline")
+#: sections every MF and softmax model of a full default run has (``require_all``)
+MODEL_SECTIONS = ("quality", "training", "serving", "cold_start", "folding")
+#: sweeps a full default run writes (``require_all``)
+SWEEPS = ("serving_vs_corpus", "training_vs_size", "folding_vs_w0", "folding_vs_variant")
 
 
 class ResultsError(ValueError):
@@ -46,9 +64,13 @@ def check_version(data, label: str, error: type[ValueError] = ResultsError) -> N
     """``data`` must be a JSON object of this schema version."""
     if not isinstance(data, dict):
         raise error(f"{label}: expected a JSON object at the top level, got {type(data).__name__}")
-    version = data.get("schema_version")
+    if "schema_version" not in data:
+        raise error(f"{label}: no schema_version: not a results.json of `mfsoftmax run` "
+                    f"(expected schema_version {SCHEMA_VERSION})")
+    version = data["schema_version"]
     if version != SCHEMA_VERSION:
-        raise error(f"{label}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        raise error(f"{label}: schema_version {version!r} is not supported (expected "
+                    f"{SCHEMA_VERSION}; this mfsoftmax reads only that layout, see docs/results.md)")
 
 
 def feature_pairs(ablation: list) -> list[tuple[int, int]]:
@@ -60,90 +82,156 @@ def feature_pairs(ablation: list) -> list[tuple[int, int]]:
             and bool(off.get("history")) == bool(on.get("history"))]
 
 
-def _num(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+@functools.lru_cache(maxsize=1)
+def schema() -> dict:
+    """The JSON Schema of results.json (package data ``mfsoftmax.bench/results.schema.json``)."""
+    text = resources.files("mfsoftmax.bench").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator():
+    import numbers
+
+    from jsonschema import Draft202012Validator, validators
+
+    # in-memory results may hold numpy scalars (they are written as plain JSON numbers)
+    checker = Draft202012Validator.TYPE_CHECKER.redefine_many({
+        "number": lambda _, x: isinstance(x, numbers.Real) and not isinstance(x, bool),
+        "integer": lambda _, x: not isinstance(x, bool) and (
+            isinstance(x, numbers.Integral) or (isinstance(x, float) and x.is_integer())),
+    })
+    cls = validators.extend(Draft202012Validator, type_checker=checker)
+    return cls(schema())
+
+
+_TYPE_NAMES = {"object": "an object", "array": "a list", "number": "a number",
+               "integer": "an integer", "string": "a string", "boolean": "a boolean", "null": "null"}
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_@]*\Z")
+
+
+def _describe(value) -> str:
+    """``a string ('fast')``, ``a list``, ``null``, ...: what was found instead."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"a string ({shown!r})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a number ({value:g})"
+    return type(value).__name__
+
+
+def _expected(types) -> str:
+    types = [types] if isinstance(types, str) else list(types)
+    names = [_TYPE_NAMES.get(t, t) for t in types]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+#: top-level objects whose keys are names the writer chose (a model, a sweep, a stage)
+NAME_MAPS = ("models", "sweeps", "stages")
+
+
+def _path(error) -> str:
+    """The instance path of ``error`` as a key path: keys dotted (``run.threads.blas``), list
+    rows ``[i]``, and in brackets the names a writer chose (``models['wals']``,
+    ``sweeps['hashing']``, ``stages['serving']``) and keys that are not identifiers
+    (``qps['32']``)."""
+    out = ""
+    inst = list(error.absolute_path)
+    for i, elem in enumerate(inst):
+        if isinstance(elem, int):
+            out += f"[{elem}]"
+        elif (i == 1 and inst[0] in NAME_MAPS) or not _IDENT.match(str(elem)):
+            out += f"[{str(elem)!r}]"
+        else:
+            out += f".{elem}" if out else str(elem)
+    return out
+
+
+def _message(error) -> str:
+    where = _path(error)
+    at = where or "the top level"
+    v = error.validator
+    if v == "required":
+        missing = re.match(r"'(.*)' is a required property", error.message)
+        key = missing.group(1) if missing else error.message
+        key = key if _IDENT.match(key) else repr(key)
+        return f"{where}.{key} missing" if where else f"{key} missing"
+    if v == "type":
+        return f"{at} must be {_expected(error.validator_value)}, got {_describe(error.instance)}"
+    if v in ("enum", "const"):
+        allowed = error.validator_value if v == "enum" else [error.validator_value]
+        return f"{at} is {error.instance!r}, expected one of {', '.join(map(repr, allowed))}"
+    if v == "minProperties":
+        return f"{at} is empty"
+    if v == "minItems":
+        return f"{at} must have at least {error.validator_value} item(s)"
+    return f"{at}: {error.message}"
+
+
+def _in_list_row(error) -> bool:
+    return any(isinstance(x, int) for x in error.absolute_path)
+
+
+def validate(results, source: str | None = None, *, partial: bool = False,
+             require_all: bool = False) -> list[str]:
+    """Problems of ``results`` against the contract (an empty list when it honours it).
+
+    Each message names the key path, prefixed with ``source`` (the file) when given. The JSON
+    Schema is checked first (all its errors, sorted by path), then what a schema cannot say.
+
+    ``partial``: sections and keys may be absent (a reader shows them as "not measured"); what
+    is present must still be well-formed, and list rows must keep their identifying keys (a
+    cold-start point without ``n_known`` cannot be placed). The report and ``compare`` read
+    this way; a finished run must pass without it.
+
+    ``require_all``: also every section of :data:`MODEL_SECTIONS` for the MF and softmax models
+    and every sweep of :data:`SWEEPS` (what a full default run writes).
+    """
+    prefix = f"{source}: " if source else ""
+    try:
+        check_version(results, "results")
+    except ResultsError as exc:
+        return [prefix + str(exc).removeprefix("results: ")]
+    errors = sorted(_validator().iter_errors(results),
+                    key=lambda e: ([str(x) for x in e.absolute_path], e.message))
+    if partial:
+        errors = [e for e in errors
+                  if e.validator not in ("required", "minProperties") or _in_list_row(e)]
+    problems = [_message(e) for e in errors]
+    if require_all:
+        models = results.get("models")
+        for name, m in (models.items() if isinstance(models, dict) else ()):
+            if isinstance(m, dict) and m.get("family") in ("mf", "softmax"):
+                problems += [f"models[{name!r}].{sec} missing" for sec in MODEL_SECTIONS
+                             if sec not in m]
+        sweeps = results.get("sweeps")
+        sweeps = sweeps if isinstance(sweeps, dict) else {}
+        problems += [f"sweeps[{name!r}] missing" for name in SWEEPS if name not in sweeps]
+    return [prefix + p for p in dict.fromkeys(problems)]
+
+
+def ensure_valid(results, source: str = "results", error: type[ValueError] = ResultsError,
+                 **options) -> dict:
+    """``results`` when :func:`validate` (with ``options``) finds nothing, else raise ``error``
+    with one message naming ``source`` and every problem (the first ten)."""
+    problems = validate(results, None, **options)
+    if problems:
+        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise error(f"{source}: " + "; ".join(problems[:10]) + more)
+    return results
 
 
 def check_results(res: dict, require_all: bool = False) -> list[str]:
-    """Problems found (empty when the results honour the contract).
-
-    With ``require_all`` every model section of RESULTS.md must be present for the MF and
-    softmax models, and every sweep (what a full default run writes).
-    """
-    errs: list[str] = []
-    if res.get("schema_version") != SCHEMA_VERSION:
-        errs.append(f"schema_version is {res.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    run = res.get("run", {})
-    errs += [f"run.{k} missing" for k in RUN_KEYS if k not in run]
-    for k in ("cpu", "cores", "memory_gb", "gpu"):
-        if k not in run.get("machine", {}):
-            errs.append(f"run.machine.{k} missing")
-    for k in ("blas", "torch", "implicit"):
-        if not isinstance(run.get("threads", {}).get(k), int):
-            errs.append(f"run.threads.{k} must be an int")
-    if not _num(run.get("calibration", {}).get("matmul_gflops")):
-        errs.append("run.calibration.matmul_gflops must be a number")
-    for k in ("numpy", "scipy", "implicit", "torch"):
-        if k not in run.get("packages", {}):
-            errs.append(f"run.packages.{k} missing")
-    ds = res.get("dataset", {})
-    errs += [f"dataset.{k} missing" for k in DATASET_KEYS if k not in ds]
-    models = res.get("models", {})
-    if not models:
-        errs.append("models is empty")
-    for name, m in models.items():
-        where = f"models.{name}"
-        if m.get("family") not in FAMILIES:
-            errs.append(f"{where}.family is {m.get('family')!r}")
-        for key, val in m.get("quality", {}).items():
-            if not (_num(val) or val is None):
-                errs.append(f"{where}.quality.{key} is not a number")
-        tr = m.get("training")
-        if tr is not None:
-            for k in ("wall_s", "cpu_s", "peak_rss_mb", "epochs"):
-                if not _num(tr.get(k)):
-                    errs.append(f"{where}.training.{k} must be a number")
-            for pt in tr.get("curve", []):
-                if not (_num(pt.get("wall_s")) and _num(pt.get("recall@10"))):
-                    errs.append(f"{where}.training.curve has a bad point {pt}")
-        sv = m.get("serving")
-        if sv is not None:
-            for k in ("p50_us", "p95_us", "p99_us"):
-                if not _num(sv.get(k)):
-                    errs.append(f"{where}.serving.{k} must be a number")
-            if not all(_num(v) for v in sv.get("qps", {}).values()) or not sv.get("qps"):
-                errs.append(f"{where}.serving.qps must map batch sizes to numbers")
-        cs = m.get("cold_start")
-        if cs is not None:
-            for row in cs.get("users", []):
-                if not {"n_known", "recall@10", "ndcg@10"} <= set(row):
-                    errs.append(f"{where}.cold_start.users row {row} lacks keys")
-            for row in cs.get("items", []):
-                if not {"n_known", "recall@10"} <= set(row):
-                    errs.append(f"{where}.cold_start.items row {row} lacks keys")
-        fo = m.get("folding")
-        if fo is not None:
-            for k in ("probe", "leakage@10", "users_with_leak", "xin_score"):
-                if k not in fo:
-                    errs.append(f"{where}.folding.{k} missing")
-        if require_all and m.get("family") in ("mf", "softmax"):
-            for sec in ("quality", "training", "serving", "cold_start", "folding"):
-                if sec not in m:
-                    errs.append(f"{where}.{sec} missing")
-    sweeps = res.get("sweeps", {})
-    required_rows = {
-        "serving_vs_corpus": ("model", "n_items", "index", "p50_us", "recall_vs_exact"),
-        "training_vs_size": ("model", "n_interactions", "n_items", "wall_s", "peak_rss_mb"),
-        "folding_vs_w0": ("w0", "leakage@10", "recall@10"),
-        "folding_vs_variant": ("variant", "dim", "leakage@10", "recall@10"),
-    }
-    for name, keys in required_rows.items():
-        if name not in sweeps:
-            if require_all:
-                errs.append(f"sweeps.{name} missing")
-            continue
-        for row in sweeps[name]:
-            missing = [k for k in keys if k not in row]
-            if missing:
-                errs.append(f"sweeps.{name} row lacks {missing}")
-    return errs
+    """Problems found (empty when the results honour the contract): :func:`validate` of a
+    finished run, with ``require_all`` every model section and sweep of a full default run."""
+    return validate(res, require_all=require_all)

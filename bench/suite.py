@@ -274,6 +274,11 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
         print(f"results: {path}")
     if report is not None:
         print(f"report:  {report['html']}")
+    if runner.contract_problems:
+        print(f"mfsoftmax run: results.json breaks the results contract in "
+              f"{len(runner.contract_problems)} place(s) (first: {runner.contract_problems[0]}); "
+              "this is a bug, please report it", file=sys.stderr)
+        code = code or 1
     failed = [k for k, v in runner.results["stages"].items()
               if v["status"] not in ("ok", "skipped")]
     if failed and not code:

@@ -404,3 +404,22 @@ def test_folding_regimes_sweep_groups_and_w0_zero(tmp_path, capsys):
     assert {(r["n_groups"], r["dim"], r["w0"]) for r in rows} >= {(g, 4, w) for g in (5, 20) for w in (0.0, 0.05)}
     assert all(0.0 <= r["leakage@10"] <= 1.0 for r in rows)
     assert all(r["groups_per_dim"] == r["n_groups"] / 4 for r in rows)
+
+
+def test_run_checks_its_own_results_against_the_contract(tmp_path, capsys, monkeypatch):
+    from mfsoftmax.bench.stages import serving as serving_stage
+
+    real = serving_stage.run
+
+    def broken(ctx):  # a stage that writes a string where the contract wants a number
+        section = real(ctx)
+        for entry in section.models.values():
+            entry["serving"]["p99_us"] = "slow"
+        return section
+
+    monkeypatch.setattr(serving_stage, "run", broken)
+    code, err = _run(capsys, "--quick", "--models", "popularity", "--stages", "quality,serving",
+                     "--no-report", "--no-progress", "--out", str(tmp_path / "o"))
+    assert code == 1
+    assert "results contract" in err and "p99_us" in err
+    assert (tmp_path / "o" / "results.json").exists()  # still written: nothing is lost
