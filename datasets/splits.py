@@ -1,4 +1,4 @@
-"""Splits and protocols (DEFINITIONS.md): holdout, temporal, strong and new-items.
+"""Splits and protocols (docs/definitions.md): holdout, temporal, strong and new-items.
 
 Every split keeps the full user and item index spaces (matrices stay users x items of the whole
 dataset); what changes is which interactions are in ``train`` and which users/items are evaluated.

@@ -1,5 +1,5 @@
 """WALS linear algebra without dense m x n arrays: the objective (Gramian trick) and batched
-fold-in solves (DEFINITIONS.md, "WALS")."""
+fold-in solves (docs/definitions.md, "WALS")."""
 
 from __future__ import annotations
 

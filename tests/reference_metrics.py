@@ -1,6 +1,6 @@
 """A slow, obviously correct reference for the harness metrics (tests only).
 
-Pure Python loops and a full sort per user, straight from DEFINITIONS.md "Evaluation", so that
+Pure Python loops and a full sort per user, straight from docs/definitions.md "Evaluation", so that
 ``mfsoftmax.evaluation.evaluate`` (vectorised, batched, partial sorts) can be checked against it.
 """
 

@@ -1,6 +1,6 @@
 """Independent reference WALS (test-only): dense, float64, exact per-row Cholesky.
 
-Written from DEFINITIONS.md alone, sharing no code with ``mfsoftmax.models.wals``:
+Written from docs/definitions.md alone, sharing no code with ``mfsoftmax.models.wals``:
 
     min  sum_{Omega} w_ij (1 - <U_i,V_j>)^2 + w0 sum_{not Omega} <U_i,V_j>^2 + lambda (|U|^2 + |V|^2)
 
@@ -60,7 +60,7 @@ def fit(W: np.ndarray, w0: float, lam: float, U0: np.ndarray, V0: np.ndarray,
 
 
 def fold_in(V: np.ndarray, items: np.ndarray, weights: np.ndarray, w0: float, lam: float) -> np.ndarray:
-    """DEFINITIONS.md fold-in: u = (w0 V^T V + sum_I (w_j - w0) V_j V_j^T + lambda I)^-1 sum_I w_j V_j."""
+    """docs/definitions.md fold-in: u = (w0 V^T V + sum_I (w_j - w0) V_j V_j^T + lambda I)^-1 sum_I w_j V_j."""
     V = np.asarray(V, np.float64)
     d = V.shape[1]
     A = w0 * V.T @ V + lam * np.eye(d)

@@ -1,4 +1,4 @@
-"""The evaluation harness shared by every model (DEFINITIONS.md, "Evaluation").
+"""The evaluation harness shared by every model (docs/definitions.md, "Evaluation").
 
 Full ranking over all items (or over ``EvalSet.candidates``), never sampled negatives; the
 user's history items are excluded from the ranking. Users are processed in batches of about

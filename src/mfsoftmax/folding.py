@@ -1,4 +1,4 @@
-"""Folding metrics (DEFINITIONS.md, "Folding"; Xin et al., RecSys 2017).
+"""Folding metrics (docs/definitions.md, "Folding"; Xin et al., RecSys 2017).
 
 Folding: disparate groups of users and items end up near each other in embedding space and the
 model recommends across groups that never interact. Measured where ground truth says which
