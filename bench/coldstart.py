@@ -1,25 +1,47 @@
-"""Cold-start curves (DEFINITIONS.md, "Cold start").
+"""Cold-start curves (DEFINITIONS.md, "Cold start"), on fixed targets (``PROTOCOL``).
 
-New users: for each held-out (strong-protocol) test user with more than max(n_known) items, reveal
-n_known of its items (a seeded random order) and rank the rest; the same users at every point.
-WALS folds the revealed items in (with 0 items it uses its ``cold_user`` heuristic); the DNN runs
-its tower on features plus the revealed history.
+Every point of a curve scores the same evaluation units against the same targets among the
+same candidates; only what the model is told (n_known revealed interactions) changes, so a
+rise or fall along the curve is the model's, not the protocol's.
 
-New items: items held out of training (new-items protocol). For each test item with more than
-max(n_known) interactions, n_known of its users are revealed; every other user who interacted with
-it is a target, and each target user ranks the held-out items only. WALS folds the item in from
-the revealed users (with none: the feature-average heuristic); the DNN scores it through its item
-tower (revealed interactions unused: no retraining); the popularity baseline ranks new items by
-their revealed counts.
+New users: the held-out (strong-protocol) test users. Each one's target is the split's target
+set (its held-out share of items, fixed once); its fold-in history is put in a seeded random
+order and the first n_known items are revealed (nested: the 5-item set contains the 2-item
+set). Users whose fold-in history has at least max(n_known) items take part, the same users at
+every point. The fold-in items not revealed are neither input nor target: they are excluded
+from the ranking at every point. WALS folds the revealed items in (with 0 items it uses its
+``cold_user`` heuristic); the DNN runs its tower on features plus the revealed history.
+
+New items: items held out of training (new-items protocol). Each test item's users are put in
+a seeded random order; the first ``target_frac`` of them are its fixed target interactions and
+the rest its fold-in, of which the first n_known are revealed (nested). Items whose fold-in has
+at least max(n_known) users take part; each user with a target interaction ranks those items
+only, the same users at every point, with the user's fold-in interactions on them excluded
+from the ranking. WALS folds the item in from the revealed users (with none: the
+feature-average heuristic); the DNN scores it through its item tower (revealed interactions
+unused: no retraining); the popularity baseline ranks new items by their revealed counts.
+
+Every row records ``"protocol": PROTOCOL``. Results written before this change lack the key:
+their curves revealed n_known of all the unit's interactions and ranked *the rest*, so the
+target set shrank along the curve (``LEGACY_PROTOCOL``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from mfsoftmax.datasets import EvalSet
 from mfsoftmax.evaluation import evaluate, standard_errors
+from mfsoftmax.ranking import mask_history
+
+PROTOCOL = "fixed-target"
+LEGACY_PROTOCOL = "reveal-rest"  # what a curve row without "protocol" used (older results)
+# share of a new item's users that are its targets: half keeps most items eligible (fold-in
+# >= max(n_known)) and gives far more target users than the strong split's 20% would
+ITEM_TARGET_FRAC = 0.5
 
 
 def _shuffled_rows(m: sp.csr_matrix, rng) -> list[np.ndarray]:
@@ -35,38 +57,110 @@ def _rows_to_csr(rows: list[np.ndarray], n_cols: int) -> sp.csr_matrix:
     return m
 
 
-def new_user_curve(models: dict, evalset: EvalSet, n_known=(0, 1, 2, 5, 10, 20), ks=(10, 20),
-                   seed: int = 0, min_items: int | None = None, per_user: bool = False):
-    """Recall/NDCG against the number of revealed items, per model.
+@dataclass
+class CurvePoints:
+    """What every point of a fixed-target curve evaluates (rows aligned with ``users``).
 
-    ``evalset`` holds held-out users (``known_users`` False): their full item set is
-    history + target. Users with more than ``min_items`` items take part (default
-    ``max(n_known)``: the same users at every point). Returns ``{model: [{"n_known",
-    "recall@10", "ndcg@10", ..., "n_users"}]}``; with ``per_user`` also ``{model: {n_known:
-    per-user metric arrays}}`` (the same users in the same order for every model).
+    ``target`` and ``excluded`` are the same at every point: the fixed targets, and each
+    user's fold-in part (items, or interactions with the ranked items), never ranked.
+    ``history[n]`` is the model's input at point n: the revealed fold-in items (new users), or
+    the user's training row plus the revealed new-item interactions (new items); nested in n.
+    New items only: ``items`` are the ranked items and ``revealed[n]`` (len(items) x users) the
+    users revealed for each of them at point n.
     """
+
+    users: np.ndarray
+    target: sp.csr_matrix
+    excluded: sp.csr_matrix
+    history: dict
+    known_users: bool
+    items: np.ndarray | None = None
+    revealed: dict | None = None
+
+    def evalset(self, n: int) -> EvalSet:
+        return EvalSet(self.users, self.history[int(n)], self.target, self.known_users,
+                       candidates=self.items)
+
+
+class _Excluding:
+    """``score_fn`` for :func:`evaluate`: the scorer's scores with each evaluated user's
+    ``excluded`` items (rows aligned with ``users``) set to -inf, i.e. left out of the ranking."""
+
+    def __init__(self, score, users: np.ndarray, excluded: sp.csr_matrix):
+        self.inner, self.excluded = score, excluded
+        self.row_of = np.full(int(users.max()) + 1 if len(users) else 0, -1, dtype=np.int64)
+        self.row_of[users] = np.arange(len(users))
+
+    def __call__(self, queries):
+        s = np.array(self.inner(queries), dtype=np.float32, copy=True)
+        return mask_history(s, self.excluded[self.row_of[queries.users]])
+
+
+def _row(n: int, res: dict, ks, se: dict, **extra) -> dict:
+    row = {"n_known": int(n), "protocol": PROTOCOL, **extra, "n_users": res["n_users"]}
+    for k in ks:
+        for metric in (f"recall@{k}", f"ndcg@{k}"):
+            row[metric] = res[metric]
+            row[f"{metric}_se"] = se[metric]
+    return row
+
+
+def _none_left(unit: str, what: str, need: int, have: np.ndarray, n_all: int) -> str:
+    """The error for a curve no unit can take part in, with how many each n would keep."""
+    counts = ", ".join(f"{int((have >= n).sum())} with >= {n}" for n in (1, 2, 5, 10, 20, 50)
+                       if n < need)
+    return (f"no {unit} (of {n_all}) has >= {need} {what} (max n_known): the same units at "
+            f"every point would be none; {counts or 'none at all'}. Lower the largest n_known "
+            "(cold_start.n_known_users / n_known_items)")
+
+
+def new_user_points(evalset: EvalSet, n_known, seed: int = 0,
+                    min_items: int | None = None) -> CurvePoints:
+    """The fixed-target new-user points (see :func:`new_user_curve`)."""
     if evalset.known_users:
         raise ValueError("new_user_curve needs held-out users (strong protocol)")
-    rng = np.random.default_rng(seed)
-    full = (evalset.history + evalset.target).tocsr()
-    full.data[:] = 1.0
-    keep = np.flatnonzero(np.diff(full.indptr) > (max(n_known) if min_items is None else min_items))
-    rows = _shuffled_rows(full[keep], rng)
+    need = max(n_known) if min_items is None else int(min_items)
+    if need < max(n_known):
+        raise ValueError(f"min_items={min_items} is below max(n_known)={max(n_known)}: some "
+                         "users could not reveal that many items")
+    fold = evalset.history.tocsr()
+    # one order per user, drawn before any filtering: a user's revealed items depend on the
+    # seed alone, not on which other users take part or on n_known
+    rows = _shuffled_rows(fold, np.random.default_rng(seed))
+    has = np.diff(fold.indptr)[np.diff(evalset.target.indptr) > 0]
+    keep = np.flatnonzero((np.diff(fold.indptr) >= need) & (np.diff(evalset.target.indptr) > 0))
+    if not len(keep):
+        raise ValueError(_none_left("held-out user", "fold-in items", need, has, len(evalset)))
+    rows = [rows[i] for i in keep]
+    excluded = _rows_to_csr(rows, fold.shape[1])  # the whole fold-in part, binary
+    return CurvePoints(evalset.users[keep], evalset.target[keep].tocsr(), excluded,
+                       {int(n): _rows_to_csr([r[:n] for r in rows], fold.shape[1])
+                        for n in n_known}, known_users=False)
+
+
+def new_user_curve(models: dict, evalset: EvalSet, n_known=(0, 1, 2, 5, 10, 20), ks=(10, 20),
+                   seed: int = 0, min_items: int | None = None, per_user: bool = False):
+    """Recall/NDCG of held-out users' fixed targets against the number of revealed items.
+
+    ``evalset`` holds held-out users (``known_users`` False): ``history`` is each user's
+    fold-in part, ``target`` its fixed target (the strong split's 80/20). Users with a target
+    and at least ``min_items`` fold-in items take part (default, and at least,
+    ``max(n_known)``: every point can reveal that many), the same users with the same targets
+    at every point; the first n_known items of a seeded random order of the fold-in part are
+    revealed (nested across points), the rest of it is excluded from the ranking. Returns
+    ``{model: [{"n_known", "protocol", "n_users", "recall@10", "recall@10_se", "ndcg@10",
+    ...}]}``; with ``per_user`` also ``{model: {n_known: per-user metric arrays}}`` (the same
+    users in the same order for every model and every point).
+    """
+    pts = new_user_points(evalset, n_known, seed=seed, min_items=min_items)
     out = {name: [] for name in models}
     per = {name: {} for name in models}
     for n in n_known:
-        hist = _rows_to_csr([r[:n] for r in rows], full.shape[1])
-        target = _rows_to_csr([r[n:] for r in rows], full.shape[1])
-        es = EvalSet(evalset.users[keep], hist, target, known_users=False)
+        es = pts.evalset(n)
         for name, model in models.items():
-            res, per[name][int(n)] = evaluate(model, es, ks=ks, per_user=True)
-            se = standard_errors(per[name][int(n)])
-            row = {"n_known": int(n), "n_users": res["n_users"]}
-            for k in ks:
-                for metric in (f"recall@{k}", f"ndcg@{k}"):
-                    row[metric] = res[metric]
-                    row[f"{metric}_se"] = se[metric]
-            out[name].append(row)
+            score = _Excluding(model.score, pts.users, pts.excluded)
+            res, per[name][int(n)] = evaluate(model, es, ks=ks, score_fn=score, per_user=True)
+            out[name].append(_row(n, res, ks, standard_errors(per[name][int(n)])))
     return (out, per) if per_user else out
 
 
@@ -96,40 +190,68 @@ class _ColdItemScorer:
         return out
 
 
-def new_item_curve(models: dict, split, n_known=(0, 1, 2, 5, 10), ks=(10,), seed: int = 0,
-                   per_user: bool = False):
-    """Recall@k restricted to held-out items against the item's number of revealed users.
-
-    ``split`` is a new-items split; models are fitted on ``split.train``.
-    Returns ``{model: [{"n_known", "recall@10", "n_items", "n_users"}]}``; with ``per_user``
-    also ``{model: {n_known: per-user metric arrays}}`` (the same users for every model).
-    """
+def new_item_points(split, n_known, seed: int = 0,
+                    target_frac: float = ITEM_TARGET_FRAC) -> CurvePoints:
+    """The fixed-target new-item points (see :func:`new_item_curve`)."""
     if split.protocol != "new-items":
         raise ValueError("new_item_curve needs a new-items split")
-    rng = np.random.default_rng(seed)
+    if not 0.0 < float(target_frac) < 1.0:
+        raise ValueError(f"new_item_curve: target_frac={target_frac!r} must be in (0, 1)")
     data = split.data.binary()
-    items = split.test.candidates
-    item_users = data.T.tocsr()[items]  # items x users
-    keep = np.diff(item_users.indptr) > max(n_known)
-    items, item_users = items[keep], item_users[keep]
-    rows = _shuffled_rows(item_users, rng)
     n_users, n_items = data.shape
+    items = split.test.candidates
+    # one order of each item's users, drawn before any filtering: its first target_frac are
+    # the item's targets, the rest its fold-in in reveal order
+    rows = _shuffled_rows(data.T.tocsr()[items], np.random.default_rng(seed))
+    lens = np.array([len(r) for r in rows], dtype=np.int64)
+    n_t = np.where(lens >= 2, np.clip(np.rint(target_frac * lens), 1, np.maximum(lens - 1, 1)),
+                   0).astype(np.int64)
+    keep = np.flatnonzero((n_t > 0) & (lens - n_t >= max(n_known)))
+    if not len(keep):
+        raise ValueError(_none_left("new test item", "fold-in users", max(n_known),
+                                    (lens - n_t)[n_t > 0], len(items)))
+    items = items[keep]
+    folds = [rows[i][n_t[i]:] for i in keep]
+    tgt = _item_rows_to_user_matrix(_rows_to_csr([rows[i][:n_t[i]] for i in keep], n_users),
+                                    items, n_items)
+    excluded = _item_rows_to_user_matrix(_rows_to_csr(folds, n_users), items, n_items)
+    # the split's test users (known: they have training interactions) with a target here
+    users = np.intersect1d(np.flatnonzero(np.diff(tgt.indptr) > 0), split.test.users)
+    train = split.train.binary()[users]
+    revealed = {int(n): _rows_to_csr([r[:n] for r in folds], n_users) for n in n_known}
+    history = {n: (train + _item_rows_to_user_matrix(r, items, n_items)[users]).tocsr()
+               for n, r in revealed.items()}
+    for h in history.values():
+        h.data[:] = 1.0
+    return CurvePoints(users, tgt[users].tocsr(), excluded[users].tocsr(), history,
+                       known_users=True, items=items, revealed=revealed)
+
+
+def new_item_curve(models: dict, split, n_known=(0, 1, 2, 5, 10), ks=(10,), seed: int = 0,
+                   per_user: bool = False, target_frac: float = ITEM_TARGET_FRAC):
+    """Recall@k of held-out items' fixed target interactions against the item's number of
+    revealed users.
+
+    ``split`` is a new-items split; models are fitted on ``split.train``. Per test item, a
+    seeded random ``target_frac`` of its users (at least one, never all) are its targets and
+    the rest its fold-in, revealed n_known at a time in a seeded random order (nested across
+    points). Items with at least ``max(n_known)`` fold-in users take part and are the ranked
+    candidates; the split's test users with a target interaction are evaluated, the same users
+    with the same targets at every point, their fold-in interactions excluded from the
+    ranking. Returns ``{model: [{"n_known", "protocol", "n_items", "n_targets", "n_users",
+    "recall@10", "recall@10_se", ...}]}``; with ``per_user`` also ``{model: {n_known: per-user
+    metric arrays}}`` (the same users in the same order for every model and every point).
+    """
+    pts = new_item_points(split, n_known, seed=seed, target_frac=target_frac)
+    n_items = split.data.n_items
     out = {name: [] for name in models}
     per = {name: {} for name in models}
-    train = split.train.binary()
     for n in n_known:
-        revealed = _rows_to_csr([r[:n] for r in rows], n_users)
-        tgt = _item_rows_to_user_matrix(_rows_to_csr([r[n:] for r in rows], n_users), items, n_items)
-        known = _item_rows_to_user_matrix(revealed, items, n_items)
-        users = np.flatnonzero(np.diff(tgt.indptr) > 0)
-        hist = (train[users] + known[users]).tocsr()
-        es = EvalSet(users, hist, tgt[users].tocsr(), known_users=True, candidates=items)
+        es = pts.evalset(n)
         for name, model in models.items():
-            scorer = _ColdItemScorer(model, items, revealed, n_items)
-            res, per[name][int(n)] = evaluate(model, es, ks=ks, score_fn=scorer.score, per_user=True)
-            row = {"n_known": int(n), "n_items": int(len(items)), "n_users": res["n_users"]}
-            for k in ks:
-                row[f"recall@{k}"] = res[f"recall@{k}"]
-                row[f"ndcg@{k}"] = res[f"ndcg@{k}"]
-            out[name].append(row)
+            scorer = _ColdItemScorer(model, pts.items, pts.revealed[int(n)], n_items)
+            score = _Excluding(scorer.score, pts.users, pts.excluded)
+            res, per[name][int(n)] = evaluate(model, es, ks=ks, score_fn=score, per_user=True)
+            out[name].append(_row(n, res, ks, standard_errors(per[name][int(n)]),
+                                  n_items=int(len(pts.items)), n_targets=int(pts.target.nnz)))
     return (out, per) if per_user else out

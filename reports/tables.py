@@ -230,13 +230,14 @@ def cold_tables(runs, labels) -> list:
                                 ("users", "recall@20", "Cold start, new users: Recall@20"),
                                 ("users", "ndcg@10", "Cold start, new users: NDCG@10"),
                                 ("items", "recall@10", "Cold start, new items: Recall@10")):
-        per_run, ns = [], set()
+        per_run, ns, protocols = [], set(), set()
         for results in runs:
             rows = {}
             for name, model in results.get("models", {}).items():
+                curve = model.get("cold_start", {}).get(side, [])
+                protocols.update(p.get("protocol", "reveal-rest") for p in curve)
                 pts = {p["n_known"]: (p[metric], p.get(f"{metric}_se"))
-                       for p in model.get("cold_start", {}).get(side, [])
-                       if fmt.is_num(p.get(metric)) and "n_known" in p}
+                       for p in curve if fmt.is_num(p.get(metric)) and "n_known" in p}
                 ns.update(pts)
                 if pts:
                     rows[(name,)] = {f"n_known={n}": (v, fmt.metric(v, se)) for n, (v, se) in pts.items()}
@@ -244,11 +245,19 @@ def cold_tables(runs, labels) -> list:
         cols = [f"n_known={n}" for n in sorted(ns)]
         t = keyed_table(f"cold-{side}-{metric}", title, ["model"], per_run, labels, columns=cols,
                         best={c: max for c in cols},
-                        note=f"Held-out {side} with n_known revealed interactions; the rest ranked"
-                             " (± one standard error over users, where recorded).")
+                        note=_cold_note(side, protocols))
         if t:
             out.append(t)
     return out
+
+
+def _cold_note(side: str, protocols: set) -> str:
+    fixed = (f"Fixed targets: the same held-out {side} and targets at every n_known, n_known of "
+             "the fold-in part revealed")
+    old = f"Held-out {side} with n_known revealed interactions, the rest ranked (older runs)"
+    parts = ([fixed] if "fixed-target" in protocols else []) + \
+        ([old] if protocols - {"fixed-target"} else [])
+    return "; ".join(parts or [fixed]) + " (± one standard error over users, where recorded)."
 
 
 def cold_gap_tables(runs, labels, metric="recall@10") -> list:
