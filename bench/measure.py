@@ -10,12 +10,24 @@ Curve: after each iteration/epoch the model calls back; the clock is paused whil
 evaluates validation Recall@10, so ``wall_s`` and the curve's ``wall_s`` are training time only.
 Evaluation a model runs for itself (the DNN's early stopping) is reported as ``eval_s`` and
 subtracted as well, so both families are charged for training alone.
+
+Per-epoch times: ``epoch_wall_s``, ``epoch_cpu_s`` and ``epoch_thread_s`` list each
+iteration's/epoch's wall seconds, process CPU seconds and CPU seconds of the thread that runs
+``fit`` (from one callback to the next, the first from the start of ``fit``; the model's own
+evaluation subtracted). ``epoch_thread_min_s`` (the fastest epoch's thread CPU time) is the
+robust training figure that ``compare`` gates on: a single ``wall_s`` of a whole fit grows with
+every preemption on a shared machine, and process CPU time also counts helper threads that
+spin-wait on an idle core (OpenMP, BLAS) but not on a busy one; the fitting thread's CPU time
+is charged for neither. It assumes the suite's single-threaded training (``run.threads`` = 1,
+the default); with more threads it counts the calling thread's share only.
+``epoch_thread_median_s``, ``epoch_wall_min_s`` and ``epoch_cpu_min_s`` are information.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import statistics
 import threading
 import time
 
@@ -77,29 +89,49 @@ def timed_fit(model, train, valid=None, curve_fn=None) -> dict:
 
     Returns
     -------
-    dict with wall_s, cpu_s, peak_rss_mb, peak_rss_abs_mb, epochs, curve, eval_s, memory_method.
+    dict with wall_s, cpu_s, peak_rss_mb, peak_rss_abs_mb, epochs, curve, eval_s, the per-epoch
+    lists and summaries (``epoch_*``, see the module docstring), memory_method.
     """
-    state = {"wall": 0.0, "cpu": 0.0, "iters": 0, "curve": [],
-             "t": time.perf_counter(), "c": time.process_time()}
+    state = {"wall": 0.0, "cpu": 0.0, "iters": 0, "curve": [], "eval": 0.0,
+             "epoch_wall": [], "epoch_cpu": [], "epoch_thread": [],
+             "t": time.perf_counter(), "c": time.process_time(), "h": time.thread_time()}
+
+    def mark():
+        state["t"], state["c"], state["h"] = time.perf_counter(), time.process_time(), time.thread_time()
+
+    def close_epoch(now, cnow, hnow, m):
+        """Charge the time since the last mark to the epoch, less the model's own evaluation."""
+        own_eval = float(getattr(m, "eval_seconds", 0.0) or 0.0)
+        ev = max(0.0, own_eval - state["eval"])
+        state["eval"] = own_eval
+        dw, dc, dh = now - state["t"], cnow - state["c"], hnow - state["h"]
+        state["wall"] += dw
+        state["cpu"] += dc
+        state["epoch_wall"].append(max(0.0, dw - ev))
+        state["epoch_cpu"].append(max(0.0, dc - ev))
+        state["epoch_thread"].append(max(0.0, dh - ev))
+        return own_eval
 
     def callback(iteration, m):
-        now, cnow = time.perf_counter(), time.process_time()
-        state["wall"] += now - state["t"]
-        state["cpu"] += cnow - state["c"]
+        now, cnow, hnow = time.perf_counter(), time.process_time(), time.thread_time()
+        own_eval = close_epoch(now, cnow, hnow, m)
         state["iters"] = iteration + 1
         if curve_fn is not None:
-            own_eval = float(getattr(m, "eval_seconds", 0.0) or 0.0)
             state["curve"].append({"iteration": iteration + 1,
                                    "wall_s": round(state["wall"] - own_eval, 6),
                                    "recall@10": float(curve_fn(m))})
-        state["t"], state["c"] = time.perf_counter(), time.process_time()
+        mark()
         return False
 
     with RssMonitor() as mon:
-        state["t"], state["c"] = time.perf_counter(), time.process_time()
+        mark()
         model.fit(train, valid=valid, callback=callback)
-        state["wall"] += time.perf_counter() - state["t"]
-        state["cpu"] += time.process_time() - state["c"]
+        now, cnow, hnow = time.perf_counter(), time.process_time(), time.thread_time()
+        if state["epoch_wall"]:  # the tail after the last callback (no epoch of its own)
+            state["wall"] += now - state["t"]
+            state["cpu"] += cnow - state["c"]
+        else:  # a model that never called back: the whole fit is one epoch
+            close_epoch(now, cnow, hnow, model)
     eval_s = float(getattr(model, "eval_seconds", 0.0) or 0.0)
     return {
         "wall_s": max(0.0, state["wall"] - eval_s),
@@ -109,5 +141,20 @@ def timed_fit(model, train, valid=None, curve_fn=None) -> dict:
         "epochs": int(state["iters"]),
         "curve": state["curve"],
         "eval_s": eval_s,
+        **epoch_stats(state["epoch_wall"], state["epoch_cpu"], state["epoch_thread"]),
         "memory_method": "RSS sampled at 100 Hz during fit, minus RSS before fit (after gc + malloc_trim)",
+    }
+
+
+def epoch_stats(wall: list, cpu: list, thread: list) -> dict:
+    """The per-epoch lists (seconds, rounded to the microsecond) and their summaries."""
+    wall, cpu, thread = ([round(float(x), 6) for x in v] for v in (wall, cpu, thread))
+    return {
+        "epoch_wall_s": wall,
+        "epoch_cpu_s": cpu,
+        "epoch_thread_s": thread,
+        "epoch_wall_min_s": min(wall) if wall else None,
+        "epoch_cpu_min_s": min(cpu) if cpu else None,
+        "epoch_thread_min_s": min(thread) if thread else None,
+        "epoch_thread_median_s": statistics.median(thread) if thread else None,
     }

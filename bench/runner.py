@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from mfsoftmax.runtime import to_jsonable
+from mfsoftmax.runtime import sample_calibration, to_jsonable
 
 from . import stages
 from .config import STAGES
@@ -154,6 +154,8 @@ class Runner:
             entry["wall_s"] = time.perf_counter() - t0
             self.say(f"stage {name}: {entry['status']} in {entry['wall_s']:.1f}s")
             if entry["status"] != "interrupted":
+                # a calibration sample between stages: compare normalises by the best one
+                sample_calibration(self.results["run"]["calibration"], name)
                 self.save()
 
     # ------------------------------------------------------------------ output

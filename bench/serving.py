@@ -3,6 +3,20 @@
 Latency is end to end for one request: the model's query embedding (MF lookup, MF fold-in, or
 the DNN's forward pass), scoring all items, dropping seen items and the top-k (argpartition).
 Threads are pinned by the suite (single-threaded); each figure follows a warm-up.
+
+Robust figures. On a shared machine a single query is sometimes preempted for a whole
+scheduler slice (milliseconds), so tail percentiles over a few hundred queries and a single
+timed window measure the neighbours, not the model. The measurement is therefore split into
+``rounds``: each round times the same ``n / rounds`` single queries (the first ones of the
+given queries, cycling) and then one throughput window per batch size, and :func:`serving_profiles` alternates the rounds across every model being
+measured, so a burst of load lands on one round of each model rather than on all of one model.
+
+- ``p50_min_us``: the minimum over rounds of each round's median latency (``p50_round_us``),
+  the figure ``compare`` gates on;
+- ``p50_us``/``p95_us``/``p99_us``/``mean_us``: over all ``n_queries`` pooled (information:
+  tails grow with the load);
+- ``qps[b]``: the best window's throughput at batch size ``b`` (``qps_median[b]`` the median
+  window), ``qps_windows`` windows each.
 """
 
 from __future__ import annotations
@@ -10,6 +24,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+
+DEFAULT_ROUNDS = 5
+ROUND_WARMUP = 3  # untimed queries at the start of each round (at most the configured warm-up)
 
 
 def percentiles_us(seconds) -> dict:
@@ -19,45 +36,131 @@ def percentiles_us(seconds) -> dict:
             "p99_us": float(np.percentile(us, 99)), "mean_us": float(us.mean())}
 
 
-def latency(model, queries, n: int = 1000, warmup: int = 50, k: int = 10) -> dict:
-    """Per-query latency in microseconds over ``n`` single-query requests (cycling ``queries``)."""
-    m = len(queries)
-    if m == 0:
-        raise ValueError("latency needs at least one query")
-    singles = [queries[i] for i in range(min(m, n))]
-    for i in range(warmup):
-        model.recommend(singles[i % len(singles)], k=k)
-    times = np.empty(n)
-    for i in range(n):
-        q = singles[i % len(singles)]
-        t0 = time.perf_counter()
-        model.recommend(q, k=k)
-        times[i] = time.perf_counter() - t0
-    return {**percentiles_us(times), "n_queries": int(n)}
+def robust_latency_us(rounds) -> dict:
+    """Pooled percentiles of per-query times (seconds, one array per round) plus the robust
+    ``p50_min_us`` (minimum over rounds of the per-round median) and ``p50_round_us``."""
+    rounds = [np.asarray(r, dtype=np.float64) for r in rounds if len(r)]
+    if not rounds:
+        raise ValueError("robust_latency_us needs at least one timed query")
+    medians = [float(np.median(r) * 1e6) for r in rounds]
+    return {**percentiles_us(np.concatenate(rounds)), "p50_min_us": min(medians),
+            "p50_round_us": [round(m, 3) for m in medians]}
+
+
+def _split(n: int, parts: int) -> list[int]:
+    """``n`` as ``parts`` near-equal positive counts (fewer parts when ``n`` is small; ``parts``
+    zeros when ``n`` is 0: rounds of throughput windows only)."""
+    if int(n) <= 0:
+        return [0] * max(1, int(parts))
+    parts = max(1, min(int(parts), int(n)))
+    base, extra = divmod(int(n), parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+class _Job:
+    """The measurement state of one (model, queries) pair across rounds."""
+
+    def __init__(self, model, queries, n, warmup, k, batch_sizes, rounds, min_time, max_batches):
+        m = len(queries)
+        if m == 0:
+            raise ValueError("serving measurement needs at least one query")
+        self.model, self.k = model, k
+        self.counts = _split(n, rounds)
+        # every round times the same queries (cycling), so round medians differ only by noise
+        self.singles = [queries[i] for i in range(min(m, max(1, max(self.counts))))]
+        self.n = int(n)
+        self.batches = {int(b): queries[np.arange(int(b)) % m] for b in batch_sizes}
+        self.window = min_time / max(1, len(self.counts))
+        self.window_batches = max(1, int(np.ceil(max_batches / max(1, len(self.counts)))))
+        self.times: list[np.ndarray] = []
+        self.qps: dict[int, list[float]] = {b: [] for b in self.batches}
+        self.round_warmup = min(int(warmup), ROUND_WARMUP)
+        for i in range(warmup):
+            model.recommend(self.singles[i % len(self.singles)], k=k)
+        for batch in self.batches.values():
+            model.recommend(batch, k=k)  # warm-up
+
+    def run_round(self, r: int) -> None:
+        model, k = self.model, self.k
+        times = np.empty(self.counts[r])
+        if len(times):  # caches went cold while the other models ran their rounds
+            for i in range(self.round_warmup):
+                model.recommend(self.singles[i % len(self.singles)], k=k)
+        for i in range(len(times)):
+            q = self.singles[i % len(self.singles)]
+            t0 = time.perf_counter()
+            model.recommend(q, k=k)
+            times[i] = time.perf_counter() - t0
+        if len(times):
+            self.times.append(times)
+        for b, batch in self.batches.items():
+            done, t0 = 0, time.perf_counter()
+            while done < self.window_batches:
+                model.recommend(batch, k=k)
+                done += 1
+                if time.perf_counter() - t0 >= self.window:
+                    break
+            self.qps[b].append(done * b / (time.perf_counter() - t0))
+
+    def result(self) -> dict:
+        out = {**robust_latency_us(self.times), "n_queries": self.n, "rounds": len(self.times)}
+        if self.batches:
+            out["qps"] = {str(b): float(max(v)) for b, v in self.qps.items()}
+            out["qps_median"] = {str(b): float(np.median(v)) for b, v in self.qps.items()}
+            out["qps_windows"] = min(len(v) for v in self.qps.values())
+        return out
+
+
+def _jobs(specs, n, warmup, k, batch_sizes, rounds, min_time, max_batches) -> list[_Job]:
+    return [_Job(model, queries, n, warmup, k, batch_sizes, rounds, min_time, max_batches)
+            for model, queries in specs]
+
+
+def _interleave(jobs: list[_Job]) -> None:
+    """Round r of every job, then round r + 1 of every job, ..."""
+    for r in range(max(len(j.counts) for j in jobs)):
+        for job in jobs:
+            if r < len(job.counts):
+                job.run_round(r)
+
+
+def latency(model, queries, n: int = 1000, warmup: int = 50, k: int = 10,
+            rounds: int = DEFAULT_ROUNDS) -> dict:
+    """Per-query latency in microseconds over ``n`` single-query requests, timed in ``rounds``
+    rounds of ``n / rounds`` requests that each cycle through the same first queries; pooled
+    percentiles plus the robust ``p50_min_us``."""
+    jobs = _jobs([(model, queries)], n, warmup, k, (), rounds, 0.0, 1)
+    _interleave(jobs)
+    return jobs[0].result()
 
 
 def throughput(model, queries, batch_sizes=(1, 32, 256), k: int = 10, min_time: float = 0.3,
-               max_batches: int = 200) -> dict:
-    """Queries per second at each batch size (batches drawn cyclically from ``queries``)."""
-    out = {}
-    m = len(queries)
-    for b in batch_sizes:
-        idx = np.arange(b) % m
-        batch = queries[idx]
-        model.recommend(batch, k=k)  # warm-up
-        done, t0 = 0, time.perf_counter()
-        while done < max_batches:
-            model.recommend(batch, k=k)
-            done += 1
-            if time.perf_counter() - t0 >= min_time:
-                break
-        out[str(b)] = float(done * b / (time.perf_counter() - t0))
-    return out
+               max_batches: int = 200, windows: int = DEFAULT_ROUNDS) -> dict:
+    """Queries per second at each batch size (batches drawn cyclically from ``queries``): the
+    best of ``windows`` timed windows of ``min_time / windows`` seconds (at most
+    ``max_batches / windows`` batches) each."""
+    job = _Job(model, queries, 0, 0, k, batch_sizes, windows, min_time, max_batches)
+    _interleave([job])
+    return {str(b): float(max(v)) for b, v in job.qps.items()}
+
+
+def serving_profiles(specs, cfg: dict) -> list[dict]:
+    """Profiles of several ``(model, queries, mode)`` triples with their rounds interleaved
+    (round 1 of every model, then round 2, ...), in the order given. ``cfg`` is the suite's
+    ``serving`` section (``queries``, ``warmup``, ``batch_sizes``, ``k``, optional ``rounds``,
+    ``min_time``, ``max_batches``)."""
+    specs = list(specs)
+    if not specs:
+        return []
+    rounds = int(cfg.get("rounds", DEFAULT_ROUNDS))
+    jobs = _jobs([(m, q) for m, q, _ in specs], int(cfg["queries"]), int(cfg["warmup"]),
+                 int(cfg["k"]), cfg["batch_sizes"], rounds, float(cfg.get("min_time", 0.3)),
+                 int(cfg.get("max_batches", 200)))
+    _interleave(jobs)
+    return [{**job.result(), "mode": mode} for job, (_, _, mode) in zip(jobs, specs, strict=True)]
 
 
 def serving_profile(model, queries, cfg: dict, mode: str) -> dict:
-    """Latency percentiles plus throughput, labelled with the serving ``mode``."""
-    res = latency(model, queries, n=int(cfg["queries"]), warmup=int(cfg["warmup"]), k=int(cfg["k"]))
-    res["qps"] = throughput(model, queries, cfg["batch_sizes"], k=int(cfg["k"]))
-    res["mode"] = mode
-    return res
+    """Latency percentiles plus throughput, labelled with the serving ``mode`` (one model; see
+    :func:`serving_profiles` to interleave several)."""
+    return serving_profiles([(model, queries, mode)], cfg)[0]

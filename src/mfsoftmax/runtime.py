@@ -118,18 +118,50 @@ def machine_info() -> dict:
     }
 
 
-def calibrate_matmul(n: int = 512, repeats: int = 5) -> float:
-    """Measured float32 matmul rate of this process, in GFLOP/s (best of ``repeats``)."""
+def calibrate_matmul(n: int = 256, repeats: int = 20) -> float:
+    """Measured float32 matmul rate of this process, in GFLOP/s: the best of ``repeats`` short
+    ``n`` x ``n`` matmuls (about 0.2 ms each at n = 256, well inside one scheduler time slice),
+    so that a busy machine, which preempts some of them, still reports the unloaded rate.
+    BLAS runs on one thread here whatever the run's thread setting: a multi-threaded matmul
+    waits for its slowest thread, which a busy machine has descheduled."""
+    from threadpoolctl import threadpool_limits
+
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    a @ b  # warm-up
+    out = np.empty((n, n), dtype=np.float32)
     best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best / 1e9
+    with threadpool_limits(limits=1, user_api="blas"):
+        np.matmul(a, b, out=out)  # warm-up
+        for _ in range(max(1, int(repeats))):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / max(best, 1e-12) / 1e9
+
+
+def sample_calibration(calibration: dict, label: str | None = None, **kwargs) -> float:
+    """Measure :func:`calibrate_matmul` once more and record it in ``calibration`` (a run's
+    ``run.calibration`` dict, updated in place): the sample is appended to
+    ``matmul_gflops_samples`` (with ``label`` in ``matmul_gflops_labels``) and
+    ``matmul_gflops`` becomes the best sample so far (a value already there counts as one:
+    load only ever slows a sample down, so the best is the machine's speed).
+    Call it between stages so the calibration is interleaved with the work it normalises.
+    Returns the new sample."""
+    g = round(calibrate_matmul(**kwargs), 3)
+    samples = calibration.setdefault("matmul_gflops_samples", [])
+    if not samples and isinstance(calibration.get("matmul_gflops"), (int, float)):
+        samples.append(float(calibration["matmul_gflops"]))  # the run's first calibration
+        calibration.setdefault("matmul_gflops_labels", []).append("start")
+    samples.append(g)
+    calibration.setdefault("matmul_gflops_labels", []).append(label)
+    calibration["matmul_gflops"] = max(samples)
+    calibration["method"] = CALIBRATION_METHOD
+    return g
+
+
+CALIBRATION_METHOD = ("best of 20 single-threaded 256x256 float32 matmuls per sample; "
+                      "matmul_gflops = best sample")
 
 
 def run_info(seed: int, config: dict, threads: dict | None = None) -> dict:
