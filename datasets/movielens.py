@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import parsecache
 from .core import DatasetError, Interactions, from_coo
 from .decode import read_bytes
-from .download import dataset_folder
+from .download import dataset_folder, read_marker
 from .registry import register
 from .textparse import factorize_ints, integer_column, parse_numeric
 
@@ -118,8 +119,21 @@ def _lookup(path, raw_ids: np.ndarray, table_ids: np.ndarray, what: str) -> np.n
 
 
 # ----------------------------------------------------------------------------- ratings
-def read_ratings(path: Path, sep: bytes, header: bool, buf: bytes | None = None) -> dict:
-    """user, item, rating, timestamp columns of a ratings file (4 numeric fields per line)."""
+_COLS = ("user", "item", "rating", "timestamp")
+
+
+def _polars():
+    """The polars module, or None when it is not installed (then the numpy parser is used)."""
+    try:
+        import polars
+    except ImportError:  # pragma: no cover - polars is a dependency; kept for bare installs
+        return None
+    return polars
+
+
+def _read_ratings_numpy(path: Path, sep: bytes, header: bool, buf: bytes | None = None) -> dict:
+    """The hand-written numpy parser (:mod:`textparse`): the reference semantics, the fallback
+    when polars is missing, and the error path that names the bad line."""
     buf = read_bytes(path) if buf is None else buf
     vals, first = parse_numeric(path, buf, sep, 4, header=header)
     return {
@@ -128,6 +142,65 @@ def read_ratings(path: Path, sep: bytes, header: bool, buf: bytes | None = None)
         "rating": vals[:, 2].astype(np.float32),
         "timestamp": integer_column(path, vals[:, 3], first, "timestamp", 4),
     }
+
+
+def _read_ratings_polars(pl, source, sep: bytes, header: bool) -> dict | None:
+    """Strictly typed polars read of a 4-column ratings file; None when anything is off (a
+    parse error, a short or empty line, a non-finite rating, no rows), left to the numpy
+    parser, which either names the line or accepts the unusual-but-valid input as before."""
+    names = list(_COLS)
+    schema = {"user": pl.Int64, "item": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64}
+    if sep == b"::":  # single-byte separators only: split on ':' with empty spacer columns
+        names = ["user", "_1", "item", "_2", "rating", "_3", "timestamp"]
+        schema = {n: schema.get(n, pl.String) for n in names}
+        sep = b":"
+    try:
+        df = pl.read_csv(source, has_header=False, skip_rows=1 if header else 0, schema=schema,
+                         separator=sep.decode(), quote_char=None)
+    except (pl.exceptions.PolarsError, OSError, ValueError):
+        return None
+    if df.height == 0:
+        return None
+    nulls = df.null_count().row(0, named=True)
+    if any(nulls[c] for c in _COLS) or any(nulls[n] != df.height for n in names if n[0] == "_"):
+        return None
+    out = {c: df.get_column(c).to_numpy() for c in _COLS}
+    out["rating"] = out["rating"].astype(np.float32)
+    if not np.isfinite(out["rating"]).all():
+        return None
+    return out
+
+
+def read_ratings(path: Path, sep: bytes, header: bool, buf: bytes | None = None) -> dict:
+    """user, item, rating, timestamp columns of a ratings file (4 numeric fields per line;
+    ``sep`` is ``b","``, ``b"\\t"`` or ``b"::"``).
+
+    Parsed by polars with strict types (the fast path); when that fails the file is parsed again
+    by the numpy parser, which raises :class:`DatasetError` naming the file and the 1-based line
+    of the first malformed row (or parses input polars is stricter about, e.g. ``1.0`` ids).
+    """
+    pl = _polars()
+    if pl is not None and sep in (b",", b"\t", b"::"):
+        if buf is None and not Path(path).is_file():
+            read_bytes(path)  # raises the usual "file not found" / "not a regular file"
+        got = _read_ratings_polars(pl, io.BytesIO(buf) if buf is not None else Path(path), sep,
+                                   header)
+        if got is not None:
+            return got
+    return _read_ratings_numpy(path, sep, header, buf)
+
+
+def _cached_ratings(path: Path, owned: bool, cache, parse) -> dict:
+    """``parse()``'s columns through the parsed-array cache (:mod:`parsecache`). ``owned``: the
+    folder is a download-cache folder, so the entry goes next to the file and the manifest's
+    SHA-256 keys it; otherwise (``--data-dir``) the entry goes to the cache root."""
+    sha = None
+    if owned:
+        rec = ((read_marker(path.parent) or {}).get("files") or {}).get(path.name)
+        sha = rec[1] if isinstance(rec, list) and len(rec) == 3 else None
+        if sha is None:  # no manifest entry: keep the entry out of the folder
+            owned = False
+    return parsecache.load_or_parse(path, parse, parsecache.entry_path(path, owned, cache), sha)
 
 
 def _assemble(name: str, folder: Path, r: dict, items: dict, users: dict | None,
@@ -240,7 +313,8 @@ def read_users_dat(path: Path) -> dict:
 def ml_1m(data_dir=None, cache=None, verify=False) -> Interactions:
     """MovieLens 1M (``ratings.dat``, ``movies.dat``, ``users.dat``; ``::`` separated)."""
     folder = dataset_folder("ml-1m", data_dir, cache, verify=_flag(verify, "verify"))
-    r = read_ratings(folder / "ratings.dat", b"::", header=False)
+    path = folder / "ratings.dat"
+    r = _cached_ratings(path, data_dir is None, cache, lambda: read_ratings(path, b"::", False))
     return _assemble("ml-1m", folder, r, read_items_dat(folder / "movies.dat"),
                      read_users_dat(folder / "users.dat"), folder / "movies.dat", folder / "users.dat")
 
@@ -266,8 +340,18 @@ def read_items_csv(path: Path) -> dict:
     return {"ids": np.array(ids, np.int64), "year": np.array(years, np.int64), "genres": genres}
 
 
-def _check_ratings_header(path: Path, buf: bytes) -> None:
-    head = buf[: buf.find(b"\n")].decode("utf-8", "replace").strip()
+def _check_ratings_header(path: Path) -> None:
+    """The header line of ``ratings.csv`` (read from the first 64 KiB only)."""
+    if not path.is_file():
+        read_bytes(path)  # raises "file not found" / "not a regular file"
+    with open(path, "rb") as f:
+        buf = f.read(1 << 16)
+    if buf.startswith(b"\xef\xbb\xbf"):
+        buf = buf[3:]
+    if not buf.strip():
+        read_bytes(path)  # raises "empty file"
+    end = buf.find(b"\n")
+    head = buf[: end if end >= 0 else len(buf)].decode("utf-8", "replace").strip()
     if head.split(",")[:4] != ["userId", "movieId", "rating", "timestamp"]:
         raise DatasetError(f"{path}, line 1: expected header userId,movieId,rating,timestamp, "
                            f"found {head[:80]!r}")
@@ -276,9 +360,12 @@ def _check_ratings_header(path: Path, buf: bytes) -> None:
 def _csv_release(name: str, data_dir, cache, verify=False) -> Interactions:
     folder = dataset_folder(name, data_dir, cache, verify=_flag(verify, "verify"))
     ratings = folder / "ratings.csv"
-    buf = read_bytes(ratings)
-    _check_ratings_header(ratings, buf)
-    r = read_ratings(ratings, b",", header=True, buf=buf)
+
+    def parse() -> dict:
+        _check_ratings_header(ratings)
+        return read_ratings(ratings, b",", header=True)
+
+    r = _cached_ratings(ratings, data_dir is None, cache, parse)
     return _assemble(name, folder, r, read_items_csv(folder / "movies.csv"), None,
                      folder / "movies.csv", None)
 

@@ -1,0 +1,132 @@
+"""A cache of parsed ratings arrays, so the second load of a big ratings file skips the parse.
+
+The arrays a ratings reader returns (``user``, ``item``, ``rating``, ``timestamp``) are stored
+uncompressed in an ``.npz`` together with a key describing the source file (size, mtime and
+SHA-256). Where it lives:
+
+* a download-cache folder (``<root>/<name>/``, see :mod:`mfsoftmax.datasets.download`): next to
+  the file, ``<stem>.parsed.npz`` (e.g. ``ratings.parsed.npz``); the SHA-256 comes from the
+  folder's verified manifest, so nothing is re-hashed. A rebuilt folder takes its cache with it.
+* a ``--data-dir`` copy the user owns: nothing is written there; the cache goes to
+  ``<cache root>/parsed/<stem>-<hash of the resolved path>.npz`` instead (the cache root is the
+  builder's ``cache`` argument, else ``$MFSOFTMAX_DATA`` / ``~/.cache/mfsoftmax``), keyed by the
+  file's SHA-256, computed once when the entry is written.
+
+An entry is used when the size matches and either the mtime matches too or the SHA-256 does
+(files up to :data:`~mfsoftmax.datasets.download.HASH_ON_LOAD_BYTES` are always re-hashed, as
+the download cache does). Anything else (stale key, unreadable or truncated entry, other format)
+means a re-parse and a rewrite. Entries are written to a temporary file and renamed into place;
+a cache that cannot be written is skipped silently (the load still works). Only files of at
+least :data:`MIN_BYTES` are cached; ``MFSOFTMAX_PARSE_CACHE=0`` turns the cache off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .download import HASH_ON_LOAD_BYTES, cache_root, file_digest
+
+FORMAT = 1
+MIN_BYTES = 8 << 20  # smaller files parse in well under a second: not worth a cache entry
+SUFFIX = ".parsed.npz"
+COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+def enabled() -> bool:
+    """False when ``MFSOFTMAX_PARSE_CACHE`` is 0/false/no/off."""
+    return os.environ.get("MFSOFTMAX_PARSE_CACHE", "1").strip().lower() not in (
+        "0", "false", "no", "off")
+
+
+def entry_path(source: Path, owned_folder: bool, cache: str | Path | None = None) -> Path:
+    """Where the entry for ``source`` lives: next to it in a download-cache folder
+    (``owned_folder``), else under ``<cache root>/parsed/``."""
+    source = Path(source)
+    if owned_folder:
+        return source.with_name(source.stem + SUFFIX)
+    root = Path(cache).expanduser() if cache is not None else cache_root()
+    tag = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    return root / "parsed" / f"{source.stem}-{tag}{SUFFIX}"
+
+
+def _read(entry: Path) -> tuple[dict, dict] | None:
+    """(key, arrays) of an entry, or None when absent or unreadable."""
+    try:
+        with np.load(entry, allow_pickle=False) as z:
+            key = json.loads(str(z["key"]))
+            if not isinstance(key, dict) or key.get("format") != FORMAT:
+                return None
+            arrays = {c: z[c] for c in COLUMNS}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    return key, arrays
+
+
+def _fresh(key: dict, source: Path, st: os.stat_result, sha256: str | None) -> bool:
+    if key.get("size") != st.st_size:
+        return False
+    if sha256 is not None:  # verified by the download cache's manifest
+        return key.get("sha256") == sha256
+    if key.get("mtime_ns") == st.st_mtime_ns and st.st_size > HASH_ON_LOAD_BYTES:
+        return True
+    return key.get("sha256") == file_digest(source)
+
+
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """int64 columns stored as int32 when their values fit (restored on load)."""
+    if a.dtype == np.int64 and a.size and -(2**31) <= a.min() and a.max() < 2**31:
+        return a.astype(np.int32)
+    return a
+
+
+def _write(entry: Path, key: dict, arrays: dict) -> None:
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".part", dir=entry.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, key=np.array(json.dumps(key)),
+                     **{c: _narrow(np.asarray(arrays[c])) for c in COLUMNS})
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+        os.replace(tmp, entry)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def load_or_parse(source: Path, parse: Callable[[], dict], entry: Path,
+                  sha256: str | None = None) -> dict:
+    """The parsed columns of ``source``: from ``entry`` when its key matches the file, else
+    ``parse()`` (then stored in ``entry``). ``sha256`` is the file's checksum when a verified
+    manifest already knows it (the download cache); otherwise it is computed as needed."""
+    source = Path(source)
+    try:
+        st = source.stat()
+    except OSError:
+        return parse()  # the parser names the problem
+    if not enabled() or st.st_size < MIN_BYTES:
+        return parse()
+    got = _read(entry) if entry.is_file() else None
+    if got is not None and _fresh(got[0], source, st, sha256):
+        arrays = got[1]
+        return {"user": arrays["user"].astype(np.int64, copy=False),
+                "item": arrays["item"].astype(np.int64, copy=False),
+                "rating": arrays["rating"].astype(np.float32, copy=False),
+                "timestamp": arrays["timestamp"].astype(np.int64, copy=False)}
+    result = parse()
+    try:
+        key = {"format": FORMAT, "source": source.name, "size": st.st_size,
+               "mtime_ns": st.st_mtime_ns, "sha256": sha256 or file_digest(source)}
+        if source.stat().st_mtime_ns == st.st_mtime_ns:  # not changed while we parsed it
+            _write(entry, key, result)
+    except OSError:
+        pass  # read-only or full cache: the load works without it
+    return result
