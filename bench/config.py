@@ -76,6 +76,10 @@ DEFAULTS: dict = {
                "train_items": 10000, "train_dnn": "softmax-sampled-uniform",
                "time_budget_s": 120},
     "offline_topk": {"k": 100},
+    # for WALS models with params.engine = "spark": the Spark master URL ("local[*]",
+    # "local-cluster[2,1,1024]", "spark://host:7077") and Spark settings (a table of
+    # "spark.*" = value) over the offline-safe defaults of models/wals_spark.py
+    "spark": {"master": "local[*]", "conf": {}},
 }
 
 # What --quick shrinks (a smoke run under a minute; figures are not meaningful).
@@ -91,7 +95,8 @@ QUICK: dict = {
                "ann_params": {"hnswlib": {"ef": [10, 64, 256]}, "faiss-hnsw": {"ef_search": [16, 64, 256]},
                               "faiss-ivf": {"nprobe": [1, 8, 64]}}},
 }
-QUICK_DATASET = {"synthetic": {"n_users": 1500, "n_items": 600, "n_groups": 10}}
+# the smaller synthetic dataset of --quick (the default run uses the generator's defaults)
+QUICK_DATASET = {"synthetic": {"n_users": 1500, "n_items": 900, "n_groups": 12}}
 
 
 class ConfigError(ValueError):
@@ -168,7 +173,8 @@ def shrink(cfg: dict) -> dict:
 
 # Sections whose keys are not fixed here: checked against the model class, the dataset loader
 # or the split protocol instead. Keys the suite itself adds to a resolved config: INTERNAL.
-OPEN = {("models",), ("dataset", "params"), ("dataset", "split"), ("folding", "dataset_params")}
+OPEN = {("models",), ("dataset", "params"), ("dataset", "split"), ("folding", "dataset_params"),
+        ("spark", "conf")}
 INTERNAL = {("run", "config_file"), ("run", "quick")}
 MODEL_KEYS = ("kind", "params", "search")
 
@@ -321,6 +327,10 @@ def validate(cfg: dict, where: str = "config") -> None:
     scopes = cfg["hashing"]["scopes"]
     if not scopes or any(sc not in ("inputs", "all") for sc in scopes):
         raise ConfigError(f"{where}: hashing.scopes must list 'inputs' and/or 'all', got {scopes!r}")
+    master = cfg["spark"]["master"]
+    if not isinstance(master, str) or not master.strip():
+        raise ConfigError(f"{where}: spark.master must be a Spark master URL such as 'local[*]' "
+                          f"or 'spark://host:7077', got {master!r}")
     ks = cfg["run"]["k"]
     if not ks or any(int(k) < 1 for k in ks):
         raise ConfigError(f"{where}: run.k must be a list of positive cut-offs")

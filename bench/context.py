@@ -33,6 +33,14 @@ def build_model(kind: str, name: str, params: dict, seed: int, threads: int, pro
     return model
 
 
+def spark_defaults(params: dict, cfg: dict) -> dict:
+    """A model on the Spark engine gets the config's ``[spark]`` master and conf (in place)."""
+    if params.get("engine") == "spark":
+        params.setdefault("spark_master", cfg["spark"]["master"])
+        params.setdefault("spark_conf", cfg["spark"]["conf"])
+    return params
+
+
 @dataclass
 class Section:
     """A stage's results: merged by the runner into results.json.
@@ -134,6 +142,7 @@ class RunContext:
         spec = self.cfg["models"][name]
         p = dict(spec.get("params", {}) if params is None else params)
         p.update(override)
+        spark_defaults(p, self.cfg)
         return build_model(spec["kind"], name, p, self.seed, self.threads, progress=False)
 
     def fitted_on(self, split, reuse: bool, name: str, **override):

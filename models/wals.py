@@ -12,6 +12,12 @@ and every exact half-step are WALS's. We pass one users x items CSR sharing the 
 matrix's index arrays with data w_ij / w0 and ``alpha=1`` (no further copy in `implicit`).
 ``solver="cholesky"`` is `implicit`'s exact ``use_cg=False``; ``"cg"`` is its approximate
 conjugate-gradient solver (``cg_steps`` per row per half-step).
+
+``engine="spark"`` fits with Spark MLlib's implicit ALS instead (``models/wals_spark.py``, where
+the mapping is stated: confidence exact with Spark's ``alpha = 1/w0 - 1``; Spark's ALS-WR
+regularization ``regParam * n_u`` per row equals the flat ``reg / w0`` only on a regular design,
+so ``spark_reg`` is Spark's own ``regParam``). The factors come back as numpy; everything after
+the fit is the same code for both engines.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from .wals_features import FeatureMeans, encode_features
 WEIGHTS = ("binary", "linear", "log")
 SOLVERS = ("cg", "cholesky", "direct")
 COLD_USER = ("features", "popularity", "zero")
+ENGINES = ("implicit", "spark")
 
 
 _BLAS = {}
@@ -92,7 +99,24 @@ class WALS(RecommenderBase):
     init_scale : float
         Scale of the initial factors.
     track_loss : bool
-        Compute the full WALS objective after each iteration into ``loss_history``.
+        Compute the full WALS objective after each iteration into ``loss_history`` (Spark:
+        once, after the fit).
+    engine : {"implicit", "spark"}
+        Who fits: `implicit` (``solver``, ``device``, ``threads`` apply), or Spark MLlib's
+        implicit ALS (exact Cholesky half-steps; needs ``0 < w0 < 1``; ``pip install
+        'mfsoftmax[spark]'``). Spark fits take no ``init`` and no per-iteration callback (the
+        whole fit is one step for the harness); ``spark_info`` records timings and JVM memory.
+    spark_master : str
+        Spark master URL: ``"local[*]"`` (default), ``"local-cluster[2,1,1024]"``,
+        ``"spark://host:7077"``, ...
+    spark_conf : dict or None
+        Extra Spark settings (``{"spark.executor.memory": "4g"}``) over the offline-safe
+        defaults of :mod:`~mfsoftmax.models.wals_spark`.
+    spark_reg : float or None
+        Spark's ``regParam`` (ALS-WR: multiplied by each row's count). None: derived from
+        ``reg`` as ``(reg / w0) / nbar``, nbar = 2 nnz / (n_users + n_items) -- exact on a
+        regular design, an approximation elsewhere. When given, the numpy stages after the fit
+        use ``reg_flat = spark_reg * w0 * nbar`` in place of ``reg``.
     """
 
     name = "wals"
@@ -116,7 +140,9 @@ class WALS(RecommenderBase):
                  eps: float = 1.0,
                  reg: float = 0.1, iterations: int = 15, solver: str = "cg", cg_steps: int = 3,
                  seed: int = 0, threads: int = 1, device: str = "cpu", cold_user: str = "features",
-                 progress: bool = False, init_scale: float = 0.01, track_loss: bool = True):
+                 progress: bool = False, init_scale: float = 0.01, track_loss: bool = True,
+                 engine: str = "implicit", spark_master: str = "local[*]",
+                 spark_conf: dict | None = None, spark_reg: float | None = None):
         checks = (
             ("dim", dim >= 1), ("w0", w0 > 0 or (w0 == 0 and solver == "direct")), ("reg", reg >= 0), ("iterations", iterations >= 0),
             ("cg_steps", cg_steps >= 1), ("threads", threads >= 0), ("init_scale", init_scale >= 0),
@@ -124,16 +150,33 @@ class WALS(RecommenderBase):
             ("device", device in ("cpu", "cuda")), ("cold_user", cold_user in COLD_USER),
             ("alpha", alpha >= 0), ("eps", eps > 0),
             ("solver", not (solver == "direct" and device == "cuda")),
+            ("engine", engine in ENGINES),
+            ("spark_master", isinstance(spark_master, str) and bool(spark_master.strip())),
+            ("spark_conf", spark_conf is None or isinstance(spark_conf, dict)),
+            ("spark_reg", spark_reg is None or (not isinstance(spark_reg, (bool, str))
+                                                and isinstance(spark_reg, (int, float))
+                                                and spark_reg >= 0)),
         )
+        if engine == "spark":  # Spark's confidence 1 + alpha r reaches w / w0 only for w0 < 1
+            checks += (("w0", 0 < w0 < 1), ("device", device == "cpu"))
         for param, ok in checks:
             if not ok:
                 hint = " (w0 = 0 needs solver='direct')" if param == "w0" and w0 == 0 else ""
+                if engine == "spark" and param in ("w0", "device"):
+                    hint = (" (engine='spark' needs 0 < w0 < 1: Spark's confidence 1 + alpha r "
+                            "maps to w / w0 only when w > w0)" if param == "w0"
+                            else " (engine='spark' fits on the CPU)")
                 raise ValueError(f"WALS: bad parameter {param}={locals()[param]!r}{hint}")
         self.dim, self.w0, self.weight, self.alpha, self.reg = int(dim), float(w0), weight, float(alpha), float(reg)
         self.eps = float(eps)
         self.iterations, self.solver, self.cg_steps = int(iterations), solver, int(cg_steps)
         self.seed, self.threads, self.device, self.cold_user = int(seed), int(threads), device, cold_user
         self.progress, self.init_scale, self.track_loss = bool(progress), float(init_scale), bool(track_loss)
+        self.engine, self.spark_master = engine, spark_master
+        self.spark_conf = dict(spark_conf) if spark_conf else {}
+        self.spark_reg = None if spark_reg is None else float(spark_reg)
+        self.reg_flat = self.reg  # the flat lambda of the numpy stages after fit (see spark_reg)
+        self.spark_info: dict = {}
         self.U = self.V = None
         self.loss_history: list[float] = []
         self.iterations_run = 0
@@ -154,6 +197,8 @@ class WALS(RecommenderBase):
             "cg_steps": self.cg_steps, "seed": self.seed, "threads": self.threads,
             "device": self.device, "cold_user": self.cold_user, "progress": self.progress,
             "init_scale": self.init_scale, "track_loss": self.track_loss,
+            "engine": self.engine, "spark_master": self.spark_master,
+            "spark_conf": dict(self.spark_conf), "spark_reg": self.spark_reg,
         }
 
     def weights_of(self, values: np.ndarray) -> np.ndarray:
@@ -207,6 +252,9 @@ class WALS(RecommenderBase):
         self._cache = {}
         self.loss_history = []
         self.iterations_run = 0
+        self.reg_flat = self.reg
+        if self.engine == "spark":
+            return self._fit_spark(matrix, init)
         if self.solver == "direct":
             return self._fit_direct(matrix, init, callback)
         # confidences c_ij = w_ij / w0 on the training pattern (shares indices and indptr)
@@ -278,13 +326,42 @@ class WALS(RecommenderBase):
         self._cache = {}
         return self
 
+    def _fit_spark(self, matrix, init) -> WALS:
+        """Fit with Spark MLlib's implicit ALS (:mod:`wals_spark`); the factors come back as
+        numpy aligned with the matrix (rows without training entries: zero)."""
+        from . import wals_spark
+
+        wals_spark.require_pyspark()
+        if init is not None:
+            raise ValueError("WALS(engine='spark') cannot start from given factors (Spark's ALS "
+                             "draws its own); use engine='implicit'")
+        if self.spark_reg is None:
+            reg_param = wals_spark.default_spark_reg(self.reg, self.w0, matrix)
+        else:
+            reg_param = self.spark_reg
+            self.reg_flat = wals_spark.flat_reg(self.spark_reg, self.w0, matrix)
+        ratings = wals_spark.spark_ratings(self.weights_of(matrix.data), self.w0)
+        U, V, info = wals_spark.fit_als(
+            matrix, ratings, dim=self.dim, iterations=self.iterations, reg_param=reg_param,
+            alpha=wals_spark.spark_alpha(self.w0), seed=self.seed, master=self.spark_master,
+            conf=self.spark_conf)
+        self.fit_seconds = float(info["seconds"])  # ratings frame + ALS + collect (no JVM start)
+        info.update(reg_flat=self.reg_flat, mean_count=wals_spark.mean_count(matrix))
+        self.spark_info = info
+        self.U, self.V = U, V
+        self.iterations_run = self.iterations
+        self._cache = {}
+        if self.track_loss:
+            self.loss_history.append(self.objective())
+        return self
+
     def objective(self) -> float:
         """The full WALS objective of the current factors on the training matrix."""
         if self._matrix is None:
             raise RuntimeError("WALS.objective() needs the training matrix: call fit() first "
                                "(a loaded model does not keep it)")
         m = self._matrix
-        return la.objective(self.U, self.V, m, self.weights_of(m.data), self.w0, self.reg)
+        return la.objective(self.U, self.V, m, self.weights_of(m.data), self.w0, self.reg_flat)
 
     # ------------------------------------------------------------ embeddings
     def _check_fitted(self):
@@ -305,7 +382,7 @@ class WALS(RecommenderBase):
         """Fold-in solve for each row of ``history`` (B x n_items): (B x d); empty rows -> 0."""
         self._check_fitted()
         history = check_users_items(history, n_items=self.n_items, what="fold-in history")
-        gram = self._cached("item_gram", lambda: la.gramian(self.V, self.w0, self.reg))
+        gram = self._cached("item_gram", lambda: la.gramian(self.V, self.w0, self.reg_flat))
         return la.fold_in(self.V, gram, history, self.weights_of(history.data), self.w0)
 
     def fold_in_items(self, item_users: sp.csr_matrix) -> np.ndarray:
@@ -314,7 +391,7 @@ class WALS(RecommenderBase):
         if not sp.isspmatrix_csr(item_users) or item_users.shape[1] != self.n_users:
             raise ValueError(f"item_users must be a CSR matrix (new items x {self.n_users} users), "
                              f"got {type(item_users).__name__} of shape {getattr(item_users, 'shape', None)}")
-        gram = self._cached("user_gram", lambda: la.gramian(self.U, self.w0, self.reg))
+        gram = self._cached("user_gram", lambda: la.gramian(self.U, self.w0, self.reg_flat))
         return la.fold_in(self.U, gram, item_users, self.weights_of(item_users.data), self.w0)
 
     def _encode(self) -> None:
@@ -396,6 +473,7 @@ class WALS(RecommenderBase):
         self._encode()
         params = dict(self.get_params(), name=self.name, n_users=self.n_users, n_items=self.n_items,
                       loss_history=self.loss_history, iterations_run=self.iterations_run,
+                      reg_flat=self.reg_flat,
                       user_feature_names=self._user_feature_names,
                       item_feature_names=self._item_feature_names)
         buf = io.BytesIO()
@@ -407,7 +485,7 @@ class WALS(RecommenderBase):
     @classmethod
     def load(cls, path) -> WALS:
         params = cls._read_params(path)
-        init = {k: params[k] for k in cls().get_params()}
+        init = {k: params[k] for k in cls().get_params() if k in params}
         model = cls(**init)
         with np.load(f"{path}/factors.npz") as z:
             model.U, model.V = z["U"], z["V"]
@@ -416,6 +494,7 @@ class WALS(RecommenderBase):
         model.n_users, model.n_items = params["n_users"], params["n_items"]
         model.loss_history = list(params["loss_history"])
         model.iterations_run = params["iterations_run"]
+        model.reg_flat = float(params.get("reg_flat", model.reg))
         model._user_feature_names = params["user_feature_names"]
         model._item_feature_names = params["item_feature_names"]
         return model

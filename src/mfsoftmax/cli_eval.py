@@ -4,6 +4,12 @@ Examples
 --------
   mfsoftmax eval --dataset ml-100k --data-dir ../shared/datasets --protocol strong --model popularity
   mfsoftmax eval --dataset synthetic --protocol holdout --model wals --set dim=32 --set w0=0.1
+  mfsoftmax eval --dataset ml-100k --data-dir ../shared/datasets --model wals --set engine=spark
+  mfsoftmax eval --model wals --set engine=spark --set spark_master='local-cluster[2,1,1024]' \
+      --set 'spark_conf={"spark.executor.memory": "1g"}'
+
+``--set`` values are JSON where they parse (numbers, ``{...}`` tables), strings otherwise. WALS
+with ``engine=spark`` needs ``pip install 'mfsoftmax[spark]'`` and a Java runtime.
 """
 
 from __future__ import annotations
@@ -48,10 +54,16 @@ def main(args) -> int:
     cls = MODELS[args.model]
     try:
         model = cls(**params, **({"seed": args.seed} if "seed" in _init_params(cls) and "seed" not in params else {}))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         print(f"mfsoftmax: model {args.model}: {exc}", file=sys.stderr)
         return 2
-    model.fit(split.train, valid=split.valid)
+    from mfsoftmax.models.wals_spark import SparkUnavailable
+
+    try:
+        model.fit(split.train, valid=split.valid)
+    except SparkUnavailable as exc:  # WALS engine=spark without pyspark: name the extra
+        print(f"mfsoftmax: model {args.model}: {exc}", file=sys.stderr)
+        return 2
     evalset = split.valid if args.split == "valid" else split.test
     metrics = evaluate(model, evalset, ks=args.k, item_popularity=split.train.item_popularity())
     if args.json:
@@ -63,6 +75,9 @@ def main(args) -> int:
               f"precision {metrics[f'precision@{k}']:.4f}  hr {metrics[f'hr@{k}']:.4f}  "
               f"map {metrics[f'map@{k}']:.4f}  coverage {metrics[f'coverage@{k}']:.4f}")
     print(f"  mrr {metrics['mrr']:.4f}")
+    engine = getattr(model, "engine", None)
+    if engine is not None and getattr(model, "fit_seconds", None) is not None:
+        print(f"  fit {model.fit_seconds:.2f}s ({engine} engine)")
     return 0
 
 
