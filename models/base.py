@@ -16,7 +16,32 @@ import numpy as np
 
 from mfsoftmax.ranking import Queries, mask_history, topk
 
-__all__ = ["Queries", "RecommenderBase", "mask_history", "topk"]
+__all__ = ["Queries", "RecommenderBase", "mask_history", "topk", "topk_one"]
+
+
+def topk_one(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of one score vector, best first, with :func:`topk`'s order (scores
+    descending, equal scores by ascending id): ``argpartition`` of the ``k`` best, the tie at
+    the boundary resolved to the lowest ids, then a sort of those ``k``."""
+    n = scores.shape[0]
+    k = max(0, min(int(k), n))
+    if k == 0:
+        return np.zeros(0, np.int64), np.zeros(0, scores.dtype)
+    if k < n:
+        idx = np.argpartition(scores, n - k)[n - k:]
+        kth = scores[idx].min()
+        if np.isnan(kth):
+            raise ValueError("topk_one: scores contain NaN")
+        n_tied = np.count_nonzero(scores == kth)
+        if n_tied > np.count_nonzero(scores[idx] == kth):  # ties cross the boundary
+            above = np.flatnonzero(scores > kth)
+            tied = np.flatnonzero(scores == kth)[:k - len(above)]
+            idx = np.concatenate([above, tied])
+    else:
+        idx = np.arange(n)
+    vals = scores[idx]
+    order = np.lexsort((idx, -vals))
+    return idx[order].astype(np.int64, copy=False), vals[order]
 
 
 class RecommenderBase(abc.ABC):
@@ -90,6 +115,62 @@ class RecommenderBase(abc.ABC):
             keep[candidates] = True
             scores[:, ~keep] = -np.inf
         return topk(scores, k)
+
+    def recommend_one(self, user: int, history_items=(), k: int = 10,
+                      known: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item ids and scores of one request, best first (1-d arrays): the lean
+        single-query serving path. ``history_items`` are the user's item ids (excluded).
+
+        Same items, in the same order, as ``recommend`` of the one-row query (scores descending,
+        equal scores by ascending id), without building a CSR batch or the batch top-k: for a
+        model with ``query_embeddings``/``item_embeddings``, embed (a row of ``U`` for a known
+        MF user), ``V @ q`` (+ ``item_biases``), history to -inf by index, ``argpartition``
+        and a sort of the ``k``. Other models fall back to ``recommend``."""
+        hist = np.asarray(history_items, dtype=np.int64).reshape(-1)
+        if not (hasattr(self, "query_embeddings") and hasattr(self, "item_embeddings")):
+            return self._recommend_one_generic(user, hist, k, known)
+        if not known and not hist.size:  # a model's own cold-user rule lives in score()
+            return self._recommend_one_generic(user, hist, k, known)
+        U = getattr(self, "U", None)
+        if known and isinstance(U, np.ndarray) and not hasattr(self, "item_biases"):
+            q = U[int(user)]  # a known MF user: a row lookup
+        else:
+            q = self.query_embeddings(self._one_query(user, hist, known))[0]
+        V = self.item_embeddings()
+        scores = V @ q
+        if hasattr(self, "item_biases"):
+            scores += self.item_biases()
+        if hist.size:
+            scores[hist] = -np.inf
+        return topk_one(scores, k)
+
+    def _one_query(self, user, hist: np.ndarray, known: bool) -> Queries:
+        """A one-row :class:`Queries` of ``hist`` (item ids), built without scipy's constructor
+        checks (a fifth of its cost) when the ids are valid; the constructor otherwise."""
+        import scipy.sparse as sp
+
+        hist = np.unique(hist)
+        data, indices = np.ones(len(hist), np.float32), hist.astype(np.int32)
+        indptr = np.array([0, len(hist)], dtype=np.int32)
+        if len(hist) == 0 or (hist[0] >= 0 and hist[-1] < self.n_items):
+            try:
+                h = object.__new__(sp.csr_matrix)
+                n, template = getattr(self, "_csr_template", (None, None))
+                if n != self.n_items:
+                    template = sp.csr_matrix((1, self.n_items), dtype=np.float32).__dict__.copy()
+                    self._csr_template = (self.n_items, template)
+                h.__dict__.update(template)
+                h.data, h.indices, h.indptr = data, indices, indptr
+                if h.shape == (1, self.n_items) and h.nnz == len(hist):
+                    return Queries(np.array([int(user)], dtype=np.int64), h, known)
+            except Exception:  # noqa: BLE001, S110 - another scipy: the checked constructor
+                pass
+        h = sp.csr_matrix((data, indices, indptr), shape=(1, self.n_items))
+        return Queries(np.array([int(user)], dtype=np.int64), h, known)
+
+    def _recommend_one_generic(self, user, hist, k, known):
+        ids, scores = self.recommend(self._one_query(user, hist, known), k=k)
+        return ids[0], scores[0]
 
     def get_params(self) -> dict:
         """Hyper-parameters, JSON-serialisable."""

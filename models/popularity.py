@@ -32,6 +32,30 @@ class Popularity(RecommenderBase):
         scores = np.broadcast_to(self.item_scores, (len(queries), self.n_items))
         return self._check_scores(scores, queries)
 
+    def ranking(self) -> np.ndarray:
+        """Every item id by score descending, equal scores by ascending id (cached)."""
+        cached = getattr(self, "_order", None)
+        if cached is None or cached[0] is not self.item_scores:  # refit or load: recompute
+            order = np.lexsort((np.arange(len(self.item_scores)), -self.item_scores))
+            self._order = cached = (self.item_scores, order)
+        return cached[1]
+
+    def recommend_one(self, user: int, history_items=(), k: int = 10,
+                      known: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The precomputed ranking minus the user's history: no scoring at all (the same items
+        as ``recommend``; history items fill in at -inf only when fewer than ``k`` remain)."""
+        order = self.ranking()
+        hist = np.asarray(history_items, dtype=np.int64).reshape(-1)
+        k = max(0, min(int(k), self.n_items))
+        head = order[:k + len(hist)]
+        ids = head[~np.isin(head, hist)][:k] if hist.size else head[:k]
+        scores = self.item_scores[ids]
+        if len(ids) < k:  # the history covers nearly every item: recommend's -inf tail
+            rest = np.unique(hist)[:k - len(ids)]
+            ids = np.concatenate([ids, rest])
+            scores = np.concatenate([scores, np.full(len(rest), -np.inf, np.float32)])
+        return ids, scores
+
     def save(self, path) -> None:
         import io
 

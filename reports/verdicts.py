@@ -531,9 +531,49 @@ def _serving(claim: Claim, results: dict) -> ClaimResult:
     base = f"p50 {fmt.micros(mf_v)} ({mf_n}) vs {fmt.micros(sm_v)} ({sm_n}), {ratio:.1f}x"
     if size_signs:
         base += f"; same at every corpus size to {fmt.count(max(size_signs))}"
+    parts = _serving_parts(results, mf_n, sm_n)
+    if parts:
+        base += "; " + parts
     verdict, text = _judge(claim, winner, f"MF cheaper to serve: {base}",
                            f"within {COST_RATIO:g}x: {base}", f"softmax cheaper to serve: {base}")
     return ClaimResult(claim, figures, models, winner, verdict, text)
+
+
+def _serving_parts(results: dict, mf_n: str, sm_n: str) -> str:
+    """Where each family's serving time goes, from the rows' floor decomposition (``embed_us``,
+    ``score_us``, ``topk_us``; the DNN's embed with its fastest correct tower runtime,
+    ``embed_fast_us``, where recorded): which part dominates, and whether the gap is the query
+    embedding (the textbook's claim: MF looks a row up, the DNN runs a network) or scoring
+    (the same ``V @ q`` on the same corpus). Empty when the rows carry no decomposition."""
+    def parts(name):
+        prof = (results.get("models", {}).get(name) or {}).get("serving") or {}
+        e, sc, t = prof.get("embed_fast_us", prof.get("embed_us")), prof.get("score_us"), prof.get("topk_us")
+        if not all(fmt.is_num(x) for x in (e, sc, t)):
+            return None
+        return {"query embedding": float(e), "scoring": float(sc), "top-k": float(t)}, prof
+
+    mf, sm = parts(mf_n), parts(sm_n)
+    if mf is None or sm is None:
+        return ""
+    (mf_p, mf_prof), (sm_p, sm_prof) = mf, sm
+
+    def describe(label, p, prof):
+        dom = max(p, key=p.get)
+        txt = (f"{label} embed {fmt.micros(p['query embedding'])}, score {fmt.micros(p['scoring'])}, "
+               f"top-k {fmt.micros(p['top-k'])} ({dom} dominates")
+        if fmt.is_num(prof.get("ratio_to_floor")):
+            txt += f"; served at {prof['ratio_to_floor']:.1f}x its floor"
+        return txt + ")"
+
+    tower = sm_prof.get("tower") or {}
+    sm_label = "DNN"
+    if tower.get("chosen"):
+        sm_label += f" (tower via {tower['chosen']})"
+    gaps = {k: sm_p[k] - mf_p[k] for k in mf_p}
+    main = max(gaps, key=lambda k: abs(gaps[k]))
+    return (f"{describe('MF', mf_p, mf_prof)}; {describe(sm_label, sm_p, sm_prof)}; "
+            f"the gap is mostly {main} ({fmt.micros(abs(gaps[main]))} of "
+            f"{fmt.micros(abs(sum(gaps.values())))} at the same corpus)")
 
 
 JUDGES = {

@@ -139,3 +139,20 @@ class RecommenderContract:
         again = type(model).load(tmp_path / "m")
         q = Queries(np.arange(4), split.train.matrix[:4], known=True)
         np.testing.assert_allclose(np.asarray(model.score(q)), np.asarray(again.score(q)), rtol=1e-5, atol=1e-6)
+
+    def test_recommend_one_matches_recommend(self, fitted):
+        """The lean single-query path returns ``recommend``'s items for one-row queries: the same
+        ids in the same order (ties by ascending id, as ``topk``), or, where float rounding of a
+        different BLAS kernel reorders near-equal scores, items whose full scores match."""
+        model, split = fitted
+        train = split.train.matrix
+        for u in range(0, min(train.shape[0], 24), 3):
+            hist = train.indices[train.indptr[u]:train.indptr[u + 1]]
+            ids, scores = model.recommend(Queries(np.array([u]), train[u], known=True), k=5)
+            lean_ids, lean_scores = model.recommend_one(u, hist, k=5)
+            assert lean_ids.shape == ids[0].shape
+            assert not set(lean_ids.tolist()) & set(hist.tolist())
+            np.testing.assert_allclose(lean_scores, scores[0], rtol=1e-5, atol=1e-6)
+            if not np.array_equal(lean_ids, ids[0]):
+                full = np.asarray(model.score(Queries(np.array([u]), train[u], known=True)))[0]
+                np.testing.assert_allclose(full[lean_ids], scores[0], rtol=1e-5, atol=1e-6)

@@ -1,7 +1,15 @@
 """Serving stage: single-query latency and batch throughput of every fitted model, on the path
 its class declares (``serving_modes``: known user, and new user where it differs). Every
 (model, path) is measured in rounds that alternate across all of them (``serving_profiles``),
-so a burst of load on a shared machine lands on one round of each rather than on one model."""
+so a burst of load on a shared machine lands on one round of each rather than on one model.
+
+Each row also carries the serving floor (``bench/floor.py``: a bare numpy path doing the same
+work on the model's own arrays), ``ratio_to_floor`` (the measured ``p50_min_us`` / the floor's
+p50), the floor's decomposition (``embed_us``, ``score_us``, ``topk_us``), the lean
+single-query path ``recommend_one`` (``lean_p50_us``, ``lean_ratio_to_floor``) and, for a model
+with a query tower, ``tower``: the tower's forward eager and through TorchScript (and
+``torch.compile`` with ``serving.tower_compile``), the fastest correct one ``chosen``.
+``embed_fast_us`` is the embed step with the chosen runtime's tower time in place of eager's."""
 
 from __future__ import annotations
 
@@ -32,12 +40,64 @@ def run(ctx: RunContext) -> Section:
         if new_mode and not test.known_users:
             specs.append((model, new_q, new_mode))
             owners.append((name, False))
+    profiles = serving_profiles(specs, scfg)
+    _add_floors(ctx, specs, profiles, scfg)
     rows = []
-    for (name, main), prof in zip(owners, serving_profiles(specs, scfg), strict=True):
+    for (name, main), prof in zip(owners, profiles, strict=True):
         rows.append({"model": name, **prof})
         if main:
             out.model(name)["serving"] = prof
             ctx.say(f"  {name}: p50 {prof['p50_min_us']:.0f} us (fastest round's median; "
                     f"pooled {prof['p50_us']:.0f} us, {prof['mode']})")
+            if prof.get("floor_p50_us"):
+                ctx.say(f"    floor {prof['floor_p50_us']:.0f} us (embed {prof['embed_us']:.1f}, "
+                        f"score {prof['score_us']:.1f}, top-k {prof['topk_us']:.1f}); ratio "
+                        f"{prof['ratio_to_floor']:.2f}x; lean recommend_one "
+                        f"{prof['lean_p50_us']:.0f} us")
+            if "tower" in prof:
+                t = prof["tower"]
+                ts = (f"torchscript {t['torchscript_us']:.0f} us" if "torchscript_us" in t
+                      else "torchscript n/a (not equal to eager)")
+                ctx.say(f"    tower: eager {t.get('eager_us', float('nan')):.0f} us, {ts}; "
+                        f"chosen {t.get('chosen')}")
     out.top["serving"] = rows
     return out
+
+
+def _singles(queries, n: int):
+    """The first ``n`` queries of a batch as ``(user, history item ids, known)`` triples."""
+    h = queries.history
+    return [(int(queries.users[i]), h.indices[h.indptr[i]:h.indptr[i + 1]].astype(np.int64),
+             bool(queries.known)) for i in range(min(len(queries), max(1, n)))]
+
+
+def _add_floors(ctx, specs, profiles, scfg) -> None:
+    """Floor, decomposition, lean path and (query towers) runtimes into each profile."""
+    from ..floor import floor_profiles, ratio_to_floor
+    from ..tower_runtime import tower_profile
+
+    n = int(scfg.get("floor_queries", min(int(scfg["queries"]), 500)))
+    rounds = int(scfg.get("rounds", 5))
+    k = int(scfg["k"])
+    floors = floor_profiles([(m, _singles(q, n)) for m, q, _ in specs], n=n, k=k, rounds=rounds)
+    gflops = ((ctx.results or {}).get("run", {}).get("calibration") or {}).get("matmul_gflops")
+    towers = {}
+    for (model, queries, _), prof, fl in zip(specs, profiles, floors, strict=True):
+        prof.update(fl)
+        prof["ratio_to_floor"] = ratio_to_floor(prof.get("p50_min_us"), fl.get("floor_p50_us"))
+        prof["lean_ratio_to_floor"] = ratio_to_floor(fl.get("lean_p50_us"), fl.get("floor_p50_us"))
+        if hasattr(model, "net") and hasattr(getattr(model, "net", None), "query"):
+            if id(model) not in towers:
+                (u, hist, _), *rest = _singles(queries, 6)
+                try:
+                    towers[id(model)] = tower_profile(
+                        model, u, hist, n=n, rounds=rounds, compile=bool(scfg.get("tower_compile", False)),
+                        gflops=gflops, checks=[(v, h) for v, h, _ in rest])
+                except Exception as exc:  # noqa: BLE001 - the row keeps its other figures
+                    towers[id(model)] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+            prof["tower"] = towers[id(model)]
+            t = prof["tower"]
+            if "chosen_us" in t and "eager_us" in t and fl.get("embed_us") is not None:
+                # the embed step with the chosen runtime's tower in place of eager's
+                prof["embed_fast_us"] = round(max(0.0, fl["embed_us"] - t["eager_us"] + t["chosen_us"]), 3)
+                prof["floor_fast_p50_us"] = round(prof["embed_fast_us"] + fl["score_us"] + fl["topk_us"], 3)

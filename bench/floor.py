@@ -1,0 +1,145 @@
+"""The serving floor: for each model a bare numpy path doing the same work as its ``recommend``
+on the model's own arrays, timed step by step for one query.
+
+- ``embed``: the query embedding (a known MF user: the row of ``U``; a new MF user: the
+  model's fold-in solve; the DNN: its query tower through ``query_embeddings`` on a prebuilt
+  one-row query; popularity: nothing);
+- ``score``: ``V @ q`` (+ item biases);
+  (a model without embeddings: its own ``score`` of a prebuilt one-row query, embed 0);
+- ``topk``: history to -inf by index, ``argpartition`` of the k best, sort of those k
+  (popularity: the precomputed ranking minus the history, its whole cost).
+
+The floor's p50 is the median of the per-query sum of the three steps; ``embed_us`` etc. are
+the per-step medians. As everywhere in the serving stage, the queries are timed in ``rounds``
+that alternate across models, and each figure is the minimum over rounds of the round's
+median; the lean ``recommend_one`` path is timed in the same rounds (``lean_p50_us``).
+Single-threaded (the suite pins BLAS and torch threads)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .serving import DEFAULT_ROUNDS
+
+STEPS = ("embed", "score", "topk")
+
+
+def floor_kind(model, known: bool = True) -> str | None:
+    """What the floor's embed step does for ``model``: ranking, lookup, query-embedding, score."""
+    if hasattr(model, "ranking") and getattr(model, "user_independent", False):
+        return "ranking"
+    if not (hasattr(model, "query_embeddings") and hasattr(model, "item_embeddings")):
+        return "score"  # no embeddings: the model's own score() of a prebuilt query is the score step
+    if known and isinstance(getattr(model, "U", None), np.ndarray) and not hasattr(model, "item_biases"):
+        return "lookup"
+    return "query-embedding"
+
+
+class FloorJob:
+    """Floor and lean-path timings of one model over single queries ``(user, history, known)``."""
+
+    def __init__(self, model, singles, k: int = 10, warmup: int = 3):
+        self.model, self.k = model, int(k)
+        self.singles = [(int(u), np.asarray(h, dtype=np.int64), bool(kn)) for u, h, kn in singles]
+        if not self.singles:
+            raise ValueError("floor measurement needs at least one query")
+        self.kind = floor_kind(model, self.singles[0][2])
+        self.queries = None
+        if self.kind in ("query-embedding", "score"):  # prebuilt, so the floor times the embedding alone
+            self.queries = [model._one_query(u, h, kn) for u, h, kn in self.singles]
+        if self.kind in ("lookup", "query-embedding"):
+            self.V = model.item_embeddings()
+            self.b = model.item_biases() if hasattr(model, "item_biases") else None
+        if self.kind == "ranking":
+            self.order = model.ranking()
+        self.steps: dict[str, list[np.ndarray]] = {s: [] for s in (*STEPS, "floor", "lean")}
+        for i in range(warmup):
+            self.one(i % len(self.singles))
+            u, h, k, kn = self._args(i % len(self.singles))
+            model.recommend_one(u, h, k=k, known=kn)
+
+    def _args(self, i):
+        u, h, kn = self.singles[i]
+        return u, h, self.k, kn  # (user, history, k, known)
+
+    def one(self, i: int) -> tuple[float, float, float, np.ndarray]:
+        """One query's bare path: (embed, score, topk) seconds and the top-k ids."""
+        u, h, _ = self.singles[i]
+        k, pc = self.k, time.perf_counter
+        if self.kind == "ranking":
+            t0 = pc()
+            head = self.order[:k + len(h)]
+            ids = head[~np.isin(head, h)][:k]
+            return 0.0, 0.0, pc() - t0, ids
+        if self.kind == "score":
+            t1 = pc()
+            s = np.array(self.model.score(self.queries[i])[0], dtype=np.float32)
+            t2 = pc()
+            s[h] = -np.inf
+            part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+            ids = part[np.argsort(-s[part], kind="stable")]
+            return 0.0, t2 - t1, pc() - t2, ids
+        t0 = pc()
+        q = self.model.U[u] if self.kind == "lookup" else self.model.query_embeddings(self.queries[i])[0]
+        t1 = pc()
+        s = self.V @ q
+        if self.b is not None:
+            s += self.b
+        t2 = pc()
+        s[h] = -np.inf
+        part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+        ids = part[np.argsort(-s[part], kind="stable")]
+        t3 = pc()
+        return t1 - t0, t2 - t1, t3 - t2, ids
+
+    def run_round(self, n: int) -> None:
+        n_floor = 0 if self.kind is None else n
+        rec = np.empty((n_floor, 3))
+        lean = np.empty(n)
+        for j in range(n):
+            i = j % len(self.singles)
+            if n_floor:
+                e, s, t, _ = self.one(i)
+                rec[j] = (e, s, t)
+            args = self._args(i)
+            t0 = time.perf_counter()
+            self.model.recommend_one(*args[:2], k=args[2], known=args[3])
+            lean[j] = time.perf_counter() - t0
+        if n_floor:
+            for c, name in enumerate(STEPS):
+                self.steps[name].append(rec[:, c])
+            self.steps["floor"].append(rec.sum(axis=1))
+        self.steps["lean"].append(lean)
+
+    def result(self) -> dict:
+        def p50(name):
+            rounds = self.steps[name]
+            return round(min(float(np.median(r)) * 1e6 for r in rounds), 3) if rounds else None
+
+        out = {"floor_kind": self.kind, "lean_p50_us": p50("lean")}
+        if self.kind is not None:
+            out.update({"floor_p50_us": p50("floor"), "embed_us": p50("embed"),
+                        "score_us": p50("score"), "topk_us": p50("topk")})
+        return out
+
+
+def floor_profiles(specs, n: int = 200, k: int = 10, rounds: int = DEFAULT_ROUNDS,
+                   warmup: int = 3) -> list[dict]:
+    """Floor, decomposition and lean-path figures of several ``(model, singles)`` pairs, their
+    rounds interleaved (round 1 of every model, then round 2, ...); ``singles`` are
+    ``(user, history_item_ids, known)`` triples, cycled."""
+    jobs = [FloorJob(m, s, k=k, warmup=warmup) for m, s in specs]
+    per = max(1, int(n) // max(1, int(rounds)))
+    for _ in range(max(1, int(rounds))):
+        for job in jobs:
+            job.run_round(per)
+    return [job.result() for job in jobs]
+
+
+def ratio_to_floor(measured_us, floor_us) -> float | None:
+    """``measured / floor`` (None when either is missing or the floor is not positive)."""
+    if measured_us is None or not floor_us or floor_us <= 0:
+        return None
+    return round(float(measured_us) / float(floor_us), 3)
