@@ -40,6 +40,24 @@ Cold start
   embeddings only) and in ``score``. ``query_embeddings`` / ``item_embeddings`` stay the pure
   embeddings and ``item_biases`` returns b, so ``scores = Q V^T + b`` (for a dot-product index
   use ``[psi, 1]`` and ``[V, b]``). ``item_cold_scores`` gives new items the mean trained bias.
+
+Weighted implicit feedback
+--------------------------
+- ``example_weight``: each training example (a user's positive item) is weighted by its
+  interaction value c in the training matrix (plays, clicks), with WALS's functions: ``linear``
+  ``1 + alpha c``, ``log`` ``1 + alpha log(1 + c / eps)``; a batch's loss is the weighted mean
+  (history bags stay unweighted means). ``none`` (default) is the unweighted training, bit for
+  bit. On binarized data (every c = 1) the weighted mean is the mean (up to rounding).
+
+Data-parallel training (``workers``)
+------------------------------------
+- ``workers = 1`` is the single-process training above, unchanged. ``workers > 1`` trains with
+  torch.distributed (``softmax_ddp``): ``fit`` spawns the ranks itself (gloo on CPU, NCCL on
+  CUDA, one GPU per rank), or run ``python -m mfsoftmax.models.softmax_ddp`` under torchrun.
+  Global batch = ``batch_size`` (each rank computes ``batch_size / workers`` examples of it),
+  the same ``lr``: every rank draws the same order, negatives and dropout, the gradients of
+  the rank shards are summed, so a step is the single-process step up to float rounding
+  (``softmax_ddp`` for the table synchronisation, the tolerance and the limits).
 """
 
 from __future__ import annotations
@@ -59,6 +77,7 @@ from .softmax_towers import (
     feature_specs,
     init_embeddings,
 )
+from .softmax_train import EXAMPLE_WEIGHTS
 
 LOSSES = ("full", "sampled-uniform", "sampled-popularity", "in-batch", "hard-negatives", "positives-only")
 OPTIMIZERS = ("adam", "adagrad")
@@ -69,6 +88,9 @@ HISTORY_DROPOUT = 0.1  # measured: most of the new-user gain for the least warm 
 TABLE_OPTIMIZER = "rowwise-adagrad"  # measured: faster at 1e5 items and better on ml-100k
 TABLE_LR = 0.05
 FEATURE_DIM = 16  # width of each feature embedding (capped at dim): gender has 2 values
+TABLE_SYNCS = ("gather", "touched", "dense", "sparse")  # softmax_ddp
+TABLE_SYNC = "gather"  # measured: softmax_ddp, "Table synchronisation"
+DDP_TIMEOUT = 600.0  # seconds a rank waits for the others
 
 
 class _Net(torch.nn.Module):
@@ -127,8 +149,29 @@ class SoftmaxDNN(RecommenderBase):
     feature_dim : int
         Width of each user/item feature embedding (capped at ``dim``); the query MLP's input is
         ``dim + feature_dim * n_features``.
+    example_weight : {"none", "linear", "log"}
+        Weight of each training example from its interaction value c: ``1 + alpha c``
+        (``linear``), ``1 + alpha log(1 + c / eps)`` (``log``), 1 (``none``); weighted mean loss.
+    alpha, eps : float
+        Constants of ``example_weight`` (as WALS's ``alpha``, ``eps``).
+    workers : int
+        Data-parallel ranks (1: single process). Global batch ``batch_size``, per-rank batch
+        ``batch_size / workers``, learning rates unchanged; ``threads`` per rank.
+    table_sync : {"gather", "touched", "dense", "sparse"}
+        How ranks combine the sparse item-table gradients (``softmax_ddp``): all-gather the
+        touched rows (default, measured), all-reduce the union of touched rows, all-reduce the
+        whole table, gloo's sparse all-reduce (CPU only).
+    ddp_timeout : float
+        Seconds any rank waits for the others (process-group timeout): a hung or dead rank ends
+        the fit with a RuntimeError after at most this long. Must exceed rank 0's validation.
     seed, device, threads, progress, name
         Determinism, ``"cpu"``/``"cuda"``, torch threads during fit, tqdm bar, result name.
+
+    Attributes
+    ----------
+    train_info : dict
+        Set by ``fit``: workers, processes, backend, table_sync, global and per-rank batch, lr,
+        per-epoch seconds (and seconds in table synchronisation, launch seconds with workers).
     """
 
     family = "softmax"
@@ -148,7 +191,9 @@ class SoftmaxDNN(RecommenderBase):
                  weight_decay=0.0, table_optimizer=TABLE_OPTIMIZER, table_lr=TABLE_LR,
                  batch_size=256, epochs=20, patience=3, eval_k=20, max_history=None,
                  history_dropout=HISTORY_DROPOUT, item_bias=False, bias_init="zero",
-                 feature_dim=FEATURE_DIM, seed=0, device="cpu", threads=1, progress=False, name=None):
+                 feature_dim=FEATURE_DIM, example_weight="none", alpha=1.0, eps=1.0, workers=1,
+                 table_sync=TABLE_SYNC, ddp_timeout=DDP_TIMEOUT, seed=0, device="cpu", threads=1,
+                 progress=False, name=None):
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {', '.join(LOSSES)}")
         if optimizer not in OPTIMIZERS:
@@ -175,6 +220,16 @@ class SoftmaxDNN(RecommenderBase):
             raise ValueError(f"bias_init={bias_init!r}: choose one of {', '.join(BIAS_INITS)}")
         if hash_scope not in HASH_SCOPES:
             raise ValueError(f"hash_scope={hash_scope!r}: choose one of {', '.join(HASH_SCOPES)}")
+        if example_weight not in EXAMPLE_WEIGHTS:
+            raise ValueError(f"example_weight={example_weight!r}: choose one of {', '.join(EXAMPLE_WEIGHTS)}")
+        if not (float(alpha) >= 0 and float(eps) > 0):
+            raise ValueError(f"alpha={alpha} must be >= 0 and eps={eps} > 0")
+        if int(workers) < 1:
+            raise ValueError(f"workers={workers} must be >= 1")
+        if table_sync not in TABLE_SYNCS:
+            raise ValueError(f"table_sync={table_sync!r}: choose one of {', '.join(TABLE_SYNCS)}")
+        if not float(ddp_timeout) > 0:
+            raise ValueError(f"ddp_timeout={ddp_timeout} must be > 0 seconds")
         self.dim, self.hidden, self.layer_norm = int(dim), tuple(int(h) for h in hidden), bool(layer_norm)
         self.loss, self.n_negatives, self.hard_pool = loss, int(n_negatives), hard_pool
         self.gravity = float(gravity)
@@ -191,6 +246,9 @@ class SoftmaxDNN(RecommenderBase):
         self.history_dropout, self.item_bias = float(history_dropout), bool(item_bias)
         self.bias_init = bias_init
         self.feature_dim = min(int(feature_dim), self.dim)
+        self.example_weight, self.alpha, self.eps = example_weight, float(alpha), float(eps)
+        self.workers, self.table_sync = int(workers), table_sync
+        self.ddp_timeout = float(ddp_timeout)
         self.seed, self.device, self.threads, self.progress = int(seed), device, int(threads), progress
         self.name = name or f"softmax-{loss}" + ("-gravity" if self.gravity > 0 else "")
         self.net = None
@@ -202,6 +260,7 @@ class SoftmaxDNN(RecommenderBase):
         self._b = None
         self._logits_buf = None
         self.cold_bias = 0.0  # bias given to new items: the mean bias of trained items
+        self.train_info: dict = {}
 
     # ------------------------------------------------------------------ params
     def get_params(self) -> dict:
@@ -217,7 +276,10 @@ class SoftmaxDNN(RecommenderBase):
             "patience": self.patience, "eval_k": self.eval_k, "max_history": self.max_history,
             "history_dropout": self.history_dropout, "item_bias": self.item_bias,
             "bias_init": self.bias_init,
-            "feature_dim": self.feature_dim, "seed": self.seed, "device": self.device,
+            "feature_dim": self.feature_dim, "example_weight": self.example_weight,
+            "alpha": self.alpha, "eps": self.eps, "workers": self.workers,
+            "table_sync": self.table_sync, "ddp_timeout": self.ddp_timeout,
+            "seed": self.seed, "device": self.device,
             "threads": self.threads, "name": self.name,
         }
 
@@ -314,13 +376,29 @@ class SoftmaxDNN(RecommenderBase):
 
     # ------------------------------------------------------------------ training
     def fit(self, train, valid=None, callback=None) -> SoftmaxDNN:
+        """Train on ``train``, early stopping on ``valid``; ``callback(epoch, model)`` after
+        each epoch (True stops). With ``workers > 1`` the ranks train in child processes and
+        the fitted model here is an ordinary single-process model (``softmax_ddp.fit``)."""
+        self._prepare(train)
+        if self.workers > 1:
+            from . import softmax_ddp
+
+            softmax_ddp.fit(self, train, valid, callback)
+            return self
+        softmax_train.train(self, train, valid, callback)
+        self.train_info = {"workers": 1, "processes": 1, "backend": None, "table_sync": None,
+                           "global_batch": self.batch_size, "rank_batch": self.batch_size,
+                           "lr": self.lr, "table_lr": self.table_lr,
+                           "epoch_seconds": [h["wall_s"] for h in self.history]}
+        return self
+
+    def _prepare(self, train) -> None:
+        """Check ``train``, build the network and set the feature tensors (before training)."""
         check_users_items(train.matrix, what="train.matrix")
         uf = train.user_features if self.use_user_features else {}
         self._build(train.n_users, train.n_items, feature_specs(uf),
                     feature_specs(train.item_features) if self.item_tower is not None else [])
         self._set_features(uf, train.item_features)
-        softmax_train.train(self, train, valid, callback)
-        return self
 
     def _optimizers(self) -> list:
         return softmax_train.optimizers(self)

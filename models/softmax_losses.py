@@ -2,7 +2,10 @@
 
 Pure functions on tensors, so each one is unit-tested against a direct computation. Notation:
 ``q`` (B x d) query embeddings psi(x), ``pos`` (B,) positive item ids, ``V`` item embeddings.
-Every loss is a mean over the batch.
+Every loss is a mean over the batch, or with per-example weights ``w`` (B,) the weighted
+sum ``sum_i w_i l_i`` (the caller normalises: ``w_i = c_i / sum c`` is the weighted mean;
+``softmax_ddp`` passes a rank's share of a global batch's normaliser). ``w=None`` runs the
+unweighted code unchanged (bit for bit).
 
 Item bias: every loss takes optional per-item biases ``b`` (``None`` = no bias) and uses the
 logit ``s_j = <q, V_j> + b_j``; the logQ correction is applied to that biased logit
@@ -14,7 +17,8 @@ logit ``s_j = <q, V_j> + b_j``; the logQ correction is applied to that biased lo
   the positive too); a negative equal to the row's positive (accidental hit) is masked to -inf.
 - ``in-batch``: the batch's other positives are the negatives, logits corrected by
   ``-log(B Q(j))`` with Q the item frequency; columns holding the row's own item (other than
-  the diagonal) are masked.
+  the diagonal) are masked. With ``offset`` the rows are a slice of the batch (rows
+  ``offset .. offset + len(q)`` of the columns: one rank's shard, negatives from all shards).
 - ``hard-negatives``: a candidate pool is scored, each row keeps its top-m candidates (accidental
   hits excluded) as negatives; no logQ correction (the draw depends on the score by design).
 - ``positives-only``: ``-log sigmoid(s_y)``: no negatives at all (L2 comes from weight decay).
@@ -35,6 +39,18 @@ def _dot_rows(q: torch.Tensor, v: torch.Tensor, b: torch.Tensor | None) -> torch
     return s if b is None else s + b
 
 
+def _reduce(per: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-example losses, or ``sum(w * per)`` with weights."""
+    return per.mean() if w is None else (per * w).sum()
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy: ``F.cross_entropy``'s mean, or the ``w``-weighted sum of its rows."""
+    if w is None:
+        return F.cross_entropy(logits, target)
+    return (F.cross_entropy(logits, target, reduction="none") * w).sum()
+
+
 def _scores(q: torch.Tensor, V: torch.Tensor, b: torch.Tensor | None,
             out: torch.Tensor | None = None) -> torch.Tensor:
     """``q V^T (+ b)`` (B x n); the bias is fused into the matmul (addmm); written into ``out``
@@ -46,17 +62,22 @@ class _FullSoftmaxCE(torch.autograd.Function):
     """Fused full-softmax cross-entropy on one (B x n) buffer: the shifted logits become
     ``exp(s - max)`` in place (one exp per cell), and backward turns that into
     ``(softmax - onehot) / B`` with one scaling pass before the two matmuls (no log-softmax
-    buffer, no second exp, no one-hot). ``out``: a (B x n) buffer reused across steps."""
+    buffer, no second exp, no one-hot). ``out``: a (B x n) buffer reused across steps; ``w``
+    (B,) per-example weights (None: the mean)."""
 
     @staticmethod
-    def forward(ctx, q, V, b, pos, out):
+    def forward(ctx, q, V, b, pos, out, w=None):
         E = _scores(q, V, b, out)
         E.sub_(E.amax(1, keepdim=True))
         s_pos = E.gather(1, pos[:, None])[:, 0]  # shifted logit of the positive
         E.exp_()
         z = E.sum(1)
-        loss = (z.log() - s_pos).mean()
-        ctx.save_for_backward(q, V, E, z, pos)
+        if w is None:
+            loss = (z.log() - s_pos).mean()
+            ctx.save_for_backward(q, V, E, z, pos)
+        else:
+            loss = ((z.log() - s_pos) * w).sum()
+            ctx.save_for_backward(q, V, E, z, pos, w)
         ctx.has_bias, ctx.used = b is not None, False
         return loss
 
@@ -65,18 +86,19 @@ class _FullSoftmaxCE(torch.autograd.Function):
         if ctx.used:
             raise RuntimeError("full_softmax_loss: backward twice (retain_graph) is not supported")
         ctx.used = True
-        q, V, G, z, pos = ctx.saved_tensors  # G: exp(s - max), turned into the logits' gradient
-        g = grad / len(pos)
+        q, V, G, z, pos, *w = ctx.saved_tensors  # G: exp(s - max), turned into the logits' gradient
+        g = grad / len(pos) if not w else grad * w[0]  # per row: the row's weight
         G.mul_((g / z)[:, None])
         G[torch.arange(len(pos), device=G.device), pos] -= g
         dq = G @ V if ctx.needs_input_grad[0] else None
         dV = G.T @ q if ctx.needs_input_grad[1] else None
         db = G.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return dq, dV, db, None, None
+        return dq, dV, db, None, None, None
 
 
 def full_softmax_loss(q: torch.Tensor, V: torch.Tensor, pos: torch.Tensor,
-                      b: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+                      b: torch.Tensor | None = None, out: torch.Tensor | None = None,
+                      w: torch.Tensor | None = None) -> torch.Tensor:
     """Exact softmax cross-entropy: ``-log softmax(q V^T + b)[pos]`` averaged over the batch
     (fused forward/backward, :class:`_FullSoftmaxCE`).
 
@@ -84,8 +106,11 @@ def full_softmax_loss(q: torch.Tensor, V: torch.Tensor, pos: torch.Tensor,
     largest tensor of the step stays in cache (measured: the forward matmul into a fresh buffer
     took 1.3 ms against 0.8 ms into a reused one on ml-100k, B = 256). Its contents belong to the
     graph until ``backward``; a graph whose buffer was overwritten by a later call fails loudly
-    in ``backward`` (autograd's in-place check) instead of returning wrong gradients."""
-    return _FullSoftmaxCE.apply(q, V, b, pos, out)
+    in ``backward`` (autograd's in-place check) instead of returning wrong gradients.
+    ``w``: per-example weights, the loss is ``sum(w * l)`` (None: the mean)."""
+    if w is None:
+        return _FullSoftmaxCE.apply(q, V, b, pos, out)
+    return _FullSoftmaxCE.apply(q, V, b, pos, out, w)
 
 
 def sampled_logits(q: torch.Tensor, v_pos: torch.Tensor, v_neg: torch.Tensor, pos: torch.Tensor,
@@ -108,26 +133,35 @@ def sampled_logits(q: torch.Tensor, v_pos: torch.Tensor, v_neg: torch.Tensor, po
 
 
 def sampled_softmax_loss(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_pos=None,
-                         b_neg=None) -> torch.Tensor:
+                         b_neg=None, w=None) -> torch.Tensor:
     """Sampled softmax cross-entropy with logQ correction (see :func:`sampled_logits`)."""
     logits = sampled_logits(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_pos, b_neg)
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+    return _ce(logits, torch.zeros(len(q), dtype=torch.long, device=q.device), w)
 
 
 def in_batch_logits(q: torch.Tensor, v_pos: torch.Tensor, pos: torch.Tensor,
-                    log_q: torch.Tensor, b_pos: torch.Tensor | None = None) -> torch.Tensor:
-    """In-batch logits (B x B): row i scores every positive of the batch, ``s + b - log Q``;
-    column j is masked when ``pos[j] == pos[i]`` and ``j != i`` (the row's own item again)."""
+                    log_q: torch.Tensor, b_pos: torch.Tensor | None = None,
+                    offset: int = 0) -> torch.Tensor:
+    """In-batch logits (R x B): row i scores every positive of the batch, ``s + b - log Q``;
+    column j is masked when ``pos[j] == pos[i]`` and ``j != i`` (the row's own item again).
+
+    ``v_pos``, ``pos``, ``log_q``, ``b_pos`` describe all B columns; the R rows of ``q`` are
+    the examples at columns ``offset .. offset + R`` (R = B, offset 0: the whole batch)."""
     logits = _scores(q, v_pos, b_pos) - log_q[None, :]
-    same = pos[None, :] == pos[:, None]
-    same.fill_diagonal_(False)
+    if offset == 0 and len(q) == len(pos):
+        same = pos[None, :] == pos[:, None]
+        same.fill_diagonal_(False)
+    else:
+        rows = torch.arange(len(q), device=q.device)
+        same = pos[None, :] == pos[offset:offset + len(q), None]
+        same[rows, rows + offset] = False
     return logits.masked_fill(same, NEG_INF)
 
 
-def in_batch_loss(q, v_pos, pos, log_q, b_pos=None) -> torch.Tensor:
-    """Cross-entropy of :func:`in_batch_logits` with the diagonal as target."""
-    logits = in_batch_logits(q, v_pos, pos, log_q, b_pos)
-    return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+def in_batch_loss(q, v_pos, pos, log_q, b_pos=None, w=None, offset: int = 0) -> torch.Tensor:
+    """Cross-entropy of :func:`in_batch_logits` with the row's own column as target."""
+    logits = in_batch_logits(q, v_pos, pos, log_q, b_pos, offset)
+    return _ce(logits, torch.arange(offset, offset + len(q), device=q.device), w)
 
 
 def hard_negative_select(pool_scores: torch.Tensor, pos: torch.Tensor, pool: torch.Tensor,
@@ -150,15 +184,16 @@ def hard_negative_logits(q, v_pos, pool_scores, pos, pool, m, b_pos=None) -> tor
     return torch.cat([_dot_rows(q, v_pos, b_pos)[:, None], s_neg], dim=1)
 
 
-def hard_negative_loss(q, v_pos, pool_scores, pos, pool, m, b_pos=None) -> torch.Tensor:
+def hard_negative_loss(q, v_pos, pool_scores, pos, pool, m, b_pos=None, w=None) -> torch.Tensor:
     """Cross-entropy of :func:`hard_negative_logits` (column 0 is the target)."""
     logits = hard_negative_logits(q, v_pos, pool_scores, pos, pool, m, b_pos)
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+    return _ce(logits, torch.zeros(len(q), dtype=torch.long, device=q.device), w)
 
 
-def positives_only_loss(q: torch.Tensor, v_pos: torch.Tensor, b_pos: torch.Tensor | None = None) -> torch.Tensor:
+def positives_only_loss(q: torch.Tensor, v_pos: torch.Tensor, b_pos: torch.Tensor | None = None,
+                        w: torch.Tensor | None = None) -> torch.Tensor:
     """``-log sigmoid(<q, v_y> + b_y)`` averaged over the batch: gradient from positives alone."""
-    return F.softplus(-_dot_rows(q, v_pos, b_pos)).mean()
+    return _reduce(F.softplus(-_dot_rows(q, v_pos, b_pos)), w)
 
 
 def gravity(q: torch.Tensor, V: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,16 @@ visit the examples in a seeded order, in batches of ``batch_size``; the sampled 
 their negatives from the same seeded stream, history dropout from a stream of its own. After
 every epoch the model is scored on the validation data and the best weights are kept
 (``patience`` epochs without gain stop training). See ``softmax_dnn`` for the optimisation notes.
+
+Example weights (``example_weight``): each example's loss is weighted by a function of its
+interaction value ``c`` (``linear``: ``1 + alpha c``, ``log``: ``1 + alpha log(1 + c / eps)``,
+the WALS observed weights) and a batch's loss is the weighted mean. ``none`` runs the unweighted
+code unchanged.
+
+Data-parallel training (``workers > 1``, ``softmax_ddp``) runs this loop on every rank with a
+``dist`` object: each rank draws the same order and negatives, takes its slice of each global
+batch (:class:`Shard`) and ``dist.step`` synchronises the gradients; rank 0 validates and the
+ranks agree on stopping.
 """
 
 from __future__ import annotations
@@ -24,6 +34,31 @@ from .softmax_bags import bag_inputs, dense_bags
 from .softmax_optim import LazyRowOptimizer
 
 DENSE_POOL_MAX = 2 ** 25  # cells of the dense users x items pooling matrix (128 MiB float32)
+EXAMPLE_WEIGHTS = ("none", "linear", "log")
+
+
+def example_weights(values: np.ndarray, kind: str, alpha: float, eps: float) -> np.ndarray | None:
+    """Weights of examples with interaction ``values`` (WALS's observed weights): ``linear``
+    ``1 + alpha c``, ``log`` ``1 + alpha log(1 + c / eps)``; None for ``none``."""
+    if kind == "none":
+        return None
+    c = np.asarray(values, dtype=np.float32)
+    if kind == "log":
+        return (1.0 + alpha * np.log1p(c / np.float32(eps))).astype(np.float32)
+    return (1.0 + alpha * c).astype(np.float32)
+
+
+class Shard(NamedTuple):
+    """One rank's slice ``start:stop`` of a global batch (``softmax_ddp``) and the global
+    batch's positives ``pos_all`` (in-batch negatives come from every shard)."""
+
+    start: int
+    stop: int
+    pos_all: torch.Tensor
+
+    @property
+    def frac(self) -> float:
+        return (self.stop - self.start) / len(self.pos_all)
 
 
 def _fused_ok(device: str) -> bool:
@@ -35,7 +70,7 @@ class _Examples:
 
     ``row_items`` are each row's items (with ``max_history`` in a fixed seeded order, so a bag
     is a prefix of it); example e is user ``user[e]``, target ``item[e]`` at position ``pos[e]``
-    of its row.
+    of its row, interaction value ``value[e]``.
     """
 
     def __init__(self, matrix, max_history: int | None, rng: np.random.Generator):
@@ -45,8 +80,10 @@ class _Examples:
         if max_history is not None:  # a fixed seeded order inside each row: bags = its prefix
             order = np.lexsort((rng.random(m.nnz), self.user))
             self.row_items = m.indices[order].astype(np.int64)
+            self.value = m.data[order]
         else:
             self.row_items = m.indices.astype(np.int64)
+            self.value = m.data
         self.starts = m.indptr[:-1].astype(np.int64)
         self.pos = np.arange(m.nnz) - self.starts[self.user]
         self.item = self.row_items
@@ -103,11 +140,17 @@ class _BatchQueries:
         self.p_drop = model.history_dropout if model.use_history else 0.0
         self.drop_rng = np.random.default_rng([model.seed, 1])  # own stream: negatives stay the same
 
-    def __call__(self, b: np.ndarray, b_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(queries, target items) of examples ``b`` (``b_t``: the same on the device)."""
+    def __call__(self, b: np.ndarray, b_t: torch.Tensor,
+                 shard: Shard | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(queries, target items) of examples ``b`` (``b_t``: the same on the device); with
+        ``shard``, ``b`` is the global batch and only the shard's slice is computed (the
+        dropout draws are the global batch's, so every rank stays on the same stream)."""
         model, ex = self.model, self.ex
-        pos = self.item_t[b_t]
         keep = self.drop_rng.random(len(b)) >= self.p_drop if self.p_drop > 0 else None
+        if shard is not None:
+            b, b_t = b[shard.start:shard.stop], b_t[shard.start:shard.stop]
+            keep = None if keep is None else keep[shard.start:shard.stop]
+        pos = self.item_t[b_t]
         if self.dense:
             u_t = self.user_t[b_t]
             bag = dense_bags(self.A, self.inv_len, u_t, pos, keep)
@@ -170,8 +213,13 @@ def init_bias(model, pop: np.ndarray) -> None:
         w[:, 0] = acc / cnt.clamp(min=1)
 
 
-def batch_loss(model, q, pos, rng, sampling: _Sampling) -> torch.Tensor:
-    """The loss of a batch (queries ``q``, targets ``pos``), plus gravity when it is on."""
+def batch_loss(model, q, pos, rng, sampling: _Sampling, w: torch.Tensor | None = None,
+               shard: Shard | None = None) -> torch.Tensor:
+    """The loss of a batch (queries ``q``, targets ``pos``), plus gravity when it is on.
+
+    ``w``: per-example weights, the loss is ``sum(w * l)`` (None: the mean). ``shard``: the
+    rows are one rank's slice of a global batch: in-batch scores them against every positive
+    of the global batch, and gravity counts the shard's share of the global batch."""
     log_mq_t, cdf, pool_size = sampling
     dev, item, feats, k = q.device, model.net.item, model._if, model.n_negatives
     bias = item.biases  # None without item_bias
@@ -181,7 +229,7 @@ def batch_loss(model, q, pos, rng, sampling: _Sampling) -> torch.Tensor:
         buf = model._logits_buf
         if buf is None or len(buf) < len(pos):
             buf = model._logits_buf = torch.empty(len(pos), model.n_items, device=dev)
-        loss = L.full_softmax_loss(q, V_all, pos, bias(None), out=buf[:len(pos)])
+        loss = L.full_softmax_loss(q, V_all, pos, bias(None), out=buf[:len(pos)], w=w)
     elif model.loss in ("sampled-uniform", "sampled-popularity"):
         if model.loss == "sampled-uniform":
             neg_np = rng.integers(0, model.n_items, size=k)
@@ -192,9 +240,13 @@ def batch_loss(model, q, pos, rng, sampling: _Sampling) -> torch.Tensor:
         both, b = item(ids, feats), bias(ids)
         b_pos, b_neg = (None, None) if b is None else (b[:len(pos)], b[len(pos):])
         loss = L.sampled_softmax_loss(q, both[:len(pos)], both[len(pos):], pos, neg,
-                                      log_mq_t[pos], log_mq_t[neg], b_pos, b_neg)
+                                      log_mq_t[pos], log_mq_t[neg], b_pos, b_neg, w=w)
+    elif model.loss == "in-batch" and shard is not None:
+        cols = shard.pos_all
+        loss = L.in_batch_loss(q, item(cols, feats), cols, log_mq_t[cols], bias(cols), w=w,
+                               offset=shard.start)
     elif model.loss == "in-batch":
-        loss = L.in_batch_loss(q, item(pos, feats), pos, log_mq_t[pos], bias(pos))
+        loss = L.in_batch_loss(q, item(pos, feats), pos, log_mq_t[pos], bias(pos), w=w)
     elif model.loss == "hard-negatives":
         pool = torch.as_tensor(rng.integers(0, model.n_items, size=pool_size), device=dev)
         ids = torch.cat([pos, pool])
@@ -204,17 +256,27 @@ def batch_loss(model, q, pos, rng, sampling: _Sampling) -> torch.Tensor:
             pool_scores, b_pos = q @ v_pool.T, None
         else:
             pool_scores, b_pos = torch.addmm(b[None, len(pos):], q, v_pool.T), b[:len(pos)]
-        loss = L.hard_negative_loss(q, both[:len(pos)], pool_scores, pos, pool, k, b_pos)
+        loss = L.hard_negative_loss(q, both[:len(pos)], pool_scores, pos, pool, k, b_pos, w=w)
     else:  # positives-only
-        loss = L.positives_only_loss(q, item(pos, feats), bias(pos))
+        loss = L.positives_only_loss(q, item(pos, feats), bias(pos), w=w)
     if model.gravity > 0:
         if V_all is None:
             V_all = model._all_items()
-        loss = loss + model.gravity * L.gravity(q, V_all)
+        g = L.gravity(q, V_all)
+        loss = loss + model.gravity * (g if shard is None else g * shard.frac)
     return loss
 
 
-def _epoch(model, queries: _BatchQueries, n_ex: int, rng, opts, sampling, dev) -> float:
+def batch_weights(ex_w: torch.Tensor | None, b_t: torch.Tensor) -> torch.Tensor | None:
+    """Weights of batch ``b_t`` normalised to sum 1 (the weighted mean); None unweighted."""
+    if ex_w is None:
+        return None
+    w = ex_w[b_t]
+    return w / w.sum()
+
+
+def _epoch(model, queries: _BatchQueries, n_ex: int, rng, opts, sampling, dev,
+           ex_w: torch.Tensor | None = None) -> float:
     """One pass over the examples in a fresh seeded order; returns the mean training loss."""
     B = model.batch_size
     perm = rng.permutation(n_ex)
@@ -222,8 +284,9 @@ def _epoch(model, queries: _BatchQueries, n_ex: int, rng, opts, sampling, dev) -
     tot, cnt = 0.0, 0
     for s in range(0, n_ex, B):
         b = perm[s:s + B]
-        q, pos = queries(b, perm_t[s:s + B])
-        loss = batch_loss(model, q, pos, rng, sampling)
+        b_t = perm_t[s:s + B]
+        q, pos = queries(b, b_t)
+        loss = batch_loss(model, q, pos, rng, sampling, w=batch_weights(ex_w, b_t))
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -245,12 +308,13 @@ def _validate(model, valid, record: dict, stopping: _EarlyStopping) -> bool:
     return stopping.update(metric, model.net)
 
 
-def train(model, train, valid, callback) -> None:
+def train(model, train, valid, callback, dist=None) -> None:
     """Train the built ``model`` (``SoftmaxDNN``) on ``train``, early stopping on ``valid``,
     with torch and BLAS limited to ``model.threads`` threads.
 
     Keeps the best validation weights and sets ``history`` (one record per epoch),
     ``eval_seconds`` and ``fit_seconds``; ``callback(epoch, model)`` returning True stops.
+    ``dist``: this process is one rank of a data-parallel job (``softmax_ddp._Rank``).
     """
     prev_threads = torch.get_num_threads()
     from threadpoolctl import threadpool_limits
@@ -258,12 +322,12 @@ def train(model, train, valid, callback) -> None:
     torch.set_num_threads(model.threads)
     try:
         with threadpool_limits(limits=model.threads):
-            _train(model, train, valid, callback)
+            _train(model, train, valid, callback, dist)
     finally:
         torch.set_num_threads(prev_threads)
 
 
-def _train(model, train, valid, callback) -> None:
+def _train(model, train, valid, callback, dist=None) -> None:
     dev = model._torch_device()
     rng = np.random.default_rng(model.seed)
     ex = _Examples(train.matrix, model.max_history, rng)
@@ -276,30 +340,42 @@ def _train(model, train, valid, callback) -> None:
     if model.item_bias and model.bias_init == "log-popularity":
         init_bias(model, pop)
     opts = optimizers(model)
+    ex_w = example_weights(ex.value, model.example_weight, model.alpha, model.eps)
+    ex_w = None if ex_w is None else torch.as_tensor(ex_w, device=dev)
+    lead = dist is None or dist.rank == 0  # validates, keeps the best weights, calls back
+    if dist is not None:
+        dist.start(model, opts)
     model._logits_buf = None  # full: (B x n) logits buffer reused by every step
     model.history, model.eval_seconds = [], 0.0
     stopping = _EarlyStopping(model.patience)
     t_fit = time.perf_counter()
     bar = None
-    if model.progress:
+    if model.progress and lead:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=model.epochs, desc=model.name, unit="epoch")
     for epoch in range(model.epochs):
         t0 = time.perf_counter()
         model.net.train()
-        loss = _epoch(model, queries, len(ex), rng, opts, sampling, dev)
+        if dist is None:
+            loss = _epoch(model, queries, len(ex), rng, opts, sampling, dev, ex_w)
+        else:
+            loss = dist.epoch(model, queries, len(ex), rng, opts, sampling, dev, ex_w)
         record = {"epoch": epoch, "loss": loss, "wall_s": time.perf_counter() - t0,
                   "valid_recall@k": None}
         model.net.eval()
-        model._refresh_cache()
-        stop = _validate(model, valid, record, stopping)
+        stop = False
+        if lead:
+            model._refresh_cache()
+            stop = _validate(model, valid, record, stopping)
         model.history.append(record)
         if bar is not None:
             bar.set_postfix(loss=f"{record['loss']:.4f}", valid=record["valid_recall@k"])
             bar.update(1)
-        if callback is not None and callback(epoch, model):
+        if lead and callback is not None and callback(epoch, model):
             stop = True
+        if dist is not None:
+            stop = dist.agree(stop)
         if stop:
             break
     if bar is not None:
