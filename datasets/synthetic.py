@@ -1,11 +1,35 @@
 """Seeded synthetic interactions with planted groups (the embedded default dataset).
 
-Users and items are split into ``n_groups`` planted groups. A user interacts only with items of
-its own group, except for a share ``noise`` of its interactions that go to a uniformly chosen other
-group. Inside a group, item popularity is Zipf-like (exponent ``zipf``); user activity is
-log-normal. User and item features are noisy copies of the group (``feature_noise``), plus an
-uninformative feature, so features help cold start without giving the answer away.
-Everything is vectorised: no m x n array is ever built.
+The generator aims at data on which ranking is hard in the way it is on MovieLens, while keeping
+the planted groups that the folding stage needs:
+
+* **planted groups**: users and items are split into ``n_groups`` groups (items in contiguous
+  blocks); a share ``1 - noise`` of a user's items lies in its own group;
+* **long-tail popularity over the whole catalogue**: each item has a global popularity rank (a
+  random permutation, so every group holds head and tail items) and weight ``rank ** -zipf``;
+* **low-rank tastes inside a group**: items have random unit latent vectors ``v_i`` in
+  ``latent_dim`` dimensions, and ``n_tastes`` random unit taste vectors ``t_c`` are shared by
+  all groups; ``a_ic = sqrt(latent_dim) * t_c . v_i`` has mean 0 and variance 1 (unit vectors:
+  no item is liked by every taste). Taste ``c`` picks an item of group ``g`` with probability
+  ``softmax_i(taste * a_ic + log pop_i)`` over the items of ``g``. A user mixes two tastes (a
+  primary one with weight ``U(0.5, 1)``, a secondary one), so which items of its group a user
+  takes follows a low-rank latent model: a model has to rank inside the group, not only find
+  it (ranking a user's group by popularity alone falls well short of the user's own
+  preferences);
+* **cross-group noise**: a share ``noise`` of a user's items lies outside its group, drawn by
+  global popularity among the other groups' items;
+* **log-normal activity**: distinct items per user ~ log-normal with mean ``mean_activity`` and
+  log-sd ``activity_sigma`` (at least ``min_activity``; in-group items capped at half the
+  group). Items are drawn without replacement (the first distinct draws are kept), so the
+  counts are counts of distinct items;
+* **features with partial signal**: each feature is a coarse, noisy view of the hidden structure
+  (a code is replaced by a random one with probability ``feature_noise``): user ``segment``
+  (the group), ``region`` (a bucket of the group), ``age_bucket`` (a bucket of the primary
+  taste); item ``category`` (the group), ``year_bucket`` (a bucket of the item's favourite
+  taste). They help cold start without giving the answer away.
+
+The defaults are the embedded default dataset: ``mfsoftmax datasets show synthetic`` shows what
+``mfsoftmax run`` uses. Everything is vectorised and no m x n array is ever built.
 """
 
 from __future__ import annotations
@@ -14,25 +38,73 @@ import numpy as np
 
 from .core import Interactions, from_coo
 
+# draws per missing item in each round of topping up the users that drew an item twice
+FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0)
 
-def synthetic(n_users: int = 6000, n_items: int = 2000, n_groups: int = 20,
-              mean_activity: float = 40.0, activity_sigma: float = 0.8, zipf: float = 1.0,
-              noise: float = 0.0, feature_noise: float = 0.3, min_activity: int = 3,
+
+def _bits(n: int) -> int:
+    return max(1, int(max(n, 1) - 1).bit_length())
+
+
+def _search_blocks(cdf: np.ndarray, block: np.ndarray, n_blocks: int, rng) -> np.ndarray:
+    """Inverse-CDF draw of one position per entry of ``block`` in its block (block b spans
+    [b, b + 1) of the concatenated ``cdf``). The queries are searched in sorted order (one value
+    sort of packed block, uniform and position), which keeps the binary search in cache: several
+    times faster than random order on a catalogue-sized CDF."""
+    n = len(block)
+    idx_bits, block_bits = _bits(n), _bits(n_blocks)
+    u_bits = min(40, 63 - idx_bits - block_bits, 52 - block_bits)
+    pos = np.empty(n, dtype=np.int64)
+    if u_bits < 24:  # too many draws to pack: argsort the float queries instead
+        query = block + rng.random(n)
+        order = np.argsort(query)
+        pos[order] = np.searchsorted(cdf, query[order], side="right")
+        return pos
+    packed = rng.integers(0, np.int64(1) << u_bits, size=n, dtype=np.int64)
+    packed <<= idx_bits
+    packed |= block.astype(np.int64) << (u_bits + idx_bits)
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    order = packed & ((np.int64(1) << idx_bits) - 1)
+    packed >>= idx_bits
+    query = packed.astype(np.float64)  # block * 2**u_bits + uniform: exact below 2**53
+    del packed
+    query += 0.5
+    query *= 1.0 / float(1 << u_bits)
+    pos[order] = np.searchsorted(cdf, query, side="right")
+    return pos
+
+
+def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
+              mean_activity: float = 20.0, activity_sigma: float = 0.9, zipf: float = 1.0,
+              noise: float = 0.2, feature_noise: float = 0.5, latent_dim: int = 8,
+              n_tastes: int = 16, taste: float = 2.5, min_activity: int = 3,
               seed: int = 0, data_dir=None) -> Interactions:
-    """Generate the planted-groups dataset.
+    """Generate the planted-groups dataset (the defaults are the embedded default dataset).
 
     Parameters
     ----------
     n_users, n_items, n_groups : int
         Sizes; every group gets at least one user and one item.
     mean_activity : float
-        Mean interactions per user (before de-duplication), log-normal with ``activity_sigma``.
+        Mean distinct items per user, log-normal with log-sd ``activity_sigma``; at least
+        ``min_activity``, and at most half the user's group inside the group.
     zipf : float
-        Popularity exponent of items inside their group (weight of rank r is r**-zipf).
+        Exponent of the catalogue-wide popularity: the item of global rank r has weight
+        r**-zipf (0 = every item equally popular).
     noise : float
-        Share of interactions sent to another, uniformly chosen group (0 = perfectly separated).
+        Share of a user's items outside its group, drawn by global popularity (0 = perfectly
+        separated groups).
     feature_noise : float
-        Probability that a feature code is random instead of the group's.
+        Probability that a feature code is random instead of the one the hidden structure gives.
+    latent_dim, n_tastes : int
+        Dimension of the item and taste latent vectors; number of taste vectors (shared by all
+        groups; each user mixes two).
+    taste : float
+        Strength of the tastes: scale of the affinity ``sqrt(latent_dim) * t_c . v_i`` (mean 0,
+        variance 1) in the item logits; 0 = every user of a group follows the same popularity.
+    min_activity : int
+        Fewest items drawn per user.
     seed : int
         Seed of the generator; the same seed gives the same dataset.
     """
@@ -42,60 +114,164 @@ def synthetic(n_users: int = 6000, n_items: int = 2000, n_groups: int = 20,
         raise ValueError(f"noise={noise} must be in [0, 1]")
     if n_groups == 1 and noise > 0:
         raise ValueError("noise > 0 needs n_groups >= 2")
+    if not 0.0 <= feature_noise <= 1.0:
+        raise ValueError(f"feature_noise={feature_noise} must be in [0, 1]")
+    if latent_dim < 1 or n_tastes < 1:
+        raise ValueError(f"latent_dim={latent_dim} and n_tastes={n_tastes} must be >= 1")
+    if zipf < 0 or taste < 0 or activity_sigma < 0 or not mean_activity > 0:
+        raise ValueError("zipf, taste and activity_sigma must be >= 0, mean_activity > 0")
     rng = np.random.default_rng(seed)
     user_groups = np.sort(rng.permutation(np.arange(n_users) % n_groups))
     item_groups = np.arange(n_items) * n_groups // n_items  # contiguous blocks
     rng.shuffle(user_groups)
-
-    # per-group Zipf CDF laid end to end: group g's CDF runs from g to g + 1
     group_start = np.searchsorted(item_groups, np.arange(n_groups))
     group_size = np.bincount(item_groups, minlength=n_groups)
-    rank_in_group = np.arange(n_items) - group_start[item_groups]
-    # a random popularity order inside each group
-    perm_key = rng.random(n_items)
-    order = np.lexsort((perm_key, item_groups))
-    weights = np.empty(n_items)
-    weights[order] = (rank_in_group + 1.0) ** -zipf
-    group_tot = np.bincount(item_groups, weights=weights, minlength=n_groups)
-    cdf = np.cumsum(weights) - np.repeat(np.cumsum(group_tot) - group_tot, group_size)
-    cdf = cdf / group_tot[item_groups] + item_groups
-    cdf[group_start + group_size - 1] = np.arange(n_groups) + 1.0  # exact upper ends
 
+    # --- items: global popularity and latent vectors; one weight column per taste, plus one
+    # for popularity alone (the noise draws)
+    log_pop = -zipf * np.log1p(rng.permutation(n_items))
+    # unit vectors: no item is liked by every taste (shared popularity comes from the ranks)
+    v = rng.standard_normal((n_items, latent_dim))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    t = rng.standard_normal((n_tastes, latent_dim))
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    affinity = np.sqrt(latent_dim) * (v @ t.T)  # (n_items, n_tastes): mean 0, variance 1
+    n_cols = n_tastes + 1
+    logits = np.empty((n_items, n_cols))
+    logits[:, :n_tastes] = taste * affinity + log_pop[:, None]
+    logits[:, n_tastes] = log_pop
+    logits -= logits.max(axis=0)
+    weights = np.maximum(np.exp(logits), 1e-300)  # no block of zero mass, whatever zipf
+    del logits
+
+    # --- one CDF per (group, column) block, laid end to end: block b = g * n_cols + c spans
+    # [b, b + 1); item_at maps a position of the layout back to its item
+    cols = np.arange(n_cols)
+    flat = ((n_cols * group_start[item_groups] + np.arange(n_items) - group_start[item_groups])
+            [:, None] + cols[None, :] * group_size[item_groups][:, None])
+    w_flat = np.empty(n_items * n_cols)
+    w_flat[flat] = weights
+    item_at = np.empty(n_items * n_cols, dtype=np.int64)
+    item_at[flat] = np.arange(n_items)[:, None]
+    block_size = np.repeat(group_size, n_cols)
+    block_of = np.repeat(np.arange(n_groups * n_cols), block_size)
+    del flat
+    block_tot = np.bincount(block_of, weights=w_flat, minlength=n_groups * n_cols)
+    cdf = np.cumsum(w_flat) - np.repeat(np.cumsum(block_tot) - block_tot, block_size)
+    cdf /= block_tot[block_of]
+    cdf += block_of
+    cdf[np.cumsum(block_size) - 1] = np.arange(n_groups * n_cols) + 1.0  # exact upper ends
+    del w_flat, block_of
+    # the other groups by popularity mass (= global popularity outside the user's group)
+    mass = np.bincount(item_groups, weights=weights[:, n_tastes], minlength=n_groups)
+    mass_cdf = np.cumsum(mass) / mass.sum()
+
+    # --- users: two tastes each; distinct items per user split into in-group and noise ones
+    primary = rng.integers(0, n_tastes, n_users)
+    secondary = rng.integers(0, n_tastes, n_users)
+    share = rng.uniform(0.5, 1.0, n_users)
     mu = np.log(mean_activity) - activity_sigma**2 / 2
     activity = np.maximum(min_activity, rng.lognormal(mu, activity_sigma, n_users).astype(np.int64))
-    activity = np.minimum(activity, np.maximum(min_activity, group_size[user_groups] // 2))
-    users = np.repeat(np.arange(n_users), activity)
-    groups = user_groups[users]
-    if noise > 0:
-        leak = rng.random(len(users)) < noise
-        shift = rng.integers(1, n_groups, size=int(leak.sum()))
-        groups = groups.copy()
-        groups[leak] = (groups[leak] + shift) % n_groups
-    u = rng.random(len(users))
-    items = np.searchsorted(cdf, groups + u, side="right")
-    items = np.minimum(items, group_start[groups] + group_size[groups] - 1)
+    k_out = rng.binomial(activity, noise) if noise > 0 else np.zeros(n_users, dtype=np.int64)
+    size = group_size[user_groups]
+    k_in = np.minimum(activity - k_out, np.minimum(size, np.maximum(min_activity, size // 2)))
+    k_out = np.minimum(k_out, n_items - size)
+    need = np.stack([k_in, k_out], axis=1).ravel()  # segment 2u: in-group, 2u + 1: noise
+
+    taste_block = [user_groups * n_cols + primary, user_groups * n_cols + secondary]
+
+    def draw(segs):
+        """One item per entry of ``segs`` (segment ids), from the segment's distribution."""
+        users = segs >> 1
+        block = np.where(rng.random(len(segs)) < share[users], taste_block[0][users],
+                         taste_block[1][users])
+        out = np.flatnonzero(segs & 1)
+        if len(out):
+            own = user_groups[users[out]]
+            other = np.minimum(np.searchsorted(mass_cdf, rng.random(len(out)), side="right"),
+                               n_groups - 1)
+            for _ in range(20):
+                again = np.flatnonzero(other == own)
+                if not len(again):
+                    break
+                other[again] = np.minimum(
+                    np.searchsorted(mass_cdf, rng.random(len(again)), side="right"), n_groups - 1)
+            stuck = np.flatnonzero(other == own)
+            other[stuck] = (own[stuck] + rng.integers(1, n_groups, len(stuck))) % n_groups
+            block[out] = other * n_cols + n_tastes
+        return item_at[_search_blocks(cdf, block, n_groups * n_cols, rng)]
+
+    # draw without replacement: draw what each segment still needs, keep the first draw of each
+    # new item, top up the segments that drew a repeat (more generously each round). A key is
+    # user * n_items + item (a user's in-group and noise items never coincide).
+    key_bits = _bits(n_users) + _bits(n_items)
+    kept = []  # per round: the sorted keys of the kept draws
+    active = np.flatnonzero(need > 0)
+    for factor in FACTORS:
+        if not len(active):
+            break
+        n_draw = np.ceil(need[active] * factor).astype(np.int64)
+        segs = np.repeat(active, n_draw)
+        keys = (segs >> 1) * np.int64(n_items) + draw(segs)
+        del segs
+        n = len(keys)
+        idx_bits = _bits(n)
+        if key_bits + idx_bits <= 63:  # stable order by key: one value sort of key and position
+            keys <<= idx_bits
+            keys |= np.arange(n, dtype=np.int64)
+            keys.sort()
+            order = keys & ((np.int64(1) << idx_bits) - 1)
+            keys >>= idx_bits
+        else:
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+        new = np.ones(n, dtype=bool)  # first draw of its key in this round ...
+        new[1:] = keys[1:] != keys[:-1]
+        for prev in kept:  # ... and not kept in an earlier round
+            at = np.minimum(np.searchsorted(prev, keys), len(prev) - 1)
+            new &= prev[at] != keys
+        fresh = np.zeros(n, dtype=bool)
+        fresh[order[new]] = True
+        # rank of each fresh draw among its segment's fresh draws, in draw order
+        rank = np.cumsum(fresh)
+        begin = np.concatenate([[0], np.cumsum(n_draw)[:-1]])
+        rank -= np.repeat(np.where(begin > 0, rank[begin - 1], 0), n_draw)
+        take = fresh & (rank <= np.repeat(need[active], n_draw))
+        del fresh, rank
+        need[active] -= np.add.reduceat(take, begin, dtype=np.int64)
+        if take.any():
+            kept.append(keys[take[order]])  # keys is sorted: so are the kept ones
+        active = active[need[active] > 0]
+        del keys, order, new, take
+    keys = np.concatenate(kept) if len(kept) > 1 else kept[0] if kept else np.zeros(0, np.int64)
+    del kept
+    keys.sort()  # (user, item) order: from_coo then has nothing to sort
+    users, items = np.divmod(keys, np.int64(n_items))
+    del keys
     t0 = 1_600_000_000
     timestamps = t0 + rng.integers(0, 365 * 86400, size=len(users))
 
     def noisy(labels, card):
-        out = labels.copy()
+        out = np.asarray(labels, dtype=np.int64).copy()
         flip = rng.random(len(out)) < feature_noise
         out[flip] = rng.integers(0, card, size=int(flip.sum()))
-        return out.astype(np.int64)
+        return out
 
+    n_regions = max(1, n_groups // 4)
     user_features = {
         "segment": noisy(user_groups, n_groups),
-        "region": noisy(user_groups % max(1, n_groups // 4 or 1), max(1, n_groups // 4 or 1)),
-        "age_bucket": rng.integers(0, 7, n_users).astype(np.int64),
+        "region": noisy(user_groups % n_regions, n_regions),
+        "age_bucket": noisy(primary * 7 // n_tastes, 7),
     }
     item_features = {
         "category": noisy(item_groups, n_groups),
-        "year_bucket": rng.integers(0, 10, n_items).astype(np.int64),
+        "year_bucket": noisy(np.argmax(affinity, axis=1) * 10 // n_tastes, 10),
     }
     return from_coo(
         "synthetic", users, items, n_users, n_items, timestamps=timestamps,
         user_features=user_features, item_features=item_features,
         user_groups=user_groups.astype(np.int64), item_groups=item_groups.astype(np.int64),
-        meta={"generator": "planted-groups", "seed": seed, "n_groups": n_groups, "noise": noise,
-              "zipf": zipf, "mean_activity": mean_activity},
+        meta={"generator": "planted-groups-tastes", "seed": seed, "n_groups": n_groups,
+              "noise": noise, "zipf": zipf, "mean_activity": mean_activity, "taste": taste,
+              "n_tastes": n_tastes, "latent_dim": latent_dim, "feature_noise": feature_noise},
     )

@@ -1,10 +1,14 @@
-"""The planted-groups generator: determinism, group structure, skew, features, memory."""
+"""The planted-groups generator: determinism, group structure, the realistic properties of the
+default data (long-tail popularity, log-normal activity, low-rank tastes inside a group,
+cross-group noise, features with partial signal), the default config, memory."""
 
+import inspect
 import tracemalloc
 
 import numpy as np
 import pytest
 
+from mfsoftmax.datasets import load
 from mfsoftmax.datasets.synthetic import synthetic
 
 SMALL = dict(n_users=600, n_items=400, n_groups=8, mean_activity=20)
@@ -14,12 +18,22 @@ def rows(d):
     return np.repeat(np.arange(d.n_users), np.diff(d.matrix.indptr))
 
 
+def cross_share(d):
+    return np.mean(d.user_groups[rows(d)] != d.item_groups[d.matrix.indices])
+
+
+@pytest.fixture(scope="module")
+def default():
+    return synthetic()
+
+
 def test_same_seed_identical_different_seed_differs():
     a, b, c = synthetic(**SMALL, seed=3), synthetic(**SMALL, seed=3), synthetic(**SMALL, seed=4)
     for x, y in ((a.matrix.indptr, b.matrix.indptr), (a.matrix.indices, b.matrix.indices),
                  (a.timestamps, b.timestamps), (a.user_groups, b.user_groups),
-                 (a.user_features["segment"], b.user_features["segment"]),
-                 (a.item_features["category"], b.item_features["category"])):
+                 (a.item_groups, b.item_groups),
+                 *((a.user_features[k], b.user_features[k]) for k in a.user_features),
+                 *((a.item_features[k], b.item_features[k]) for k in a.item_features)):
         assert np.array_equal(x, y)
     assert (a.matrix != c.matrix).nnz > 0
 
@@ -27,41 +41,116 @@ def test_same_seed_identical_different_seed_differs():
 def test_no_noise_means_users_stay_in_their_group():
     d = synthetic(**SMALL, noise=0.0, seed=1)
     assert np.array_equal(d.user_groups[rows(d)], d.item_groups[d.matrix.indices])
-    assert set(np.bincount(d.user_groups)) and len(np.unique(d.user_groups)) == 8
+    assert len(np.unique(d.user_groups)) == 8
     assert len(np.unique(d.item_groups)) == 8
 
 
-def test_noise_share_of_cross_group_interactions():
-    # uniform popularity over large groups: few duplicate pairs, so the share survives dedupe
-    d = synthetic(n_users=3000, n_items=10000, n_groups=10, mean_activity=20, noise=0.2, zipf=0.0,
-                  seed=2)
-    cross = np.mean(d.user_groups[rows(d)] != d.item_groups[d.matrix.indices])
-    assert 0.18 < cross < 0.22
+def test_noise_share_of_cross_group_interactions(default):
+    # items are distinct per user, so the share is that of the user's items, not of draws
+    d = synthetic(n_users=3000, n_items=10000, n_groups=10, mean_activity=20, noise=0.2, seed=2)
+    assert 0.18 < cross_share(d) < 0.22
+    assert 0.17 < cross_share(default) < 0.24  # default noise 0.2 (in-group caps nudge it up)
+    # the noise items follow global popularity: the head of the catalogue takes most of them
+    leak = d.user_groups[rows(d)] != d.item_groups[d.matrix.indices]
+    pop = d.item_popularity()
+    head = pop >= np.quantile(pop, 0.9)
+    assert np.mean(head[d.matrix.indices[leak]]) > 0.3
 
 
-def test_zipf_skew_inside_groups():
-    def top_to_tenth(zipf):
-        d = synthetic(n_users=4000, n_items=800, n_groups=4, mean_activity=20, zipf=zipf, seed=5)
-        pop = d.item_popularity()
-        ratios = []
-        for g in range(4):
-            p = np.sort(pop[d.item_groups == g])[::-1]
-            ratios.append(p[0] / p[9])
-        return np.mean(ratios)
+def test_popularity_has_a_long_tail_across_the_catalogue(default):
+    def top_decile_share(d):
+        p = np.sort(d.item_popularity())[::-1]
+        return p[: len(p) // 10].sum() / p.sum()
 
-    assert top_to_tenth(1.0) > 3.0
-    assert top_to_tenth(0.0) < 1.5
+    # MovieLens 100k: the top 10% of items hold 43% of the ratings
+    assert 0.3 < top_decile_share(default) < 0.6
+    assert top_decile_share(synthetic(zipf=0.0, taste=0.0, seed=0)) < 0.18
+    # the head is spread over the groups, not packed into one
+    p = default.item_popularity()
+    head = np.argsort(p)[::-1][: default.n_items // 10]
+    assert len(np.unique(default.item_groups[head])) == int(default.item_groups.max()) + 1
 
 
-def test_features_correlate_with_group():
-    d = synthetic(**SMALL, feature_noise=0.3, seed=6)
-    assert np.mean(d.user_features["segment"] == d.user_groups) > 0.6
-    assert np.mean(d.item_features["category"] == d.item_groups) > 0.6
+def test_activity_is_log_normal_distinct_items(default):
+    a = default.user_activity()
+    log_a = np.log(a)
+    skew = np.mean((log_a - log_a.mean()) ** 3) / log_a.std() ** 3
+    assert 0.7 < log_a.std() < 1.1  # activity_sigma 0.9 (MovieLens 100k: 0.88)
+    assert abs(skew) < 0.5  # the log is roughly symmetric ...
+    assert a.max() > 5 * np.median(a)  # ... so the activity itself has a heavy right tail
+    assert a.min() >= 3
+    # mean_activity counts distinct items (drawn without replacement), when groups are large
+    big = synthetic(n_users=3000, n_items=20000, n_groups=4, mean_activity=20, seed=3)
+    assert 18 < big.user_activity().mean() < 21
+
+
+def test_within_group_preferences_are_skewed_and_low_rank(default):
+    def block(d, g=0):
+        x = d.matrix[d.user_groups == g][:, d.item_groups == g].toarray()
+        return x[x.sum(1) > 0]
+
+    def top_share(x):
+        p = np.sort(x.sum(0))[::-1]
+        return p[: len(p) // 10].sum() / p.sum()
+
+    def taste_energy(x):  # share of the centred block's energy in singular values 2..6
+        s = np.linalg.svd(x - x.mean(0), compute_uv=False)
+        return (s[1:6] ** 2).sum() / (s**2).sum()
+
+    x = block(default)
+    assert top_share(x) > 0.25  # non-uniform inside the group
+    flat = synthetic(taste=0.0, seed=0)  # same popularity, no tastes: i.i.d. users in a group
+    assert taste_energy(x) > 1.5 * taste_energy(block(flat))
+
+
+def test_features_carry_partial_signal(default):
+    n_groups = int(default.user_groups.max()) + 1
+    for got, want in ((default.user_features["segment"], default.user_groups),
+                      (default.item_features["category"], default.item_groups)):
+        acc = np.mean(got == want)
+        assert 3.0 / n_groups < acc < 0.8  # well above chance, far from giving it away
+    exact = synthetic(**SMALL, feature_noise=0.0, seed=6)
+    assert np.array_equal(exact.user_features["segment"], exact.user_groups)
     noisy = synthetic(**SMALL, feature_noise=1.0, seed=6)
     assert np.mean(noisy.user_features["segment"] == noisy.user_groups) < 0.3
-    for feats in (d.user_features, d.item_features):
+    for feats in (default.user_features, default.item_features):
         for v in feats.values():
             assert v.dtype == np.int64 and v.min() >= 0
+
+    # age_bucket is a bucket of the user's main taste: inside a group, users of one bucket share
+    # more items than users of different buckets (and not at all without tastes)
+    def same_bucket_overlap(d, g=0):
+        u = np.flatnonzero(d.user_groups == g)
+        x = d.matrix[u].toarray()
+        x /= np.maximum(1.0, np.linalg.norm(x, axis=1, keepdims=True))
+        sim = x @ x.T
+        age = d.user_features["age_bucket"][u]
+        same = age[:, None] == age[None, :]
+        np.fill_diagonal(same, False)
+        other = age[:, None] != age[None, :]
+        return sim[same].mean() / sim[other].mean()
+
+    assert same_bucket_overlap(synthetic(feature_noise=0.0, seed=0)) > 1.1
+    assert abs(same_bucket_overlap(synthetic(feature_noise=0.0, taste=0.0, seed=0)) - 1) < 0.05
+
+
+def test_defaults_are_the_default_config_dataset():
+    """`datasets show synthetic`, `run` and the default config describe one dataset; `--quick`
+    a smaller one."""
+    from mfsoftmax.bench.config import QUICK_DATASET, load_config, shrink
+
+    defaults = {k: p.default for k, p in inspect.signature(synthetic).parameters.items()}
+    cfg = load_config("default")
+    ds = cfg["dataset"]
+    assert ds["name"] == "synthetic"
+    for key, val in ds["params"].items():
+        assert key in defaults and val == defaults[key], f"default.toml overrides {key}"
+    assert load("synthetic").matrix.shape == (defaults["n_users"], defaults["n_items"])
+    quick = shrink(cfg)["dataset"]["params"]
+    assert quick == {**ds["params"], **QUICK_DATASET["synthetic"]}
+    for key in ("n_users", "n_items", "n_groups"):
+        assert quick[key] <= defaults[key]
+    assert quick["n_users"] < defaults["n_users"] and quick["n_items"] < defaults["n_items"]
 
 
 def test_bad_parameters():
@@ -71,6 +160,19 @@ def test_bad_parameters():
         synthetic(noise=1.5)
     with pytest.raises(ValueError):
         synthetic(n_groups=1, noise=0.1)
+    with pytest.raises(ValueError):
+        synthetic(feature_noise=-0.1)
+    with pytest.raises(ValueError):
+        synthetic(latent_dim=0)
+    with pytest.raises(ValueError):
+        synthetic(taste=-1.0)
+
+
+def test_one_group_and_tiny_sizes():
+    d = synthetic(n_users=50, n_items=30, n_groups=1, mean_activity=5, noise=0.0, seed=0)
+    assert d.n_interactions > 0 and np.all(d.item_groups == 0)
+    d = synthetic(n_users=40, n_items=8, n_groups=4, mean_activity=50, seed=0)
+    assert d.user_activity().max() <= 8  # distinct items, however many were asked for
 
 
 def test_no_users_by_items_allocation():

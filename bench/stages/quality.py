@@ -18,12 +18,13 @@ from .paired import paired_rows, paired_rows_seeds
 
 def run(ctx: RunContext) -> Section:
     from ..measure import timed_fit
-    from ..tuning import random_search
+    from ..tuning import search as tune
 
     out = Section()
     split = ctx.split
     metric = ctx.cfg["tuning"]["metric"]
     trials = int(ctx.cfg["tuning"]["trials"])
+    sampler = ctx.cfg["tuning"].get("sampler", "tpe")
     curve_users = split.valid.subset(np.arange(min(len(split.valid), 2000)))
     pop = split.train.item_popularity()
 
@@ -33,7 +34,7 @@ def run(ctx: RunContext) -> Section:
     n_seeds = int(ctx.cfg["quality"]["seeds"])
     failures, per_users, seed_runs = [], {}, {}
     for name, spec in ctx.model_specs():
-        ctx.say(f"  {name}: {trials} trial(s) of random search on validation {metric}")
+        ctx.say(f"  {name}: {trials} trial(s) of {sampler} search on validation {metric}")
         try:
             def fit_and_score(params, name=name):
                 model = ctx.build(name, params)
@@ -41,8 +42,9 @@ def run(ctx: RunContext) -> Section:
                 valid = evaluate(model, split.valid, ks=ctx.ks)
                 return valid[metric], (model, training, valid)
 
-            search = random_search(fit_and_score, spec.get("params", {}), spec.get("search", {}),
-                                   trials, ctx.seed, where=f"models.{name}.search")
+            space = spec.get("search", {})
+            search = tune(fit_and_score, _fixed(ctx, name, spec.get("params", {}), space), space,
+                          trials, ctx.seed, where=f"models.{name}.search", sampler=sampler)
             model, training, valid = search["best_payload"]
             test, per_user = evaluate(model, split.test, ks=ctx.ks, item_popularity=pop,
                                       per_user=True)
@@ -66,7 +68,7 @@ def run(ctx: RunContext) -> Section:
             "validation": {k: v for k, v in valid.items() if k != "n_users"},
             "training": training,
             "tuning": {"trials": len(search["trials"]), "search_s": search["search_s"],
-                       "metric": metric, "best_params": to_jsonable(search["best_params"]),
+                       "sampler": search["sampler"], "metric": metric, "best_params": to_jsonable(search["best_params"]),
                        "best_valid": search["best_score"], "history": to_jsonable(search["trials"])},
         }
         if n_seeds > 1:
@@ -80,12 +82,23 @@ def run(ctx: RunContext) -> Section:
     return out
 
 
+def _fixed(ctx: RunContext, name: str, params: dict, space: dict) -> dict:
+    """The configured params plus, for each searched key they leave out, the class default, so
+    trial 0 of the search is exactly the configured model."""
+    import inspect
+
+    sig = inspect.signature(ctx.model_class(name).__init__).parameters
+    defaults = {k: sig[k].default for k in space
+                if k not in params and k in sig and sig[k].default is not inspect.Parameter.empty}
+    return {**defaults, **params}
+
+
 def _replicas(ctx: RunContext, name: str, params: dict, n_seeds: int, pop) -> list:
     """``(test metrics, per-user arrays)`` of the tuned model retrained with seeds ``seed + 1``
     ... ``seed + n_seeds - 1`` (a model without a seed is deterministic: its one fit repeats)."""
     import inspect
 
-    from ..context import build_model
+    from ..context import build_model, spark_defaults
 
     if n_seeds <= 1:
         return []
@@ -96,7 +109,8 @@ def _replicas(ctx: RunContext, name: str, params: dict, n_seeds: int, pop) -> li
         if not seeded:
             out.append(out[-1] if out else None)
             continue
-        model = build_model(spec["kind"], name, params, ctx.seed + i, ctx.threads)
+        model = build_model(spec["kind"], name, spark_defaults(dict(params), ctx.cfg),
+                            ctx.seed + i, ctx.threads)
         model.fit(ctx.split.train, valid=ctx.split.valid)
         out.append(evaluate(model, ctx.split.test, ks=ctx.ks, item_popularity=pop, per_user=True))
         ctx.say(f"  {name}: seed {ctx.seed + i}: test recall@20 "
