@@ -10,96 +10,150 @@ import numpy as np
 from mfsoftmax.ranking import topk
 
 from .measure import RssMonitor
-from .serving import percentiles_us
+
+#: how a row's index searched by inner product (``mips``)
+MIPS_LABELS = {"ip": "inner product", "l2": "l2 reduction"}
 
 
-def _topk_1d(scores: np.ndarray, k: int) -> np.ndarray:
-    return topk(scores[None, :], k)[0][0]
+def serving_vs_corpus(sizes, vector_sets, k: int = 10,
+                      indexes=("hnswlib", "faiss-hnsw", "faiss-ivf"), mips=("ip", "l2"),
+                      index_params: dict | None = None, n_queries: int = 300, warmup: int = 20,
+                      grow_noise: float = 0.3, random_max_items: int | None = None,
+                      build_threads: int = 1, target_recall: float = 0.95,
+                      target_p50_us: float = 1000.0, seed: int = 0, time_budget_s: float = 120.0,
+                      log=None) -> tuple[list[dict], list[dict]]:
+    """Single-query MIPS cost against the corpus size, exact and through ANN indexes swept over
+    their search parameter (ann-benchmarks style). Returns ``(rows, frontier)``.
 
+    ``vector_sets``: :class:`~.ann.VectorSet` per family (the fitted MF model's and the DNN's
+    item and query embeddings, grown to each size by perturbed copies; and random Gaussian
+    vectors, the labelled worst case, up to ``random_max_items``). For each size and set: an
+    ``exact`` row (matmul + top-k, the reference) and, for each index of ``indexes`` and each
+    value of its search parameter, a row with p50/p95/p99 (µs, one query per call, one thread,
+    the query embedding precomputed), recall@k against exact, build seconds and index bytes,
+    once per way of searching by inner product in ``mips``: ``ip`` (the library's inner-product
+    metric) and ``l2`` (MIPS reduced to L2 nearest neighbours, :func:`~.ann.l2_reduction`).
+    The row per (size, set, index) that is fastest at recall >= ``target_recall`` (else the
+    most accurate) has ``operating_point: true``. ``frontier``: per (size, set, index) the
+    Pareto points (recall vs p50) and that operating point.
 
-class _Tower:
-    """A query tower of the DNN's shape (features -> hidden -> d) in numpy, float32."""
-
-    def __init__(self, n_in: int, hidden: int, dim: int, rng):
-        self.w1 = (rng.standard_normal((n_in, hidden)) / np.sqrt(n_in)).astype(np.float32)
-        self.w2 = (rng.standard_normal((hidden, dim)) / np.sqrt(hidden)).astype(np.float32)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.maximum(x @ self.w1, 0.0) @ self.w2
-
-
-def serving_vs_corpus(sizes, dim: int = 64, n_queries: int = 300, k: int = 10, ann: str | None = "hnswlib",
-                      ann_ef: int = 64, seed: int = 0, time_budget_s: float = 120.0,
-                      dnn_tower=None, log=None) -> list[dict]:
-    """p50/p95 latency of one query against ``n_items`` synthetic item embeddings.
-
-    ``mf``: look up a precomputed user embedding, score, top-k. ``dnn``: compute the query
-    embedding with a tower (``dnn_tower(x) -> (1 x dim)``, default an MLP 128 -> 256 -> dim in
-    numpy; the suite passes the fitted DNN's own tower), then score and top-k. Rows with
-    ``index="exact"`` use a full matmul + argpartition; rows with the ANN name use an
-    inner-product HNSW index and report its recall@k against exact.
+    ``time_budget_s``: an index (or a whole size) whose predicted cost (its last size's, scaled
+    by the item count) would pass the budget is skipped with a row saying so (``index:
+    "skipped"``). An index whose library is missing (faiss) is skipped the same way.
     """
-    rng = np.random.default_rng(seed)
-    tower = dnn_tower or _Tower(128, 256, dim, rng)
-    rows, t_start = [], time.perf_counter()
+    from . import ann
+
+    index_params = index_params or {}
+    rows, frontier, t_start = [], [], time.perf_counter()
+    last_cost: dict = {}  # (set label, index family) -> (n, seconds) of its last measured block
     task = log.task("corpus sizes", len(sizes)) if log is not None else None
+
+    def skip(base, family, note):
+        rows.append({**base, "index": "skipped", "skipped_index": family, "p50_us": None,
+                     "recall_vs_exact": None, "note": note})
+
     for n in sizes:
-        if task is not None and rows:
-            task.step(f"{rows[-1]['n_items']} items")
-        if time.perf_counter() - t_start > time_budget_s:
-            rows.append({"model": "mf", "n_items": int(n), "index": "skipped", "p50_us": None,
-                         "recall_vs_exact": None, "note": f"time budget {time_budget_s}s spent"})
-            continue
         n = int(n)
-        items = rng.standard_normal((n, dim)).astype(np.float32)
-        users = rng.standard_normal((n_queries, dim)).astype(np.float32)
-        feats = rng.standard_normal((n_queries, getattr(tower, "n_in", 128))).astype(np.float32)
-        exact_ids, times = [], {"mf": [], "dnn": []}
-        for i in range(n_queries):
-            t0 = time.perf_counter()
-            exact_ids.append(_topk_1d(items @ users[i], k))
-            times["mf"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            q = np.asarray(tower(feats[i:i + 1]), dtype=np.float32)[0]
-            _topk_1d(items @ q, k)
-            times["dnn"].append(time.perf_counter() - t0)
-        for fam in ("mf", "dnn"):
-            rows.append({"model": fam, "n_items": n, "index": "exact", **percentiles_us(times[fam]),
-                         "recall_vs_exact": 1.0})
-        if ann:
-            rows.extend(_ann_rows(ann, items, users, feats, tower, exact_ids, k, ann_ef, seed))
+        for set_no, vs in enumerate(vector_sets):
+            base = {"model": vs.model, "vectors": vs.vectors, "n_items": n}
+            if vs.vectors == "random" and random_max_items and n > int(random_max_items):
+                continue
+            spent = time.perf_counter() - t_start
+            if spent > time_budget_s:
+                skip(base, "all", f"time budget {time_budget_s:g}s spent")
+                continue
+            rng = np.random.default_rng([int(seed), n, set_no])
+            items, source = vs.catalogue(n, grow_noise, rng)
+            queries = vs.query_vectors(n_queries, rng)
+            exact_ids = ann.exact_topk(items, queries, k)
+            base.update(dim=int(items.shape[1]), n_queries=len(queries))
+            if vs.vectors == "trained":
+                base.update(source_model=vs.source_model, trained_items=int(len(vs.items)),
+                            query_embedding_us=vs.query_embedding_us, **vs.info)
+                if n > len(vs.items):
+                    base.update(grow_noise=float(grow_noise),
+                                exact_duplicates=ann.n_duplicate_rows(items),
+                                top10_distinct_sources=ann.distinct_sources(exact_ids, source))
+            runs = [("exact", "ip")] + [(f, m) for f in indexes for m in mips]
+            for family, how in runs:
+                why = ann.available(family)
+                if why:
+                    skip({**base, "mips": how}, family, why)
+                    continue
+                key = (vs.model, vs.vectors, family, how)
+                if key in last_cost:
+                    n0, sec0 = last_cost[key]
+                    predicted = sec0 * (n / n0) ** 1.1
+                    spent = time.perf_counter() - t_start
+                    if spent + predicted > time_budget_s:
+                        skip({**base, "mips": how}, family, f"predicted {predicted:.0f}s would pass the time budget "
+                                           f"{time_budget_s:g}s ({spent:.0f}s spent)")
+                        continue
+                t0 = time.perf_counter()
+                rows.extend(_ann_rows(family, how, items, queries, exact_ids, k, base,
+                                      index_params.get(family), build_threads, seed, warmup,
+                                      target_recall, target_p50_us, frontier))
+                last_cost[key] = (n, time.perf_counter() - t0)
+                if log is not None:
+                    f = frontier[-1]
+                    op = f["operating_point"] or {}
+                    log.say(f"  {n} items, {vs.model} ({vs.vectors}), {f['index']}: "
+                            f"recall {op.get('recall_vs_exact', float('nan')):.3f} at p50 "
+                            f"{op.get('p50_us', float('nan')):.0f} us"
+                            + (f" ({f['param']}={op.get('param_value')})" if f["param"] else "")
+                            + (f", build {f['build_s']:.1f}s" if f["param"] else ""))
+            del items
+        if task is not None:
+            task.step(f"{n} items")
     if task is not None:
-        task.step(f"{rows[-1]['n_items']} items" if rows else "")
         task.close()
-    return rows
+    return rows, frontier
 
 
-def _ann_rows(ann, items, users, feats, tower, exact_ids, k, ef, seed) -> list[dict]:
-    if ann != "hnswlib":
-        raise ValueError(f"unknown ANN index {ann!r} (hnswlib)")
-    import hnswlib
+def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_threads, seed,
+              warmup, target_recall, target_p50_us, frontier) -> list[dict]:
+    """Build one index over ``items`` (searching by inner product the ``mips`` way), sweep its
+    search parameter, and return its rows (the operating point marked); append its Pareto
+    frontier to ``frontier``."""
+    from . import ann
 
-    n, dim = items.shape
-    t0 = time.perf_counter()
-    index = hnswlib.Index(space="ip", dim=dim)
-    index.init_index(max_elements=n, ef_construction=100, M=16, random_seed=seed)
-    index.set_num_threads(1)
-    index.add_items(items, np.arange(n))
-    build_s = time.perf_counter() - t0
-    index.set_ef(max(ef, k))
-    times = {"mf": [], "dnn": []}
-    recall = []
-    for i in range(len(users)):
-        t0 = time.perf_counter()
-        labels, _ = index.knn_query(users[i:i + 1], k=k)
-        times["mf"].append(time.perf_counter() - t0)
-        recall.append(len(set(labels[0].tolist()) & set(exact_ids[i].tolist())) / k)
-        t0 = time.perf_counter()
-        q = np.asarray(tower(feats[i:i + 1]), dtype=np.float32)
-        index.knn_query(q, k=k)
-        times["dnn"].append(time.perf_counter() - t0)
-    return [{"model": fam, "n_items": n, "index": f"hnsw(M=16,ef={ef})", **percentiles_us(times[fam]),
-             "recall_vs_exact": float(np.mean(recall)), "build_s": build_s} for fam in ("mf", "dnn")]
+    index = ann.make_index(family, params, build_threads=build_threads if family != "exact" else 1,
+                           seed=seed, mips=mips).build(items)
+    try:
+        measured = ann.measure_index(index, queries, exact_ids, k, warmup)
+        nbytes = index.nbytes
+    finally:
+        ann.single_thread()
+    label = index.label
+    built = {"build_s": float(index.build_s), "build_cpu_s": float(index.build_cpu_s),
+             "build_threads": int(index.build_threads), "search_threads": 1,
+             "index_bytes": int(nbytes)}
+    index.close()
+    out = []
+    for m in measured:
+        row = {**base, "index": label, "mips": MIPS_LABELS[mips], **m, **built,
+               "operating_point": False}
+        if row.get("query_embedding_us") is not None:
+            row["total_p50_us"] = row["p50_us"] + row["query_embedding_us"]
+        out.append(row)
+    op = ann.operating_point(out, target_recall)
+    if op is not None:
+        op["operating_point"] = True
+    keep = ("param_value", "recall_vs_exact", "p50_us", "p99_us", "p50_cpu_us")
+    frontier.append({
+        "model": base["model"], "vectors": base["vectors"], "n_items": base["n_items"],
+        **({"source_model": base["source_model"]} if base.get("source_model") else {}),
+        "index": label, "mips": MIPS_LABELS[mips], "param": index.param_name, **built,
+        "points": [{key: p[key] for key in keep} for p in ann.pareto(out)],
+        "operating_point": {key: op[key] for key in keep} if op else None,
+        "target_recall": float(target_recall), "target_p50_us": float(target_p50_us),
+        "meets_target": bool(op and op["recall_vs_exact"] >= target_recall
+                             and op["p50_us"] <= target_p50_us),
+        # the same on the thread's CPU time (what the search costs on a shared machine)
+        "meets_target_cpu": bool(op and op["recall_vs_exact"] >= target_recall
+                                 and op.get("p50_cpu_us", op["p50_us"]) <= target_p50_us),
+    })
+    return out
 
 
 def offline_topk(model, n_users: int, k: int = 100, batch: int = 2048) -> dict:

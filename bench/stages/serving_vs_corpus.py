@@ -1,16 +1,109 @@
-"""Serving cost against the corpus size (exact and ANN), ``sweeps.corpus_sizes``."""
+"""Serving cost against the corpus size, ``sweeps.corpus_sizes``: exact MIPS and ANN indexes
+(hnswlib HNSW, faiss HNSW, faiss IVF) swept over their search parameter, on the fitted models'
+own item and query embeddings (the catalogue grown by perturbed copies) and on random Gaussian
+vectors (the labelled worst case). Writes ``sweeps.serving_vs_corpus`` (one row per index and
+parameter value) and ``sweeps.ann_frontier`` (the recall-vs-p50 Pareto points)."""
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
 from ..context import RunContext, Section
+
+#: row labels of the two families (``reports.verdicts.SWEEP_FAMILIES`` maps them back)
+LABELS = {"mf": "mf", "softmax": "dnn"}
+
+
+def _pick(ctx: RunContext, family: str, prefer: str | None) -> str | None:
+    """The fitted model of ``family`` to take the embeddings from (``prefer`` first; for the
+    DNN else the best softmax by validation score), else a configured one (fitted here)."""
+    fitted = [n for n, m in ctx.fitted.items()
+              if getattr(m, "family", None) == family and hasattr(m, "item_embeddings")]
+    if prefer in fitted:
+        return prefer
+    if fitted:
+        best = ctx.best_softmax(fitted) if family == "softmax" else None
+        return best or fitted[0]
+    configured = [n for n, _ in ctx.model_specs((family,))]
+    if prefer in configured:
+        return prefer
+    return configured[0] if configured else None
+
+
+def _query_embedding_us(model, queries, n: int = 100, warmup: int = 5) -> float:
+    """p50 (µs) of ``model.query_embeddings`` for one query (the tower's forward for the DNN,
+    the row lookup or fold-in solve for MF)."""
+    singles = [queries[i] for i in range(min(len(queries), n + warmup))]
+    for q in singles[:warmup]:
+        model.query_embeddings(q)
+    secs = []
+    for q in singles[warmup:] or singles:
+        t0 = time.perf_counter()
+        model.query_embeddings(q)
+        secs.append(time.perf_counter() - t0)
+    return float(np.percentile(np.asarray(secs) * 1e6, 50))
+
+
+def trained_sets(ctx: RunContext, n_queries: int) -> list:
+    """A :class:`~..ann.VectorSet` per family (MF, DNN) from the fitted models: item
+    embeddings (the DNN's item biases folded in as one more coordinate) and the query
+    embeddings of the test users (zero queries, which tie every item, dropped)."""
+    from mfsoftmax.ranking import Queries
+
+    from ..ann import VectorSet, with_bias
+
+    sw = ctx.cfg["sweeps"]
+    test = ctx.split.test
+    rng = np.random.default_rng(ctx.seed)
+    rows = np.sort(rng.choice(len(test), size=min(len(test), int(n_queries)), replace=False))
+    queries = Queries(test.users[rows], test.history[rows], known=test.known_users)
+    out = []
+    for family, prefer in (("mf", None), ("softmax", sw.get("train_dnn"))):
+        name = _pick(ctx, family, prefer)
+        if name is None:
+            ctx.say(f"  no {family} model configured: no trained {LABELS[family]} rows")
+            continue
+        model = ctx.fitted.get(name)
+        if model is None:
+            ctx.say(f"  {name} not fitted by the quality stage: fitting it for the corpus sweep")
+            model = ctx.fitted_on(ctx.split, True, name)
+        q = np.asarray(model.query_embeddings(queries), dtype=np.float32)
+        biases = model.item_biases() if hasattr(model, "item_biases") else None
+        items, q = with_bias(np.asarray(model.item_embeddings(), dtype=np.float32), q, biases)
+        nonzero = np.linalg.norm(q, axis=1) > 0
+        q = q[nonzero]
+        if not len(q):
+            ctx.say(f"  {name}: every test query embedding is zero: no trained rows")
+            continue
+        out.append(VectorSet(
+            model=LABELS[family], vectors="trained", items=items, queries=q, dim=items.shape[1],
+            source_model=name, query_embedding_us=_query_embedding_us(model, queries),
+            info={"bias_folded": items.shape[1] > model.item_embeddings().shape[1],
+                  "zero_queries_dropped": int((~nonzero).sum())}))
+    return out
 
 
 def run(ctx: RunContext) -> Section:
+    from ..ann import VectorSet
     from ..sweeps import serving_vs_corpus
 
     sw = ctx.cfg["sweeps"]
-    rows = serving_vs_corpus(
-        sw["corpus_sizes"], dim=int(sw["dim"]), n_queries=int(sw["queries"]), ann=sw["ann"],
-        ann_ef=int(sw["ann_ef"]), seed=ctx.seed, time_budget_s=float(sw["time_budget_s"]),
+    n_queries = int(sw["queries"])
+    vectors = list(sw["ann_vectors"])
+    sets = trained_sets(ctx, n_queries) if "trained" in vectors else []
+    if "random" in vectors:
+        sets.append(VectorSet(model="random", vectors="random", dim=int(sw["dim"])))
+    budget = sw.get("ann_time_budget_s")
+    rows, frontier = serving_vs_corpus(
+        sw["corpus_sizes"], sets, k=10, indexes=list(sw["ann_indexes"]),
+        mips=list(sw["ann_mips"]),
+        index_params=sw["ann_params"], n_queries=n_queries, warmup=int(sw["ann_warmup"]),
+        grow_noise=float(sw["ann_grow_noise"]),
+        random_max_items=sw["ann_random_max_items"] or None,
+        build_threads=int(sw["ann_build_threads"]),
+        target_recall=float(sw["ann_target_recall"]), target_p50_us=float(sw["ann_target_p50_us"]),
+        seed=ctx.seed, time_budget_s=float(sw["time_budget_s"] if budget is None else budget),
         log=ctx.log)
-    return Section(sweeps={"serving_vs_corpus": rows})
+    return Section(sweeps={"serving_vs_corpus": rows, "ann_frontier": frontier})
