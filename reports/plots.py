@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from mfsoftmax.folding import pca2  # noqa: E402
 from mfsoftmax.reports import fmt  # noqa: E402
 from mfsoftmax.reports.colors import group_color, model_color  # noqa: E402
+from mfsoftmax.reports.plot_ann import ann_frontier  # noqa: E402
 from mfsoftmax.reports.verdicts import growth_exponent, role_of  # noqa: E402
 
 STYLE = {
@@ -125,7 +126,8 @@ def validation_curves(results):
 def serving_vs_corpus(results):
     """p50 latency against corpus size, log-log; exact solid, ANN dashed with its recall."""
     rows = [r for r in results.get("sweeps", {}).get("serving_vs_corpus", [])
-            if fmt.is_num(r.get("p50_us")) and fmt.is_num(r.get("n_items"))]
+            if fmt.is_num(r.get("p50_us")) and fmt.is_num(r.get("n_items"))
+            and r.get("operating_point", True) and r.get("vectors", "trained") != "random"]
     if not rows:
         return None
     fig, (ax,) = _fig()
@@ -350,6 +352,7 @@ PLOTS = (
     ("quality_vs_time", "Quality vs training time", quality_vs_time),
     ("validation_curves", "Validation curves", validation_curves),
     ("serving_vs_corpus", "Serving latency vs corpus size", serving_vs_corpus),
+    ("ann_frontier", "ANN frontier: recall vs latency", ann_frontier),
     ("cold_start", "Cold start", cold_start),
     ("folding", "Folding", folding),
     ("embeddings_pca", "Embeddings (PCA)", embeddings_pca),

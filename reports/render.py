@@ -59,7 +59,7 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
         Section("serving", "Serving", "",
                 [tb.serving_table(runs, labels)] + [t for t in sweeps
                                                     if t.key in ("serving_vs_corpus", "offline_topk")],
-                pl("serving_vs_corpus")),
+                pl("serving_vs_corpus", "ann_frontier")),
         Section("cold-start", "Cold start", "",
                 tb.cold_tables(runs, labels) + tb.cold_gap_tables(runs, labels)
                 + [tb.cold_seeds_table(runs, labels)], pl("cold_start")),

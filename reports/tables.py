@@ -406,7 +406,8 @@ def ablation_table(runs, labels):
 
 def sweep_tables(runs, labels) -> list:
     specs = (
-        ("serving_vs_corpus", "Serving latency vs corpus size", ("model", "index", "n_items"),
+        ("serving_vs_corpus", "Serving latency vs corpus size (each index at its operating point)",
+         ("model", "vectors", "index", "n_items"),
          (("p50_us", "p50", fmt.micros), ("p95_us", "p95", fmt.micros),
          ("recall_vs_exact", "recall vs exact", lambda v: f"{v:.3f}"))),
         ("training_vs_size", "Training cost vs data size", ("model", "n_interactions", "n_items"),
@@ -423,8 +424,10 @@ def sweep_tables(runs, labels) -> list:
         for results in runs:
             rows = {}
             for r in results.get("sweeps", {}).get(key, []):
-                k = tuple(fmt.count(r[c]) if fmt.is_num(r.get(c)) else str(r.get(c, fmt.DASH))
-                          for c in kcols)
+                if not r.get("operating_point", True):  # ANN sweeps: one row per index
+                    continue
+                k = tuple(fmt.count(r[c]) if fmt.is_num(r.get(c)) else
+                          str(r.get(c, "trained" if c == "vectors" else fmt.DASH)) for c in kcols)
                 rows[k] = {label: f(r[c]) for c, label, f in vcols if fmt.is_num(r.get(c))}
             per_run.append(rows)
         t = keyed_table(key, title, [c.replace("_", " ") for c in kcols], per_run, labels)
