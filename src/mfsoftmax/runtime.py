@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-PACKAGES = ("numpy", "scipy", "implicit", "torch", "matplotlib", "threadpoolctl", "hnswlib", "mfsoftmax")
+PACKAGES = ("numpy", "scipy", "implicit", "torch", "matplotlib", "threadpoolctl", "hnswlib", "optuna",
+            "polars", "faiss-cpu", "pyspark", "mfsoftmax")
 
 
 def now_iso() -> str:
