@@ -384,7 +384,9 @@ def run_rank(model, train, valid, rank: int, world: int, callback=None, store=No
         model._prepare(train)
         ctx = _Rank(rank, world, backend, model.table_sync)
         softmax_train.train(model, train, valid, callback if rank == 0 else None, dist=ctx)
-        return _train_info(model, world, backend, ctx)
+        info = _train_info(model, world, backend, ctx)
+        dist.barrier()  # no rank tears its group down while a peer's collective is in flight
+        return info
     finally:
         dist.destroy_process_group()
 
