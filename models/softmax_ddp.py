@@ -445,6 +445,16 @@ def _spawned(rank: int, world: int, port: int, params: dict, train, valid, conn,
                               "eval_seconds": model.eval_seconds, "fit_seconds": model.fit_seconds,
                               "train_info": info}))
         conn.close()
+    _exit_quietly(0)
+
+
+def _exit_quietly(code: int) -> None:
+    """End a finished rank without the interpreter's teardown: under CPU oversubscription gloo's
+    background threads can still be joinable when C++ statics are destroyed, which aborts the
+    process (SIGABRT, "terminate called without an active exception") after its work is done."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ---------------------------------------------------------------------------------- the parent
@@ -643,4 +653,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_quietly(main())
