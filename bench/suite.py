@@ -159,9 +159,9 @@ def _check_writable(path: Path, label: str) -> None:
         raise ConfigError(f"{label} {path}: cannot write into {probe} (permission denied)")
 
 
-def make_run_dir(cfg: dict, out: str | None) -> Path:
-    """Create the run folder of :func:`plan_run_dir`."""
-    path = plan_run_dir(cfg, out)
+def make_run_dir(path: Path) -> Path:
+    """Create the run folder :func:`plan_run_dir` chose (once, so the folder made is the one
+    the runner writes into, even when a default name's timestamp has moved on)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -228,7 +228,7 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
     runner = Runner(cfg, run_dir)
     try:
         runner.prepare()  # load and split before the run folder exists: a bad dataset leaves none
-        make_run_dir(cfg, args.out)
+        make_run_dir(run_dir)
     except ConfigError as exc:
         print(f"mfsoftmax run: {exc}", file=sys.stderr)
         return 2

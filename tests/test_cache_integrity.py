@@ -17,6 +17,7 @@ from mfsoftmax.cli import main as cli_main
 from mfsoftmax.datasets import DatasetError
 from mfsoftmax.datasets import download as dl
 from mfsoftmax.datasets.movielens import ml_100k
+from tests.test_download import counting_fetch
 
 FILES = {
     "u.data": "1\t1\t5\t100\n2\t1\t3\t101\n2\t2\t4\t102\n",
@@ -54,15 +55,6 @@ def no_fetch(url, dest):
 
 def offline(url, dest):
     raise OSError("Network is unreachable")
-
-
-def counting_fetch(calls):
-    real = dl.fetch_url
-
-    def fetch(url, dest):
-        calls.append(url)
-        real(url, dest)
-    return fetch
 
 
 def leftovers(root):
