@@ -29,6 +29,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mfsoftmax.ranking import topk
+
+from .serving import percentiles_us
 
 #: index family -> class; the order is the sweep's default order
 INDEXES: dict = {}
@@ -59,8 +64,6 @@ def l2_reduction(items: np.ndarray) -> np.ndarray:
 def exact_topk(items: np.ndarray, queries: np.ndarray, k: int, batch: int | None = None) -> np.ndarray:
     """(B x k) ids of the top-k items by inner product, best first (batched matmul; a batch's
     scores stay near 128 MB)."""
-    from mfsoftmax.ranking import topk
-
     batch = batch or max(1, min(256, (1 << 25) // max(1, len(items))))
     out = []
     for s in range(0, len(queries), batch):
@@ -165,8 +168,6 @@ class ExactIndex(AnnIndex):
         self.items = items
 
     def _search(self, q, k):
-        from mfsoftmax.ranking import topk
-
         return topk(q @ self.items.T, k)[0]
 
     @property
@@ -198,7 +199,7 @@ class HnswlibIndex(AnnIndex):
         return int(n)
 
     def _build(self, items):
-        import hnswlib
+        import hnswlib  # optional: treated as optional (available() skips its rows without it)
 
         n, dim = items.shape
         self.index = hnswlib.Index(space=self.mips, dim=dim)
@@ -230,7 +231,7 @@ class HnswlibIndex(AnnIndex):
 def faiss_or_none():
     """The faiss module, or None when it cannot be imported."""
     try:
-        import faiss
+        import faiss  # optional: faiss-cpu (the ann extra)
     except ImportError:
         return None
     return faiss
@@ -356,8 +357,6 @@ class FaissIvfIndex(_FaissIndex):
 
 def single_thread(n: int = 1) -> None:
     """Limit every BLAS / OpenMP pool loaded so far (faiss brings its own) to ``n`` threads."""
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(limits=int(n))
     faiss = faiss_or_none()
     if faiss is not None:
@@ -372,7 +371,7 @@ def available(family: str) -> str | None:
         return "faiss is not installed (pip install faiss-cpu); its rows are skipped"
     if family == "hnswlib":
         try:
-            import hnswlib  # noqa: F401
+            import hnswlib  # noqa: F401  optional: probed here, its rows are skipped without it
         except ImportError:
             return "hnswlib is not installed; its rows are skipped"
     return None
@@ -428,8 +427,6 @@ def measure_index(index: AnnIndex, queries: np.ndarray, exact_ids: np.ndarray, k
                   warmup: int = 20) -> list[dict]:
     """One row per value of the index's sweep: param, p50/p95/p99/mean (µs, wall), p50/p99 of
     the thread's CPU time (``p50_cpu_us``, ``p99_cpu_us``), recall@k vs exact."""
-    from .serving import percentiles_us
-
     rows = []
     params = index.sweep(index.n) if index.param_name else [None]
     for p in params:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm.auto import tqdm
+
 
 class Log:
     """The run's one writer to stderr.
@@ -35,8 +37,6 @@ class Log:
         """One log line (``[mfsoftmax] msg``)."""
         text = f"[mfsoftmax] {msg}"
         if self.progress:
-            from tqdm.auto import tqdm
-
             tqdm.write(text, file=self.stream)
             self.stream.flush()
         else:
@@ -69,8 +69,6 @@ class Task:
         self.t0 = time.perf_counter()
         self.bar = None
         if log.progress:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=self.total, desc=desc, file=log.stream, leave=False,
                             dynamic_ncols=True)
 

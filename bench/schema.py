@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import re
 from importlib import resources
 from pathlib import Path
@@ -91,9 +92,7 @@ def schema() -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _validator():
-    import numbers
-
-    from jsonschema import Draft202012Validator, validators
+    from jsonschema import Draft202012Validator, validators  # lazy: jsonschema (~0.3 s), off --help
 
     # in-memory results may hold numpy scalars (they are written as plain JSON numbers)
     checker = Draft202012Validator.TYPE_CHECKER.redefine_many({

@@ -236,7 +236,7 @@ def _locked(root: Path, name: str):
     elsewhere). The lock file is removed on release; a waiter that wakes on a removed file
     retries on the new one."""
     try:
-        import fcntl
+        import fcntl  # optional: POSIX-only (this lock is a no-op elsewhere)
     except ImportError:  # pragma: no cover - not POSIX
         yield False
         return

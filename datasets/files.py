@@ -107,7 +107,7 @@ def read_interactions_table(path, sep=None, header=None, user_col=None, item_col
 def read_parquet_table(path, user_col=None, item_col=None, rating_col=None, timestamp_col=None) -> dict:
     """Read a Parquet table (needs ``pyarrow``, which is optional)."""
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # optional: pyarrow (not a core dependency)
     except ImportError as exc:
         raise DatasetError(f"{path}: reading Parquet needs the optional package pyarrow, which is "
                            "not installed (pip install pyarrow), or convert the file to CSV") from exc

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import union  # composite builders
 from .core import DatasetError, Interactions
 from .preprocess import preprocess
 
@@ -67,8 +68,6 @@ def load(spec: str, data_dir=None, min_rating: float | None = None, min_user: in
     **params
         Passed to the builder (e.g. ``n_users`` for ``synthetic``, ``path`` for ``file``).
     """
-    from . import union  # composite builders
-
     opts = dict(min_rating=min_rating, min_user=min_user, min_item=min_item, binary=binary)
     call = _CALL.match(spec)
     if call:

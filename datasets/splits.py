@@ -7,6 +7,7 @@ Each split is deterministic given the seed, and validation and test are disjoint
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -213,8 +214,6 @@ def make_split(data: Interactions, protocol: str, seed: int = 0, **options) -> S
 
 def protocol_options(protocol: str) -> tuple[str, ...]:
     """The split options ``protocol`` takes (``dataset.split`` keys), e.g. ``heldout_frac``."""
-    import inspect
-
     fn = {"holdout": holdout, "temporal": holdout, "strong": strong, "new-items": new_items}.get(protocol)
     if fn is None:
         raise DatasetError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")

@@ -10,6 +10,7 @@ package is imported (docs/models.md, "Adding a model").
 from __future__ import annotations
 
 import warnings
+from importlib.metadata import entry_points as _installed
 
 from .base import Queries, RecommenderBase, mask_history, topk
 from .feature_popularity import FeaturePopularity
@@ -44,8 +45,6 @@ def load_plugins(entry_points=None) -> list[str]:
     """Register the models of every installed ``mfsoftmax.models`` entry point; returns their
     names. A plugin that fails to load is reported as a warning and left out (it never breaks
     the built-in models). Built-in kinds cannot be replaced."""
-    from importlib.metadata import entry_points as _installed
-
     eps = _installed(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points
     names = []
     for ep in eps:

@@ -13,8 +13,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from mfsoftmax.ranking import Queries, mask_history, topk
+from mfsoftmax.runtime import atomic_write_json
 
 __all__ = ["Queries", "RecommenderBase", "mask_history", "topk", "topk_one"]
 
@@ -147,8 +149,6 @@ class RecommenderBase(abc.ABC):
     def _one_query(self, user, hist: np.ndarray, known: bool) -> Queries:
         """A one-row :class:`Queries` of ``hist`` (item ids), built without scipy's constructor
         checks (a fifth of its cost) when the ids are valid; the constructor otherwise."""
-        import scipy.sparse as sp
-
         hist = np.unique(hist)
         data, indices = np.ones(len(hist), np.float32), hist.astype(np.int32)
         indptr = np.array([0, len(hist)], dtype=np.int32)
@@ -187,8 +187,6 @@ class RecommenderBase(abc.ABC):
 
     @staticmethod
     def _write_params(path, params: dict) -> None:
-        from mfsoftmax.runtime import atomic_write_json
-
         Path(path).mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(path) / "params.json", params)
 

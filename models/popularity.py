@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from mfsoftmax.runtime import atomic_write_bytes
@@ -57,8 +59,6 @@ class Popularity(RecommenderBase):
         return ids, scores
 
     def save(self, path) -> None:
-        import io
-
         self._write_params(path, {"name": self.name, "n_users": self.n_users, "n_items": self.n_items})
         buf = io.BytesIO()
         np.savez(buf, item_scores=self.item_scores)

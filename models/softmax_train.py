@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from mfsoftmax.evaluation import evaluate
 
@@ -317,8 +319,6 @@ def train(model, train, valid, callback, dist=None) -> None:
     ``dist``: this process is one rank of a data-parallel job (``softmax_ddp._Rank``).
     """
     prev_threads = torch.get_num_threads()
-    from threadpoolctl import threadpool_limits
-
     torch.set_num_threads(model.threads)
     try:
         with threadpool_limits(limits=model.threads):
@@ -351,8 +351,6 @@ def _train(model, train, valid, callback, dist=None) -> None:
     t_fit = time.perf_counter()
     bar = None
     if model.progress and lead:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=model.epochs, desc=model.name, unit="epoch")
     for epoch in range(model.epochs):
         t0 = time.perf_counter()

@@ -27,11 +27,13 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
 
 from mfsoftmax.datasets.core import check_users_items
 from mfsoftmax.runtime import atomic_write_bytes
 
 from . import wals_linalg as la
+from . import wals_spark
 from .base import Queries, RecommenderBase
 from .wals_features import FeatureMeans, encode_features
 
@@ -47,8 +49,7 @@ _BLAS = {}
 def _blas_one_thread():
     """Context limiting BLAS to one thread (the controller is built once per process)."""
     if "controller" not in _BLAS:
-        import implicit.cpu.als  # noqa: F401  (load its BLAS before inspecting the libraries)
-        from threadpoolctl import ThreadpoolController
+        import implicit.cpu.als  # noqa: F401  lazy: implicit (~0.3 s), only a WALS fit needs it; loads its BLAS before the inspection
 
         _BLAS["controller"] = ThreadpoolController()
     return _BLAS["controller"].limit(limits=1, user_api="blas")
@@ -215,18 +216,18 @@ class WALS(RecommenderBase):
         kwargs = dict(factors=self.dim, regularization=self.reg / self.w0, alpha=1.0,
                       iterations=self.iterations, calculate_training_loss=False, random_state=self.seed)
         if self.device == "cuda":
-            import implicit.gpu
+            import implicit.gpu  # lazy: implicit, as in _blas_one_thread
 
             if not implicit.gpu.HAS_CUDA:
                 raise RuntimeError("WALS(device='cuda'): this implicit build has no CUDA support "
                                    "(implicit.gpu.HAS_CUDA is False); use device='cpu'")
             if self.solver != "cg":
                 raise ValueError("WALS(device='cuda') supports solver='cg' only (implicit.gpu has no Cholesky)")
-            import implicit.gpu.als
+            import implicit.gpu.als  # lazy: implicit
 
             model = implicit.gpu.als.AlternatingLeastSquares(**kwargs)
         else:
-            from implicit.cpu.als import AlternatingLeastSquares
+            from implicit.cpu.als import AlternatingLeastSquares  # lazy: implicit
 
             model = AlternatingLeastSquares(use_cg=self.solver == "cg", num_threads=self.threads, **kwargs)
         model.cg_steps = self.cg_steps
@@ -283,7 +284,7 @@ class WALS(RecommenderBase):
         with _blas_one_thread():  # also around the model's creation: implicit checks BLAS there
             model = self._implicit_model()
             if gpu:
-                import implicit.gpu
+                import implicit.gpu  # lazy: implicit
 
                 model.user_factors, model.item_factors = implicit.gpu.Matrix(U), implicit.gpu.Matrix(V)
             else:
@@ -329,8 +330,6 @@ class WALS(RecommenderBase):
     def _fit_spark(self, matrix, init) -> WALS:
         """Fit with Spark MLlib's implicit ALS (:mod:`wals_spark`); the factors come back as
         numpy aligned with the matrix (rows without training entries: zero)."""
-        from . import wals_spark
-
         wals_spark.require_pyspark()
         if init is not None:
             raise ValueError("WALS(engine='spark') cannot start from given factors (Spark's ALS "

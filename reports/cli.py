@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mfsoftmax.reports.load import ReportInputError, load_results
+
 
 def add_arguments(p) -> None:
     p.add_argument("results", nargs="+", metavar="RESULTS.json",
@@ -22,8 +24,7 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    from mfsoftmax.reports.load import ReportInputError, load_results
-    from mfsoftmax.reports.render import render_report
+    from mfsoftmax.reports.render import render_report  # lazy: matplotlib (~0.5 s), off --help
 
     try:
         runs = [load_results(path) for path in args.results]

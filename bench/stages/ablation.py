@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from mfsoftmax.evaluation import evaluate
 
+from ..coldstart import new_user_curve
 from ..context import RunContext, Section
 from .paired import add_lift_se
 
@@ -13,8 +14,6 @@ NEEDS = "user_features"
 
 
 def run(ctx: RunContext) -> Section:
-    from ..coldstart import new_user_curve
-
     switchable = [n for n, _ in ctx.model_specs() if ctx.model_class(n).ablation_switches]
     base = ctx.cfg["ablation"].get("base") or ctx.best_softmax(switchable)
     if base is None:

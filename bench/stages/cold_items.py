@@ -4,6 +4,7 @@ item tower), every pair paired by user at every point."""
 
 from __future__ import annotations
 
+from ..coldstart import new_item_curve
 from ..context import RunContext, Section
 from .paired import paired_rows_by_point
 
@@ -11,8 +12,6 @@ NEEDS = "item_features"
 
 
 def run(ctx: RunContext) -> Section:
-    from ..coldstart import new_item_curve
-
     out = Section()
     cs = ctx.cfg["cold_start"]
     split = ctx.split_for("new-items", item_frac=float(cs["item_frac"]))

@@ -4,13 +4,14 @@ strong splits drawn with other seeds (``cold_start.split_seeds``)."""
 
 from __future__ import annotations
 
+from mfsoftmax.datasets import make_split
+
+from ..coldstart import new_user_curve
 from ..context import RunContext, Section
 from .paired import paired_rows_by_point
 
 
 def run(ctx: RunContext) -> Section:
-    from ..coldstart import new_user_curve
-
     out = Section()
     cs = ctx.cfg["cold_start"]
     split, reuse = ctx.cold_split()
@@ -35,10 +36,6 @@ def split_seed_rows(ctx: RunContext, names: list, own_curves: dict | None) -> li
     else ``names``) plus the two popularity baselines, refitted with their tuned parameters;
     the run's own split takes its points from ``own_curves`` (the stage's curves on it, None
     when the main split is not strong). One split's 0-item comparison is within noise."""
-    from mfsoftmax.datasets import make_split
-
-    from ..coldstart import new_user_curve
-
     cs = ctx.cfg["cold_start"]
     names = cs.get("seed_models") or cs.get("models") or names
     names = [n for n in dict.fromkeys(["popularity", "feature-popularity", *names])

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfsoftmax.datasets import load, make_split, twin
 from mfsoftmax.evaluation import evaluate
 from mfsoftmax.folding import folding_metrics, pca2
+from mfsoftmax.ranking import Queries
 
 from ..context import RunContext, Section
 
@@ -16,8 +18,6 @@ from ..context import RunContext, Section
 def probe_data(ctx: RunContext):
     """The planted-groups data itself (or a variant from ``folding.dataset_params``), else the
     ``twin`` of the dataset (disjoint-union probe)."""
-    from mfsoftmax.datasets import load, twin
-
     fcfg = ctx.cfg["folding"]
     data = ctx.data
     probe = fcfg.get("probe", "auto")
@@ -41,8 +41,6 @@ def _measure(model, split, data, k):
 
 
 def _embedding_sample(model, split, data, n: int, rng) -> dict | None:
-    from mfsoftmax.models import Queries
-
     if not (hasattr(model, "query_embeddings") and hasattr(model, "item_embeddings")):
         return None
     users = np.sort(rng.choice(split.test.users, size=min(n, len(split.test)), replace=False))
@@ -59,8 +57,6 @@ def _embedding_sample(model, split, data, n: int, rng) -> dict | None:
 
 
 def run(ctx: RunContext) -> Section:
-    from mfsoftmax.datasets import make_split
-
     out = Section()
     fcfg = ctx.cfg["folding"]
     k = int(fcfg["k"])
@@ -164,8 +160,6 @@ def _regimes(ctx: RunContext, names: list, w0s_for, k: int) -> list:
     """Leakage@k and Recall@10 against w0 on planted-groups probes with ``folding.groups`` groups
     at each of ``folding.regime_dims`` (else the swept dims): the regime, groups per dimension,
     where raising w0 helps or hurts. Synthetic data only (the probe is regenerated per count)."""
-    from mfsoftmax.datasets import load, make_split
-
     fcfg, ds = ctx.cfg["folding"], ctx.cfg["dataset"]
     if ds["name"] != "synthetic":
         raise RuntimeError("folding.groups regenerates the planted-groups probe: it needs the "

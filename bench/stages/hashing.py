@@ -8,11 +8,10 @@ from __future__ import annotations
 from mfsoftmax.evaluation import evaluate
 
 from ..context import RunContext, Section
+from ..measure import timed_fit
 
 
 def run(ctx: RunContext) -> Section:
-    from ..measure import timed_fit
-
     hcfg = ctx.cfg["hashing"]
     base = hcfg.get("base") or ctx.best_softmax()
     if base is None:

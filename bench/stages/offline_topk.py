@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from ..context import RunContext, Section
+from ..sweeps import offline_topk
 
 
 def run(ctx: RunContext) -> Section:
-    from ..sweeps import offline_topk
-
     mf = [n for n, m in ctx.fitted.items() if m.family == "mf"]
     if not mf:
         raise RuntimeError("no fitted MF model")

@@ -5,6 +5,7 @@ spread as well as the users' (``models.<name>.quality_seeds``; paired rows by us
 
 from __future__ import annotations
 
+import inspect
 import traceback
 
 import numpy as np
@@ -12,14 +13,13 @@ import numpy as np
 from mfsoftmax.evaluation import evaluate, standard_errors
 from mfsoftmax.runtime import to_jsonable
 
-from ..context import RunContext, Section, StageFailed
+from ..context import RunContext, Section, StageFailed, build_model, spark_defaults
+from ..measure import timed_fit
+from ..tuning import search as tune
 from .paired import paired_rows, paired_rows_seeds
 
 
 def run(ctx: RunContext) -> Section:
-    from ..measure import timed_fit
-    from ..tuning import search as tune
-
     out = Section()
     split = ctx.split
     metric = ctx.cfg["tuning"]["metric"]
@@ -85,8 +85,6 @@ def run(ctx: RunContext) -> Section:
 def _fixed(ctx: RunContext, name: str, params: dict, space: dict) -> dict:
     """The configured params plus, for each searched key they leave out, the class default, so
     trial 0 of the search is exactly the configured model."""
-    import inspect
-
     sig = inspect.signature(ctx.model_class(name).__init__).parameters
     defaults = {k: sig[k].default for k in space
                 if k not in params and k in sig and sig[k].default is not inspect.Parameter.empty}
@@ -96,10 +94,6 @@ def _fixed(ctx: RunContext, name: str, params: dict, space: dict) -> dict:
 def _replicas(ctx: RunContext, name: str, params: dict, n_seeds: int, pop) -> list:
     """``(test metrics, per-user arrays)`` of the tuned model retrained with seeds ``seed + 1``
     ... ``seed + n_seeds - 1`` (a model without a seed is deterministic: its one fit repeats)."""
-    import inspect
-
-    from ..context import build_model, spark_defaults
-
     if n_seeds <= 1:
         return []
     spec = ctx.cfg["models"][name]

@@ -10,7 +10,11 @@ import time
 
 import numpy as np
 
+from mfsoftmax.ranking import Queries
+
+from ..ann import VectorSet, with_bias
 from ..context import RunContext, Section
+from ..sweeps import serving_vs_corpus
 
 #: row labels of the two families (``reports.verdicts.SWEEP_FAMILIES`` maps them back)
 LABELS = {"mf": "mf", "softmax": "dnn"}
@@ -50,10 +54,6 @@ def trained_sets(ctx: RunContext, n_queries: int) -> list:
     """A :class:`~..ann.VectorSet` per family (MF, DNN) from the fitted models: item
     embeddings (the DNN's item biases folded in as one more coordinate) and the query
     embeddings of the test users (zero queries, which tie every item, dropped)."""
-    from mfsoftmax.ranking import Queries
-
-    from ..ann import VectorSet, with_bias
-
     sw = ctx.cfg["sweeps"]
     test = ctx.split.test
     rng = np.random.default_rng(ctx.seed)
@@ -86,9 +86,6 @@ def trained_sets(ctx: RunContext, n_queries: int) -> list:
 
 
 def run(ctx: RunContext) -> Section:
-    from ..ann import VectorSet
-    from ..sweeps import serving_vs_corpus
-
     sw = ctx.cfg["sweeps"]
     n_queries = int(sw["queries"])
     vectors = list(sw["ann_vectors"])

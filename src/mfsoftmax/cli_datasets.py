@@ -43,7 +43,7 @@ def parse_params(items) -> dict:
 
 
 def load_from_args(args, name: str):
-    from mfsoftmax.datasets import load
+    from mfsoftmax.datasets import load  # lazy: numpy+scipy (~0.7 s), off --help
 
     return load(name, data_dir=args.data_dir, min_rating=args.min_rating, min_user=args.min_user,
                 min_item=args.min_item, binary=not args.no_binarize, **parse_params(args.param))
@@ -63,7 +63,7 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    from mfsoftmax.datasets import REGISTRY, DatasetError
+    from mfsoftmax.datasets import REGISTRY, DatasetError  # lazy: numpy+scipy, off --help
 
     if getattr(args, "action", None) in (None, "list"):
         composite = [("twin(A)", "A plus a relabelled copy of itself (folding probe)"),
@@ -102,8 +102,8 @@ def main(args) -> int:
 
 
 def _verify(args) -> int:
-    from mfsoftmax.datasets import DatasetError
-    from mfsoftmax.datasets.download import dataset_folder, read_marker
+    from mfsoftmax.datasets import DatasetError  # lazy: numpy+scipy, off --help
+    from mfsoftmax.datasets.download import dataset_folder, read_marker  # lazy: as above
 
     try:
         folder = dataset_folder(args.name, args.data_dir, verify=True)

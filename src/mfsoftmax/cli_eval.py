@@ -14,6 +14,7 @@ with ``engine=spark`` needs ``pip install 'mfsoftmax[spark]'`` and a Java runtim
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 
@@ -35,10 +36,11 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    from mfsoftmax.datasets import DatasetError, make_split
-    from mfsoftmax.evaluation import evaluate
-    from mfsoftmax.models import MODELS
-    from mfsoftmax.runtime import pin_threads
+    from mfsoftmax.datasets import DatasetError, make_split  # lazy: numpy+scipy, off --help
+    from mfsoftmax.evaluation import evaluate  # lazy: numpy+scipy, off --help
+    from mfsoftmax.models import MODELS  # lazy: torch (~2-5 s), off --help
+    from mfsoftmax.models.wals_spark import SparkUnavailable  # lazy: torch, off --help
+    from mfsoftmax.runtime import pin_threads  # lazy: numpy, off --help
 
     pin_threads(args.threads)
     if args.model not in MODELS:
@@ -57,8 +59,6 @@ def main(args) -> int:
     except (TypeError, ValueError) as exc:
         print(f"mfsoftmax: model {args.model}: {exc}", file=sys.stderr)
         return 2
-    from mfsoftmax.models.wals_spark import SparkUnavailable
-
     try:
         model.fit(split.train, valid=split.valid)
     except SparkUnavailable as exc:  # WALS engine=spark without pyspark: name the extra
@@ -82,6 +82,4 @@ def main(args) -> int:
 
 
 def _init_params(cls) -> set:
-    import inspect
-
     return set(inspect.signature(cls.__init__).parameters)
