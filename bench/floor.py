@@ -2,8 +2,9 @@
 on the model's own arrays, timed step by step for one query.
 
 - ``embed``: the query embedding (a known MF user: the row of ``U``; a new MF user: the
-  model's fold-in solve; the DNN: its query tower through ``query_embeddings`` on a prebuilt
-  one-row query; popularity: nothing);
+  model's fold-in solve on a prebuilt one-row query; the DNN: its query tower through its
+  fastest correct runtime, ``query_embedding_one`` (TorchScript when it equals eager: the floor
+  is the least work, so its embed is the compiled tower's); popularity: nothing);
 - ``score``: ``V @ q`` (+ item biases);
   (a model without embeddings: its own ``score`` of a prebuilt one-row query, embed 0);
 - ``topk``: history to -inf by index, ``argpartition`` of the k best, sort of those k
@@ -13,6 +14,12 @@ The floor's p50 is the median of the per-query sum of the three steps; ``embed_u
 the per-step medians. As everywhere in the serving stage, the queries are timed in ``rounds``
 that alternate across models, and each figure is the minimum over rounds of the round's
 median; the lean ``recommend_one`` path is timed in the same rounds (``lean_p50_us``).
+
+A model with a query tower served by a runtime of its own (``serve_info``: the softmax DNN's
+``serve_runtime``) also has, in the same rounds, its lean path with the eager tower
+(``lean_eager_p50_us``) and the lean path's embed step alone (``query_embedding_one``:
+``lean_embed_us``, and ``lean_embed_eager_us``); ``lean_runtime`` names the tower runtime of
+``lean_p50_us`` (``torchscript`` or ``eager``, ``lean_runtime_note`` why not TorchScript).
 Single-threaded (the suite pins BLAS and torch threads)."""
 
 from __future__ import annotations
@@ -27,11 +34,15 @@ STEPS = ("embed", "score", "topk")
 
 
 def floor_kind(model, known: bool = True) -> str | None:
-    """What the floor's embed step does for ``model``: ranking, lookup, query-embedding, score."""
+    """What the floor's embed step does for ``model``: ranking, lookup, query-tower (a tower
+    served by a runtime of its own, ``query_embedding_one``), query-embedding, score."""
     if hasattr(model, "ranking") and getattr(model, "user_independent", False):
         return "ranking"
     if not (hasattr(model, "query_embeddings") and hasattr(model, "item_embeddings")):
         return "score"  # no embeddings: the model's own score() of a prebuilt query is the score step
+    if hasattr(model, "query_embedding_one") and hasattr(model, "serve_info") \
+            and model.serve_info()["runtime"] != "generic":
+        return "query-tower"
     if known and isinstance(getattr(model, "U", None), np.ndarray) and not hasattr(model, "item_biases"):
         return "lookup"
     return "query-embedding"
@@ -49,16 +60,25 @@ class FloorJob:
         self.queries = None
         if self.kind in ("query-embedding", "score"):  # prebuilt, so the floor times the embedding alone
             self.queries = [model._one_query(u, h, kn) for u, h, kn in self.singles]
-        if self.kind in ("lookup", "query-embedding"):
+        if self.kind in ("lookup", "query-embedding", "query-tower"):
             self.V = model.item_embeddings()
             self.b = model.item_biases() if hasattr(model, "item_biases") else None
         if self.kind == "ranking":
             self.order = model.ranking()
-        self.steps: dict[str, list[np.ndarray]] = {s: [] for s in (*STEPS, "floor", "lean")}
+        self.serve = model.serve_info() if hasattr(model, "serve_info") else None
+        # the tower's runtimes timed apart: the chosen one (lean) and eager, when they differ
+        self.runtimes = ([self.serve["runtime"], "eager"]
+                         if self.serve and self.serve["runtime"] not in ("eager", "generic") else
+                         [self.serve["runtime"]] if self.serve and self.serve["runtime"] == "eager" else [])
+        self.steps: dict[str, list[np.ndarray]] = {
+            s: [] for s in (*STEPS, "floor", "lean", "lean_eager", "lean_embed", "lean_embed_eager")}
         for i in range(warmup):
             self.one(i % len(self.singles))
             u, h, k, kn = self._args(i % len(self.singles))
             model.recommend_one(u, h, k=k, known=kn)
+            for rt in self.runtimes:
+                model.recommend_one(u, h, k=k, known=kn, runtime=rt)
+                model.query_embedding_one(u, h, runtime=rt)
 
     def _args(self, i):
         u, h, kn = self.singles[i]
@@ -82,7 +102,12 @@ class FloorJob:
             ids = part[np.argsort(-s[part], kind="stable")]
             return 0.0, t2 - t1, pc() - t2, ids
         t0 = pc()
-        q = self.model.U[u] if self.kind == "lookup" else self.model.query_embeddings(self.queries[i])[0]
+        if self.kind == "lookup":
+            q = self.model.U[u]
+        elif self.kind == "query-tower":
+            q = self.model.query_embedding_one(u, h)
+        else:
+            q = self.model.query_embeddings(self.queries[i])[0]
         t1 = pc()
         s = self.V @ q
         if self.b is not None:
@@ -98,20 +123,34 @@ class FloorJob:
         n_floor = 0 if self.kind is None else n
         rec = np.empty((n_floor, 3))
         lean = np.empty(n)
+        extra = np.empty((n, 3)) if self.runtimes else None  # lean eager, embed, embed eager
+        pc, model = time.perf_counter, self.model
         for j in range(n):
             i = j % len(self.singles)
             if n_floor:
                 e, s, t, _ = self.one(i)
                 rec[j] = (e, s, t)
-            args = self._args(i)
-            t0 = time.perf_counter()
-            self.model.recommend_one(*args[:2], k=args[2], known=args[3])
-            lean[j] = time.perf_counter() - t0
+            u, h, k, kn = self._args(i)
+            t0 = pc()
+            model.recommend_one(u, h, k=k, known=kn)
+            lean[j] = pc() - t0
+            if extra is not None:
+                fast, eager = self.runtimes[0], self.runtimes[-1]
+                t0 = pc()
+                model.recommend_one(u, h, k=k, known=kn, runtime=eager)
+                t1 = pc()
+                model.query_embedding_one(u, h, runtime=fast)
+                t2 = pc()
+                model.query_embedding_one(u, h, runtime=eager)
+                extra[j] = (t1 - t0, t2 - t1, pc() - t2)
         if n_floor:
             for c, name in enumerate(STEPS):
                 self.steps[name].append(rec[:, c])
             self.steps["floor"].append(rec.sum(axis=1))
         self.steps["lean"].append(lean)
+        if extra is not None:
+            for c, name in enumerate(("lean_eager", "lean_embed", "lean_embed_eager")):
+                self.steps[name].append(extra[:, c])
 
     def result(self) -> dict:
         def p50(name):
@@ -119,6 +158,13 @@ class FloorJob:
             return round(min(float(np.median(r)) * 1e6 for r in rounds), 3) if rounds else None
 
         out = {"floor_kind": self.kind, "lean_p50_us": p50("lean")}
+        if self.serve is not None:
+            out["lean_runtime"] = self.serve["runtime"]
+            if self.serve.get("reason"):
+                out["lean_runtime_note"] = str(self.serve["reason"])[:300]
+            if self.runtimes:
+                out.update({"lean_eager_p50_us": p50("lean_eager"), "lean_embed_us": p50("lean_embed"),
+                            "lean_embed_eager_us": p50("lean_embed_eager")})
         if self.kind is not None:
             out.update({"floor_p50_us": p50("floor"), "embed_us": p50("embed"),
                         "score_us": p50("score"), "topk_us": p50("topk")})

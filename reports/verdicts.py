@@ -19,6 +19,7 @@ LEAKAGE_ABS_TOL = 0.01  # leakage gaps below 0.01 (one leaked slot in a hundred)
 COST_RATIO = 1.25       # time, latency: a win only if the other side is at least 1.25x slower
 EXPONENT_TOL = 0.10     # growth exponents t ~ N^b closer than 0.10 are ties
 COLD_MAX_KNOWN = 5      # cold-start figure: mean Recall@10 over n_known <= 5
+SERVING_RECALL = 0.95   # serving at each corpus size: each family's fastest point at this recall
 
 THRESHOLDS = {
     "SE_MULTIPLIER": (SE_MULTIPLIER, "a quality gap is a win only if it exceeds this many standard "
@@ -31,6 +32,9 @@ THRESHOLDS = {
                                "times slower"),
     "EXPONENT_TOL": (EXPONENT_TOL, "growth exponents (t ∝ N^b) closer than this are ties"),
     "COLD_MAX_KNOWN": (COLD_MAX_KNOWN, "cold-start figure = mean Recall@10 over n_known ≤ this"),
+    "SERVING_RECALL": (SERVING_RECALL, "serving vs corpus size: each family at its fastest point "
+                                       "(exact or an ANN index) with recall@10 vs exact ≥ this "
+                                       "(or the best recall both reach), plus its query embedding"),
 }
 
 FAMILIES = ("mf", "softmax")
@@ -67,7 +71,9 @@ CLAIMS = (
           "harder to scale; needs sampling/hashing", "mf",
           "growth exponent of training time, time at the largest size"),
     Claim("serving", "Serving scalability", "U, V static; candidates precomputable",
-          "query embedding computed at request time", "mf", "p50 latency per query"),
+          "query embedding computed at request time", "mf",
+          "p50 latency per query on the production path (lean single-query path, the DNN's "
+          "tower through its fastest correct runtime)"),
 )
 
 
@@ -492,35 +498,120 @@ def _training_one_size(claim: Claim, results: dict) -> ClaimResult:
     return ClaimResult(claim, figures, models, winner, verdict, text)
 
 
+RUNTIME_LABELS = {"torchscript": "TorchScript", "eager": "eager", "compiled": "torch.compile",
+                  "onnx": "ONNX Runtime", "generic": "generic"}
+
+
+def served_p50(prof: dict) -> tuple[float | None, str]:
+    """The production serving figure of a serving row and which path it is: the lean
+    single-query path (``lean_p50_us``; for a query tower the runtime it ran, ``lean_runtime``:
+    "lean, TorchScript tower"), else (files written before the lean path) the generic
+    ``recommend`` p50 ("generic recommend"). ``(None, "")`` when neither is recorded."""
+    prof = prof or {}
+    lean = prof.get("lean_p50_us")
+    if fmt.is_num(lean):
+        rt = prof.get("lean_runtime")
+        if rt:
+            return float(lean), f"lean, {RUNTIME_LABELS.get(rt, rt)} tower"
+        # runs before the DNN's lean path had a runtime of its own ran its tower eagerly
+        return float(lean), "lean, eager tower" if prof.get("tower") else "lean"
+    v = prof.get("p50_us")
+    return (float(v), "generic recommend") if fmt.is_num(v) else (None, "")
+
+
+def _serving_row(results: dict, name: str) -> dict:
+    return (results.get("models", {}).get(name) or {}).get("serving") or {}
+
+
+def _query_cost(row: dict, results: dict) -> tuple[float, str]:
+    """A corpus-sweep row's query-embedding cost (µs) and where it comes from: for the DNN the
+    lean path's embed with its fastest correct tower runtime (``lean_embed_us`` of the serving
+    row of the model the vectors come from; else ``embed_fast_us``), in place of the sweep's
+    own eager ``query_embedding_us``; for MF the sweep's (lookup or fold-in). 0 when the row
+    records none (older sweeps: its ``p50_us`` is then the whole request)."""
+    own = row.get("query_embedding_us")
+    if not fmt.is_num(own):
+        return 0.0, ""
+    if family_of(row.get("model", ""), results) == "softmax":
+        prof = _serving_row(results, row.get("source_model") or "")
+        if not prof:  # no source recorded: the best softmax model's row
+            prof = next((m.get("serving") or {} for n, m in results.get("models", {}).items()
+                         if family_of(n, results) == "softmax" and (m.get("serving") or {}).get(
+                             "lean_embed_us") is not None), {})
+        for key in ("lean_embed_us", "embed_fast_us"):
+            if fmt.is_num(prof.get(key)):
+                rt = prof.get("lean_runtime") or (prof.get("tower") or {}).get("chosen") or "eager"
+                return float(prof[key]), f"{RUNTIME_LABELS.get(rt, rt)} tower"
+    return float(own), "as the sweep measured it"
+
+
+def serving_at_recall(results: dict, target: float = SERVING_RECALL) -> dict:
+    """Per corpus size of ``serving_vs_corpus``: ``{n: {"recall": r, family: {"total_us",
+    "search_us", "query_us", "query_from", "index", "param", "recall"}}}``, each family at its
+    fastest point (exact or ANN; trained vectors, not the random worst case) with recall@10 vs
+    exact ≥ ``r``, the smaller of ``target`` and the best recall both families reach there."""
+    rows = [r for r in results.get("sweeps", {}).get("serving_vs_corpus", []) or []
+            if fmt.is_num(r.get("p50_us")) and r.get("index") != "skipped"
+            and r.get("vectors", "trained") == "trained"]
+    by: dict = {}
+    for r in rows:
+        fam = family_of(r.get("model", ""), results)
+        if fam not in FAMILIES:
+            continue
+        rec = r.get("recall_vs_exact", 1.0 if r.get("index", "exact") == "exact" else None)
+        if not fmt.is_num(rec):
+            continue
+        by.setdefault(int(r["n_items"]), {}).setdefault(fam, []).append((float(rec), r))
+    out = {}
+    for n, fams in sorted(by.items()):
+        if not all(f in fams for f in FAMILIES):
+            continue
+        r_star = min(target, *(max(rec for rec, _ in fams[f]) for f in FAMILIES))
+        entry = {"recall": r_star}
+        for f in FAMILIES:
+            best = None
+            for rec, r in fams[f]:
+                if rec < r_star - 1e-12:
+                    continue
+                q, src = _query_cost(r, results)
+                total = float(r["p50_us"]) + q
+                if best is None or total < best["total_us"]:
+                    best = {"total_us": total, "search_us": float(r["p50_us"]), "query_us": q,
+                            "query_from": src, "index": r.get("index", "exact"),
+                            "param": (f"{r['param']}={r['param_value']}" if r.get("param") else None),
+                            "recall": rec}
+            entry[f] = best
+        out[n] = entry
+    return out
+
+
 def _serving(claim: Claim, results: dict) -> ClaimResult:
-    def val(_n, m):
-        v = m.get("serving", {}).get("p50_us")
-        return v if fmt.is_num(v) else None
+    paths = {}
+
+    def val(n, m):
+        v, label = served_p50(m.get("serving") or {})
+        paths[n] = label
+        return v
 
     def figure(n, v):
-        mode = results["models"][n]["serving"].get("mode")
-        return f"{fmt.micros(v)}" + (f" ({mode})" if mode else "")
+        mode = _serving_row(results, n).get("mode")
+        return f"{fmt.micros(v)} ({paths.get(n) or 'p50'}" + (f"; {mode})" if mode else ")")
 
     best, figures, models = _best_per_family(results, val, min, figure)
-    # The corpus sweep says whether the gap holds as the catalogue grows.
-    exact = [r for r in results.get("sweeps", {}).get("serving_vs_corpus", [])
-             if r.get("index", "exact") == "exact" and fmt.is_num(r.get("p50_us"))]
-    by_size = {}
-    for r in exact:  # the query embedding's own cost counts (total_p50_us where recorded)
-        by_size.setdefault(r["n_items"], {})[family_of(r["model"], results)] = \
-            r.get("total_p50_us", r["p50_us"])
-    size_signs = {n: cost_gap(v["mf"], v["softmax"])
-                  for n, v in sorted(by_size.items()) if "mf" in v and "softmax" in v}
+    # The corpus sweep says whether the gap holds as the catalogue grows, at the same recall.
+    at = serving_at_recall(results)
+    size_signs = {n: cost_gap(e["mf"]["total_us"], e["softmax"]["total_us"]) for n, e in at.items()}
     if len(best) < 2:
         if not size_signs:
             return _missing(claim, figures, models, "serving latency for both families")
         n_max = max(size_signs)
-        best = {"mf": ("mf", by_size[n_max]["mf"]), "softmax": ("dnn", by_size[n_max]["softmax"])}
+        best = {f: (SWEEP_NAME[f], at[n_max][f]["total_us"]) for f in FAMILIES}
         figures = {f: f"{fmt.micros(v)} @ {fmt.count(n_max)} items" for f, (_, v) in best.items()}
-        models = {"mf": "mf", "softmax": "dnn"}
+        models = {f: SWEEP_NAME[f] for f in FAMILIES}
     (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
     sign, ratio = cost_gap(mf_v, sm_v)
     winner = _winner(sign)
+    corpus = _corpus_text(at, size_signs)
     kinds = {s for s, _ in size_signs.values()}
     if len(kinds) > 1:
         groups = {s: [n for n, (v, _) in size_signs.items() if v == s] for s in kinds}
@@ -528,10 +619,19 @@ def _serving(claim: Claim, results: dict) -> ClaimResult:
         for s, label in ((1, "MF faster"), (-1, "softmax faster"), (0, "within " + f"{COST_RATIO:g}x")):
             if s in groups:
                 parts.append(f"{label} at n ∈ {{{', '.join(fmt.count(n) for n in groups[s])}}}")
-        return ClaimResult(claim, figures, models, winner, "depends", "; ".join(parts))
-    base = f"p50 {fmt.micros(mf_v)} ({mf_n}) vs {fmt.micros(sm_v)} ({sm_n}), {ratio:.1f}x"
+        head = ""
+        if all(n in paths for n in (mf_n, sm_n)):  # the serving stage's own figures
+            head = (f"p50 {fmt.micros(mf_v)} ({mf_n}, {paths[mf_n]}) vs {fmt.micros(sm_v)} "
+                    f"({sm_n}, {paths[sm_n]}), {ratio:.1f}x, at the run's corpus; by corpus size, ")
+        text = head + "; ".join(parts) + f" (same recall per size; {corpus})"
+        return ClaimResult(claim, figures, models, winner, "depends", text)
+    base = (f"p50 {fmt.micros(mf_v)} ({mf_n}, {paths.get(mf_n) or 'p50'}) vs {fmt.micros(sm_v)} "
+            f"({sm_n}, {paths.get(sm_n) or 'p50'}), {ratio:.1f}x")
+    generic = [_serving_row(results, n).get("p50_us") for n in (mf_n, sm_n)]
+    if all(fmt.is_num(g) for g in generic) and any(paths.get(n, "").startswith("lean") for n in (mf_n, sm_n)):
+        base += f" (generic recommend {fmt.micros(generic[0])} vs {fmt.micros(generic[1])})"
     if size_signs:
-        base += f"; same at every corpus size to {fmt.count(max(size_signs))}"
+        base += f"; same at every corpus size to {fmt.count(max(size_signs))} ({corpus})"
     parts = _serving_parts(results, mf_n, sm_n)
     if parts:
         base += "; " + parts
@@ -540,15 +640,54 @@ def _serving(claim: Claim, results: dict) -> ClaimResult:
     return ClaimResult(claim, figures, models, winner, verdict, text)
 
 
+SWEEP_NAME = {"mf": "mf", "softmax": "dnn"}
+
+
+def _corpus_text(at: dict, size_signs: dict) -> str:
+    """Each corpus size's comparison at the same recall, and where the DNN's query embedding
+    is most of its cost (small corpora) and where the search is (large)."""
+    if not at:
+        return ""
+    bits = []
+    for n, e in at.items():
+        mf, sm = e["mf"], e["softmax"]
+        _, ratio = size_signs[n]
+        where = lambda x: x["index"] + (f" {x['param']}" if x["param"] else "")  # noqa: E731
+        bits.append(f"{fmt.count(n)}: {fmt.micros(mf['total_us'])} ({where(mf)}) vs "
+                    f"{fmt.micros(sm['total_us'])} ({where(sm)}), {ratio:.1f}x")
+    rec = min(e["recall"] for e in at.values())
+    txt = f"recall@10 ≥ {rec:.2f}: " + ", ".join(bits)
+    sources = {f: next((e[f]["query_from"] for e in at.values() if e[f]["query_from"]), "")
+               for f in FAMILIES}
+    if any(sources.values()):
+        txt += ("; query embeddings included: MF's " + (sources["mf"] or "not recorded")
+                + " (the sweep's test users: a fold-in where they are new), the DNN's "
+                + (sources["softmax"] or "not recorded"))
+    share = {n: e["softmax"]["query_us"] / e["softmax"]["total_us"]
+             for n, e in at.items() if e["softmax"]["total_us"] > 0 and e["softmax"]["query_from"]}
+    if share:
+        emb = [n for n, v in share.items() if v >= 0.5]
+        srch = [n for n, v in share.items() if v < 0.5]
+        src = next(e["softmax"]["query_from"] for e in at.values() if e["softmax"]["query_from"])
+        if emb:
+            txt += (f"; the DNN's query embedding ({src}) is most of its cost at n ≤ "
+                    f"{fmt.count(max(emb))}")
+        if srch:
+            txt += f"; the search dominates at n ≥ {fmt.count(min(srch))}"
+    return txt
+
+
 def _serving_parts(results: dict, mf_n: str, sm_n: str) -> str:
     """Where each family's serving time goes, from the rows' floor decomposition (``embed_us``,
     ``score_us``, ``topk_us``; the DNN's embed with its fastest correct tower runtime,
-    ``embed_fast_us``, where recorded): which part dominates, and whether the gap is the query
-    embedding (the textbook's claim: MF looks a row up, the DNN runs a network) or scoring
-    (the same ``V @ q`` on the same corpus). Empty when the rows carry no decomposition."""
+    ``lean_embed_us`` where recorded, else ``embed_fast_us``): which part dominates, and
+    whether the gap is the query embedding (the textbook's claim: MF looks a row up, the DNN
+    runs a network) or scoring (the same ``V @ q`` on the same corpus). Empty when the rows
+    carry no decomposition."""
     def parts(name):
-        prof = (results.get("models", {}).get(name) or {}).get("serving") or {}
-        e, sc, t = prof.get("embed_fast_us", prof.get("embed_us")), prof.get("score_us"), prof.get("topk_us")
+        prof = _serving_row(results, name)
+        e = prof.get("lean_embed_us", prof.get("embed_fast_us", prof.get("embed_us")))
+        sc, t = prof.get("score_us"), prof.get("topk_us")
         if not all(fmt.is_num(x) for x in (e, sc, t)):
             return None
         return {"query embedding": float(e), "scoring": float(sc), "top-k": float(t)}, prof
@@ -562,14 +701,18 @@ def _serving_parts(results: dict, mf_n: str, sm_n: str) -> str:
         dom = max(p, key=p.get)
         txt = (f"{label} embed {fmt.micros(p['query embedding'])}, score {fmt.micros(p['scoring'])}, "
                f"top-k {fmt.micros(p['top-k'])} ({dom} dominates")
-        if fmt.is_num(prof.get("ratio_to_floor")):
+        v, path = served_p50(prof)
+        if path.startswith("lean") and fmt.is_num(prof.get("floor_p50_us")) and prof["floor_p50_us"] > 0:
+            txt += f"; lean path at {v / prof['floor_p50_us']:.1f}x its floor"
+        elif fmt.is_num(prof.get("ratio_to_floor")):
             txt += f"; served at {prof['ratio_to_floor']:.1f}x its floor"
         return txt + ")"
 
     tower = sm_prof.get("tower") or {}
     sm_label = "DNN"
-    if tower.get("chosen"):
-        sm_label += f" (tower via {tower['chosen']})"
+    runtime = sm_prof.get("lean_runtime") or tower.get("chosen")
+    if runtime:
+        sm_label += f" (tower via {runtime})"
     gaps = {k: sm_p[k] - mf_p[k] for k in mf_p}
     main = max(gaps, key=lambda k: abs(gaps[k]))
     return (f"{describe('MF', mf_p, mf_prof)}; {describe(sm_label, sm_p, sm_prof)}; "

@@ -82,8 +82,8 @@ def test_floors_and_decomposition_present_and_positive(models, split):
     out = floor_profiles(specs, n=20, k=5, rounds=2, warmup=1)
     assert len(out) == len(specs)
     kinds = dict(zip([*names, "wals-new"], [o["floor_kind"] for o in out], strict=True))
-    assert kinds == {"popularity": "ranking", "wals": "lookup", "dnn": "query-embedding",
-                     "dnn-bias": "query-embedding", "wals-new": "query-embedding"}
+    assert kinds == {"popularity": "ranking", "wals": "lookup", "dnn": "query-tower",
+                     "dnn-bias": "query-tower", "wals-new": "query-embedding"}
     for o in out:
         assert o["floor_p50_us"] > 0 and o["lean_p50_us"] > 0 and o["topk_us"] > 0
         assert o["embed_us"] >= 0 and o["score_us"] >= 0
@@ -125,6 +125,15 @@ def test_stage_rows_carry_the_floor(models, split):
     assert dnn["tower"]["chosen"] in ("eager", "torchscript", "compiled")
     assert dnn["tower"]["flops"] > 0 and dnn["tower"]["flops_ratio_at_calibration"] > 0
     assert dnn["embed_fast_us"] >= 0
+    # the production path: the DNN's lean path through its compiled tower, eager beside it
+    assert dnn["lean_runtime"] == "torchscript" and "lean_runtime_note" not in dnn
+    assert dnn["lean_eager_p50_us"] > 0 and dnn["lean_embed_us"] > 0 and dnn["lean_embed_eager_us"] > 0
+    wals = next(r for r in rows if r["model"] == "wals")
+    assert "lean_runtime" not in wals and "lean_eager_p50_us" not in wals
+    from mfsoftmax.bench.schema import validate
+
+    problems = validate({"schema_version": 1, "serving": rows}, partial=True)
+    assert not [p for p in problems if "serving" in p], problems
 
 
 @pytest.mark.parametrize("name", ["dnn", "dnn-bias"])
@@ -176,3 +185,97 @@ def test_serving_verdict_names_the_dominant_part():
     assert "tower via torchscript" in res.text
     assert "the gap is mostly query embedding" in res.text
     assert "scoring dominates" in res.text  # MF's time is the V @ u
+
+
+def _serving_results(lean=True, sweep=True):
+    """A serving section of both families: generic p50s far apart, lean ones closer; a corpus
+    sweep whose ANN rows at low recall are the fastest."""
+    mf = {"p50_us": 200.0, "p50_min_us": 190.0, "mode": "lookup", "embed_us": 0.3, "score_us": 20.0,
+          "topk_us": 15.0, "floor_p50_us": 36.0}
+    dnn = {"p50_us": 600.0, "p50_min_us": 580.0, "mode": "query-tower", "embed_us": 300.0,
+           "score_us": 21.0, "topk_us": 15.0, "floor_p50_us": 336.0,
+           "tower": {"chosen": "torchscript", "eager_us": 290.0, "chosen_us": 30.0}}
+    if lean:
+        mf.update(lean_p50_us=40.0)
+        dnn.update(lean_p50_us=90.0, lean_runtime="torchscript", lean_eager_p50_us=350.0,
+                   lean_embed_us=45.0, lean_embed_eager_us=300.0)
+    res = {"models": {"wals": {"family": "mf", "serving": mf},
+                      "dnn-model": {"family": "softmax", "serving": dnn}}}
+    if sweep:
+        rows = []
+        for n, exact in ((1_000, 10.0), (100_000, 2000.0)):
+            for fam, q, src in (("mf", 1.0, "wals"), ("dnn", 300.0, "dnn-model")):
+                base = {"model": fam, "n_items": n, "vectors": "trained", "source_model": src,
+                        "query_embedding_us": q}
+                rows.append({**base, "index": "exact", "p50_us": exact, "recall_vs_exact": 1.0})
+                rows.append({**base, "index": "hnswlib", "param": "ef", "param_value": 10,
+                             "p50_us": 5.0, "recall_vs_exact": 0.5})  # too inaccurate to count
+                rows.append({**base, "index": "hnswlib", "param": "ef", "param_value": 64,
+                             "p50_us": 60.0 if n > 1000 else 30.0, "recall_vs_exact": 0.97})
+            rows.append({"model": "random", "vectors": "random", "n_items": n, "index": "exact",
+                         "p50_us": 0.1, "recall_vs_exact": 1.0})
+        res["sweeps"] = {"serving_vs_corpus": rows}
+    return res
+
+
+def _serving_claim(results):
+    from reports.verdicts import CLAIMS, _serving
+
+    return _serving(next(c for c in CLAIMS if c.key == "serving"), results)
+
+
+def test_serving_verdict_uses_the_lean_compiled_path():
+    res = _serving_claim(_serving_results(sweep=False))
+    assert res.figures["mf"].startswith("40.0 µs (lean;")
+    assert res.figures["softmax"].startswith("90.0 µs (lean, TorchScript tower;")
+    assert "generic recommend 200 µs vs 600 µs" in res.text
+    assert res.winner == "mf"  # 2.2x on the lean path
+    assert "embed 45.0 µs" in res.text and "tower via torchscript" in res.text
+
+
+def test_serving_verdict_old_file_falls_back_to_generic():
+    res = _serving_claim(_serving_results(lean=False, sweep=False))
+    assert "(generic recommend;" in res.figures["mf"] and "(generic recommend;" in res.figures["softmax"]
+    assert "generic recommend 200" not in res.text  # no second generic figure to show
+
+
+def test_serving_verdict_compares_at_the_same_recall_on_the_compiled_tower():
+    from reports.verdicts import serving_at_recall
+
+    results = _serving_results()
+    at = serving_at_recall(results)
+    assert sorted(at) == [1_000, 100_000]
+    for e in at.values():
+        assert e["recall"] == 0.95
+        for fam in ("mf", "softmax"):
+            assert e[fam]["recall"] >= 0.95  # the ef=10 rows (recall 0.5) never count
+        # the DNN's query embedding: the lean TorchScript tower (45 µs), not the sweep's eager 300
+        assert e["softmax"]["query_us"] == 45.0 and e["softmax"]["query_from"] == "TorchScript tower"
+        assert e["mf"]["query_us"] == 1.0
+    assert at[1_000]["mf"]["index"] == "exact" and at[1_000]["mf"]["total_us"] == 11.0
+    assert at[100_000]["softmax"]["index"] == "hnswlib" and at[100_000]["softmax"]["total_us"] == 105.0
+    res = _serving_claim(results)
+    # 1k: 11 vs 55 µs (MF 5x); 100k: 61 vs 105 µs (1.7x): MF ahead at both sizes
+    assert res.verdict == "confirmed"
+    assert "recall@10 ≥ 0.95" in res.text and "1k: 11.0 µs (exact) vs 55.0 µs (exact)" in res.text
+    assert "most of its cost at n ≤ 1k" in res.text and "the search dominates at n ≥ 100k" in res.text
+    # a size where no ANN point reaches the target: compared at the best recall both reach
+    rows = [r for r in results["sweeps"]["serving_vs_corpus"] if r["index"] != "exact"]
+    at2 = serving_at_recall({**results, "sweeps": {"serving_vs_corpus": rows}})
+    assert at2[1_000]["recall"] == 0.95 and at2[1_000]["mf"]["index"] == "hnswlib"
+
+
+def test_serving_table_shows_the_served_path_and_generic():
+    from reports.tables import serving_table
+
+    t = serving_table([_serving_results(sweep=False)], ["run"])
+    cols = t.groups[0][1]
+    for c in ("served p50", "path", "lean, eager tower", "floor p50", "served / floor", "recommend p50"):
+        assert c in cols, cols
+    rows = {k[0]: dict(zip(cols, v, strict=True)) for k, v in t.rows}
+    assert rows["dnn-model"]["path"] == "lean, TorchScript tower"
+    assert rows["wals"]["path"] == "lean" and rows["wals"]["lean, eager tower"] == "—"
+    old = serving_table([_serving_results(lean=False, sweep=False)], ["run"])
+    cols = old.groups[0][1]
+    rows = {k[0]: dict(zip(cols, v, strict=True)) for k, v in old.rows}
+    assert rows["wals"]["path"] == "generic recommend" and "served / floor" not in cols
