@@ -76,10 +76,18 @@ DEFAULTS: dict = {
                "train_items": 10000, "train_dnn": "softmax-sampled-uniform",
                "time_budget_s": 120},
     "offline_topk": {"k": 100},
+    # per-stage time budgets in seconds: budgets.<stage>_s (e.g. quality_s) and budgets.total_s
+    # (the whole run, loading included). A stage with no budget left is skipped; one that runs
+    # past its budget is stopped; either is recorded as skipped with the reason (stages.<name>.
+    # budget_s, .reason). Unset = unlimited.
+    "budgets": {},
     # for WALS models with params.engine = "spark": the Spark master URL ("local[*]",
     # "local-cluster[2,1,1024]", "spark://host:7077") and Spark settings (a table of
     # "spark.*" = value) over the offline-safe defaults of models/wals_spark.py
     "spark": {"master": "local[*]", "conf": {}},
+    # engines of every MF / softmax model the suite builds (a model's own params override):
+    # mf = "implicit" | "spark" (WALS's engine), dnn_workers = data-parallel ranks of SoftmaxDNN
+    "engines": {"mf": "implicit", "dnn_workers": 1},
 }
 
 # What --quick shrinks (a smoke run under a minute; figures are not meaningful).
@@ -174,7 +182,7 @@ def shrink(cfg: dict) -> dict:
 # Sections whose keys are not fixed here: checked against the model class, the dataset loader
 # or the split protocol instead. Keys the suite itself adds to a resolved config: INTERNAL.
 OPEN = {("models",), ("dataset", "params"), ("dataset", "split"), ("folding", "dataset_params"),
-        ("spark", "conf")}
+        ("spark", "conf"), ("budgets",)}
 INTERNAL = {("run", "config_file"), ("run", "quick")}
 MODEL_KEYS = ("kind", "params", "search")
 
@@ -327,10 +335,21 @@ def validate(cfg: dict, where: str = "config") -> None:
     scopes = cfg["hashing"]["scopes"]
     if not scopes or any(sc not in ("inputs", "all") for sc in scopes):
         raise ConfigError(f"{where}: hashing.scopes must list 'inputs' and/or 'all', got {scopes!r}")
+    eng = cfg["engines"]
+    if eng["mf"] not in ("implicit", "spark"):
+        raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")
+    _int_at_least(cfg, "engines.dnn_workers", 1, where)
     master = cfg["spark"]["master"]
     if not isinstance(master, str) or not master.strip():
         raise ConfigError(f"{where}: spark.master must be a Spark master URL such as 'local[*]' "
                           f"or 'spark://host:7077', got {master!r}")
+    for key, val in cfg["budgets"].items():
+        stage = key.removesuffix("_s")
+        if not key.endswith("_s") or (stage != "total" and stage not in STAGES):
+            raise ConfigError(f"{where}: budgets.{key}: expected total_s or <stage>_s, one of "
+                              f"{', '.join(f'{s}_s' for s in STAGES)}")
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0:
+            raise ConfigError(f"{where}: budgets.{key} must be seconds >= 0, got {val!r}")
     ks = cfg["run"]["k"]
     if not ks or any(int(k) < 1 for k in ks):
         raise ConfigError(f"{where}: run.k must be a list of positive cut-offs")

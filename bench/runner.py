@@ -8,6 +8,8 @@ A failing stage is recorded as failed without touching what the others measured.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -20,19 +22,38 @@ from .context import RunContext, Section, StageFailed, build_model, deep_merge
 from .progress import Log
 from .schema import SCHEMA_VERSION, validate
 
-__all__ = ["Runner", "build_model"]
+__all__ = ["Runner", "StageOverBudget", "build_model", "stage_budget"]
+
+
+class StageOverBudget(BaseException):
+    """Raised in the main thread when a stage runs past its budget (``[budgets]``). A
+    BaseException, so a stage's own ``except Exception`` (quality goes on to the next model)
+    does not swallow it: the stage stops there and is recorded as skipped with the reason."""
+
+
+def stage_budget(cfg: dict, name: str) -> float | None:
+    """The configured budget of stage ``name`` in seconds (``budgets.<name>_s``), else None."""
+    val = (cfg.get("budgets") or {}).get(f"{name}_s")
+    return None if val is None else float(val)
+
+
+def _on_alarm(signum, frame):
+    raise StageOverBudget()
 
 
 class Runner:
     """Runs the configured stages and accumulates ``results``."""
 
-    def __init__(self, cfg: dict, run_dir: Path):
+    def __init__(self, cfg: dict, run_dir: Path, clock=time.perf_counter):
         import sys
 
         from mfsoftmax.runtime import pin_threads, run_info
 
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.clock = clock  # the budgets' clock (a fake one in tests)
+        self.t_start = clock()
+        self.t_wall = time.perf_counter()
         self.seed = int(cfg["run"]["seed"])
         self.threads = int(cfg["run"]["threads"])
         progress = cfg["run"].get("progress")
@@ -64,7 +85,7 @@ class Runner:
         ds = self.cfg["dataset"]
         t0 = time.perf_counter()
         params = dict(ds["params"])
-        if ds["name"] == "synthetic":
+        if ds["name"] in ("synthetic", "synthetic-20m"):
             params.setdefault("seed", self.seed)
         data = load(ds["name"], data_dir=ds["data_dir"], min_rating=ds["min_rating"],
                     min_user=ds["min_user"], min_item=ds["min_item"],
@@ -121,23 +142,63 @@ class Runner:
         self.results.update(section.top)
         self.results["sweeps"].update(section.sweeps)
 
+    def budget_for(self, name: str) -> tuple[float | None, str]:
+        """Seconds stage ``name`` may take (its ``budgets.<name>_s``, capped by what is left of
+        ``budgets.total_s``), and which budget that is; None when unlimited."""
+        own = stage_budget(self.cfg, name)
+        total = stage_budget(self.cfg, "total")
+        if total is None:
+            return own, f"budgets.{name}_s"
+        left = max(0.0, total - (self.clock() - self.t_start))
+        if own is None or left < own:
+            return left, f"what is left of budgets.total_s = {total:g}s"
+        return own, f"budgets.{name}_s"
+
     def run_stage(self, name: str, fn) -> None:
-        """Run one stage, merge its section, record its status, and write results.json
-        (atomically) after it."""
+        """Run one stage, merge its section, record its status, wall time, budget and peak RSS,
+        and write results.json (atomically) after it. A stage with no budget left is skipped; one
+        that runs past its budget is stopped (SIGALRM in the main thread) and recorded as skipped
+        with the reason and how long it ran; what it measured is lost, the models it fitted are
+        kept for the later stages."""
+        from .measure import RssMonitor
+
         t0 = time.perf_counter()
         reason = self.skip_reason(name)
+        budget, which = self.budget_for(name)
+        if not reason and budget is not None and budget <= 0:
+            reason = f"no time budget ({which} is 0s)"
         if reason:
             self.results["stages"][name] = {"status": "skipped", "error": None, "wall_s": 0.0,
-                                            "reason": reason}
+                                            "reason": reason,
+                                            **({"budget_s": budget} if budget is not None else {})}
             self.say(f"stage {name}: skipped: {reason}")
             self.save()
             return
-        self.say(f"stage {name} ...")
+        self.say(f"stage {name} ..." + (f" (budget {budget:.0f}s)" if budget is not None else ""))
         entry = {"status": "running", "error": None, "wall_s": None}
+        if budget is not None:
+            entry["budget_s"] = budget
         self.results["stages"][name] = entry
+        armed = budget is not None and threading.current_thread() is threading.main_thread()
+        monitor = RssMonitor(interval=0.05)
+        monitor.__enter__()
+        previous = None
         try:
-            self.merge(fn(self.ctx))
+            if armed:
+                previous = signal.signal(signal.SIGALRM, _on_alarm)
+                signal.setitimer(signal.ITIMER_REAL, budget)
+            try:
+                self.merge(fn(self.ctx))
+            finally:
+                if armed:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    signal.signal(signal.SIGALRM, previous)
             entry["status"] = "ok"
+        except StageOverBudget:
+            entry["status"] = "skipped"
+            entry["reason"] = (f"stopped: over its time budget of {budget:.0f}s ({which}) after "
+                               f"{time.perf_counter() - t0:.0f}s; what it measured is not kept")
+            self.say(f"stage {name}: {entry['reason']}")
         except KeyboardInterrupt:
             entry["status"] = "interrupted"
             entry["error"] = "KeyboardInterrupt"
@@ -151,8 +212,12 @@ class Runner:
                 self.log.say(traceback.format_exc().rstrip())
             self.say(f"stage {name} FAILED: {entry['error']}")
         finally:
+            monitor.__exit__(None, None, None)
             entry["wall_s"] = time.perf_counter() - t0
-            self.say(f"stage {name}: {entry['status']} in {entry['wall_s']:.1f}s")
+            entry["peak_rss_mb"] = round(monitor.peak_mb, 1)  # the process's, during the stage
+            entry["loadavg"] = _loadavg()  # 1/5/15-min load at its end (a shared machine)
+            self.say(f"stage {name}: {entry['status']} in {entry['wall_s']:.1f}s, peak RSS "
+                     f"{monitor.peak_mb / 1024:.2f} GiB")
             if entry["status"] != "interrupted":
                 # a calibration sample between stages: compare normalises by the best one
                 sample_calibration(self.results["run"]["calibration"], name)
@@ -163,6 +228,9 @@ class Runner:
         from mfsoftmax.runtime import now_iso
 
         self.results["run"]["finished_at"] = now_iso()
+        self.results["run"]["peak_rss_mb"] = _max_rss_mb()  # the whole run's high-water mark
+        self.results["run"]["wall_s"] = time.perf_counter() - self.t_wall
+        self.results["run"]["loadavg_at_end"] = _loadavg()
         interrupted = False
         for entry in self.results["stages"].values():
             if entry["status"] in ("running", "interrupted"):
@@ -231,6 +299,23 @@ class Runner:
         st = ", ".join(f"{k}={v['status']}" for k, v in self.results["stages"].items())
         lines.append(f"\nstages: {st}")
         return "\n".join(lines)
+
+
+def _loadavg() -> list | None:
+    """The machine's 1, 5 and 15-minute load averages, where the OS has them."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def _max_rss_mb() -> float:
+    """This process's peak RSS so far (ru_maxrss, KiB on Linux), in MiB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _fmt(v, digits: int) -> str:

@@ -10,6 +10,11 @@ register(
     "synthetic",
     "Seeded planted-groups generator (embedded default, no download)",
 )(_synthetic.synthetic)
+register(
+    "synthetic-20m",
+    "The planted-groups generator at MovieLens-20M's shape: 138,493 users x 26,744 items, ~20M "
+    "interactions (no download)",
+)(_synthetic.synthetic_20m)
 
 # Loaders that register themselves on import.
 from . import files as _files  # noqa: E402,F401

@@ -203,6 +203,23 @@ def _cached_ratings(path: Path, owned: bool, cache, parse) -> dict:
     return parsecache.load_or_parse(path, parse, parsecache.entry_path(path, owned, cache), sha)
 
 
+def _cached_build(name: str, files: list[Path], owned: bool, cache, build) -> Interactions:
+    """``build()``'s Interactions through the finished-Interactions cache
+    (:func:`parsecache.load_or_build`): keyed by every file it reads, placed like the parsed
+    columns' entry (next to ``files[0]`` in a download-cache folder, else the cache root)."""
+    sha = {}
+    if owned:
+        recs = (read_marker(files[0].parent) or {}).get("files") or {}
+        for f in files:
+            rec = recs.get(f.name)
+            if isinstance(rec, list) and len(rec) == 3:
+                sha[f.name] = rec[1]
+        if files[0].name not in sha:
+            owned = False
+    entry = parsecache.entry_path(files[0], owned, cache, suffix=parsecache.BUILT_SUFFIX)
+    return parsecache.load_or_build(files, build, entry, sha, loader=name)
+
+
 def _assemble(name: str, folder: Path, r: dict, items: dict, users: dict | None,
               item_file: Path, user_file: Path | None) -> Interactions:
     uids, u = factorize_ints(r["user"])
@@ -365,9 +382,12 @@ def _csv_release(name: str, data_dir, cache, verify=False) -> Interactions:
         _check_ratings_header(ratings)
         return read_ratings(ratings, b",", header=True)
 
-    r = _cached_ratings(ratings, data_dir is None, cache, parse)
-    return _assemble(name, folder, r, read_items_csv(folder / "movies.csv"), None,
-                     folder / "movies.csv", None)
+    def build() -> Interactions:
+        r = _cached_ratings(ratings, data_dir is None, cache, parse)
+        return _assemble(name, folder, r, read_items_csv(folder / "movies.csv"), None,
+                         folder / "movies.csv", None)
+
+    return _cached_build(name, [ratings, folder / "movies.csv"], data_dir is None, cache, build)
 
 
 @register("ml-20m", "MovieLens 20M: 138k users, 27k movies, 20M ratings, item features",

@@ -18,6 +18,12 @@ the download cache does). Anything else (stale key, unreadable or truncated entr
 means a re-parse and a rewrite. Entries are written to a temporary file and renamed into place;
 a cache that cannot be written is skipped silently (the load still works). Only files of at
 least :data:`MIN_BYTES` are cached; ``MFSOFTMAX_PARSE_CACHE=0`` turns the cache off.
+
+A second entry, ``<stem>.interactions.npz`` beside the first (:func:`load_or_build`), holds the
+finished :class:`~mfsoftmax.datasets.core.Interactions` the loader assembles from the columns
+(the CSR arrays, timestamps, ratings, raw ids, features, meta), keyed by every source file the
+loader reads (ratings and movies) and :data:`BUILT_FORMAT`: a second load of ml-20m reads arrays
+instead of factorising ids, de-duplicating and sorting 20M rows again.
 """
 
 from __future__ import annotations
@@ -32,10 +38,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
+from .core import Interactions
 from .download import HASH_ON_LOAD_BYTES, cache_root, file_digest
 
 FORMAT = 1
+#: version of the finished-Interactions entries: bump it when a loader's assembly changes what it
+#: builds from the same files (an older entry is then rebuilt)
+BUILT_FORMAT = 1
+BUILT_SUFFIX = ".interactions.npz"
 MIN_BYTES = 8 << 20  # smaller files parse in well under a second: not worth a cache entry
 SUFFIX = ".parsed.npz"
 COLUMNS = ("user", "item", "rating", "timestamp")
@@ -47,15 +59,17 @@ def enabled() -> bool:
         "0", "false", "no", "off")
 
 
-def entry_path(source: Path, owned_folder: bool, cache: str | Path | None = None) -> Path:
+def entry_path(source: Path, owned_folder: bool, cache: str | Path | None = None,
+               suffix: str = SUFFIX) -> Path:
     """Where the entry for ``source`` lives: next to it in a download-cache folder
-    (``owned_folder``), else under ``<cache root>/parsed/``."""
+    (``owned_folder``), else under ``<cache root>/parsed/``. ``suffix``: :data:`SUFFIX` (the
+    parsed columns) or :data:`BUILT_SUFFIX` (the finished :class:`Interactions`)."""
     source = Path(source)
     if owned_folder:
-        return source.with_name(source.stem + SUFFIX)
+        return source.with_name(source.stem + suffix)
     root = Path(cache).expanduser() if cache is not None else cache_root()
     tag = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
-    return root / "parsed" / f"{source.stem}-{tag}{SUFFIX}"
+    return root / "parsed" / f"{source.stem}-{tag}{suffix}"
 
 
 def _read(entry: Path) -> tuple[dict, dict] | None:
@@ -130,3 +144,86 @@ def load_or_parse(source: Path, parse: Callable[[], dict], entry: Path,
     except OSError:
         pass  # read-only or full cache: the load works without it
     return result
+
+
+# ------------------------------------------------------------------ finished Interactions
+def _source_key(path: Path, st: os.stat_result, sha256: str | None) -> dict:
+    return {"source": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "sha256": sha256 or file_digest(path)}
+
+
+def _pack(data) -> dict:
+    """The arrays of an Interactions, by npz name; None entries left out."""
+    m = data.matrix
+    out = {"indptr": m.indptr, "indices": m.indices, "data": m.data,
+           "shape": np.asarray(m.shape, dtype=np.int64)}
+    for name in ("timestamps", "ratings", "user_groups", "item_groups", "user_ids", "item_ids"):
+        val = getattr(data, name)
+        if val is not None:
+            out[name] = np.asarray(val)
+    for prefix, feats in (("uf__", data.user_features), ("if__", data.item_features)):
+        for k, v in feats.items():
+            out[prefix + k] = np.asarray(v)
+    return out
+
+
+def _unpack(z, name: str, meta: dict):
+    shape = tuple(int(x) for x in z["shape"])
+    mat = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
+    mat.has_sorted_indices = True  # stored from a canonical matrix: no re-check of 20M indices
+    opt = {k: z[k] for k in ("timestamps", "ratings", "user_groups", "item_groups", "user_ids",
+                             "item_ids") if k in z.files}
+    uf = {k[4:]: z[k] for k in z.files if k.startswith("uf__")}
+    itf = {k[4:]: z[k] for k in z.files if k.startswith("if__")}
+    return Interactions(name=name, matrix=mat, user_features=uf, item_features=itf, meta=meta,
+                        **opt)
+
+
+def load_or_build(sources: list[Path], build: Callable[[], object], entry: Path,
+                  sha256: dict | None = None, loader: str = ""):
+    """The :class:`Interactions` ``build()`` makes from ``sources`` (the files it reads): from
+    ``entry`` when its key matches every source (same freshness rule as :func:`load_or_parse`),
+    else ``build()``, then stored in ``entry``. ``sha256``: known checksums by file name (a
+    verified manifest). Off with the parse cache, and for a first source under
+    :data:`MIN_BYTES`."""
+    sources = [Path(p) for p in sources]
+    sha256 = sha256 or {}
+    try:
+        stats = [p.stat() for p in sources]
+    except OSError:
+        return build()  # the builder names the problem
+    if not enabled() or stats[0].st_size < MIN_BYTES:
+        return build()
+    if entry.is_file():
+        try:
+            with np.load(entry, allow_pickle=False) as z:
+                key = json.loads(str(z["key"]))
+                ok = (isinstance(key, dict) and key.get("format") == BUILT_FORMAT
+                      and key.get("loader") == loader
+                      and len(key.get("sources", [])) == len(sources)
+                      and all(k.get("source") == p.name and _fresh(k, p, st, sha256.get(p.name))
+                              for k, p, st in zip(key["sources"], sources, stats, strict=True)))
+                if ok:
+                    return _unpack(z, key["name"], key["meta"])
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
+            pass  # unreadable or another layout: rebuild it
+    data = build()
+    try:
+        meta = json.loads(json.dumps(data.meta))  # only JSON-able meta is cached
+        key = {"format": BUILT_FORMAT, "loader": loader, "name": data.name, "meta": meta,
+               "sources": [_source_key(p, st, sha256.get(p.name))
+                           for p, st in zip(sources, stats, strict=True)]}
+        if all(p.stat().st_mtime_ns == st.st_mtime_ns for p, st in zip(sources, stats, strict=True)):
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".part", dir=entry.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(f, key=np.array(json.dumps(key)), **_pack(data))
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, entry)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+    except (OSError, TypeError, ValueError):
+        pass  # read-only or full cache, or meta that is not JSON: the load works without it
+    return data

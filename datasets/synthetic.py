@@ -29,10 +29,15 @@ the planted groups that the folding stage needs:
   taste). They help cold start without giving the answer away.
 
 The defaults are the embedded default dataset: ``mfsoftmax datasets show synthetic`` shows what
-``mfsoftmax run`` uses. Everything is vectorised and no m x n array is ever built.
+``mfsoftmax run`` uses. ``synthetic-20m`` (:func:`synthetic_20m`) is the same generator at
+MovieLens-20M's shape (138,493 users x 26,744 items, ~20M interactions, at least 20 per user),
+its in-group items drawn by exponential keys (``in_group="keys"``). Everything is vectorised and
+no m x n array is ever built (the keys are drawn for blocks of users x one group's items).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -75,11 +80,52 @@ def _search_blocks(cdf: np.ndarray, block: np.ndarray, n_blocks: int, rng) -> np
     return pos
 
 
+def _in_group_by_keys(weights, item_groups, group_start, group_size, user_groups, primary,
+                      secondary, share, k_in, n_items, rng, cells: int = 1 << 20) -> np.ndarray:
+    """Sorted keys ``user * n_items + item`` of each user's ``k_in`` in-group items, drawn
+    without replacement from its taste mixture ``share * p(primary) + (1 - share) *
+    p(secondary)`` over its group's items (p: the taste's weights normalised in the group): the
+    ``k_in`` smallest exponential keys ``E_i / p_i`` (Efraimidis-Spirakis), for blocks of users
+    of one group at a time (at most ``cells`` user x item cells each; users sorted by ``k_in``
+    so a block's partition depth fits its users)."""
+    out = []
+    for g in range(len(group_size)):
+        lo, size = int(group_start[g]), int(group_size[g])
+        w = weights[lo:lo + size]
+        # (n_tastes, size): each taste's distribution in the group (float32: half the traffic)
+        p = (w / w.sum(axis=0)).T.astype(np.float32)
+        users = np.flatnonzero((user_groups == g) & (k_in > 0))
+        users = users[np.argsort(k_in[users], kind="stable")]
+        step = max(1, cells // size)
+        for start in range(0, len(users), step):
+            u = users[start:start + step]
+            k = k_in[u]
+            sh = share[u, None].astype(np.float32)
+            mix = sh * p[primary[u]]
+            mix += (1.0 - sh) * p[secondary[u]]
+            t = rng.standard_exponential((len(u), size), dtype=np.float32)
+            with np.errstate(divide="ignore"):  # an item of mass 0 in float32: never drawn
+                t /= mix
+            kmax = int(k.max())
+            if kmax < size:
+                part = np.argpartition(t, kmax - 1, axis=1)[:, :kmax]
+            else:
+                part = np.broadcast_to(np.arange(size), (len(u), size))
+            order = np.take_along_axis(part, np.argsort(np.take_along_axis(t, part, axis=1),
+                                                        axis=1), axis=1)
+            take = np.arange(kmax)[None, :] < k[:, None]
+            items = order[take] + lo
+            out.append(np.repeat(u, k) * np.int64(n_items) + items)
+    keys = np.concatenate(out) if out else np.zeros(0, np.int64)
+    keys.sort()
+    return keys
+
+
 def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
               mean_activity: float = 20.0, activity_sigma: float = 0.9, zipf: float = 1.0,
               noise: float = 0.2, feature_noise: float = 0.5, latent_dim: int = 8,
               n_tastes: int = 16, taste: float = 2.5, min_activity: int = 3,
-              seed: int = 0, data_dir=None) -> Interactions:
+              in_group: str = "draws", seed: int = 0, data_dir=None) -> Interactions:
     """Generate the planted-groups dataset (the defaults are the embedded default dataset).
 
     Parameters
@@ -105,6 +151,14 @@ def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
         variance 1) in the item logits; 0 = every user of a group follows the same popularity.
     min_activity : int
         Fewest items drawn per user.
+    in_group : {"draws", "keys"}
+        How a user's in-group items are drawn without replacement from its taste mixture:
+        ``"draws"`` (the default dataset's): with replacement in rounds, keeping the first
+        distinct draws (bounded rounds: a heavy user of a skewed taste may end a few short);
+        ``"keys"``: the same distribution (successive sampling) by exponential keys
+        (Efraimidis-Spirakis: the k smallest ``E_i / p_i`` of the group's items), one pass per
+        block of users of a group, exact counts and much faster for heavy users; a different
+        draw for the same seed.
     seed : int
         Seed of the generator; the same seed gives the same dataset.
     """
@@ -118,6 +172,8 @@ def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
         raise ValueError(f"feature_noise={feature_noise} must be in [0, 1]")
     if latent_dim < 1 or n_tastes < 1:
         raise ValueError(f"latent_dim={latent_dim} and n_tastes={n_tastes} must be >= 1")
+    if in_group not in ("draws", "keys"):
+        raise ValueError(f"in_group={in_group!r}: choose 'draws' or 'keys'")
     if zipf < 0 or taste < 0 or activity_sigma < 0 or not mean_activity > 0:
         raise ValueError("zipf, taste and activity_sigma must be >= 0, mean_activity > 0")
     rng = np.random.default_rng(seed)
@@ -206,6 +262,11 @@ def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
     # user * n_items + item (a user's in-group and noise items never coincide).
     key_bits = _bits(n_users) + _bits(n_items)
     kept = []  # per round: the sorted keys of the kept draws
+    if in_group == "keys":
+        kept.append(_in_group_by_keys(weights[:, :n_tastes], item_groups, group_start,
+                                      group_size, user_groups, primary, secondary, share, k_in,
+                                      n_items, rng))
+        need[0::2] = 0
     active = np.flatnonzero(need > 0)
     for factor in FACTORS:
         if not len(active):
@@ -273,5 +334,36 @@ def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
         user_groups=user_groups.astype(np.int64), item_groups=item_groups.astype(np.int64),
         meta={"generator": "planted-groups-tastes", "seed": seed, "n_groups": n_groups,
               "noise": noise, "zipf": zipf, "mean_activity": mean_activity, "taste": taste,
-              "n_tastes": n_tastes, "latent_dim": latent_dim, "feature_noise": feature_noise},
+              "n_tastes": n_tastes, "latent_dim": latent_dim, "feature_noise": feature_noise,
+              **({"in_group": in_group} if in_group != "draws" else {})},
     )
+
+
+#: MovieLens-20M's shape (Harper & Konstan 2015; the ml-20m ratings.csv): 138,493 users x 26,744
+#: items, 20,000,263 ratings, every user with >= 20 ratings (median 68, mean 144, heavy right
+#: tail), item popularity a long tail. ``synthetic-20m`` draws ~20M distinct (user, item) pairs in
+#: that shape with the default generator's planted groups and within-group tastes.
+ML20M_SHAPE = {"n_users": 138_493, "n_items": 26_744, "n_groups": 20, "mean_activity": 150.0,
+               "activity_sigma": 1.0, "min_activity": 20}
+
+
+def synthetic_20m(n_users: int = ML20M_SHAPE["n_users"], n_items: int = ML20M_SHAPE["n_items"],
+                  n_groups: int = ML20M_SHAPE["n_groups"],
+                  mean_activity: float = ML20M_SHAPE["mean_activity"],
+                  activity_sigma: float = ML20M_SHAPE["activity_sigma"], zipf: float = 1.0,
+                  noise: float = 0.2, feature_noise: float = 0.5, latent_dim: int = 8,
+                  n_tastes: int = 16, taste: float = 2.5,
+                  min_activity: int = ML20M_SHAPE["min_activity"], in_group: str = "keys",
+                  seed: int = 0, data_dir=None) -> Interactions:
+    """The planted-groups generator (:func:`synthetic`) at MovieLens-20M's shape: 138,493 users x
+    26,744 items, ~20M interactions, log-normal activity with at least 20 items per user (mean
+    150 before the in-group cap of half a group), catalogue-wide Zipf popularity, 20 planted
+    groups of ~1,337 items with the default within-group tastes and cross-group noise; in-group
+    items drawn by exponential keys (``in_group="keys"``: exact counts, fast for heavy users). Any
+    parameter can be overridden (e.g. ``n_users`` for a smaller run of the same shape)."""
+    data = synthetic(n_users=n_users, n_items=n_items, n_groups=n_groups,
+                     mean_activity=mean_activity, activity_sigma=activity_sigma, zipf=zipf,
+                     noise=noise, feature_noise=feature_noise, latent_dim=latent_dim,
+                     n_tastes=n_tastes, taste=taste, min_activity=min_activity,
+                     in_group=in_group, seed=seed)
+    return replace(data, name="synthetic-20m", meta={**data.meta, "preset": "ml-20m-shape"})

@@ -164,8 +164,10 @@ def test_data_dir_cache_hit_and_invalidation(tmp_path, cached, monkeypatch):
     ml_20m(data_dir=folder, cache=cache)
     assert len(cached) == 2  # the rewritten entry is fresh again
 
-    # an unreadable entry is replaced
+    # an unreadable entry is replaced (the finished-Interactions entry removed, else it serves)
     entries[0].write_bytes(b"not a zip")
+    for built in (cache / "parsed").glob("*" + parsecache.BUILT_SUFFIX):
+        built.unlink()
     same(ml_20m(data_dir=folder, cache=cache), changed)
     assert len(cached) == 3
 
@@ -211,3 +213,43 @@ def test_ml1m_ratings_cached(tmp_path, cached, monkeypatch):
     os.utime(d / "ratings.dat", ns=(1, 1))  # mtime changed, content not: still a hit (SHA-256)
     ml_1m(data_dir=tmp_path, cache=tmp_path / "cache")
     assert len(cached) == 1
+
+
+def test_finished_interactions_cached(tmp_path, cached, monkeypatch):
+    """The second load reads the finished CSR arrays: no parse, no assembly; a changed
+    movies.csv, a corrupt entry or another BUILT_FORMAT rebuilds it."""
+    folder = write_release(tmp_path / "ml-20m", BODY, n_items=50)
+    cache = tmp_path / "cache"
+    first = ml_20m(data_dir=folder, cache=cache)
+    built = list((cache / "parsed").glob("ratings-*" + parsecache.BUILT_SUFFIX))
+    assert len(built) == 1 and len(cached) == 1
+    key = json.loads(str(np.load(built[0])["key"]))
+    assert [s["source"] for s in key["sources"]] == ["ratings.csv", "movies.csv"]
+    assembled = []
+    real = movielens._assemble
+    monkeypatch.setattr(movielens, "_assemble", lambda *a, **k: assembled.append(1) or real(*a, **k))
+    second = ml_20m(data_dir=folder, cache=cache)
+    assert assembled == [] and len(cached) == 1
+    same(second, first)
+    assert second.name == first.name == "ml-20m"
+    np.testing.assert_array_equal(second.item_features["genres"], first.item_features["genres"])
+    np.testing.assert_array_equal(second.item_features["year_bucket"],
+                                  first.item_features["year_bucket"])
+    assert second.meta == first.meta
+    assert second.matrix.has_sorted_indices
+
+    # movies.csv changed: assembled again (from the parsed columns: no re-parse)
+    text = (folder / "movies.csv").read_text()
+    (folder / "movies.csv").write_text(text.replace("Drama|Comedy\n", "Drama\n", 1))
+    third = ml_20m(data_dir=folder, cache=cache)
+    assert assembled == [1] and len(cached) == 1
+    assert third.item_features["genres"].sum() == first.item_features["genres"].sum() - 1
+    ml_20m(data_dir=folder, cache=cache)
+    assert assembled == [1]  # fresh again
+
+    built[0].write_bytes(b"not a zip")
+    same(ml_20m(data_dir=folder, cache=cache), first)
+    assert assembled == [1, 1]
+    monkeypatch.setattr(parsecache, "BUILT_FORMAT", parsecache.BUILT_FORMAT + 1)
+    ml_20m(data_dir=folder, cache=cache)
+    assert assembled == [1, 1, 1]

@@ -185,3 +185,56 @@ def test_no_users_by_items_allocation():
         tracemalloc.stop()
     assert d.matrix.shape == (m, n)
     assert peak < m * n * 4 / 50  # a dense float32 matrix would be 40 GB; we stay under 0.8 GB
+
+
+def test_ml20m_shape_preset():
+    """``synthetic-20m``: ML-20M's dimensions and activity floor by default; a smaller run of the
+    same shape by overriding n_users; the name says which preset made it."""
+    import inspect as _inspect
+
+    from mfsoftmax.datasets import REGISTRY
+    from mfsoftmax.datasets.synthetic import ML20M_SHAPE, synthetic_20m
+
+    sig = _inspect.signature(synthetic_20m).parameters
+    assert (sig["n_users"].default, sig["n_items"].default) == (138_493, 26_744)
+    assert sig["min_activity"].default == 20 and sig["n_groups"].default == ML20M_SHAPE["n_groups"]
+    assert set(sig) == set(_inspect.signature(synthetic).parameters)  # every knob overridable
+    assert "synthetic-20m" in REGISTRY and "20M" in REGISTRY["synthetic-20m"].description
+    data = load("synthetic-20m", n_users=3000, seed=1)
+    assert data.name == "synthetic-20m" and data.meta["preset"] == "ml-20m-shape"
+    assert data.matrix.shape == (3000, 26_744)
+    act = data.user_activity()
+    # ml-20m: every user has >= 20 ratings; here a few draws of the most skewed tastes may stop
+    # short of the floor (the top-up rounds are bounded)
+    assert np.mean(act >= 20) > 0.99 and act.min() >= 15
+    assert 100 < act.mean() < 160 and np.median(act) < act.mean()  # a right tail
+    assert int(data.user_groups.max()) + 1 == ML20M_SHAPE["n_groups"]
+    same = synthetic(n_users=3000, n_items=26_744, seed=1, in_group="keys", **{
+        k: v for k, v in ML20M_SHAPE.items() if k not in ("n_users", "n_items")})
+    assert (same.matrix != data.matrix).nnz == 0  # the preset is the generator's parameters
+
+
+def test_in_group_keys_matches_draws_in_distribution():
+    """``in_group="keys"`` (exponential keys) draws the same successive-sampling distribution as
+    the default rounds of draws: the same counts per user (exactly k_in, where the rounds may
+    stop short) and item frequencies that agree up to sampling noise; unknown modes refused."""
+    kw = dict(n_users=3000, n_items=600, n_groups=6, mean_activity=40, noise=0.2)
+    a = synthetic(**kw, seed=0)
+    b = synthetic(**kw, seed=0, in_group="keys")
+    assert b.meta["in_group"] == "keys" and "in_group" not in a.meta
+    assert (a.matrix != b.matrix).nnz > 0  # another draw for the same seed
+    np.testing.assert_array_equal(a.user_groups, b.user_groups)
+    act_a, act_b = a.user_activity(), b.user_activity()
+    assert (act_b >= act_a).all() and act_b.sum() - act_a.sum() < 0.05 * act_a.sum()
+    pa, pb = a.item_popularity() / act_a.sum(), b.item_popularity() / act_b.sum()
+    assert np.corrcoef(pa, pb)[0, 1] > 0.97
+    assert np.abs(pa - pb).sum() < 0.1  # total variation of the item marginals
+
+    def inside(d):  # share of a dataset's interactions inside the user's group
+        m = d.matrix
+        return np.mean(d.user_groups[np.repeat(np.arange(d.n_users), np.diff(m.indptr))]
+                       == d.item_groups[m.indices])
+
+    assert abs(inside(b) - inside(a)) < 0.03
+    with pytest.raises(ValueError, match="in_group"):
+        synthetic(**kw, in_group="sorted")

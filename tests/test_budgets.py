@@ -1,0 +1,114 @@
+"""Stage time budgets ([budgets]): a stage with no budget left is skipped, one that runs past its
+budget is stopped, each recorded as skipped with the reason; no real timing (a fake clock, a
+budget of 0, the over-budget signal raised by the stage itself)."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from bench import runner as runner_mod
+from bench.config import DEFAULTS, ConfigError, merge, validate
+from bench.context import Section
+from bench.runner import Runner, StageOverBudget, stage_budget
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def make_runner(tmp_path, monkeypatch, budgets, clock=None):
+    import mfsoftmax.runtime as rt
+
+    monkeypatch.setattr(rt, "run_info", lambda seed, cfg, threads: {
+        "started_at": "2026-01-01T00:00:00Z", "calibration": {}})
+    monkeypatch.setattr(rt, "pin_threads", lambda n: {})
+    monkeypatch.setattr(runner_mod, "sample_calibration", lambda cal, name: None)
+    cfg = merge(DEFAULTS, {"budgets": budgets, "run": {"progress": False}})
+    r = Runner(cfg, tmp_path / "run", clock=clock or FakeClock())
+    r.ctx = types.SimpleNamespace(data=types.SimpleNamespace(
+        name="d", user_features={"a": 1}, item_features={"b": 1}))
+    return r
+
+
+def test_budget_zero_skips_without_running(tmp_path, monkeypatch):
+    r = make_runner(tmp_path, monkeypatch, {"serving_s": 0})
+    ran = []
+    r.run_stage("serving", lambda ctx: ran.append(1) or Section())
+    entry = r.results["stages"]["serving"]
+    assert ran == []
+    assert entry["status"] == "skipped"
+    assert entry["budget_s"] == 0
+    assert "budgets.serving_s is 0s" in entry["reason"]
+
+
+def test_total_budget_spent_skips_later_stages(tmp_path, monkeypatch):
+    clock = FakeClock()
+    r = make_runner(tmp_path, monkeypatch, {"total_s": 100, "serving_s": 50}, clock)
+    assert r.budget_for("serving") == (50.0, "budgets.serving_s")
+    clock.now += 70  # 30 s of the run's budget left: less than the stage's own
+    budget, which = r.budget_for("serving")
+    assert budget == pytest.approx(30.0) and "total_s" in which
+    clock.now += 40  # the run's budget is spent
+    r.run_stage("quality", lambda ctx: Section(models={"m": {"x": 1}}))
+    entry = r.results["stages"]["quality"]
+    assert entry["status"] == "skipped" and "total_s" in entry["reason"]
+    assert "m" not in r.results["models"]
+
+
+def test_stage_over_budget_is_stopped_with_reason(tmp_path, monkeypatch):
+    r = make_runner(tmp_path, monkeypatch, {"folding_s": 5})
+
+    def stage(ctx):  # what the alarm does when the budget runs out
+        runner_mod._on_alarm(None, None)
+
+    r.run_stage("folding", stage)
+    entry = r.results["stages"]["folding"]
+    assert entry["status"] == "skipped"
+    assert entry["budget_s"] == 5.0
+    assert entry["reason"].startswith("stopped: over its time budget of 5s")
+    assert entry["peak_rss_mb"] > 0
+
+
+def test_over_budget_is_not_swallowed_by_a_stage_catching_exceptions(tmp_path, monkeypatch):
+    r = make_runner(tmp_path, monkeypatch, {"quality_s": 5})
+    done = []
+
+    def stage(ctx):  # quality goes on to the next model on an Exception
+        for i in range(3):
+            try:
+                if i == 1:
+                    raise StageOverBudget()
+                done.append(i)
+            except Exception:
+                done.append("swallowed")
+        return Section()
+
+    r.run_stage("quality", stage)
+    assert done == [0]
+    assert r.results["stages"]["quality"]["status"] == "skipped"
+
+
+def test_unbudgeted_stage_runs_and_records_rss(tmp_path, monkeypatch):
+    r = make_runner(tmp_path, monkeypatch, {})
+    r.run_stage("quality", lambda ctx: Section(models={"m": {"x": 1}}))
+    entry = r.results["stages"]["quality"]
+    assert entry["status"] == "ok" and "budget_s" not in entry
+    assert entry["peak_rss_mb"] > 0
+    assert r.results["models"]["m"] == {"x": 1}
+
+
+def test_config_budgets_checked():
+    cfg = merge(DEFAULTS, {"models": {"p": {"kind": "popularity"}}})
+    validate(merge(cfg, {"budgets": {"total_s": 3600, "quality_s": 1.5}}))
+    assert stage_budget(merge(cfg, {"budgets": {"quality_s": 7}}), "quality") == 7.0
+    assert stage_budget(cfg, "quality") is None
+    with pytest.raises(ConfigError, match="budgets.qualty_s"):
+        validate(merge(cfg, {"budgets": {"qualty_s": 10}}))
+    with pytest.raises(ConfigError, match="seconds >= 0"):
+        validate(merge(cfg, {"budgets": {"serving_s": -1}}))
