@@ -41,6 +41,37 @@ def spark_defaults(params: dict, cfg: dict) -> dict:
     return params
 
 
+def engine_params(cls, params: dict, engines: dict | None) -> dict:
+    """``params`` with the ``[engines]`` defaults for ``cls`` filled in where the model's own
+    params leave them out: an MF class taking ``engine`` gets ``engines.mf``, a softmax class
+    taking ``workers`` gets ``engines.dnn_workers`` (a copy)."""
+    out = dict(params)
+    if not engines:
+        return out
+    accepted = inspect.signature(cls.__init__).parameters
+    if getattr(cls, "family", None) == "mf" and "engine" in accepted and "mf" in engines:
+        out.setdefault("engine", engines["mf"])
+    if getattr(cls, "family", None) == "softmax" and "workers" in accepted and "dnn_workers" in engines:
+        out.setdefault("workers", int(engines["dnn_workers"]))
+    return out
+
+
+def with_engines(cfg: dict) -> dict:
+    """A copy of ``cfg`` whose models' params carry the ``[engines]`` section (applied once, so
+    every stage and every build sees it)."""
+    import copy
+
+    from mfsoftmax.models import MODELS
+
+    out = copy.deepcopy(cfg)
+    engines = cfg.get("engines")
+    for spec in out.get("models", {}).values():
+        cls = MODELS.get(spec.get("kind"))
+        if cls is not None:
+            spec["params"] = engine_params(cls, spec.get("params", {}), engines)
+    return out
+
+
 @dataclass
 class Section:
     """A stage's results: merged by the runner into results.json.
@@ -103,7 +134,7 @@ class RunContext:
     """
 
     def __init__(self, cfg: dict, data, split, log: Log, results: dict):
-        self.cfg = cfg
+        self.cfg = with_engines(cfg)  # the [engines] section applied to every model once
         self.data = data
         self.split = split
         self.log = log
@@ -115,6 +146,10 @@ class RunContext:
         self.best_params: dict = {}
         self.valid_scores: dict = {}
         self._splits: dict = {split.protocol: split}
+        run = results.setdefault("run", {}) if isinstance(results, dict) else {}
+        run["engines"] = {**dict(cfg.get("engines") or {}), "models": {
+            n: {k: spec["params"][k] for k in ("engine", "workers") if k in spec["params"]}
+            for n, spec in self.cfg.get("models", {}).items()}}
 
     def say(self, msg: str) -> None:
         self.log.say(msg)

@@ -45,25 +45,67 @@ def release_free_memory() -> None:
 
 
 class RssMonitor:
-    """Context manager sampling this process's RSS; ``peak_mb`` and ``delta_mb`` after exit."""
+    """Context manager sampling the RSS of this process and (``children=True``, the default) of
+    all its descendant processes (Spark's JVM, DDP ranks), summed; ``peak_mb``, ``delta_mb``,
+    ``self_peak_mb``, ``children_peak_mb`` and ``processes`` (the most processes seen at once,
+    this one included) after exit. Shared pages are counted once per process (RSS, not PSS).
+    The list of descendants is refreshed every ``children_every`` seconds (a scan of /proc),
+    their RSS read at every sample."""
 
-    def __init__(self, interval: float = 0.01):
+    def __init__(self, interval: float = 0.01, children: bool = True, children_every: float = 0.25):
         self.interval = interval
+        self.children = children
+        self.children_every = children_every
         self._proc = psutil.Process()
+        self._kids: list = []
+        self._kids_at = -1e9
         self._stop = threading.Event()
         self.start_mb = self.peak_mb = 0.0
+        self.self_peak_mb = self.children_peak_mb = 0.0
+        self.processes = 1
+
+    def _kid_list(self) -> list:
+        now = time.perf_counter()
+        if now - self._kids_at >= self.children_every:
+            try:
+                self._kids = self._proc.children(recursive=True)
+            except psutil.Error:
+                self._kids = []
+            self._kids_at = now
+        return self._kids
+
+    def _sample(self) -> tuple[float, float, int]:
+        own = self._proc.memory_info().rss / 2**20
+        kids, n = 0.0, 0
+        if self.children:
+            for k in self._kid_list():
+                try:
+                    kids += k.memory_info().rss / 2**20
+                    n += 1
+                except psutil.Error:  # ended since the last scan
+                    pass
+        return own, kids, n
 
     def _rss_mb(self) -> float:
-        return self._proc.memory_info().rss / 2**20
+        own, kids, _ = self._sample()
+        return own + kids
+
+    def _update(self) -> float:
+        own, kids, n = self._sample()
+        self.self_peak_mb = max(self.self_peak_mb, own)
+        self.children_peak_mb = max(self.children_peak_mb, kids)
+        self.processes = max(self.processes, 1 + n)
+        self.peak_mb = max(self.peak_mb, own + kids)
+        return own + kids
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._rss_mb())
+            self._update()
             self._stop.wait(self.interval)
 
     def __enter__(self):
         release_free_memory()
-        self.start_mb = self.peak_mb = self._rss_mb()
+        self.start_mb = self.peak_mb = self._update()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -71,7 +113,8 @@ class RssMonitor:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak_mb = max(self.peak_mb, self._rss_mb())
+        self._kids_at = -1e9  # a last full scan
+        self._update()
 
     @property
     def delta_mb(self) -> float:

@@ -199,5 +199,22 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
                 wall = time.perf_counter() - t0
             rows.append({"model": name, "n_interactions": int(data.n_interactions),
                          "n_items": int(n_items), "n_users": int(n_users), "wall_s": wall,
-                         "peak_rss_mb": round(mon.delta_mb, 3)})
+                         "peak_rss_mb": round(mon.delta_mb, 3),
+                         "peak_rss_abs_mb": round(mon.peak_mb, 3),
+                         "children_peak_rss_mb": round(mon.children_peak_mb, 3),
+                         **engine_of(model), "processes": int(mon.processes)})
     return rows
+
+
+def engine_of(model) -> dict:
+    """``engine`` and ``workers`` of a fitted model (WALS: implicit or spark with Spark's
+    parallelism; the softmax DNN: torch with its data-parallel ranks; others: their class)."""
+    engine = getattr(model, "engine", None)
+    if engine == "spark":
+        info = getattr(model, "spark_info", {}) or {}
+        return {"engine": "spark", "workers": int(info.get("blocks", 1) or 1)}
+    if engine is not None:
+        return {"engine": str(engine), "workers": 1}
+    if hasattr(model, "workers"):
+        return {"engine": "torch", "workers": int(model.workers)}
+    return {"engine": type(model).__name__, "workers": 1}

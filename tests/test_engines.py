@@ -1,0 +1,97 @@
+"""Engines: RssMonitor counts the memory of child processes (Spark's JVM, DDP ranks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from mfsoftmax.bench.measure import RssMonitor
+
+CHILD = ("import sys, time\n"
+         "b = bytearray(200 * 2**20)\n"
+         "for i in range(0, len(b), 4096): b[i] = 1\n"
+         "print('ready', flush=True)\n"
+         "sys.stdin.read()\n")
+
+
+def test_rss_monitor_counts_a_child_process():
+    with RssMonitor(interval=0.01, children_every=0.01) as mon:
+        child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            deadline = time.monotonic() + 10
+            while mon.children_peak_mb < 150 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            child.stdin.close()
+            child.wait(timeout=30)
+    assert mon.children_peak_mb >= 150, mon.children_peak_mb
+    assert mon.delta_mb >= 150
+    assert mon.processes >= 2
+    assert mon.peak_mb >= mon.self_peak_mb + 150
+
+
+def test_rss_monitor_without_children_ignores_them():
+    with RssMonitor(interval=0.01, children=False) as mon:
+        child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(0.1)
+        finally:
+            child.stdin.close()
+            child.wait(timeout=30)
+    assert mon.children_peak_mb == 0.0 and mon.processes == 1
+
+
+def _cfg(**engines):
+    from mfsoftmax.bench.config import DEFAULTS, merge
+
+    return merge(DEFAULTS, {"engines": engines, "models": {
+        "wals": {"kind": "wals", "params": {"dim": 8}},
+        "wals-own": {"kind": "wals", "params": {"engine": "implicit"}},
+        "softmax": {"kind": "softmax", "params": {"dim": 8}},
+        "pop": {"kind": "popularity"}}})
+
+
+def test_engines_reach_every_built_model_and_model_params_override():
+    from mfsoftmax.bench.context import RunContext
+
+    results: dict = {"run": {}}
+
+    class Split:
+        protocol = "strong"
+
+    ctx = RunContext(_cfg(mf="spark", dnn_workers=2), None, Split(), None, results)
+    assert ctx.build("wals").engine == "spark"
+    assert ctx.build("wals-own").engine == "implicit"
+    assert ctx.build("softmax").workers == 2
+    assert ctx.tuned_params("softmax")["workers"] == 2
+    assert "engine" not in ctx.tuned_params("pop")
+    assert results["run"]["engines"]["models"]["wals"] == {"engine": "spark"}
+    assert results["run"]["engines"]["mf"] == "spark"
+
+
+def test_bad_engines_are_clear_errors():
+    import pytest
+
+    from mfsoftmax.bench.config import ConfigError, validate
+
+    for engines, what in (({"mf": "hadoop"}, "engines.mf"), ({"dnn_workers": 0}, "engines.dnn_workers"),
+                          ({"gpus": 2}, "engines.gpus")):
+        cfg = _cfg()
+        cfg["engines"].update(engines)
+        with pytest.raises(ConfigError, match=what.replace(".", r"\.")):
+            validate(cfg, "t.toml")
+
+
+def test_training_rows_carry_engine_workers_processes():
+    from mfsoftmax.bench.sweeps import training_vs_size
+    from mfsoftmax.models import WALS
+
+    rows = training_vs_size([3000], {"wals": lambda: WALS(dim=4, iterations=1)}, n_items=200)
+    (row,) = rows
+    assert row["engine"] == "implicit" and row["workers"] == 1 and row["processes"] >= 1
+    assert row["peak_rss_abs_mb"] >= row["peak_rss_mb"]
