@@ -1,4 +1,4 @@
-"""The `mfsoftmax` command: datasets, eval, run, report, compare.
+"""The `mfsoftmax` command: datasets, eval, run, report, compare, findings.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``main(args) -> int``; heavy imports happen inside ``main`` so ``--help`` stays fast.
@@ -10,12 +10,15 @@ import argparse
 import importlib
 import sys
 
+from mfsoftmax import __version__
+
 COMMANDS = {
     "datasets": ("mfsoftmax.cli_datasets", "list the dataset registry, or show one dataset's stats"),
     "eval": ("mfsoftmax.cli_eval", "fit one model on one split and print the harness metrics"),
     "run": ("mfsoftmax.bench.suite", "run the benchmark suite and write results.json + report"),
     "report": ("mfsoftmax.reports.cli", "render report.md/report.html from results.json files"),
     "compare": ("mfsoftmax.bench.compare", "compare two results.json files; exit 1 on regression"),
+    "findings": ("mfsoftmax.reports.findings", "refresh a findings page's quoted tables from runs"),
 }
 
 
@@ -24,8 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mfsoftmax",
         description="WALS matrix factorization vs softmax DNN recommenders: one dataset, one harness.",
     )
-    from mfsoftmax import __version__
-
     parser.add_argument("--version", action="version", version=f"mfsoftmax {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

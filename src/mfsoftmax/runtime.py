@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import psutil
+from threadpoolctl import threadpool_info, threadpool_limits
 
 PACKAGES = ("numpy", "scipy", "implicit", "torch", "matplotlib", "threadpoolctl", "hnswlib", "optuna",
             "polars", "faiss-cpu", "pyspark", "mfsoftmax")
@@ -30,11 +32,9 @@ def pin_threads(n: int = 1) -> dict:
 
     Returns the thread counts now in effect, for the results file.
     """
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(limits=n)
     try:
-        import torch
+        import torch  # lazy: torch (~2-5 s); `mfsoftmax report` imports this module
 
         torch.set_num_threads(n)
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -44,11 +44,9 @@ def pin_threads(n: int = 1) -> dict:
 
 def thread_info(implicit_threads: int | None = None) -> dict:
     """Thread counts of BLAS, torch and implicit as they are now."""
-    from threadpoolctl import threadpool_info
-
     blas = [p.get("num_threads", 0) for p in threadpool_info() if p.get("user_api") == "blas"]
     try:
-        import torch
+        import torch  # lazy: torch, as in pin_threads
 
         torch_threads = torch.get_num_threads()
     except ImportError:  # pragma: no cover
@@ -98,15 +96,10 @@ def machine_info() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    try:
-        import psutil
-
-        mem = psutil.virtual_memory().total / 2**30
-    except ImportError:  # pragma: no cover
-        mem = 0.0
+    mem = psutil.virtual_memory().total / 2**30
     gpu = None
     with contextlib.suppress(Exception):
-        import torch
+        import torch  # lazy: torch, as in pin_threads
 
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
@@ -125,8 +118,6 @@ def calibrate_matmul(n: int = 256, repeats: int = 20) -> float:
     so that a busy machine, which preempts some of them, still reports the unloaded rate.
     BLAS runs on one thread here whatever the run's thread setting: a multi-threaded matmul
     waits for its slowest thread, which a busy machine has descheduled."""
-    from threadpoolctl import threadpool_limits
-
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
@@ -170,6 +161,7 @@ def run_info(seed: int, config: dict, threads: dict | None = None) -> dict:
     return {
         "started_at": now_iso(),
         "git_commit": git_commit(),
+        "argv": ["mfsoftmax", *sys.argv[1:]] if Path(sys.argv[0]).name == "mfsoftmax" else list(sys.argv),
         "python": sys.version.split()[0],
         "packages": package_versions(),
         "machine": machine_info(),
