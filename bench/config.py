@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 from pathlib import Path
 
 try:
@@ -166,7 +167,7 @@ def shrink(cfg: dict) -> dict:
     ds = out["dataset"]
     if ds["name"] in QUICK_DATASET:
         ds["params"] = merge(ds["params"], QUICK_DATASET[ds["name"]])
-    from mfsoftmax.models import MODELS
+    from mfsoftmax.models import MODELS  # lazy: torch+implicit (~2 s), off --help
 
     for spec in out["models"].values():
         params = spec.setdefault("params", {})
@@ -223,9 +224,7 @@ def _int_at_least(cfg: dict, dotted: str, low: int, where: str) -> None:
 def check_model(name: str, spec: dict, where: str) -> None:
     """The model's kind exists, and its params and search space name only parameters its class
     takes, with values it accepts (the class is built once here, nothing is fitted)."""
-    import inspect
-
-    from mfsoftmax.models import MODELS
+    from mfsoftmax.models import MODELS  # lazy: torch+implicit (~2 s), off --help
 
     at = f"{where}: models.{name}"
     if not isinstance(spec, dict):
@@ -276,7 +275,7 @@ def check_model(name: str, spec: dict, where: str) -> None:
 
 def check_split(cfg: dict, where: str) -> None:
     """``dataset.split`` names only options of ``dataset.protocol``."""
-    from mfsoftmax.datasets import PROTOCOLS, protocol_options
+    from mfsoftmax.datasets import PROTOCOLS, protocol_options  # lazy: numpy+scipy, off --help
 
     ds = cfg["dataset"]
     protocol = ds["protocol"]
@@ -293,7 +292,7 @@ def check_split(cfg: dict, where: str) -> None:
 def split_for_protocol(split: dict, protocol: str) -> tuple[dict, list]:
     """The options of ``split`` that ``protocol`` takes, and the names of those it does not (a
     config's ``heldout_frac`` means nothing to ``--protocol holdout``)."""
-    from mfsoftmax.datasets import PROTOCOLS, protocol_options
+    from mfsoftmax.datasets import PROTOCOLS, protocol_options  # lazy: numpy+scipy, off --help
 
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol: unknown {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -316,7 +315,7 @@ def validate(cfg: dict, where: str = "config") -> None:
     for dotted, low in (("run.threads", 1), ("run.seed", 0), ("tuning.trials", 1), ("quality.seeds", 1),
                         ("serving.queries", 1), ("serving.warmup", 0), ("serving.k", 1)):
         _int_at_least(cfg, dotted, low, where)
-    from .tuning import SAMPLERS
+    from .tuning import SAMPLERS  # cycle: tuning imports this module (ConfigError)
 
     sampler = cfg["tuning"]["sampler"]
     if sampler not in SAMPLERS:

@@ -7,16 +7,18 @@ writes results.json itself and never calls another stage.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass, field
+
+from mfsoftmax.datasets import make_split
+from mfsoftmax.models import MODELS
 
 from .progress import Log
 
 
 def build_model(kind: str, name: str, params: dict, seed: int, threads: int, progress: bool = False):
     """Instantiate the model class registered as ``kind`` with ``params``; its name is ``name``."""
-    from mfsoftmax.models import MODELS
-
     if kind not in MODELS:
         raise ValueError(f"model {name}: unknown kind {kind!r}; known: {', '.join(sorted(MODELS))}")
     cls = MODELS[kind]
@@ -59,10 +61,6 @@ def engine_params(cls, params: dict, engines: dict | None) -> dict:
 def with_engines(cfg: dict) -> dict:
     """A copy of ``cfg`` whose models' params carry the ``[engines]`` section (applied once, so
     every stage and every build sees it)."""
-    import copy
-
-    from mfsoftmax.models import MODELS
-
     out = copy.deepcopy(cfg)
     engines = cfg.get("engines")
     for spec in out.get("models", {}).values():
@@ -156,8 +154,6 @@ class RunContext:
 
     # ------------------------------------------------------------------ models
     def model_class(self, name: str):
-        from mfsoftmax.models import MODELS
-
         return MODELS[self.cfg["models"][name]["kind"]]
 
     def family(self, name: str) -> str:
@@ -199,8 +195,6 @@ class RunContext:
     # ------------------------------------------------------------------ splits
     def split_for(self, protocol: str, **options):
         """The split of the main dataset under ``protocol`` (cached)."""
-        from mfsoftmax.datasets import make_split
-
         if protocol not in self._splits:
             self._splits[protocol] = make_split(self.data, protocol, seed=self.seed, **options)
         return self._splits[protocol]

@@ -8,17 +8,30 @@ A failing stage is recorded as failed without touching what the others measured.
 
 from __future__ import annotations
 
+import os
+import resource
 import signal
+import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 
-from mfsoftmax.runtime import sample_calibration, to_jsonable
+from mfsoftmax.datasets import DatasetError, load, make_split
+from mfsoftmax.reports.verdicts import headline
+from mfsoftmax.runtime import (
+    atomic_write_json,
+    now_iso,
+    pin_threads,
+    run_info,
+    sample_calibration,
+    to_jsonable,
+)
 
 from . import stages
 from .config import STAGES
 from .context import RunContext, Section, StageFailed, build_model, deep_merge
+from .measure import RssMonitor
 from .progress import Log
 from .schema import SCHEMA_VERSION, validate
 
@@ -45,10 +58,6 @@ class Runner:
     """Runs the configured stages and accumulates ``results``."""
 
     def __init__(self, cfg: dict, run_dir: Path, clock=time.perf_counter):
-        import sys
-
-        from mfsoftmax.runtime import pin_threads, run_info
-
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.clock = clock  # the budgets' clock (a fake one in tests)
@@ -80,8 +89,6 @@ class Runner:
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
         """Load the dataset and make the main split (the run's context)."""
-        from mfsoftmax.datasets import DatasetError, load, make_split
-
         ds = self.cfg["dataset"]
         t0 = time.perf_counter()
         params = dict(ds["params"])
@@ -160,8 +167,6 @@ class Runner:
         that runs past its budget is stopped (SIGALRM in the main thread) and recorded as skipped
         with the reason and how long it ran; what it measured is lost, the models it fitted are
         kept for the later stages."""
-        from .measure import RssMonitor
-
         t0 = time.perf_counter()
         reason = self.skip_reason(name)
         budget, which = self.budget_for(name)
@@ -225,8 +230,6 @@ class Runner:
 
     # ------------------------------------------------------------------ output
     def finish(self) -> None:
-        from mfsoftmax.runtime import now_iso
-
         self.results["run"]["finished_at"] = now_iso()
         self.results["run"]["peak_rss_mb"] = _max_rss_mb()  # the whole run's high-water mark
         self.results["run"]["wall_s"] = time.perf_counter() - self.t_wall
@@ -249,8 +252,6 @@ class Runner:
 
     def write_results(self) -> Path:
         """Write results.json atomically (the previous file stays whole if this fails)."""
-        from mfsoftmax.runtime import atomic_write_json
-
         path = self.run_dir / "results.json"
         atomic_write_json(path, self.results)
         return path
@@ -274,8 +275,6 @@ class Runner:
     def headline_text(self) -> str:
         """The report's headline verdicts, one line per textbook claim."""
         try:
-            from mfsoftmax.reports.verdicts import headline
-
             rows = headline(to_jsonable(self.results))
         except Exception as exc:  # the summary must print even if a verdict cannot be read
             return f"\nheadline: not available ({type(exc).__name__}: {exc})"
@@ -303,8 +302,6 @@ class Runner:
 
 def _loadavg() -> list | None:
     """The machine's 1, 5 and 15-minute load averages, where the OS has them."""
-    import os
-
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except (OSError, AttributeError):
@@ -313,8 +310,6 @@ def _loadavg() -> list | None:
 
 def _max_rss_mb() -> float:
     """This process's peak RSS so far (ru_maxrss, KiB on Linux), in MiB."""
-    import resource
-
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

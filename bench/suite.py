@@ -201,7 +201,7 @@ def _on_sigterm(signum, frame):
 
 
 def main(args) -> int:
-    from mfsoftmax.datasets import DatasetError
+    from mfsoftmax.datasets import DatasetError  # lazy: numpy+scipy, off a bad config's exit
 
     t_start = time.perf_counter()
     try:
@@ -223,7 +223,7 @@ def main(args) -> int:
 
 
 def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
-    from .runner import Runner
+    from .runner import Runner  # lazy: torch+implicit, once the config is valid
 
     runner = Runner(cfg, run_dir)
     try:
@@ -253,7 +253,9 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
     if path is not None and cfg["run"].get("report", True) and not code:
         runner.say(f"rendering the report into {run_dir} ...")
         try:
-            from mfsoftmax.reports import render_report
+            from mfsoftmax.reports import (
+                render_report,  # lazy: matplotlib (~0.5 s), only after the stages
+            )
 
             # the report is computed from the stored results, as `mfsoftmax report` would
             report = render_report(json.loads(path.read_text()), run_dir, sources=[str(path)])

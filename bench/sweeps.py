@@ -7,8 +7,10 @@ import time
 
 import numpy as np
 
+from mfsoftmax.datasets import load
 from mfsoftmax.ranking import topk
 
+from . import ann
 from .measure import RssMonitor
 
 #: how a row's index searched by inner product (``mips``)
@@ -41,8 +43,6 @@ def serving_vs_corpus(sizes, vector_sets, k: int = 10,
     by the item count) would pass the budget is skipped with a row saying so (``index:
     "skipped"``). An index whose library is missing (faiss) is skipped the same way.
     """
-    from . import ann
-
     index_params = index_params or {}
     rows, frontier, t_start = [], [], time.perf_counter()
     last_cost: dict = {}  # (set label, index family) -> (n, seconds) of its last measured block
@@ -115,8 +115,6 @@ def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_th
     """Build one index over ``items`` (searching by inner product the ``mips`` way), sweep its
     search parameter, and return its rows (the operating point marked); append its Pareto
     frontier to ``frontier``."""
-    from . import ann
-
     index = ann.make_index(family, params, build_threads=build_threads if family != "exact" else 1,
                            seed=seed, mips=mips).build(items)
     try:
@@ -177,8 +175,6 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
 
     ``build_models`` maps a model name to ``lambda: model`` (fit for one iteration/epoch).
     """
-    from mfsoftmax.datasets import load
-
     rows, t_start = [], time.perf_counter()
     for n_inter in sizes:
         n_inter = int(n_inter)

@@ -23,8 +23,13 @@ through the same TorchScript construction itself (``SoftmaxDNN.serve_runtime``, 
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
+import torch
+
+from mfsoftmax.models.softmax_bags import bag_inputs
+from mfsoftmax.models.softmax_towers import hash_ids
 
 TOLERANCE = 1e-5
 
@@ -33,10 +38,6 @@ class _OneQuery:
     """The tower's inputs for one query, as a flat tuple of tensors."""
 
     def __init__(self, model, user: int, history_items):
-        import torch
-
-        from mfsoftmax.models.softmax_bags import bag_inputs
-
         hist = np.sort(np.asarray(history_items, dtype=np.int64))
         self.use_history = bool(model.use_history)
         self.names = [s["name"] for s in model.user_specs] if model.user_specs else []
@@ -56,10 +57,6 @@ def _module(model, names: list[str], use_history: bool, serving_pool: bool = Fal
     bag pooled by ``embedding_bag`` (the sparse regime's op) whatever regime the tower was
     trained in: the dense regime's scatter-then-matmul computes the same weighted sum, but a
     trace of it bakes in the traced bag's length. Equality with eager is checked by the caller."""
-    import torch
-
-    from mfsoftmax.models.softmax_towers import hash_ids
-
     query = model.net.query
 
     class Tower(torch.nn.Module):
@@ -89,8 +86,6 @@ def _module(model, names: list[str], use_history: bool, serving_pool: bool = Fal
 def tower_flops(model, history_len: int) -> int:
     """Multiply-adds x 2 of one query's forward: the history bag's weighted sum and every
     Linear layer of the MLP (feature lookups and activations are not counted)."""
-    import torch
-
     q = model.net.query
     flops = 2 * history_len * int(model.dim) if model.use_history else 0
     for layer in q.modules():
@@ -103,8 +98,6 @@ def build_runtimes(model, user: int, history_items, compile: bool = False, onnx:
     """``({name: callable(*args) -> ndarray}, inputs, notes)``: eager plus every runtime that
     builds here; ``notes`` says why a runtime is missing. The TorchScript trace is taken on
     this query's inputs: check it on other queries (:func:`tower_profile` ``checks``)."""
-    import torch
-
     inputs = _OneQuery(model, user, history_items)
     mod = _module(model, inputs.names, inputs.use_history)
     serving = _module(model, inputs.names, inputs.use_history, serving_pool=True)
@@ -116,8 +109,6 @@ def build_runtimes(model, user: int, history_items, compile: bool = False, onnx:
 
     runtimes = {"eager": eager}
     try:
-        import warnings
-
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.freeze(torch.jit.trace(serving, inputs.args, check_trace=False))
@@ -146,7 +137,7 @@ def build_runtimes(model, user: int, history_items, compile: bool = False, onnx:
         notes["compiled"] = "torch.compile not requested (serving.tower_compile)"
     if onnx:
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401  optional: onnxruntime, probed
         except ImportError:
             notes["onnx"] = "onnxruntime not installed"
     return runtimes, inputs, notes

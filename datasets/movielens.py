@@ -125,7 +125,7 @@ _COLS = ("user", "item", "rating", "timestamp")
 def _polars():
     """The polars module, or None when it is not installed (then the numpy parser is used)."""
     try:
-        import polars
+        import polars  # optional: polars, probed (the numpy parser is the fallback)
     except ImportError:  # pragma: no cover - polars is a dependency; kept for bare installs
         return None
     return polars

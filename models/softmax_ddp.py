@@ -108,8 +108,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing.connection as mpc
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -117,8 +119,10 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as tmp
 from torch.nn.parallel import DistributedDataParallel
 
+from . import softmax_train
 from .softmax_optim import LazyRowOptimizer
 from .softmax_train import Shard, batch_loss, batch_weights
 
@@ -370,8 +374,6 @@ class _Rank:
 def run_rank(model, train, valid, rank: int, world: int, callback=None, store=None) -> dict:
     """Train ``model`` (a ``SoftmaxDNN``, not yet built) as rank ``rank`` of ``world``; the
     process group comes from ``store`` or the torchrun environment. Returns ``train_info``."""
-    from . import softmax_train
-
     backend = backend_for(model.device)
     if model.device == "cuda":
         if torch.cuda.device_count() < 1:
@@ -421,7 +423,7 @@ def _watch_parent() -> None:
 
 def _spawned(rank: int, world: int, port: int, params: dict, train, valid, conn, want_callback: bool):
     """Entry point of a spawned rank (``fit``)."""
-    from .softmax_dnn import SoftmaxDNN
+    from .softmax_dnn import SoftmaxDNN  # cycle: softmax_dnn imports this module
 
     _watch_parent()
     if rank != 0:
@@ -474,8 +476,6 @@ def _rank_error(procs, index: int) -> tuple[str, str | None]:
             tb = pickle.load(fh)
         return f"rank {index} raised {_exception_line(tb)}", tb
     if p.exitcode is not None and p.exitcode < 0:
-        import signal
-
         return f"rank {index} was killed by {signal.Signals(-p.exitcode).name}", None
     return f"rank {index} exited with code {p.exitcode}", None
 
@@ -491,10 +491,6 @@ def _exception_line(tb: str, width: int = 400) -> str:
 def fit(model, train, valid=None, callback=None) -> None:
     """Train the built ``model`` with ``model.workers`` spawned ranks; rank 0's weights,
     history and timings end up in ``model``. Raises RuntimeError when any rank fails."""
-    import multiprocessing.connection as mpc
-
-    import torch.multiprocessing as tmp
-
     W = model.workers
     backend = backend_for(model.device)
     if model.table_sync == "sparse" and backend != "gloo":
@@ -612,11 +608,15 @@ def _clean_error_files(procs) -> None:
 # ---------------------------------------------------------------------------------- torchrun
 def main(argv=None) -> int:
     """Entry point under torchrun: train on a dataset's split, rank 0 saves and reports."""
-    from mfsoftmax.cli_datasets import add_dataset_options, load_from_args, parse_params
-    from mfsoftmax.datasets import make_split
-    from mfsoftmax.evaluation import evaluate
+    from mfsoftmax.cli_datasets import (  # lazy: the torchrun entry point alone
+        add_dataset_options,
+        load_from_args,
+        parse_params,
+    )
+    from mfsoftmax.datasets import make_split  # lazy: as above
+    from mfsoftmax.evaluation import evaluate  # lazy: as above
 
-    from .softmax_dnn import SoftmaxDNN
+    from .softmax_dnn import SoftmaxDNN  # cycle: softmax_dnn imports this module
 
     p = argparse.ArgumentParser(prog="python -m mfsoftmax.models.softmax_ddp",
                                 description="Data-parallel SoftmaxDNN training; run under torchrun.")

@@ -79,6 +79,8 @@ Data-parallel training (``workers``)
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -151,8 +153,6 @@ class _OneQueryTower(torch.nn.Module):
 def _trace_query_tower(model: SoftmaxDNN, example: tuple):
     """TorchScript of :class:`_OneQueryTower` (trace, freeze, ``optimize_for_inference``),
     traced on ``example`` (one request's tensors). Module level, so a test can replace it."""
-    import warnings
-
     mod = _OneQueryTower(model.net.query, [sp["name"] for sp in model.user_specs]).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -453,7 +453,7 @@ class SoftmaxDNN(RecommenderBase):
         the fitted model here is an ordinary single-process model (``softmax_ddp.fit``)."""
         self._prepare(train)
         if self.workers > 1:
-            from . import softmax_ddp
+            from . import softmax_ddp  # lazy: only with workers > 1
 
             softmax_ddp.fit(self, train, valid, callback)
             return self

@@ -78,6 +78,7 @@ import threading
 import time
 
 import numpy as np
+import psutil
 import scipy.sparse as sp
 
 from . import wals_linalg as la
@@ -108,8 +109,8 @@ class SparkUnavailable(ImportError):
 def require_pyspark():
     """Import pyspark and pyarrow, or raise :class:`SparkUnavailable` naming the install."""
     try:
-        import pyarrow  # noqa: F401
-        import pyspark
+        import pyarrow  # noqa: F401  optional: pyarrow (with the spark extra), probed
+        import pyspark  # optional: pyspark (the spark extra)
     except ImportError as exc:
         raise SparkUnavailable(f"WALS(engine='spark') needs pyspark >= 4.0 and pyarrow "
                                f"({exc.name or exc} is not installed): {INSTALL_HINT}") from exc
@@ -213,7 +214,7 @@ def get_session(master: str = "local[*]", conf: dict | None = None):
         if _STATE["key"] == key and _STATE["spark"] is not None:
             return _STATE["spark"]
         _stop_locked()
-        from pyspark.sql import SparkSession
+        from pyspark.sql import SparkSession  # optional: pyspark (the spark extra)
 
         if is_local(master):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -253,7 +254,7 @@ def stop_session(jvm: bool = False) -> None:
 
 def _shutdown_jvm() -> None:
     try:
-        from pyspark import SparkContext
+        from pyspark import SparkContext  # optional: pyspark
     except ImportError:
         return
     gateway = SparkContext._gateway
@@ -285,8 +286,6 @@ class JvmMemory:
     ``local-cluster``; a real cluster's executors run elsewhere and are not seen)."""
 
     def __init__(self, spark, hz: float = 20.0):
-        import psutil
-
         self._psutil, self._period = psutil, 1.0 / hz
         proc = getattr(getattr(spark.sparkContext, "_gateway", None), "proc", None)
         try:
@@ -342,7 +341,7 @@ class JvmMemory:
 # ---------------------------------------------------------------------- fit
 def ratings_frame(spark, matrix: sp.csr_matrix, ratings: np.ndarray):
     """The (user, item, rating) DataFrame of ``matrix``'s stored entries, built through Arrow."""
-    import pyarrow as pa
+    import pyarrow as pa  # optional: pyarrow (with the spark extra)
 
     users = np.repeat(np.arange(matrix.shape[0], dtype=np.int32), np.diff(matrix.indptr))
     table = pa.table({"user": pa.array(users, pa.int32()),
@@ -383,7 +382,7 @@ def fit_als(matrix: sp.csr_matrix, ratings: np.ndarray, *, dim: int, iterations:
     before = _STATE["spark"]
     spark = get_session(master, conf)
     started = spark is not before
-    from pyspark.ml.recommendation import ALS
+    from pyspark.ml.recommendation import ALS  # optional: pyspark
 
     m, n = matrix.shape
     nblocks = int(blocks or max(1, spark.sparkContext.defaultParallelism))

@@ -58,13 +58,6 @@ def test_light_paths_do_not_load_heavy_packages(label, code, extra):
 # optional dependency, or to break an import cycle, and then say so in a trailing comment.
 REASON = re.compile(r"#.*\b(lazy|optional|cycle):")
 PACKAGE_DIRS = ("src/mfsoftmax", "datasets", "models", "bench", "reports")
-# modules whose imports are still to be audited (issue 14); remove an entry once it is done
-PENDING = {
-    "models/softmax_dnn.py", "models/softmax_ddp.py", "models/wals_spark.py",
-    "datasets/movielens.py", "bench/config.py", "bench/context.py", "bench/runner.py",
-    "bench/suite.py", "bench/sweeps.py", "bench/tower_runtime.py", "bench/stages/serving.py",
-    "bench/stages/training_vs_size.py",
-}
 
 
 def _function_imports(path: Path):
@@ -93,7 +86,7 @@ def test_every_function_level_import_says_why():
     for d in PACKAGE_DIRS:
         for path in sorted((ROOT / d).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if _is_test(rel) or rel in PENDING:
+            if _is_test(rel):
                 continue
             for lineno, text in _function_imports(path):
                 seen += 1

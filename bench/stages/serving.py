@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfsoftmax.models import Queries
+
 from ..context import RunContext, Section
+from ..floor import floor_profiles, ratio_to_floor
+from ..serving import serving_profiles
+from ..tower_runtime import tower_profile
 
 
 def run(ctx: RunContext) -> Section:
-    from mfsoftmax.models import Queries
-
-    from ..serving import serving_profiles
-
     out = Section()
     scfg = ctx.cfg["serving"]
     train = ctx.split.train
@@ -82,9 +83,6 @@ def _singles(queries, n: int):
 
 def _add_floors(ctx, specs, profiles, scfg) -> None:
     """Floor, decomposition, lean path and (query towers) runtimes into each profile."""
-    from ..floor import floor_profiles, ratio_to_floor
-    from ..tower_runtime import tower_profile
-
     n = int(scfg.get("floor_queries", min(int(scfg["queries"]), 500)))
     rounds = int(scfg.get("rounds", 5))
     k = int(scfg["k"])

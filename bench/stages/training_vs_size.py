@@ -4,11 +4,10 @@ first MF model and ``sweeps.train_dnn``."""
 from __future__ import annotations
 
 from ..context import RunContext, Section
+from ..sweeps import training_vs_size
 
 
 def run(ctx: RunContext) -> Section:
-    from ..sweeps import training_vs_size
-
     sw = ctx.cfg["sweeps"]
     builders = {}
     mf = [n for n, _ in ctx.model_specs(("mf",))]
