@@ -60,6 +60,10 @@ DEFAULTS: dict = {
     # own budget (None: time_budget_s). ann_build_threads: threads for index BUILDS only
     # (searches are single-threaded). The operating point: fastest at recall@10 >=
     # ann_target_recall; the target: that at p50 <= ann_target_p50_us.
+    # training_vs_size: one pass (an ALS iteration, a DNN epoch) of each of train_models (names
+    # of [models]; [] = the first MF model and train_dnn) on synthetic data of each of
+    # train_sizes interactions over train_items items; train_params: per-model params for the
+    # sweep only, over the tuned ones (e.g. the literature's dims: wals = { dim = 256 }).
     "sweeps": {"corpus_sizes": [1000, 10000], "dim": 64, "queries": 300,
                "ann_indexes": ["hnswlib", "faiss-hnsw", "faiss-ivf"], "ann_mips": ["ip", "l2"],
                "ann_vectors": ["trained", "random"],
@@ -75,7 +79,7 @@ DEFAULTS: dict = {
                "ann_time_budget_s": None,
                "train_sizes": [100000, 300000, 1000000],
                "train_items": 10000, "train_dnn": "softmax-sampled-uniform",
-               "time_budget_s": 120},
+               "time_budget_s": 120, "train_models": [], "train_params": {}},
     "offline_topk": {"k": 100},
     # per-stage time budgets in seconds: budgets.<stage>_s (e.g. quality_s) and budgets.total_s
     # (the whole run, loading included). A stage with no budget left is skipped; one that runs
@@ -183,7 +187,7 @@ def shrink(cfg: dict) -> dict:
 # Sections whose keys are not fixed here: checked against the model class, the dataset loader
 # or the split protocol instead. Keys the suite itself adds to a resolved config: INTERNAL.
 OPEN = {("models",), ("dataset", "params"), ("dataset", "split"), ("folding", "dataset_params"),
-        ("spark", "conf"), ("budgets",)}
+        ("spark", "conf"), ("budgets",), ("sweeps", "train_params")}
 INTERNAL = {("run", "config_file"), ("run", "quick")}
 MODEL_KEYS = ("kind", "params", "search")
 
@@ -334,6 +338,22 @@ def validate(cfg: dict, where: str = "config") -> None:
     scopes = cfg["hashing"]["scopes"]
     if not scopes or any(sc not in ("inputs", "all") for sc in scopes):
         raise ConfigError(f"{where}: hashing.scopes must list 'inputs' and/or 'all', got {scopes!r}")
+    sw = cfg["sweeps"]
+    for key in ("train_models", "train_params"):
+        names = list(sw[key])
+        if key == "train_models" and (not isinstance(sw[key], list)
+                                      or not all(isinstance(n, str) for n in names)):
+            raise ConfigError(f"{where}: sweeps.train_models must be a list of model names")
+        unknown = [n for n in names if n not in cfg["models"]]
+        if unknown:
+            raise ConfigError(f"{where}: sweeps.{key} names {', '.join(map(repr, unknown))}, not "
+                              f"in [models] ({', '.join(cfg['models']) or 'none'})")
+    for name, params in sw["train_params"].items():
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}: sweeps.train_params.{name} must be a table of params")
+        check_model(name, {**cfg["models"][name],
+                           "params": {**cfg["models"][name].get("params", {}), **params}},
+                    f"{where} (sweeps.train_params)")
     eng = cfg["engines"]
     if eng["mf"] not in ("implicit", "spark"):
         raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")

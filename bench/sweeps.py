@@ -170,17 +170,27 @@ def offline_topk(model, n_users: int, k: int = 100, batch: int = 2048) -> dict:
 
 
 def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activity: float = 20.0,
-                     seed: int = 0, time_budget_s: float = 120.0) -> list[dict]:
-    """Training time per iteration/epoch and peak RSS on synthetic data of growing size.
+                     seed: int = 0, time_budget_s: float = 120.0, families: dict | None = None,
+                     say=None) -> list[dict]:
+    """Training time of one pass and peak RSS on synthetic data of growing size.
 
-    ``build_models`` maps a model name to ``lambda: model`` (fit for one iteration/epoch).
+    ``build_models`` maps a model name to ``lambda: model`` (fit for one iteration/epoch);
+    ``families`` a name to its family (recorded per row). Per row: ``wall_s`` (the whole fit),
+    ``s_per_pass`` (a DNN's epoch time without setup and validation; WALS: the fit over its
+    iterations), ``examples_per_s`` (interactions per second of one pass: the DNN's training
+    examples), the process's own peak RSS growth (``peak_rss_mb``) and high-water mark
+    (``peak_rss_abs_mb``), child processes' peak (``children_peak_rss_mb``: Spark JVMs, DDP
+    ranks), ``engine``, ``workers``, ``processes`` and ``dim``. No new size starts once the sweep
+    has run ``time_budget_s`` (its rows say so); a size is never cut short.
     """
     rows, t_start = [], time.perf_counter()
+    families = families or {}
     for n_inter in sizes:
         n_inter = int(n_inter)
         if time.perf_counter() - t_start > time_budget_s:
             for name in build_models:
-                rows.append({"model": name, "n_interactions": n_inter, "n_items": int(n_items),
+                rows.append({"model": name, "family": families.get(name),
+                             "n_interactions": n_inter, "n_items": int(n_items),
                              "wall_s": None, "peak_rss_mb": None,
                              "note": f"time budget {time_budget_s}s spent"})
             continue
@@ -193,13 +203,34 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
                 t0 = time.perf_counter()
                 model.fit(data)
                 wall = time.perf_counter() - t0
-            rows.append({"model": name, "n_interactions": int(data.n_interactions),
-                         "n_items": int(n_items), "n_users": int(n_users), "wall_s": wall,
-                         "peak_rss_mb": round(mon.delta_mb, 3),
-                         "peak_rss_abs_mb": round(mon.peak_mb, 3),
-                         "children_peak_rss_mb": round(mon.children_peak_mb, 3),
-                         **engine_of(model), "processes": int(mon.processes)})
+            per_pass = pass_seconds(model, wall)
+            row = {"model": name, "family": families.get(name),
+                   "n_interactions": int(data.n_interactions), "n_items": int(n_items),
+                   "n_users": int(n_users), "wall_s": wall, "s_per_pass": per_pass,
+                   "examples_per_s": data.n_interactions / per_pass if per_pass > 0 else None,
+                   "peak_rss_mb": round(mon.delta_mb, 3),
+                   "peak_rss_abs_mb": round(mon.peak_mb, 3),
+                   "children_peak_rss_mb": round(mon.children_peak_mb, 3),
+                   **engine_of(model), "processes": int(mon.processes),
+                   "dim": int(getattr(model, "dim", 0)) or None}
+            rows.append(row)
+            if say is not None:
+                say(f"  {name} ({row['engine']}, {row['workers']} worker(s)): "
+                    f"{row['n_interactions']:,} interactions, {per_pass:.2f} s/pass, "
+                    f"peak RSS {mon.peak_mb / 1024:.2f} GiB"
+                    + (f" + children {mon.children_peak_mb / 1024:.2f} GiB"
+                       if mon.children_peak_mb else ""))
     return rows
+
+
+def pass_seconds(model, wall: float) -> float:
+    """Seconds of one training pass: the DNN's mean epoch time (``history``; training only),
+    else the fit's wall time over its iterations (WALS, setup included)."""
+    epochs = [h["wall_s"] for h in (getattr(model, "history", None) or []) if "wall_s" in h]
+    if epochs:
+        return float(sum(epochs) / len(epochs))
+    its = int(getattr(model, "iterations_run", 0) or getattr(model, "iterations", 1) or 1)
+    return wall / max(1, its)
 
 
 def engine_of(model) -> dict:

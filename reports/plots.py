@@ -18,7 +18,8 @@ from mfsoftmax.folding import pca2  # noqa: E402
 from mfsoftmax.reports import fmt  # noqa: E402
 from mfsoftmax.reports.colors import group_color, model_color  # noqa: E402
 from mfsoftmax.reports.plot_ann import ann_frontier  # noqa: E402
-from mfsoftmax.reports.verdicts import growth_exponent, role_of  # noqa: E402
+from mfsoftmax.reports.scale import series as scale_series  # noqa: E402
+from mfsoftmax.reports.verdicts import role_of  # noqa: E402
 
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 110, "font.size": 9.5, "axes.titlesize": 10.5,
@@ -291,27 +292,31 @@ def embeddings_pca(results):
     return fig
 
 
+ENGINE_MARKERS = {"implicit": "o", "spark": "s", "torch": "^"}  # training_vs_size
+
+
 def training_vs_size(results):
-    """Training wall time against data size, log-log, with the fitted growth exponent."""
-    rows = [r for r in results.get("sweeps", {}).get("training_vs_size", [])
-            if fmt.is_num(r.get("wall_s")) and fmt.is_num(r.get("n_interactions"))]
-    if not rows:
+    """Seconds of one pass against data size, log-log, one line per model with its fitted growth
+    exponent; marker by engine, dashed when it ran on several workers."""
+    lines = scale_series(results)
+    if not lines:
         return None
     fig, (ax,) = _fig()
-    per = {}
-    for r in rows:
-        per.setdefault(r["model"], []).append((r["n_interactions"], r["wall_s"]))
-    for name, pts in sorted(per.items()):
-        pts.sort()
-        xs, ys = zip(*pts, strict=True)
-        b = growth_exponent(xs, ys)
-        label = f"{name} (t ∝ $N^{{{b:.2f}}}$)" if b is not None else name
-        ax.plot(xs, ys, marker="o", color=model_color(name), label=label)
+    for name, engine, workers, xs, ys, b in lines:
+        how = [engine] if engine else []
+        if fmt.is_num(workers) and workers > 1:
+            how.append(f"{workers} workers")
+        if b is not None:
+            how.append(f"t ∝ $N^{{{b:.2f}}}$")
+        label = f"{name} ({'; '.join(how)})" if how else name
+        ax.plot(xs, ys, marker=ENGINE_MARKERS.get(engine, "D" if engine else "o"),
+                ls="--" if fmt.is_num(workers) and workers > 1 else "-",
+                color=model_color(name), label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("interactions N (log)")
-    ax.set_ylabel("training wall time (s, log)")
-    ax.set_title("Training cost vs data size")
+    ax.set_ylabel("seconds per pass (log)")
+    ax.set_title("Training cost vs data size (one pass)")
     ax.legend()
     return fig
 
@@ -356,7 +361,7 @@ PLOTS = (
     ("cold_start", "Cold start", cold_start),
     ("folding", "Folding", folding),
     ("embeddings_pca", "Embeddings (PCA)", embeddings_pca),
-    ("training_vs_size", "Training cost vs data size", training_vs_size),
+    ("training_vs_size", "Training cost vs data size (one pass)", training_vs_size),
     ("hashing", "Hashing: quality vs embedding memory", hashing),
 )
 

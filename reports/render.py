@@ -10,6 +10,7 @@ from pathlib import Path
 from mfsoftmax.reports import plots as plotting
 from mfsoftmax.reports import tables as tb
 from mfsoftmax.reports.load import validate
+from mfsoftmax.reports.scale import scale_tables
 from mfsoftmax.reports.style import CSS
 from mfsoftmax.reports.verdicts import THRESHOLDS
 from mfsoftmax.runtime import atomic_write_bytes, atomic_write_text
@@ -53,9 +54,14 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
         Section("quality", "Quality", "", tb.quality_tables(runs, labels) + [tb.paired_gap_table(runs, labels)],
                 pl("quality_vs_time", "validation_curves")),
         Section("training", "Training cost", "",
-                [tb.training_table(runs, labels)] + [t for t in sweeps
-                                                     if t.key in ("training_vs_size", "hashing")],
-                pl("training_vs_size", "hashing")),
+                [tb.training_table(runs, labels)] + [t for t in sweeps if t.key == "hashing"],
+                pl("hashing")),
+        Section("scale", "Scale",
+                "Training cost of one pass (a WALS iteration, a DNN epoch) on synthetic data of "
+                "growing size N; growth exponents are least-squares slopes on log-log axes. "
+                "Distributed engines are measured on this one machine: a ratio above 1 is the "
+                "price of the engine here, not a prediction for a cluster.",
+                scale_tables(runs, labels), pl("training_vs_size")),
         Section("serving", "Serving", "",
                 [tb.serving_table(runs, labels)] + [t for t in sweeps
                                                     if t.key in ("serving_vs_corpus", "offline_topk")],

@@ -435,8 +435,6 @@ def sweep_tables(runs, labels) -> list:
          ("model", "vectors", "index", "n_items"),
          (("p50_us", "p50", fmt.micros), ("p95_us", "p95", fmt.micros),
          ("recall_vs_exact", "recall vs exact", lambda v: f"{v:.3f}"))),
-        ("training_vs_size", "Training cost vs data size", ("model", "n_interactions", "n_items"),
-         (("wall_s", "wall", fmt.seconds), ("peak_rss_mb", "peak RSS", lambda v: f"{fmt.num(v)} MB"))),
         ("hashing", "Hashed embedding tables (the DNN's memory lever): inputs = history and user "
          "features only, all = the item side too", ("model", "scope", "buckets"),
          (("embedding_mb", "embeddings", lambda v: f"{fmt.num(v)} MB"),

@@ -443,27 +443,32 @@ def _training(claim: Claim, results: dict) -> ClaimResult:
     per_model = {}
     for r in rows:
         per_model.setdefault(r["model"], []).append(r)
+    # one pass (s_per_pass: an ALS iteration, a DNN epoch without setup) where a model's rows all
+    # have it, else the whole fit (files before s_per_pass); "t" is that time
+    for name, rs in per_model.items():
+        key = "s_per_pass" if all(fmt.is_num(r.get("s_per_pass")) for r in rs) else "wall_s"
+        per_model[name] = [{**r, "t": r[key]} for r in rs]
     picks = {}
     for name, rs in per_model.items():
-        fam = family_of(name, results)
+        fam = rs[0].get("family") or family_of(name, results)
         top = max(rs, key=lambda r: r["n_interactions"])
-        b = growth_exponent([r["n_interactions"] for r in rs], [r["wall_s"] for r in rs])
-        if fam in FAMILIES and b is not None and (fam not in picks or top["wall_s"] < picks[fam][2]["wall_s"]):
+        b = growth_exponent([r["n_interactions"] for r in rs], [r["t"] for r in rs])
+        if fam in FAMILIES and b is not None and (fam not in picks or top["t"] < picks[fam][2]["t"]):
             picks[fam] = (name, b, top, rs)
     if len(picks) < 2:
         return _training_one_size(claim, results)
-    figures = {f: f"N^{b:.2f}; {fmt.seconds(top['wall_s'])} @ {fmt.count(top['n_interactions'])}"
+    figures = {f: f"N^{b:.2f}; {fmt.seconds(top['t'])} @ {fmt.count(top['n_interactions'])}"
                for f, (_, b, top, _) in picks.items()}
     models = {f: p[0] for f, p in picks.items()}
     (mf_n, mf_b, _, mf_rows), (sm_n, sm_b, _, sm_rows) = picks["mf"], picks["softmax"]
     exp_sign = 0 if abs(mf_b - sm_b) <= EXPONENT_TOL else (1 if mf_b < sm_b else -1)
-    common = {r["n_interactions"]: r["wall_s"] for r in mf_rows}.keys() & \
-        {r["n_interactions"]: r["wall_s"] for r in sm_rows}.keys()
+    common = {r["n_interactions"]: r["t"] for r in mf_rows}.keys() & \
+        {r["n_interactions"]: r["t"] for r in sm_rows}.keys()
     time_sign, ratio, size = 0, float("nan"), None
     if common:
         size = max(common)
-        t_mf = next(r["wall_s"] for r in mf_rows if r["n_interactions"] == size)
-        t_sm = next(r["wall_s"] for r in sm_rows if r["n_interactions"] == size)
+        t_mf = next(r["t"] for r in mf_rows if r["n_interactions"] == size)
+        t_sm = next(r["t"] for r in sm_rows if r["n_interactions"] == size)
         time_sign, ratio = cost_gap(t_mf, t_sm)
     signs = {s for s in (exp_sign, time_sign) if s}
     if len(signs) > 1:

@@ -1,4 +1,5 @@
-"""Engines: RssMonitor counts the memory of child processes (Spark's JVM, DDP ranks)."""
+"""Engines: RssMonitor counts the memory of child processes (Spark's JVM, DDP ranks); the
+[engines] section reaches every model; training-cost rows say how and how fast one pass ran."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from mfsoftmax.bench.config import ConfigError, load_config, validate
 from mfsoftmax.bench.measure import RssMonitor
 
 CHILD = ("import sys, time\n"
@@ -75,9 +79,6 @@ def test_engines_reach_every_built_model_and_model_params_override():
 
 
 def test_bad_engines_are_clear_errors():
-    import pytest
-
-    from mfsoftmax.bench.config import ConfigError, validate
 
     for engines, what in (({"mf": "hadoop"}, "engines.mf"), ({"dnn_workers": 0}, "engines.dnn_workers"),
                           ({"gpus": 2}, "engines.gpus")):
@@ -95,3 +96,36 @@ def test_training_rows_carry_engine_workers_processes():
     (row,) = rows
     assert row["engine"] == "implicit" and row["workers"] == 1 and row["processes"] >= 1
     assert row["peak_rss_abs_mb"] >= row["peak_rss_mb"]
+
+
+def test_training_rows_time_one_pass_and_its_throughput():
+    from mfsoftmax.bench.sweeps import training_vs_size
+    from mfsoftmax.models import WALS, SoftmaxDNN
+
+    builders = {"wals": lambda: WALS(dim=4, iterations=2),
+                "dnn": lambda: SoftmaxDNN(dim=4, hidden=(8,), epochs=2, patience=5,
+                                          loss="sampled-uniform", n_negatives=5)}
+    rows = training_vs_size([3000], builders, n_items=200, families={"wals": "mf", "dnn": "softmax"})
+    wals, dnn = rows
+    assert (wals["family"], dnn["family"]) == ("mf", "softmax")
+    assert wals["s_per_pass"] == pytest.approx(wals["wall_s"] / 2)  # two iterations
+    assert 0 < dnn["s_per_pass"] < dnn["wall_s"] / 2  # an epoch without setup and validation
+    for r in rows:
+        assert r["examples_per_s"] == pytest.approx(r["n_interactions"] / r["s_per_pass"])
+        assert r["dim"] == 4
+    assert dnn["engine"] == "torch" and dnn["workers"] == 1
+
+
+def test_sweep_models_and_params_validated():
+    cfg = load_config("scale-out")
+    validate(cfg, "scale-out.toml")  # the shipped scale-out config is valid
+    assert cfg["sweeps"]["train_models"] == ["wals", "wals-spark", "softmax-sampled-uniform",
+                                             "softmax-sampled-uniform-2w"]
+    bad = load_config("scale-out")
+    bad["sweeps"]["train_models"] = ["wals", "missing"]
+    with pytest.raises(ConfigError, match="sweeps.train_models names 'missing'"):
+        validate(bad, "t.toml")
+    bad = load_config("scale-out")
+    bad["sweeps"]["train_params"] = {"wals": {"dim": 0}}
+    with pytest.raises(ConfigError, match="sweeps.train_params"):
+        validate(bad, "t.toml")

@@ -1,5 +1,7 @@
-"""Training cost of one pass (the class's ``one_pass`` parameters) against the data size: the
-first MF model and ``sweeps.train_dnn``."""
+"""Training cost of one pass (the class's ``one_pass`` parameters: an ALS iteration, a DNN
+epoch) against the data size, for ``sweeps.train_models`` (default: the first MF model and
+``sweeps.train_dnn``), each with its tuned params, ``sweeps.train_params`` over them and its
+``[engines]`` (so a scale-out config lines up engines and worker counts side by side)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,25 @@ from ..context import RunContext, Section
 from ..sweeps import training_vs_size
 
 
+def chosen_models(ctx: RunContext) -> list[str]:
+    """The models the sweep times: ``sweeps.train_models``, else the first MF model and
+    ``sweeps.train_dnn`` (when configured)."""
+    sw = ctx.cfg["sweeps"]
+    if sw.get("train_models"):
+        return list(sw["train_models"])
+    mf = [n for n, _ in ctx.model_specs(("mf",))]
+    return mf[:1] + ([sw["train_dnn"]] if sw.get("train_dnn") in ctx.cfg["models"] else [])
+
+
 def run(ctx: RunContext) -> Section:
     sw = ctx.cfg["sweeps"]
-    builders = {}
-    mf = [n for n, _ in ctx.model_specs(("mf",))]
-    chosen = mf[:1] + ([sw["train_dnn"]] if sw.get("train_dnn") in ctx.cfg["models"] else [])
-    for n in chosen:
-        p = {**ctx.tuned_params(n), **ctx.model_class(n).one_pass}
+    builders, families = {}, {}
+    for n in chosen_models(ctx):
+        p = {**ctx.tuned_params(n), **(sw.get("train_params") or {}).get(n, {}),
+             **ctx.model_class(n).one_pass}
         builders[n] = lambda n=n, p=p: ctx.build(n, p)
+        families[n] = ctx.family(n)
     rows = training_vs_size(sw["train_sizes"], builders, n_items=int(sw["train_items"]),
-                            seed=ctx.seed, time_budget_s=float(sw["time_budget_s"]))
+                            seed=ctx.seed, time_budget_s=float(sw["time_budget_s"]),
+                            families=families, say=ctx.say)
     return Section(sweeps={"training_vs_size": rows})
