@@ -143,6 +143,9 @@ class RunContext:
         self.fitted: dict = {}
         self.best_params: dict = {}
         self.valid_scores: dict = {}
+        # the Section a stage is filling, when it registers one (``ctx.partial = out``): a stage
+        # stopped at its time budget keeps what it put there (the runner resets it per stage)
+        self.partial: Section | None = None
         self._splits: dict = {split.protocol: split}
         run = results.setdefault("run", {}) if isinstance(results, dict) else {}
         run["engines"] = {**dict(cfg.get("engines") or {}), "models": {

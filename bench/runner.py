@@ -149,6 +149,16 @@ class Runner:
         self.results.update(section.top)
         self.results["sweeps"].update(section.sweeps)
 
+    def _keep_partial(self) -> str:
+        """Merge what a stopped stage registered as measured so far (``ctx.partial``); the
+        reason's tail saying what was kept."""
+        part = getattr(self.ctx, "partial", None)
+        if part is None or not (part.models or part.top or part.sweeps):
+            return "what it measured is not kept"
+        self.merge(part)
+        kept = [*part.models, *part.top, *(f"sweeps.{k}" for k in part.sweeps)]
+        return f"kept what it finished before the stop: {', '.join(kept)}"
+
     def budget_for(self, name: str) -> tuple[float | None, str]:
         """Seconds stage ``name`` may take (its ``budgets.<name>_s``, capped by what is left of
         ``budgets.total_s``), and which budget that is; None when unlimited."""
@@ -165,8 +175,9 @@ class Runner:
         """Run one stage, merge its section, record its status, wall time, budget and peak RSS,
         and write results.json (atomically) after it. A stage with no budget left is skipped; one
         that runs past its budget is stopped (SIGALRM in the main thread) and recorded as skipped
-        with the reason and how long it ran; what it measured is lost, the models it fitted are
-        kept for the later stages."""
+        with the reason and how long it ran; what it registered as finished (``ctx.partial``, e.g.
+        the quality stage's models done before the stop) is kept, the rest is lost; the models it
+        fitted are kept for the later stages."""
         t0 = time.perf_counter()
         reason = self.skip_reason(name)
         budget, which = self.budget_for(name)
@@ -193,6 +204,8 @@ class Runner:
                 previous = signal.signal(signal.SIGALRM, _on_alarm)
                 signal.setitimer(signal.ITIMER_REAL, budget)
             try:
+                if hasattr(self.ctx, "partial"):
+                    self.ctx.partial = None
                 self.merge(fn(self.ctx))
             finally:
                 if armed:
@@ -202,7 +215,7 @@ class Runner:
         except StageOverBudget:
             entry["status"] = "skipped"
             entry["reason"] = (f"stopped: over its time budget of {budget:.0f}s ({which}) after "
-                               f"{time.perf_counter() - t0:.0f}s; what it measured is not kept")
+                               f"{time.perf_counter() - t0:.0f}s; " + self._keep_partial())
             self.say(f"stage {name}: {entry['reason']}")
         except KeyboardInterrupt:
             entry["status"] = "interrupted"

@@ -112,3 +112,25 @@ def test_config_budgets_checked():
         validate(merge(cfg, {"budgets": {"qualty_s": 10}}))
     with pytest.raises(ConfigError, match="seconds >= 0"):
         validate(merge(cfg, {"budgets": {"serving_s": -1}}))
+
+
+def test_stopped_stage_keeps_what_it_registered_as_finished(tmp_path, monkeypatch):
+    r = make_runner(tmp_path, monkeypatch, {"quality_s": 5})
+    r.ctx.partial = None
+
+    def stage(ctx):  # the quality stage: one model done, the alarm during the next
+        out = Section()
+        ctx.partial = out
+        out.models["popularity"] = {"quality": {"recall@20": 0.1}}
+        runner_mod._on_alarm(None, None)
+        out.models["wals"] = {"quality": {"recall@20": 0.4}}  # never reached
+        return out
+
+    r.run_stage("quality", stage)
+    entry = r.results["stages"]["quality"]
+    assert entry["status"] == "skipped"
+    assert entry["reason"].endswith("kept what it finished before the stop: popularity")
+    assert r.results["models"]["popularity"]["quality"]["recall@20"] == 0.1
+    assert "wals" not in r.results["models"]
+    r.run_stage("serving", lambda ctx: Section(top={"serving": []}))
+    assert r.ctx.partial is None  # reset for the next stage

@@ -21,6 +21,7 @@ from .paired import paired_rows, paired_rows_seeds
 
 def run(ctx: RunContext) -> Section:
     out = Section()
+    ctx.partial = out  # a stop at the time budget keeps the models finished before it
     split = ctx.split
     metric = ctx.cfg["tuning"]["metric"]
     trials = int(ctx.cfg["tuning"]["trials"])
