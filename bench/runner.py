@@ -220,6 +220,7 @@ class Runner:
         except KeyboardInterrupt:
             entry["status"] = "interrupted"
             entry["error"] = "KeyboardInterrupt"
+            entry["reason"] = self._keep_partial()  # the models finished before the interrupt
             raise
         except Exception as exc:  # recorded, the run goes on
             if isinstance(exc, StageFailed):  # keep what the stage did measure

@@ -134,3 +134,20 @@ def test_stopped_stage_keeps_what_it_registered_as_finished(tmp_path, monkeypatc
     assert "wals" not in r.results["models"]
     r.run_stage("serving", lambda ctx: Section(top={"serving": []}))
     assert r.ctx.partial is None  # reset for the next stage
+
+
+def test_interrupted_stage_keeps_what_it_registered_as_finished(tmp_path, monkeypatch):
+    r = make_runner(tmp_path, monkeypatch, {})
+    r.ctx.partial = None
+
+    def stage(ctx):
+        ctx.partial = out = Section()
+        out.models["wals"] = {"quality": {"recall@20": 0.4}}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        r.run_stage("quality", stage)
+    entry = r.results["stages"]["quality"]
+    assert entry["status"] == "interrupted"
+    assert entry["reason"] == "kept what it finished before the stop: wals"
+    assert r.results["models"]["wals"]["quality"]["recall@20"] == 0.4
