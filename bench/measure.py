@@ -135,6 +135,13 @@ class RssMonitor:
         return max(0.0, self.peak_mb - self.start_mb)
 
 
+def spawns_processes(model) -> bool:
+    """Whether ``model``'s fit runs in child processes (Spark's JVM, DDP ranks): only then do
+    children count in its RSS. Otherwise a process left by another model (a Spark session kept
+    for later fits) would be charged to this one."""
+    return getattr(model, "engine", None) == "spark" or int(getattr(model, "workers", 1) or 1) > 1
+
+
 def timed_fit(model, train, valid=None, curve_fn=None) -> dict:
     """Fit ``model`` and measure it.
 
@@ -180,7 +187,7 @@ def timed_fit(model, train, valid=None, curve_fn=None) -> dict:
         mark()
         return False
 
-    with RssMonitor() as mon:
+    with RssMonitor(children=spawns_processes(model)) as mon:
         mark()
         model.fit(train, valid=valid, callback=callback)
         now, cnow, hnow = time.perf_counter(), time.process_time(), time.thread_time()

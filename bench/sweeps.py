@@ -11,7 +11,7 @@ from mfsoftmax.datasets import load
 from mfsoftmax.ranking import topk
 
 from . import ann
-from .measure import RssMonitor
+from .measure import RssMonitor, spawns_processes
 
 #: how a row's index searched by inner product (``mips``)
 MIPS_LABELS = {"ip": "inner product", "l2": "l2 reduction"}
@@ -180,7 +180,8 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
     iterations), ``examples_per_s`` (interactions per second of one pass: the DNN's training
     examples), the process's own peak RSS growth (``peak_rss_mb``) and high-water mark
     (``peak_rss_abs_mb``), child processes' peak (``children_peak_rss_mb``: Spark JVMs, DDP
-    ranks), ``engine``, ``workers``, ``processes`` and ``dim``. No new size starts once the sweep
+    ranks; counted only for a model whose fit runs in them, :func:`measure.spawns_processes`),
+    ``engine``, ``workers``, ``processes`` and ``dim``. No new size starts once the sweep
     has run ``time_budget_s`` (its rows say so); a size is never cut short.
     """
     rows, t_start = [], time.perf_counter()
@@ -199,7 +200,7 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
                     mean_activity=mean_activity, seed=seed)
         for name, build in build_models.items():
             model = build()
-            with RssMonitor() as mon:
+            with RssMonitor(children=spawns_processes(model)) as mon:
                 t0 = time.perf_counter()
                 model.fit(data)
                 wall = time.perf_counter() - t0

@@ -129,3 +129,24 @@ def test_sweep_models_and_params_validated():
     bad["sweeps"]["train_params"] = {"wals": {"dim": 0}}
     with pytest.raises(ConfigError, match="sweeps.train_params"):
         validate(bad, "t.toml")
+
+
+def test_children_count_only_for_models_that_spawn_them():
+    from mfsoftmax.bench.measure import spawns_processes
+    from mfsoftmax.models import WALS, SoftmaxDNN
+
+    assert not spawns_processes(WALS(dim=4))
+    assert spawns_processes(WALS(dim=4, engine="spark"))
+    assert not spawns_processes(SoftmaxDNN(dim=4))
+    assert spawns_processes(SoftmaxDNN(dim=4, workers=2))
+    # a process left running beside an in-process fit (a kept Spark session) is not charged to it
+    from mfsoftmax.bench.sweeps import training_vs_size
+
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        (row,) = training_vs_size([3000], {"wals": lambda: WALS(dim=4, iterations=1)}, n_items=200)
+    finally:
+        child.communicate("")
+    assert row["children_peak_rss_mb"] == 0 and row["processes"] == 1
