@@ -33,6 +33,8 @@ import time
 
 import psutil
 
+from .engines import spawns_processes
+
 
 def release_free_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so an
@@ -133,13 +135,6 @@ class RssMonitor:
     @property
     def delta_mb(self) -> float:
         return max(0.0, self.peak_mb - self.start_mb)
-
-
-def spawns_processes(model) -> bool:
-    """Whether ``model``'s fit runs in child processes (Spark's JVM, DDP ranks): only then do
-    children count in its RSS. Otherwise a process left by another model (a Spark session kept
-    for later fits) would be charged to this one."""
-    return getattr(model, "engine", None) == "spark" or int(getattr(model, "workers", 1) or 1) > 1
 
 
 def timed_fit(model, train, valid=None, curve_fn=None) -> dict:

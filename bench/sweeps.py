@@ -11,7 +11,8 @@ from mfsoftmax.datasets import load
 from mfsoftmax.ranking import topk
 
 from . import ann
-from .measure import RssMonitor, spawns_processes
+from .engines import engine_of, spawns_processes
+from .measure import RssMonitor
 
 #: how a row's index searched by inner product (``mips``)
 MIPS_LABELS = {"ip": "inner product", "l2": "l2 reduction"}
@@ -232,17 +233,3 @@ def pass_seconds(model, wall: float) -> float:
         return float(sum(epochs) / len(epochs))
     its = int(getattr(model, "iterations_run", 0) or getattr(model, "iterations", 1) or 1)
     return wall / max(1, its)
-
-
-def engine_of(model) -> dict:
-    """``engine`` and ``workers`` of a fitted model (WALS: implicit or spark with Spark's
-    parallelism; the softmax DNN: torch with its data-parallel ranks; others: their class)."""
-    engine = getattr(model, "engine", None)
-    if engine == "spark":
-        info = getattr(model, "spark_info", {}) or {}
-        return {"engine": "spark", "workers": int(info.get("blocks", 1) or 1)}
-    if engine is not None:
-        return {"engine": str(engine), "workers": 1}
-    if hasattr(model, "workers"):
-        return {"engine": "torch", "workers": int(model.workers)}
-    return {"engine": type(model).__name__, "workers": 1}

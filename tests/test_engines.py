@@ -132,7 +132,7 @@ def test_sweep_models_and_params_validated():
 
 
 def test_children_count_only_for_models_that_spawn_them():
-    from mfsoftmax.bench.measure import spawns_processes
+    from mfsoftmax.bench.engines import spawns_processes
     from mfsoftmax.models import WALS, SoftmaxDNN
 
     assert not spawns_processes(WALS(dim=4))
