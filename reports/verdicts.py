@@ -719,10 +719,20 @@ def _serving_parts(results: dict, mf_n: str, sm_n: str) -> str:
     if runtime:
         sm_label += f" (tower via {runtime})"
     gaps = {k: sm_p[k] - mf_p[k] for k in mf_p}
-    main = max(gaps, key=lambda k: abs(gaps[k]))
-    return (f"{describe('MF', mf_p, mf_prof)}; {describe(sm_label, sm_p, sm_prof)}; "
-            f"the gap is mostly {main} ({fmt.micros(abs(gaps[main]))} of "
-            f"{fmt.micros(abs(sum(gaps.values())))} at the same corpus)")
+    slower = "DNN" if sum(gaps.values()) > 0 else "MF"
+    extra = {k: (g if slower == "DNN" else -g) for k, g in gaps.items()}  # > 0: the slower's cost
+    main = max(extra, key=extra.get)
+    offset = [k for k, g in extra.items() if g < 0 and abs(g) >= 0.05 * abs(sum(extra.values()))]
+    dims = [(results.get("models", {}).get(n, {}).get("params") or {}).get("dim") for n in (mf_n, sm_n)]
+    txt = (f"{describe('MF', mf_p, mf_prof)}; {describe(sm_label, sm_p, sm_prof)}; "
+           f"{slower} is {fmt.micros(abs(sum(gaps.values())))} slower per query at the same corpus, "
+           f"mostly in {main} (+{fmt.micros(extra[main])})")
+    if offset:
+        txt += ", partly offset by " + ", ".join(f"{k} ({fmt.micros(extra[k])})" for k in offset)
+    if all(fmt.is_num(d) for d in dims) and dims[0] != dims[1]:
+        txt += (f"; embedding dims differ (MF {dims[0]}, DNN {dims[1]}): scoring reads "
+                f"n_items x d floats per query")
+    return txt
 
 
 JUDGES = {

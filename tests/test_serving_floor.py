@@ -183,8 +183,27 @@ def test_serving_verdict_names_the_dominant_part():
             "tower": {"chosen": "torchscript", "eager_us": 290.0, "chosen_us": 30.0}}}}}
     res = _serving(claim, results)
     assert "tower via torchscript" in res.text
-    assert "the gap is mostly query embedding" in res.text
+    assert "DNN is 40.5 µs slower per query at the same corpus, mostly in query embedding" in res.text
     assert "scoring dominates" in res.text  # MF's time is the V @ u
+
+
+def test_serving_verdict_when_mf_is_the_slower():
+    """MF at d = 256 against a DNN at d = 64 on a large catalogue: MF's scoring reads 4x the
+    floats, the DNN's tower costs the other way; the verdict says which side is slower and why."""
+    from reports.verdicts import CLAIMS, _serving
+
+    claim = next(c for c in CLAIMS if c.key == "serving")
+    results = {"models": {
+        "wals": {"family": "mf", "params": {"dim": 256}, "serving": {
+            "p50_us": 2600.0, "mode": "lookup", "embed_us": 2.0, "score_us": 2300.0,
+            "topk_us": 280.0}},
+        "dnn": {"family": "softmax", "params": {"dim": 64}, "serving": {
+            "p50_us": 600.0, "mode": "query-tower", "embed_us": 216.0, "score_us": 235.0,
+            "topk_us": 160.0}}}}
+    text = _serving(claim, results).text
+    assert "MF is 1,971 µs slower per query at the same corpus, mostly in scoring (+2,065 µs)" in text
+    assert "partly offset by query embedding (-214 µs)" in text
+    assert "embedding dims differ (MF 256, DNN 64)" in text
 
 
 def _serving_results(lean=True, sweep=True):
