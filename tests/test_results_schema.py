@@ -109,7 +109,17 @@ def test_a_running_run_may_have_no_model_yet():
     r["run"]["status"] = "running"
     assert validate(r) == []
     r["run"]["status"] = "complete"
+    assert r["stages"]["quality"]["status"] == "ok"
     assert validate(r) == ["models is empty"]
+
+
+def test_a_sweep_only_run_may_have_no_model():
+    r = make_results()
+    r["models"] = {}
+    del r["stages"]["quality"]  # quality = false: only the sweeps ran (the train-cost config)
+    assert validate(r) == []
+    r["stages"]["quality"] = {"status": "failed", "error": "boom", "wall_s": 1.0}
+    assert validate(r) == []
 
 
 # ----------------------------------------------------------------------------- invalid files
