@@ -507,9 +507,16 @@ def stages_table(runs, labels):
                 "wall": fmt.seconds(st.get("wall_s")),
                 "error": _short(st.get("error") or st.get("reason")) or fmt.DASH,
             }
+            if fmt.is_num(st.get("budget_s")):  # columns shown only where some stage has them
+                rows[(stage,)]["budget"] = fmt.seconds(st["budget_s"])
+            if fmt.is_num(st.get("peak_rss_mb")):
+                rows[(stage,)]["peak RSS"] = f"{st['peak_rss_mb'] / 1024:.2f} GiB"
         per_run.append(rows)
     return keyed_table("stages", "Stages", ["stage"], per_run, labels,
-                       note="A failed stage's sections are missing from this report, not estimated.")
+                       columns=["status", "wall", "budget", "peak RSS", "error"],
+                       note="A failed stage's sections are missing from this report, not estimated. "
+                            "Peak RSS: the process tree's during the stage; budget: its time budget "
+                            "([budgets]), where one was set.")
 
 
 def _short(text, n=300) -> str:
