@@ -220,13 +220,14 @@ def _csr_sort_order(m: sp.csr_matrix) -> np.ndarray:
 
 def _dedupe_latest(users: np.ndarray, items: np.ndarray, n_items: int,
                    timestamps: np.ndarray | None) -> np.ndarray:
-    """Positions of the kept events, in (user, item) order: per pair the latest by timestamp,
+    """Positions of the kept events, in (user, item) order (None: all of them, already in that
+    order): per pair the latest by timestamp,
     ties (and no timestamps) broken by position. Sorts one int64 key instead of a 3-key lexsort;
     only the rows of duplicated pairs are ordered by timestamp."""
     n = len(users)
     key = users * np.int64(max(n_items, 1)) + items
     if n < 2 or bool(np.all(key[1:] > key[:-1])):
-        return np.arange(n)
+        return None  # already in order, no duplicate: every event, in place
     order = np.argsort(key)
     ks = key[order]
     same = ks[1:] == ks[:-1]
@@ -260,14 +261,18 @@ def from_coo(name: str, users: np.ndarray, items: np.ndarray, n_users: int, n_it
         raise ValueError(f"{name}: user/item indices outside [0, {n_users}) x [0, {n_items})")
     vals = np.ones(len(users), np.float32) if values is None else np.asarray(values, np.float32)
     sel = _dedupe_latest(users, items, n_items, timestamps)
-    u, i = users[sel], items[sel]
+    # events already in (user, item) order without duplicates (the MovieLens files): every
+    # row is kept in place: plain copies (the result owns its arrays) instead of five 20M-row
+    # gathers (~1.5 s for ml-20m)
+    keep = (lambda a: np.array(a, copy=True)) if sel is None else (lambda a: a[sel])
+    u, i = (users, items) if sel is None else (users[sel], items[sel])  # read, not stored
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])
-    mat = sp.csr_matrix((vals[sel], i.astype(np.int32), indptr), shape=(n_users, n_items))
+    mat = sp.csr_matrix((keep(vals), i.astype(np.int32), indptr), shape=(n_users, n_items))
     return Interactions(
         name=name,
         matrix=mat,
-        timestamps=None if timestamps is None else np.asarray(timestamps, np.int64)[sel],
-        ratings=None if ratings is None else np.asarray(ratings, np.float32)[sel],
+        timestamps=None if timestamps is None else keep(np.asarray(timestamps, np.int64)),
+        ratings=None if ratings is None else keep(np.asarray(ratings, np.float32)),
         **kwargs,
     )

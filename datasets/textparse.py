@@ -195,11 +195,12 @@ def factorize_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if hi - lo > 4 * len(values) + (1 << 20):
         uniq, inv = np.unique(values, return_inverse=True)
         return uniq, inv.ravel()
+    off = values - lo if lo else values  # one offset array, used twice (20M ids: 160 MB)
     present = np.zeros(hi - lo + 1, dtype=bool)
-    present[values - lo] = True
+    present[off] = True
     uniq = np.flatnonzero(present) + lo
     code = np.cumsum(present, dtype=np.int64) - 1
-    return uniq, code[values - lo]
+    return uniq, code[off]
 
 
 def integer_column(path, values: np.ndarray, first_line: int, what: str, field: int) -> np.ndarray:

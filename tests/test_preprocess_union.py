@@ -139,3 +139,25 @@ def test_from_coo_keeps_latest_duplicate(with_ts):
                 assert d.matrix[r, c] == vals[best]
     with pytest.raises(ValueError, match="outside"):
         from_coo("bad", [0, 5], [0, 1], 5, 4)
+
+
+def test_from_coo_in_order_input_keeps_every_event_in_its_own_arrays():
+    """Events already in (user, item) order without duplicates are kept in place (no gather),
+    and the result still owns its arrays: changing the inputs afterwards changes nothing."""
+    users = np.array([0, 0, 1, 2, 2], dtype=np.int64)
+    items = np.array([1, 3, 0, 2, 3], dtype=np.int64)
+    ratings = np.array([4.0, 5.0, 3.0, 4.5, 1.0], dtype=np.float32)
+    ts = np.array([10, 11, 12, 13, 14], dtype=np.int64)
+    d = from_coo("t", users, items, 3, 4, values=ratings, ratings=ratings, timestamps=ts)
+    np.testing.assert_array_equal(d.matrix.indices, items)
+    np.testing.assert_array_equal(d.matrix.data, ratings)
+    ratings[:] = 0
+    ts[:] = 0
+    assert d.matrix.data.tolist() == [4.0, 5.0, 3.0, 4.5, 1.0]
+    assert d.ratings.tolist() == [4.0, 5.0, 3.0, 4.5, 1.0] and d.timestamps.tolist() == [10, 11, 12, 13, 14]
+    d.matrix.data[:] = 1  # binarising the matrix leaves the ratings alone
+    assert d.ratings.tolist() == [4.0, 5.0, 3.0, 4.5, 1.0]
+    # out of order with a duplicate pair: the latest event of the pair, rows in order
+    d2 = from_coo("t", np.array([1, 0, 1]), np.array([0, 2, 0]), 2, 3,
+                  ratings=np.array([1.0, 2.0, 3.0]), timestamps=np.array([5, 6, 7]))
+    assert d2.matrix.toarray().tolist() == [[0, 0, 1], [1, 0, 0]] and d2.ratings.tolist() == [2.0, 3.0]
