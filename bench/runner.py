@@ -17,16 +17,10 @@ import time
 import traceback
 from pathlib import Path
 
+from mfsoftmax import runtime  # by module: tests replace its writers (a full disk)
 from mfsoftmax.datasets import DatasetError, load, make_split
 from mfsoftmax.reports.verdicts import headline
-from mfsoftmax.runtime import (
-    atomic_write_json,
-    now_iso,
-    pin_threads,
-    run_info,
-    sample_calibration,
-    to_jsonable,
-)
+from mfsoftmax.runtime import sample_calibration, to_jsonable
 
 from . import stages
 from .config import STAGES
@@ -68,8 +62,8 @@ class Runner:
         progress = cfg["run"].get("progress")
         self.progress = sys.stderr.isatty() if progress is None else bool(progress)
         self.log = Log(self.progress)
-        threads = pin_threads(self.threads)
-        info = run_info(self.seed, cfg, threads)
+        threads = runtime.pin_threads(self.threads)
+        info = runtime.run_info(self.seed, cfg, threads)
         self.results = {
             "schema_version": SCHEMA_VERSION,
             "run": {"id": self.run_dir.name, **info, "finished_at": None, "status": "running"},
@@ -243,12 +237,13 @@ class Runner:
                 self.save()
 
     # ------------------------------------------------------------------ output
-    def finish(self) -> None:
-        self.results["run"]["finished_at"] = now_iso()
+    def finish(self, interrupted: bool = False) -> None:
+        """Close the run: timings, stages not run, status (``interrupted`` when a stage was cut
+        short or ``interrupted`` is passed: a signal between two stages), the contract check."""
+        self.results["run"]["finished_at"] = runtime.now_iso()
         self.results["run"]["peak_rss_mb"] = _max_rss_mb()  # the whole run's high-water mark
         self.results["run"]["wall_s"] = time.perf_counter() - self.t_wall
         self.results["run"]["loadavg_at_end"] = _loadavg()
-        interrupted = False
         for entry in self.results["stages"].values():
             if entry["status"] in ("running", "interrupted"):
                 entry["status"] = "interrupted"
@@ -267,7 +262,7 @@ class Runner:
     def write_results(self) -> Path:
         """Write results.json atomically (the previous file stays whole if this fails)."""
         path = self.run_dir / "results.json"
-        atomic_write_json(path, self.results)
+        runtime.atomic_write_json(path, self.results)
         return path
 
     def save(self) -> Path | None:

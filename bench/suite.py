@@ -243,7 +243,7 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
         why = "terminated (SIGTERM)" if code == 143 else "interrupted"
         print(f"\nmfsoftmax run: {why}; the stages done so far are written, the running one is "
               "marked interrupted", file=sys.stderr)
-    runner.finish()
+    runner.finish(interrupted=code in (130, 143))  # a signal between stages interrupts the run too
     path = runner.save()
     if args.out is None or Path(args.out).resolve().parent == Path(cfg["run"]["out"]).resolve():
         warn = update_latest(run_dir, Path(cfg["run"]["out"]))

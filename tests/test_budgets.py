@@ -168,3 +168,13 @@ def test_report_stages_table_shows_budget_and_peak_rss():
     assert rows["serving"][3] == "—" and "budgets.serving_s is 0s" in rows["serving"][4]
     old = tb.stages_table([{"stages": {"quality": {"status": "ok", "wall_s": 1.0}}}], ["A"])
     assert old.groups[0][1] == ["status", "wall", "error"]  # files before budgets: no empty columns
+
+
+def test_a_signal_between_stages_still_marks_the_run_interrupted(tmp_path, monkeypatch):
+    r = make_runner(tmp_path, monkeypatch, {})
+    r.run_stage("quality", lambda ctx: Section(models={"m": {"x": 1}}))
+    r.finish(interrupted=True)  # SIGTERM after quality was written ok, before serving started
+    assert r.results["stages"]["quality"]["status"] == "ok"
+    assert r.results["run"]["status"] == "interrupted"
+    r.finish()
+    assert r.results["run"]["status"] == "complete"
