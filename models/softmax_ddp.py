@@ -397,7 +397,8 @@ def _train_info(model, world: int, backend: str, ctx: _Rank | None) -> dict:
     B = model.batch_size
     info = {"workers": world, "processes": world, "backend": backend,
             "table_sync": model.table_sync if model.sparse_items else "ddp (dense tables)",
-            "global_batch": B, "rank_batch": -(-B // world), "lr": model.lr, "table_lr": model.table_lr,
+            "global_batch": B, "rank_batch": -(-B // world), "threads_per_rank": model.threads,
+            "lr": model.lr, "table_lr": model.table_lr,
             "epoch_seconds": [h["wall_s"] for h in model.history]}
     if ctx is not None:
         info.update(ctx.info())
@@ -504,7 +505,10 @@ def fit(model, train, valid=None, callback=None) -> None:
                           wait_for_workers=False)
     ctx = tmp.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe()
-    params = {**model.get_params(), "progress": model.progress}  # rank 0 draws the bar
+    # rank 0 draws the bar; the ranks share this machine's ``threads``: W ranks x threads / W
+    # torch threads, so W workers get the cores one process would (not W times as many)
+    params = {**model.get_params(), "progress": model.progress,
+              "threads": max(1, int(model.threads) // W)}
     procs = tmp.start_processes(_spawned, args=(W, store.port, params, train, valid, child_conn,
                                                 callback is not None),
                                 nprocs=W, join=False, start_method="spawn")

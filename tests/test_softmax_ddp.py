@@ -79,6 +79,8 @@ def test_two_ranks_match_one_rank(split):
     info = two.train_info
     assert info["workers"] == info["processes"] == 2 and info["backend"] == "gloo"
     assert info["table_sync"] == "gather" and info["global_batch"] == 64 and info["rank_batch"] == 32
+    # the ranks share the parent's threads (W ranks x threads / W), not W times as many
+    assert info["threads_per_rank"] == max(1, two.threads // 2)
     assert len(info["epoch_seconds"]) == 3 and len(info["sync_seconds"]) == 3
     assert info["resyncs"] == 0 and info["launcher"] == "spawn"
     assert one.train_info["workers"] == 1 and one.train_info["backend"] is None
