@@ -298,3 +298,16 @@ def test_serving_table_shows_the_served_path_and_generic():
     cols = old.groups[0][1]
     rows = {k[0]: dict(zip(cols, v, strict=True)) for k, v in old.rows}
     assert rows["wals"]["path"] == "generic recommend" and "served / floor" not in cols
+
+
+def test_serving_verdict_depends_when_the_corpus_sweep_disagrees_with_the_request_figures():
+    """MF ahead per request (a lookup) but behind at every corpus size of the sweep (its MF
+    queries are fold-ins: new test users): not "same at every corpus size", but depends."""
+    results = _serving_results()
+    for r in results["sweeps"]["serving_vs_corpus"]:
+        if r.get("model") == "mf":
+            r["query_embedding_us"] = 900.0  # a fold-in per query, slower than the DNN's tower
+    res = _serving_claim(results)
+    assert res.verdict == "depends", res.text
+    assert "same at every corpus size" not in res.text
+    assert "softmax faster at n ∈ {1k, 100k}" in res.text and "at the run's corpus" in res.text
