@@ -183,10 +183,13 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
     (``peak_rss_abs_mb``), child processes' peak (``children_peak_rss_mb``: Spark JVMs, DDP
     ranks; counted only for a model whose fit runs in them, :func:`measure.spawns_processes`),
     ``engine``, ``workers``, ``processes`` and ``dim``. No new size starts once the sweep
-    has run ``time_budget_s`` (its rows say so); a size is never cut short.
+    has run ``time_budget_s`` (its rows say so); a size is never cut short. A model whose fit
+    raises gets a row with the error in ``note`` and is not tried at larger sizes; the other
+    models go on.
     """
     rows, t_start = [], time.perf_counter()
     families = families or {}
+    failed: dict = {}  # model -> the size it failed at (larger sizes are not tried)
     for n_inter in sizes:
         n_inter = int(n_inter)
         if time.perf_counter() - t_start > time_budget_s:
@@ -200,11 +203,27 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
         data = load("synthetic", n_users=n_users, n_items=n_items, n_groups=20,
                     mean_activity=mean_activity, seed=seed)
         for name, build in build_models.items():
+            if name in failed:
+                rows.append({"model": name, "family": families.get(name), "n_interactions": n_inter,
+                             "n_items": int(n_items), "wall_s": None, "peak_rss_mb": None,
+                             "note": f"not run: failed at {failed[name]:,} interactions"})
+                continue
             model = build()
-            with RssMonitor(children=spawns_processes(model)) as mon:
-                t0 = time.perf_counter()
-                model.fit(data)
-                wall = time.perf_counter() - t0
+            try:
+                with RssMonitor(children=spawns_processes(model)) as mon:
+                    t0 = time.perf_counter()
+                    model.fit(data)
+                    wall = time.perf_counter() - t0
+            except Exception as exc:  # noqa: BLE001 - one model's failure (a JVM out of memory) is a row
+                failed[name] = int(data.n_interactions)
+                msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                rows.append({"model": name, "family": families.get(name),
+                             "n_interactions": int(data.n_interactions), "n_items": int(n_items),
+                             "wall_s": None, "peak_rss_mb": None, "note": f"failed: {msg}",
+                             **engine_of(model)})
+                if say is not None:
+                    say(f"  {name}: FAILED at {data.n_interactions:,} interactions: {msg}")
+                continue
             per_pass = pass_seconds(model, wall)
             row = {"model": name, "family": families.get(name),
                    "n_interactions": int(data.n_interactions), "n_items": int(n_items),

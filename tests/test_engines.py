@@ -150,3 +150,23 @@ def test_children_count_only_for_models_that_spawn_them():
     finally:
         child.communicate("")
     assert row["children_peak_rss_mb"] == 0 and row["processes"] == 1
+
+
+def test_a_failing_fit_is_a_row_and_the_sweep_goes_on():
+    from mfsoftmax.bench.sweeps import training_vs_size
+    from mfsoftmax.models import WALS
+
+    class OutOfMemory(WALS):
+        def fit(self, train, *a, **k):
+            if train.n_users > 150:  # sizes 2000, 4000, 8000: 100, 200, 400 users
+                raise MemoryError("Java heap space")
+            return super().fit(train, *a, **k)
+
+    rows = training_vs_size([2000, 4000, 8000], {"big": lambda: OutOfMemory(dim=4, iterations=1),
+                                                 "wals": lambda: WALS(dim=4, iterations=1)},
+                            n_items=200, families={"big": "mf", "wals": "mf"})
+    big = [r for r in rows if r["model"] == "big"]
+    assert [r["wall_s"] is not None for r in big] == [True, False, False]
+    assert big[1]["note"] == "failed: MemoryError: Java heap space" and big[1]["engine"] == "implicit"
+    assert big[2]["note"].startswith("not run: failed at ")
+    assert all(r["wall_s"] is not None for r in rows if r["model"] == "wals")  # the others go on
