@@ -4,11 +4,14 @@ child processes (recorded on every training-cost row; decides whose memory count
 from __future__ import annotations
 
 
-def spawns_processes(model) -> bool:
-    """Whether ``model``'s fit runs in child processes (Spark's JVM, DDP ranks): only then do
-    children count in its RSS. Otherwise a process left by another model (a Spark session kept
-    for later fits) would be charged to this one."""
-    return getattr(model, "engine", None) == "spark" or int(getattr(model, "workers", 1) or 1) > 1
+def spawns_processes(model) -> bool | str:
+    """Which child processes count in ``model``'s fit RSS (``RssMonitor(children=...)``): a Spark
+    model every one (its JVM, started by the first Spark fit and kept: its memory is the
+    engine's cost), a data-parallel DNN the ones started during the fit (``"new"``: its ranks,
+    not a Spark JVM left by an earlier model), any other model none (False)."""
+    if getattr(model, "engine", None) == "spark":
+        return True
+    return "new" if int(getattr(model, "workers", 1) or 1) > 1 else False
 
 
 def engine_of(model) -> dict:

@@ -60,10 +60,13 @@ class RssMonitor:
     sampled every half second, about a hundred samples per minute at most: measured, sampling
     at a fixed 10 ms with the children scan took ~10% of a softmax epoch's samples."""
 
-    def __init__(self, interval: float = 0.01, children: bool = True, children_every: float = 0.25,
-                 max_interval: float = 0.5):
+    def __init__(self, interval: float = 0.01, children: bool | str = True,
+                 children_every: float = 0.25, max_interval: float = 0.5):
         self.interval = interval
+        # True: every descendant; "new": only those started inside the block (DDP ranks, not a
+        # Spark JVM left running by an earlier fit); False: none
         self.children = children
+        self._old_kids: set = set()
         self.children_every = children_every
         self.max_interval = max(interval, max_interval)
         self._t0 = time.perf_counter()
@@ -79,7 +82,8 @@ class RssMonitor:
         now = time.perf_counter()
         if now - self._kids_at >= max(self.children_every, 0.02 * (now - self._t0)):
             try:
-                self._kids = self._proc.children(recursive=True)
+                self._kids = [k for k in self._proc.children(recursive=True)
+                              if k.pid not in self._old_kids]
             except psutil.Error:
                 self._kids = []
             self._kids_at = now
@@ -120,6 +124,11 @@ class RssMonitor:
 
     def __enter__(self):
         self._t0 = time.perf_counter()
+        if self.children == "new":
+            try:
+                self._old_kids = {k.pid for k in self._proc.children(recursive=True)}
+            except psutil.Error:
+                self._old_kids = set()
         release_free_memory()
         self.start_mb = self.peak_mb = self._update()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -181,7 +181,7 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
     iterations), ``examples_per_s`` (interactions per second of one pass: the DNN's training
     examples), the process's own peak RSS growth (``peak_rss_mb``) and high-water mark
     (``peak_rss_abs_mb``), child processes' peak (``children_peak_rss_mb``: Spark JVMs, DDP
-    ranks; counted only for a model whose fit runs in them, :func:`measure.spawns_processes`),
+    ranks; counted as :func:`engines.spawns_processes` says: a Spark JVM, DDP ranks),
     ``engine``, ``workers``, ``processes`` and ``dim``. No new size starts once the sweep
     has run ``time_budget_s`` (its rows say so); a size is never cut short. A model whose fit
     raises gets a row with the error in ``note`` and is not tried at larger sizes; the other

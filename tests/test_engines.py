@@ -135,10 +135,10 @@ def test_children_count_only_for_models_that_spawn_them():
     from mfsoftmax.bench.engines import spawns_processes
     from mfsoftmax.models import WALS, SoftmaxDNN
 
-    assert not spawns_processes(WALS(dim=4))
-    assert spawns_processes(WALS(dim=4, engine="spark"))
-    assert not spawns_processes(SoftmaxDNN(dim=4))
-    assert spawns_processes(SoftmaxDNN(dim=4, workers=2))
+    assert spawns_processes(WALS(dim=4)) is False
+    assert spawns_processes(WALS(dim=4, engine="spark")) is True  # its kept JVM counts
+    assert spawns_processes(SoftmaxDNN(dim=4)) is False
+    assert spawns_processes(SoftmaxDNN(dim=4, workers=2)) == "new"  # its ranks, not a JVM
     # a process left running beside an in-process fit (a kept Spark session) is not charged to it
     from mfsoftmax.bench.sweeps import training_vs_size
 
@@ -170,3 +170,22 @@ def test_a_failing_fit_is_a_row_and_the_sweep_goes_on():
     assert big[1]["note"] == "failed: MemoryError: Java heap space" and big[1]["engine"] == "implicit"
     assert big[2]["note"].startswith("not run: failed at ")
     assert all(r["wall_s"] is not None for r in rows if r["model"] == "wals")  # the others go on
+
+
+def test_new_children_only_leaves_out_a_process_started_before_the_block():
+    old = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert old.stdout.readline().strip() == "ready"
+        with RssMonitor(interval=0.01, children="new", children_every=0.01) as mon:
+            new = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+            assert new.stdout.readline().strip() == "ready"
+            time.sleep(0.1)
+            new.communicate("")
+        with RssMonitor(interval=0.01, children=True, children_every=0.01) as every:
+            time.sleep(0.1)
+    finally:
+        old.communicate("")
+    assert mon.processes == 2 and 150 < mon.children_peak_mb < 350  # the new 200 MB child only
+    assert every.processes == 2 and every.children_peak_mb > 150  # the old one, with children=True
