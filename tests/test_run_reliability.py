@@ -319,8 +319,9 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["run"]["status"] == "interrupted"
     assert res["stages"]["quality"]["status"] == "ok"
-    assert "interrupted" in {v["status"] for v in res["stages"].values()} or \
-        res["stages"].get("serving", {}).get("status") in ("ok", "interrupted")
+    # the signal lands inside a stage (marked interrupted) or between two (the next one not run)
+    statuses = {v["status"] for v in res["stages"].values()}
+    assert "running" not in statuses and statuses & {"interrupted", "not run"}, res["stages"]
 
 
 def test_sigkill_keeps_the_last_completed_stage(tmp_path):
