@@ -154,7 +154,9 @@ def test_self_compare_under_load_passes_and_a_2x_slowdown_fails(setup):
     try:
         time.sleep(0.2)  # let them get going
         t0 = time.perf_counter()
-        loaded = measure(split, queries)
+        # the same statistic as the quiet side (best of two measurements): one measurement under
+        # load read popularity's p50 at x1.70 once on this VM (2026-12-03), two at x1.2-1.4
+        loaded = best_of(measure(split, queries), measure(split, queries))
         elapsed = time.perf_counter() - t0
         alive = [p.poll() is None for p in procs]
         busy_cpu = sum(psutil.Process(p.pid).cpu_times().user for p in procs)
