@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mfsoftmax.reports import fmt
 from mfsoftmax.reports.tables import Table, keyed_table
-from mfsoftmax.reports.verdicts import family_of, growth_exponent
+from mfsoftmax.reports.verdicts import family_of, growth_exponent, pass_times
 
 # The single-process engine each family's distributed configurations are compared with.
 REFERENCE_ENGINE = {"mf": "implicit", "softmax": "torch"}
@@ -39,15 +39,6 @@ def pass_s(row):
     """Seconds of one pass (``s_per_pass``), else the whole fit's ``wall_s`` (old files)."""
     v = row.get("s_per_pass")
     return v if fmt.is_num(v) else row.get("wall_s")
-
-
-def _ran(rows) -> list:
-    """The rows of one model that ran, as (N, seconds per pass, row), by N. Uses ``s_per_pass``
-    wherever any row has it, so one curve never mixes passes with whole fits."""
-    rows = [r for r in rows if fmt.is_num(r.get("n_interactions"))]
-    key = "s_per_pass" if any(fmt.is_num(r.get("s_per_pass")) for r in rows) else "wall_s"
-    return sorted(((r["n_interactions"], r[key], r) for r in rows
-                   if fmt.is_num(r.get(key)) and r[key] > 0), key=lambda p: p[0])
 
 
 def _peak_mb(row):
@@ -85,7 +76,7 @@ def series(results) -> list:
         groups.setdefault((r["model"], eng, wk), []).append(r)
     out = []
     for (name, eng, wk), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        pts = _ran(rs)
+        pts = pass_times(rs)
         if not pts:
             continue
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -139,7 +130,7 @@ def growth_table(runs, labels) -> Table | None:
         out = {}
         for name, eng, wk, xs, ys, b in series(results):
             fam = _family(name, config[name][0], results)
-            top = _ran([r for r in _rows(results) if r["model"] == name])[-1][2]
+            top = pass_times([r for r in _rows(results) if r["model"] == name])[-1][2]
             out[(name,)] = {"family": fam, "engine": eng or fmt.DASH, "workers": _workers(wk),
                             "exponent b": f"{b:.2f}" if b is not None else fmt.DASH,
                             "sizes": str(len(xs)), "largest N": fmt.count(xs[-1]),
@@ -185,7 +176,7 @@ def distribution_table(runs, labels) -> Table | None:
     for results in runs:
         rows = _rows(results)
         config = _config(rows)
-        pts = {n: _ran([r for r in rows if r["model"] == n]) for n in config}
+        pts = {n: pass_times([r for r in rows if r["model"] == n]) for n in config}
         fams = {}
         for name, (fam, _, _) in config.items():
             fams.setdefault(_family(name, fam, results), []).append(name)

@@ -437,17 +437,24 @@ def growth_exponent(xs, ys) -> float | None:
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
 
 
+def pass_times(rows) -> list:
+    """``(N, seconds of one pass, row)`` for the rows of one model's training sweep that ran,
+    by N: ``s_per_pass`` (an ALS iteration, a DNN epoch without setup) where every such row has
+    it, else the whole fit's ``wall_s`` (files before s_per_pass), so a curve never mixes the
+    two. Used by the training claim and the report's Scale section."""
+    ran = [r for r in rows if fmt.is_num(r.get("n_interactions")) and fmt.is_num(r.get("wall_s"))]
+    key = "s_per_pass" if all(fmt.is_num(r.get("s_per_pass")) for r in ran) else "wall_s"
+    return sorted(((r["n_interactions"], r[key], r) for r in ran if r[key] > 0),
+                  key=lambda p: p[0])
+
+
 def _training(claim: Claim, results: dict) -> ClaimResult:
-    rows = [r for r in results.get("sweeps", {}).get("training_vs_size", [])
-            if fmt.is_num(r.get("wall_s")) and fmt.is_num(r.get("n_interactions"))]
     per_model = {}
-    for r in rows:
+    for r in results.get("sweeps", {}).get("training_vs_size", []):
         per_model.setdefault(r["model"], []).append(r)
-    # one pass (s_per_pass: an ALS iteration, a DNN epoch without setup) where a model's rows all
-    # have it, else the whole fit (files before s_per_pass); "t" is that time
-    for name, rs in per_model.items():
-        key = "s_per_pass" if all(fmt.is_num(r.get("s_per_pass")) for r in rs) else "wall_s"
-        per_model[name] = [{**r, "t": r[key]} for r in rs]
+    # "t": the time of one pass (pass_times)
+    per_model = {name: [{**r, "t": t} for _, t, r in pass_times(rs)] for name, rs in per_model.items()}
+    per_model = {name: rs for name, rs in per_model.items() if rs}
     picks = {}
     for name, rs in per_model.items():
         fam = rs[0].get("family") or family_of(name, results)
