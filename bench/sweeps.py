@@ -190,23 +190,24 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
     rows, t_start = [], time.perf_counter()
     families = families or {}
     failed: dict = {}  # model -> the size it failed at (larger sizes are not tried)
+
+    def not_run(name, n, note, **extra) -> dict:
+        """The row of a size a model did not run at, with why."""
+        return {"model": name, "family": families.get(name), "n_interactions": int(n),
+                "n_items": int(n_items), "wall_s": None, "peak_rss_mb": None, "note": note, **extra}
+
     for n_inter in sizes:
         n_inter = int(n_inter)
         if time.perf_counter() - t_start > time_budget_s:
-            for name in build_models:
-                rows.append({"model": name, "family": families.get(name),
-                             "n_interactions": n_inter, "n_items": int(n_items),
-                             "wall_s": None, "peak_rss_mb": None,
-                             "note": f"time budget {time_budget_s}s spent"})
+            rows += [not_run(name, n_inter, f"time budget {time_budget_s}s spent")
+                     for name in build_models]
             continue
         n_users = max(100, int(n_inter / mean_activity))
         data = load("synthetic", n_users=n_users, n_items=n_items, n_groups=20,
                     mean_activity=mean_activity, seed=seed)
         for name, build in build_models.items():
             if name in failed:
-                rows.append({"model": name, "family": families.get(name), "n_interactions": n_inter,
-                             "n_items": int(n_items), "wall_s": None, "peak_rss_mb": None,
-                             "note": f"not run: failed at {failed[name]:,} interactions"})
+                rows.append(not_run(name, n_inter, f"not run: failed at {failed[name]:,} interactions"))
                 continue
             model = build()
             try:
@@ -217,10 +218,7 @@ def training_vs_size(sizes, build_models: dict, n_items: int = 10000, mean_activ
             except Exception as exc:  # noqa: BLE001 - one model's failure (a JVM out of memory) is a row
                 failed[name] = int(data.n_interactions)
                 msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-                rows.append({"model": name, "family": families.get(name),
-                             "n_interactions": int(data.n_interactions), "n_items": int(n_items),
-                             "wall_s": None, "peak_rss_mb": None, "note": f"failed: {msg}",
-                             **engine_of(model)})
+                rows.append(not_run(name, data.n_interactions, f"failed: {msg}", **engine_of(model)))
                 if say is not None:
                     say(f"  {name}: FAILED at {data.n_interactions:,} interactions: {msg}")
                 continue
