@@ -7,8 +7,9 @@ the fastest correct one is ``chosen``.
 The runtimes wrap the model's own module (``model.net.query``, read-only) on the tensors that
 ``SoftmaxDNN._queries_forward`` builds for a one-row query (history bag, user features), so
 each times the tower's forward alone: the CSR-to-bag conversion is the ``embed`` step's cost
-outside the tower. The compiled runtimes pool the history bag with ``embedding_bag`` (see
-:func:`_module`), and are accepted only when equal to eager on several history lengths.
+outside the tower. The compiled runtimes wrap the model's own one-request tower
+(``softmax_dnn.OneQueryTower``: the history bag pooled with ``embedding_bag``) and are accepted
+only when equal to eager on several history lengths.
 
 Measured choice: ``torch.compile`` (inductor, CPU) took about two minutes to compile a tiny
 tower on the loaded 2-core machine, recompiled per history length and ran slower than eager
@@ -23,13 +24,12 @@ through the same TorchScript construction itself (``SoftmaxDNN.serve_runtime``, 
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 import torch
 
 from mfsoftmax.models.softmax_bags import bag_inputs
-from mfsoftmax.models.softmax_towers import hash_ids
+from mfsoftmax.models.softmax_dnn import OneQueryTower, trace_tower
 
 TOLERANCE = 1e-5
 
@@ -52,11 +52,9 @@ class _OneQuery:
         self.history_len = len(hist)
 
 
-def _module(model, names: list[str], use_history: bool, serving_pool: bool = False):
-    """The model's query tower as a module of flat tensor inputs. ``serving_pool``: the history
-    bag pooled by ``embedding_bag`` (the sparse regime's op) whatever regime the tower was
-    trained in: the dense regime's scatter-then-matmul computes the same weighted sum, but a
-    trace of it bakes in the traced bag's length. Equality with eager is checked by the caller."""
+def _module(model, names: list[str], use_history: bool):
+    """The model's query tower as a module of flat tensor inputs, through its own forward (the
+    generic path's computation: eager's reference)."""
     query = model.net.query
 
     class Tower(torch.nn.Module):
@@ -68,17 +66,7 @@ def _module(model, names: list[str], use_history: bool, serving_pool: bool = Fal
             bags = tuple(args[:3]) if use_history else None
             rest = args[3:] if use_history else args
             feats = dict(zip(names, rest, strict=True)) if names else None
-            if not serving_pool:
-                return self.query(bags, feats)
-            parts = []
-            if use_history:
-                flat, offsets, weights = bags
-                rows = hash_ids(flat, self.query.buckets, 7)
-                parts.append(torch.nn.functional.embedding_bag(
-                    rows, self.query.history.weight, offsets, mode="sum", per_sample_weights=weights))
-            if self.query.features is not None:
-                parts.append(self.query.features(feats))
-            return self.query.mlp(torch.cat(parts, dim=1))
+            return self.query(bags, feats)
 
     return Tower().eval()
 
@@ -100,7 +88,8 @@ def build_runtimes(model, user: int, history_items, compile: bool = False, onnx:
     this query's inputs: check it on other queries (:func:`tower_profile` ``checks``)."""
     inputs = _OneQuery(model, user, history_items)
     mod = _module(model, inputs.names, inputs.use_history)
-    serving = _module(model, inputs.names, inputs.use_history, serving_pool=True)
+    # the compiled runtimes wrap the model's own one-request tower (``embedding_bag`` pooling)
+    serving = OneQueryTower(model.net.query, inputs.names).eval()
     notes: dict[str, str] = {}
 
     def eager(*a):
@@ -109,10 +98,7 @@ def build_runtimes(model, user: int, history_items, compile: bool = False, onnx:
 
     runtimes = {"eager": eager}
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.freeze(torch.jit.trace(serving, inputs.args, check_trace=False))
-            traced = torch.jit.optimize_for_inference(traced)
+        traced = trace_tower(serving, inputs.args)
 
         def torchscript(*a):
             with torch.inference_mode():

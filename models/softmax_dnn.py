@@ -124,7 +124,7 @@ class _Net(torch.nn.Module):
         self.item = item
 
 
-class _OneQueryTower(torch.nn.Module):
+class OneQueryTower(torch.nn.Module):
     """The query tower for one request as a module of flat tensors ``(flat, offsets, weights,
     *features)`` (no history: the features alone): the history bag pooled by ``embedding_bag``
     whatever regime the tower was trained in (the dense regime's scatter-then-matmul computes
@@ -150,14 +150,20 @@ class _OneQueryTower(torch.nn.Module):
         return self.query.mlp(torch.cat(parts, dim=1))
 
 
-def _trace_query_tower(model: SoftmaxDNN, example: tuple):
-    """TorchScript of :class:`_OneQueryTower` (trace, freeze, ``optimize_for_inference``),
-    traced on ``example`` (one request's tensors). Module level, so a test can replace it."""
-    mod = _OneQueryTower(model.net.query, [sp["name"] for sp in model.user_specs]).eval()
+def trace_tower(module: torch.nn.Module, example: tuple):
+    """TorchScript of a one-request tower ``module`` (trace on ``example``, freeze,
+    ``optimize_for_inference``): the model's serving runtime and ``bench/tower_runtime``'s."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.freeze(torch.jit.trace(mod, example, check_trace=False))
+        traced = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
         return torch.jit.optimize_for_inference(traced)
+
+
+def _trace_query_tower(model: SoftmaxDNN, example: tuple):
+    """TorchScript of :class:`OneQueryTower` traced on ``example`` (one request's tensors).
+    Module level, so a test can replace it."""
+    names = [sp["name"] for sp in model.user_specs]
+    return trace_tower(OneQueryTower(model.net.query, names).eval(), example)
 
 
 class SoftmaxDNN(RecommenderBase):
