@@ -176,7 +176,9 @@ def test_self_compare_under_load_passes_and_a_2x_slowdown_fails(setup):
     assert res.exit_code == 0, (f"self-compare under load failed (worst normalised ratio "
                                 f"x{worst:.2f}):\n" + format_text(res))
 
-    slowed = measure(split, queries, slow=("wals",))
+    # the same statistic again (best of two): one measurement read an untouched model's epoch
+    # at x2.0 once in a fresh-clone CI run on this VM (2026-12-03)
+    slowed = best_of(measure(split, queries, slow=("wals",)), measure(split, queries, slow=("wals",)))
     res = compare(quiet, slowed)
     flagged = gated_rows(res, "wals")
     assert {r.metric for r in flagged} == set(GATED)
