@@ -63,24 +63,22 @@ class _Ctx:
         return False
 
     def higher(self, model, name, b, c) -> None:
-        b, c = finite_num(b), finite_num(c)
-        if self.missing_or_new(model, name, "quality", b, c):
-            return
-        d = c - b
-        tol = self.max_drop + EPS
-        verdict = "REGRESSION" if d < -tol else "improved" if d > tol else "ok"
-        self.add(Row(model, name, "quality", b, c, d, verdict=verdict,
-                     failed=verdict == "REGRESSION"))
+        """A quality metric (higher is better), gated on an absolute drop."""
+        self._absolute(model, name, "quality", b, c, sign=1)
 
     def lower(self, model, name, b, c) -> None:
+        """Leakage (lower is better), gated on an absolute rise."""
+        self._absolute(model, name, "leakage", b, c, sign=-1)
+
+    def _absolute(self, model, name, kind, b, c, sign: int) -> None:
         b, c = finite_num(b), finite_num(c)
-        if self.missing_or_new(model, name, "leakage", b, c):
+        if self.missing_or_new(model, name, kind, b, c):
             return
         d = c - b
         tol = self.max_drop + EPS
-        verdict = "REGRESSION" if d > tol else "improved" if d < -tol else "ok"
-        self.add(Row(model, name, "leakage", b, c, d, verdict=verdict,
-                     failed=verdict == "REGRESSION"))
+        gain = sign * d  # > 0: better
+        verdict = "REGRESSION" if gain < -tol else "improved" if gain > tol else "ok"
+        self.add(Row(model, name, kind, b, c, d, verdict=verdict, failed=verdict == "REGRESSION"))
 
     def info(self, model, name, b, c) -> None:
         if isinstance(b, (list, dict)) or isinstance(c, (list, dict)):
