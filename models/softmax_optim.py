@@ -34,6 +34,19 @@ def _fused_adam(p, g, m, v, step, lr, b1, b2, wd, eps) -> bool:
     return True
 
 
+def rows_of(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of a sparse gradient and their summed values. A gradient whose
+    indices are already strictly increasing (the query tower's ``pool_unique``) is read as it
+    is; any other is coalesced (sorted, duplicates summed)."""
+    if not grad.is_coalesced():
+        idx = grad._indices()[0]
+        if idx.numel() > 1 and not bool((idx[1:] > idx[:-1]).all()):
+            grad = grad.coalesce()
+        else:
+            return idx, grad._values()
+    return grad.indices()[0], grad.values()
+
+
 class LazyRowOptimizer:
     """Row-sparse optimizer over a list of parameters whose gradients are sparse COO tensors.
 
@@ -76,8 +89,7 @@ class LazyRowOptimizer:
                 continue
             if not p.grad.is_sparse:
                 raise ValueError("LazyRowOptimizer needs sparse gradients (sparse=True embeddings)")
-            g = p.grad.coalesce()
-            idx, vals = g.indices()[0], g.values()
+            idx, vals = rows_of(p.grad)
             prow = p.index_select(0, idx)
             rows = [s.index_select(0, idx) for s in st]
             if self.kind == "adam":

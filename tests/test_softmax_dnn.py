@@ -414,3 +414,48 @@ def test_cold_items_get_mean_bias(data):
     warm = np.setdiff1d(np.arange(data.n_items), cold)
     want = model.query_embeddings(q) @ t.T + model.item_biases()[warm].mean()
     np.testing.assert_allclose(model.item_cold_scores(q, cold), want, rtol=1e-4, atol=1e-5)
+
+
+def test_pool_unique_matches_sparse_embedding_bag():
+    """The training pool (distinct rows gathered once, bagged with a dense backward) gives the
+    same bags as ``EmbeddingBag(sparse=True)`` and the same gradient, summed per distinct row:
+    one gradient row per distinct table row, sorted, which the optimizer reads as it is."""
+    from mfsoftmax.models.softmax_optim import rows_of
+    from mfsoftmax.models.softmax_towers import pool_unique
+
+    g = torch.Generator().manual_seed(0)
+    W0 = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    rows = torch.tensor([7, 3, 7, 49, 0, 3, 3, 12])  # repeats within and across bags
+    offsets = torch.tensor([0, 3, 3, 6])  # an empty bag too
+    weights = torch.rand(8, generator=g, dtype=torch.float64)
+    G = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    ref_w, new_w = torch.nn.Parameter(W0.clone()), torch.nn.Parameter(W0.clone())
+    ref = torch.nn.functional.embedding_bag(rows, ref_w, offsets, mode="sum",
+                                            per_sample_weights=weights, sparse=True)
+    new = pool_unique(new_w, rows, offsets, weights)
+    np.testing.assert_allclose(new.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
+    ref.backward(G)
+    new.backward(G)
+    assert new_w.grad.is_sparse and new_w.grad._nnz() == 5  # distinct rows 0, 3, 7, 12, 49
+    idx, vals = rows_of(new_w.grad)
+    assert idx.tolist() == [0, 3, 7, 12, 49]
+    want = ref_w.grad.coalesce()
+    assert torch.equal(idx, want.indices()[0])
+    np.testing.assert_allclose(vals.numpy(), want.values().numpy(), rtol=1e-12)
+    # a gradient with repeated or unsorted rows is still coalesced
+    idx2, vals2 = rows_of(ref_w.grad)
+    assert torch.equal(idx2, want.indices()[0])
+    np.testing.assert_allclose(vals2.numpy(), want.values().numpy(), rtol=1e-12)
+
+
+def test_pool_serves_through_the_embedding_bag_without_grad():
+    """At serving (no autograd) the tower pools with the plain bag: same bags as training."""
+    model = SoftmaxDNN(loss="in-batch", epochs=1, dim=4, hidden=(), seed=0).fit(checkerboard())
+    tower = model.net.query
+    rows, offsets = torch.tensor([1, 2, 2, 5]), torch.tensor([0, 1])
+    weights = torch.tensor([1.0, 0.5, 0.25, 0.25])
+    with torch.no_grad():
+        served = tower.pool((rows, offsets, weights))
+    trained = tower.pool((rows, offsets, weights))
+    assert trained.requires_grad and not served.requires_grad
+    np.testing.assert_allclose(served.numpy(), trained.detach().numpy(), rtol=1e-6)
