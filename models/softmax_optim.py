@@ -40,10 +40,9 @@ def rows_of(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     is; any other is coalesced (sorted, duplicates summed)."""
     if not grad.is_coalesced():
         idx = grad._indices()[0]
-        if idx.numel() > 1 and not bool((idx[1:] > idx[:-1]).all()):
-            grad = grad.coalesce()
-        else:
+        if bool((idx[1:] > idx[:-1]).all()):  # true for 0 or 1 rows too
             return idx, grad._values()
+        grad = grad.coalesce()
     return grad.indices()[0], grad.values()
 
 
