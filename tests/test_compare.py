@@ -314,6 +314,26 @@ def test_metrics_filter(tmp_path):
     assert run_cli(tmp_path, base, cur, "--metrics", "training.*") == 1
 
 
+@pytest.mark.parametrize("pattern", ["recal@*", "[", "quality.recall@99", ""])
+def test_metrics_pattern_matching_nothing_is_exit_2(tmp_path, capsys, pattern):
+    base, cur = make_results(), make_results()
+    cur["models"]["wals"]["quality"]["recall@10"] = 0.05  # a real regression behind the typo
+    assert run_cli(tmp_path, base, cur, "--metrics", "recall@*", pattern) == 2
+    out, err = capsys.readouterr()
+    assert "PASS" not in out and len(err.strip().splitlines()) == 1
+    assert f"--metrics {pattern!r} matches no metric" in err and "cur.json" in err
+    with pytest.raises(CompareError, match="matches no metric"):
+        compare(base, cur, metrics=[pattern])
+
+
+def test_metrics_pattern_may_be_a_shown_name_with_brackets():
+    base, cur = make_results(), make_results()
+    res = compare(base, cur, metrics=["serving.qps[32]", "users[n_known=5].recall@10"])
+    assert sorted(r.metric for r in res.rows) == [
+        "cold_start.users[n_known=5].recall@10", "cold_start.users[n_known=5].recall@10",
+        "serving.qps[32]", "serving.qps[32]"]
+
+
 def test_schema_mismatch_exit_2(tmp_path, capsys):
     base, cur = make_results(), make_results()
     cur["schema_version"] = 2

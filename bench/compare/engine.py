@@ -36,13 +36,16 @@ class _Ctx:
         self.floor = {"us": min_time_us, "s": min_time_s}
         self.allow_missing = allow_missing
         self.metrics = metrics
+        self.matched: set[str] = set()  # the --metrics patterns that matched some figure
         self.g_base, self.g_cur = g_base, g_cur
         self.rows: list[Row] = []
 
     def wanted(self, name: str) -> bool:
         if not self.metrics:
             return True
-        return any(fnmatch(name, p) or fnmatch(name, "*." + p) for p in self.metrics)
+        hits = [p for p in self.metrics if _matches(name, p)]
+        self.matched.update(hits)
+        return bool(hits)
 
     def add(self, row: Row) -> None:
         if row.kind == "model" or self.wanted(row.metric):
@@ -125,6 +128,24 @@ class _Ctx:
             verdict = "ok"
         self.add(Row(model, name, "timing", b, c, c - b, ratio, norm, verdict,
                      "; ".join(notes), failed=verdict == "REGRESSION"))
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """``pattern`` (fnmatch, or the exact name as shown, brackets and all) names the metric
+    ``name`` in full or after its section (``recall@*`` matches ``quality.recall@10``)."""
+    return (name == pattern or name.endswith("." + pattern)
+            or fnmatch(name, pattern) or fnmatch(name, "*." + pattern))
+
+
+def _check_patterns(ctx: _Ctx, labels) -> None:
+    """A ``--metrics`` pattern that matched no figure of either run is a typo (or a glob such
+    as ``[``): :class:`CompareError` naming it, never a pass with nothing compared."""
+    unmatched = [p for p in ctx.metrics if p not in ctx.matched]
+    if unmatched:
+        names = ", ".join(repr(p) for p in unmatched)
+        raise CompareError(f"--metrics {names} matches no metric of {labels[0]} or {labels[1]} "
+                           "(names look like quality.recall@10, serving.p50_min_us, "
+                           "training.epoch_thread_min_s; --all without --metrics lists them)")
 
 
 def _ratio(num: float, den: float) -> float:
@@ -349,6 +370,7 @@ def compare(baseline: dict, current: dict, max_quality_drop: float = DEFAULT_MAX
     for name in cmodels:
         if name not in bmodels:
             ctx.add(Row(name, "(model)", "model", None, "present", verdict="new"))
+    _check_patterns(ctx, labels)
     settings = {"max_quality_drop": max_quality_drop, "max_slowdown": max_slowdown,
                 "min_time_us": min_time_us, "min_time_s": min_time_s,
                 "allow_missing": allow_missing, "metrics": list(metrics or [])}
