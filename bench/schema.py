@@ -3,8 +3,10 @@
 The contract is ``docs/results.md`` (prose) and ``results.schema.json`` next to this module (a
 JSON Schema, draft 2020-12, shipped as package data; its ``version`` is :data:`SCHEMA_VERSION`).
 :func:`validate` checks a results dict against that schema, then the few rules a schema cannot
-say; every message names the key path (``run.threads.blas``, ``models['wals'].quality``,
-``sweeps['folding_vs_w0'][2].w0``). Extra keys are always allowed.
+say (no NaN or infinity anywhere); every message names the key path (``run.threads.blas``,
+``models['wals'].quality``, ``sweeps['folding_vs_w0'][2].w0``). Extra keys are always allowed.
+The schema also says ranges: share-valued metrics (recall, ndcg, precision, hr, map, mrr,
+coverage, leakage at k) in [0, 1], timings >= 0.
 
 Reading old files: ``schema_version`` 1 is the only layout there has been; keys added since
 (``run.status``, ``stages.<name>.reason``, ``serving.p50_min_us``, ...) are optional, so every
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import numbers
 import re
 from importlib import resources
@@ -140,12 +143,15 @@ NAME_MAPS = ("models", "sweeps", "stages")
 
 
 def _path(error) -> str:
-    """The instance path of ``error`` as a key path: keys dotted (``run.threads.blas``), list
-    rows ``[i]``, and in brackets the names a writer chose (``models['wals']``,
-    ``sweeps['hashing']``, ``stages['serving']``) and keys that are not identifiers
-    (``qps['32']``)."""
+    """The instance path of ``error`` as a key path (:func:`_key_path`)."""
+    return _key_path(list(error.absolute_path))
+
+
+def _key_path(inst: list) -> str:
+    """Keys dotted (``run.threads.blas``), list rows ``[i]``, and in brackets the names a
+    writer chose (``models['wals']``, ``sweeps['hashing']``, ``stages['serving']``) and keys
+    that are not identifiers (``qps['32']``)."""
     out = ""
-    inst = list(error.absolute_path)
     for i, elem in enumerate(inst):
         if isinstance(elem, int):
             out += f"[{elem}]"
@@ -174,7 +180,36 @@ def _message(error) -> str:
         return f"{at} is empty"
     if v == "minItems":
         return f"{at} must have at least {error.validator_value} item(s)"
+    if v in ("minimum", "maximum"):
+        return f"{at} is {error.instance!r}, out of range: expected {_range(error.schema)}"
     return f"{at}: {error.message}"
+
+
+def _range(node: dict) -> str:
+    """``in [0, 1]`` or ``>= 0``: the bounds a schema node sets."""
+    low, high = node.get("minimum"), node.get("maximum")
+    if low is not None and high is not None:
+        return f"a value in [{low:g}, {high:g}]"
+    return f">= {low:g}" if low is not None else f"<= {high:g}"
+
+
+def _non_finite(value, path=()):
+    """Key paths (lists of keys and row indexes) of every NaN or infinity in ``value``: JSON
+    has no such numbers (``run`` writes null for a figure it could not compute), so a file
+    holding one was not written by ``run`` and its figure cannot be compared."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, (*path, i))
+    elif isinstance(value, numbers.Real) and not math.isfinite(value):
+        yield list(path), value
+
+
+def _json_name(value: float) -> str:
+    """How JSON writers spell a non-finite float: NaN, Infinity, -Infinity."""
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 def _in_list_row(error) -> bool:
@@ -206,7 +241,10 @@ def validate(results, source: str | None = None, *, partial: bool = False,
     if partial:
         errors = [e for e in errors
                   if e.validator not in ("required", "minProperties") or _in_list_row(e)]
-    problems = [_message(e) for e in errors]
+    bad = {_key_path(path): v for path, v in _non_finite(results)}
+    problems = [f"{where or 'the top level'} is {_json_name(v)}: not a finite number (a figure "
+                "that could not be computed is written as null)" for where, v in bad.items()]
+    problems += [_message(e) for e in errors if _path(e) not in bad]
     if require_all:
         models = results.get("models")
         for name, m in (models.items() if isinstance(models, dict) else ()):

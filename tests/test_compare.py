@@ -185,8 +185,11 @@ def test_calibration_is_the_best_sample():
     assert res.calibration["current_gflops"] == pytest.approx(100.0)
     assert res.exit_code == 0
     bad = copy.deepcopy(cur)
-    bad["run"]["calibration"]["matmul_gflops_samples"] = [None, "x", -3, float("nan")]
+    bad["run"]["calibration"]["matmul_gflops_samples"] = [None, "x", -3, 0.0]
     assert compare(base, bad).calibration["current_gflops"] == pytest.approx(40.0)
+    bad["run"]["calibration"]["matmul_gflops_samples"].append(float("nan"))  # not JSON
+    with pytest.raises(CompareError, match=r"matmul_gflops_samples\[4\] is NaN"):
+        compare(base, bad)
 
 
 def test_old_results_without_robust_timings_warn_and_do_not_gate(tmp_path, capsys):
@@ -606,3 +609,30 @@ def test_sample_calibration_keeps_every_sample_and_the_best():
     g2 = sample_calibration(cal, "b", n=64, repeats=3)
     assert cal["matmul_gflops"] == max(g1, g2) and len(cal["matmul_gflops_samples"]) == 3
     assert "method" in cal
+
+
+@pytest.mark.parametrize("side", ["base.json", "cur.json"])
+@pytest.mark.parametrize("text, message", [
+    ("NaN", "quality.recall@10 is NaN: not a finite number"),
+    ("Infinity", "quality.recall@10 is Infinity: not a finite number"),
+    ("7.5", "quality.recall@10 is 7.5, out of range: expected a value in [0, 1]"),
+    ("1e308", "quality.recall@10 is 1e+308, out of range"),
+])
+def test_non_finite_or_out_of_range_metric_is_exit_2(tmp_path, capsys, side, text, message):
+    """Before: NaN in the baseline read as a 'new' metric (gate off, PASS); 7.5 as 'improved'."""
+    good = json.dumps(make_results())
+    bad = good.replace('"recall@10": 0.3,', f'"recall@10": {text},', 1)
+    assert bad != good
+    base, cur = (bad, good) if side == "base.json" else (good, bad)
+    assert run_cli(tmp_path, base, cur) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert f"{side}: models['wals'].{message}" in err
+
+
+def test_negative_timing_is_exit_2(tmp_path, capsys):
+    cur = make_results()
+    cur["models"]["wals"]["training"]["epoch_thread_min_s"] = -0.2
+    assert run_cli(tmp_path, make_results(), cur) == 2
+    assert "models['wals'].training.epoch_thread_min_s is -0.2, out of range: expected >= 0" in \
+        capsys.readouterr().err

@@ -242,3 +242,67 @@ def test_messages_list_every_problem_once():
     with pytest.raises(ResultsError) as info:
         ensure_valid(r, "f.json")
     assert str(info.value) == "f.json: dataset.k must have at least 1 item(s); run.seed missing"
+
+
+# ----------------------------------------------------------------------------- values
+NOT_FINITE = [
+    (("models", "wals", "quality", "recall@10"), float("nan"), "models['wals'].quality.recall@10 is NaN"),
+    (("models", "wals", "quality", "recall@10_se"), float("inf"),
+     "models['wals'].quality.recall@10_se is Infinity"),  # a key the schema does not name
+    (("models", "wals", "serving", "p50_min_us"), float("-inf"),
+     "models['wals'].serving.p50_min_us is -Infinity"),
+    (("sweeps", "folding_vs_w0", 0, "leakage@10"), float("inf"),
+     "sweeps['folding_vs_w0'][0].leakage@10 is Infinity"),  # once, not also as out of range
+    (("run", "calibration", "matmul_gflops"), float("nan"), "run.calibration.matmul_gflops is NaN"),
+]
+
+OUT_OF_RANGE = [
+    (("models", "wals", "quality", "recall@10"), 7.5, "models['wals'].quality.recall@10 is 7.5"),
+    (("models", "wals", "quality", "ndcg@20"), 1e308, "models['wals'].quality.ndcg@20 is 1e+308"),
+    (("models", "wals", "quality", "mrr"), -0.1, "models['wals'].quality.mrr is -0.1"),
+    (("models", "wals", "cold_start", "items", 0, "recall@10"), 2.0,
+     "models['wals'].cold_start.items[0].recall@10 is 2.0"),
+    (("models", "wals", "folding", "leakage@10"), 1.5, "models['wals'].folding.leakage@10 is 1.5"),
+    (("models", "wals", "folding", "users_with_leak"), 3, "models['wals'].folding.users_with_leak is 3"),
+    (("ablation", 0, "cold_recall@20"), 4.0, "ablation[0].cold_recall@20 is 4.0"),
+    (("sweeps", "serving_vs_corpus", 0, "recall_vs_exact"), 1.2,
+     "sweeps['serving_vs_corpus'][0].recall_vs_exact is 1.2"),
+    (("models", "wals", "training", "wall_s"), -1.0, "models['wals'].training.wall_s is -1.0"),
+    (("models", "wals", "serving", "p50_us"), -3, "models['wals'].serving.p50_us is -3"),
+    (("models", "wals", "serving", "qps", "32"), -5.0, "models['wals'].serving.qps['32'] is -5.0"),
+    (("sweeps", "training_vs_size", 0, "wall_s"), -0.5,
+     "sweeps['training_vs_size'][0].wall_s is -0.5"),
+    (("stages", "serving", "wall_s"), -2.0, "stages['serving'].wall_s is -2.0"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", NOT_FINITE, ids=[m[:40] for *_, m in NOT_FINITE])
+def test_nan_and_infinity_are_refused_naming_the_key(path, value, message):
+    r = make_results()
+    _set(path, value)(r)
+    problems = validate(r, "x.json", partial=True)
+    assert problems == [f"x.json: {message}: not a finite number (a figure that could not be "
+                        "computed is written as null)"]
+    with pytest.raises(ReportInputError, match=re.escape(message)):
+        report_validate(r, "x.json")
+
+
+@pytest.mark.parametrize("path, value, message", OUT_OF_RANGE, ids=[m[:40] for *_, m in OUT_OF_RANGE])
+def test_out_of_range_figures_are_refused_naming_the_key(path, value, message):
+    r = make_results()
+    _set(path, value)(r)
+    problems = validate(r, "x.json", partial=True)
+    assert len(problems) == 1 and problems[0].startswith(f"x.json: {message}, out of range"), problems
+    timing = str(path[-1]).endswith(("_s", "_us")) or path[-2] == "qps"
+    expected = ">= 0" if timing else "a value in [0, 1]"
+    assert problems[0].endswith(expected)
+
+
+def test_ranges_keep_the_bounds_and_what_is_not_a_share():
+    r = make_results()
+    wals = r["models"]["wals"]
+    wals["quality"].update({"recall@10": 1.0, "ndcg@10": 0.0, "avg_pop@10": 250.0})
+    wals["quality_se"]["recall@10"] = 0.0
+    wals["serving"]["p50_us"] = 0.0
+    wals["folding"]["xin_score"] = -0.3  # a score, not a share
+    assert validate(r, require_all=True) == []

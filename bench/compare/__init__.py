@@ -28,8 +28,8 @@ improved, new models); --all shows every row. Long values are cut so that no lin
 than 100 columns; --format json holds every row with full values.
 
 Exit status: 0 no regression, 1 regression (or missing model/metric), 2 unusable input
-(missing file, invalid JSON, wrong schema_version, no model in common, a --metrics pattern
-that matches no metric of either run).
+(missing file, invalid JSON, wrong schema_version, no model in common, a NaN, infinite or
+out-of-range figure, a --metrics pattern that matches no metric of either run).
 
 --metrics patterns are fnmatch globs or exact names as shown (serving.qps[32]), matched on
 the full name or after its section (recall@* matches quality.recall@10).
