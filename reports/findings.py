@@ -13,6 +13,13 @@ and the page's table of runs (command, commit, date, machine) sits between
 the markers is left alone. ``--check`` rewrites nothing and exits 1 when a quote differs from its
 run's report (the page has drifted).
 
+The markers are strict: each on a line of its own, lower case, ``run=`` then ``table=`` with the
+title in double quotes. A line holding anything else that looks like a marker (``table='...'``,
+``<!--quote``, ``<!-- QUOTE``, no ``table=``), a ``<!-- /quote -->`` or ``<!-- /runs -->`` with
+nothing open, a block never closed, a second ``<!-- runs -->`` and a run named twice in
+``--run`` are errors (exit 2) naming the page and line, never skipped. Markers inside inline
+code or a fenced code block are text.
+
 Examples
 --------
   mfsoftmax findings docs/findings.md --run base-ml100k=runs/ml-100k --run default=runs/default
@@ -29,6 +36,9 @@ from pathlib import Path
 QUOTE = re.compile(r'^<!-- quote run=(?P<run>[\w.-]+) table="(?P<table>[^"]+)" -->$')
 END = "<!-- /quote -->"
 RUNS, RUNS_END = "<!-- runs -->", "<!-- /runs -->"
+#: anything that looks like one of the markers, however misspelt
+MARKER_LIKE = re.compile(r"<!--\s*/?\s*(quote|runs)\b", re.IGNORECASE)
+QUOTE_FORM = '<!-- quote run=NAME table="TITLE" -->'
 
 
 class FindingsError(ValueError):
@@ -94,45 +104,88 @@ def _command(cfg: dict) -> str:
     return " ".join(cmd)
 
 
+def markers(page: str) -> list:
+    """The page's blocks as ``(start, end, match)`` line indexes: ``match`` is the quote
+    marker's match, or None for the table of runs.
+
+    Raises :class:`FindingsError` naming the line for a marker it cannot parse, a closing
+    marker with nothing open, a block never closed and a second table of runs.
+    """
+    lines, blocks, opened, fence, runs_at = page.splitlines(), [], None, None, None
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if opened is None and line.startswith("```"):
+            fence = None if fence is not None else i
+            continue
+        if fence is not None:
+            continue
+        kind, m = _classify(line, i)
+        if kind is None:
+            continue
+        if opened is not None:
+            start, want, m_open = opened
+            if kind != want:
+                raise FindingsError(f"line {start + 1}: {lines[start].strip()} has no {want} "
+                                    f"after it (line {i + 1} has {line})")
+            blocks.append((start, i, m_open))
+            opened = None
+        elif kind in (END, RUNS_END):
+            opening = RUNS if kind == RUNS_END else "<!-- quote ... -->"
+            raise FindingsError(f"line {i + 1}: {kind} with no {opening} open before it")
+        elif kind == RUNS and runs_at is not None:
+            raise FindingsError(f"line {i + 1}: a second {RUNS} (the first is at line "
+                                f"{runs_at + 1}); a page has one table of runs")
+        else:
+            runs_at = i if kind == RUNS else runs_at
+            opened = (i, RUNS_END if kind == RUNS else END, m)
+    if opened is not None:
+        start, want, _ = opened
+        raise FindingsError(f"line {start + 1}: {lines[start].strip()} has no {want} after it")
+    if fence is not None:
+        raise FindingsError(f"line {fence + 1}: a ``` code fence that is never closed")
+    return blocks
+
+
+def _classify(line: str, i: int):
+    """``(kind, match)`` of one stripped line: kind ``"quote"``, END, RUNS, RUNS_END, or None
+    for text; :class:`FindingsError` for a line that looks like a marker but is not one."""
+    if not MARKER_LIKE.search(re.sub(r"`[^`]*`", "", line)):
+        return None, None
+    if line in (END, RUNS, RUNS_END):
+        return line, None
+    m = QUOTE.match(line)
+    if m:
+        return "quote", m
+    raise FindingsError(f"line {i + 1}: cannot parse marker {line!r}: expected {QUOTE_FORM}, "
+                        f"{END}, {RUNS} or {RUNS_END}, alone on the line and in lower case")
+
+
 def refresh(page: str, runs: dict, reports: dict) -> str:
     """The page with every quote replaced by its run's table and the runs table rebuilt.
 
     ``runs`` maps run names to folders (for the runs table); ``reports`` maps run names to the
-    text of their report.md."""
+    text of their report.md. The markers are checked first (:func:`markers`)."""
+    blocks = markers(page)
     tables = {name: report_tables(text) for name, text in reports.items()}
     out, lines, i = [], page.splitlines(), 0
-    while i < len(lines):
-        line = lines[i]
-        m = QUOTE.match(line.strip())
-        if line.strip() == RUNS:
-            end = _find(lines, i, RUNS_END)
-            out += [line, *runs_table(runs), lines[end]]
-            i = end + 1
-            continue
-        if not m:
-            out.append(line)
-            i += 1
-            continue
-        end = _find(lines, i, END)
-        run, title = m["run"], m["table"]
-        if run not in tables:
-            raise FindingsError(f"line {i + 1}: run {run!r} not given (--run {run}=FOLDER)")
-        if title not in tables[run]:
-            near = [t for t in tables[run] if title.split()[0].lower() in t.lower()][:3]
-            raise FindingsError(f"line {i + 1}: report.md of run {run!r} has no table {title!r}"
-                                + (f" (near: {', '.join(map(repr, near))})" if near else ""))
-        out += [line, *quote_block(run, title, tables[run][title]), END]
+    for start, end, m in blocks:
+        out += lines[i:start]
+        if m is None:
+            out += [lines[start], *runs_table(runs), lines[end]]
+        else:
+            run, title = m["run"], m["table"]
+            if run not in tables:
+                raise FindingsError(f"line {start + 1}: run {run!r} not given "
+                                    f"(--run {run}=FOLDER)")
+            if title not in tables[run]:
+                near = [t for t in tables[run] if title.split()[0].lower() in t.lower()][:3]
+                raise FindingsError(
+                    f"line {start + 1}: report.md of run {run!r} has no table {title!r}"
+                    + (f" (near: {', '.join(map(repr, near))})" if near else ""))
+            out += [lines[start], *quote_block(run, title, tables[run][title]), END]
         i = end + 1
+    out += lines[i:]
     return "\n".join(out) + ("\n" if page.endswith("\n") else "")
-
-
-def _find(lines, start: int, marker: str) -> int:
-    for j in range(start + 1, len(lines)):
-        if lines[j].strip() == marker:
-            return j
-        if QUOTE.match(lines[j].strip()):
-            break
-    raise FindingsError(f"line {start + 1}: {lines[start].strip()} has no {marker} after it")
 
 
 def add_arguments(p) -> None:
@@ -149,6 +202,10 @@ def main(args) -> int:
         name, sep, folder = spec.partition("=")
         if not sep or not name or not folder:
             print(f"mfsoftmax findings: --run {spec!r}: expected NAME=FOLDER", file=sys.stderr)
+            return 2
+        if name in runs:
+            print(f"mfsoftmax findings: --run {name}: given twice ({runs[name]} and {folder}); "
+                  "one folder per run name", file=sys.stderr)
             return 2
         runs[name] = folder
     page_path = Path(args.page)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from mfsoftmax.cli import main
-from mfsoftmax.reports.findings import FindingsError, refresh, report_tables
+from mfsoftmax.reports.findings import FindingsError, markers, refresh, report_tables
+
+ROOT = Path(__file__).resolve().parents[1]
 
 REPORT = """# MF vs softmax DNN: benchmark report
 
@@ -102,3 +105,87 @@ def test_cli_check_then_write(tmp_path, capsys):
     assert main(["findings", str(page), "--run", "r1"]) == 2
     assert main(["findings", str(page), "--run", f"r1={tmp_path / 'none'}"]) == 2
     assert "no report.md" in capsys.readouterr().err
+
+
+GOOD_QUOTE = '<!-- quote run=r1 table="Quality @20" -->'
+BAD_MARKERS = [  # (the page's quote marker line, or a line added after the quote; the message)
+    ("<!-- quote run=r1 table='Quality @20' -->", "cannot parse marker"),
+    ('<!-- quote table="Quality @20" run=r1 -->', "cannot parse marker"),
+    ('<!--quote run=r1 table="Quality @20" -->', "cannot parse marker"),
+    ('<!-- QUOTE run=r1 table="Quality @20" -->', "cannot parse marker"),
+    ("<!-- quote run=r1 -->", "cannot parse marker"),
+    ('<!-- quote run=r1 table="Quality @20"', "cannot parse marker"),
+    ('Text then <!-- quote run=r1 table="Quality @20" -->', "cannot parse marker"),
+]
+
+
+@pytest.mark.parametrize("marker, message", BAD_MARKERS, ids=[m for m, _ in BAD_MARKERS])
+def test_a_marker_it_cannot_parse_is_exit_2_naming_the_line(tmp_path, capsys, marker, message):
+    """Before: the quote was skipped and --check said 'every quote matches', exit 0."""
+    d = _run(tmp_path)
+    page = tmp_path / "findings.md"
+    page.write_text(PAGE.replace(GOOD_QUOTE, marker))
+    with pytest.raises(FindingsError, match=f"^line 9: {message}"):
+        markers(page.read_text())
+    assert main(["findings", str(page), "--run", f"r1={d}", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"mfsoftmax findings: {page}: line 9: {message}")
+    assert main(["findings", str(page), "--run", f"r1={d}"]) == 2
+    assert page.read_text() == PAGE.replace(GOOD_QUOTE, marker)  # nothing written
+
+
+STRUCTURE = [  # (an edit of the page, the message)
+    (lambda p: p + "<!-- /quote -->\n", "line 18: <!-- /quote --> with no <!-- quote ... --> open"),
+    (lambda p: p + "<!-- /runs -->\n", "line 18: <!-- /runs --> with no <!-- runs --> open"),
+    (lambda p: p + "<!-- runs -->\n<!-- /runs -->\n",
+     "line 18: a second <!-- runs --> (the first is at line 3)"),
+    (lambda p: p.replace("<!-- /runs -->", ""), "line 3: <!-- runs --> has no <!-- /runs --> after it"
+     " (line 9 has"),
+    (lambda p: p.replace("More prose.", GOOD_QUOTE), "line 17: " + GOOD_QUOTE + " has no"),
+    (lambda p: p.replace("More prose.", "```\n" + GOOD_QUOTE),
+     "line 17: a ``` code fence that is never closed"),
+]
+
+
+@pytest.mark.parametrize("edit, message", STRUCTURE, ids=[m[:30] for _, m in STRUCTURE])
+def test_stray_unclosed_and_doubled_markers_are_errors(tmp_path, capsys, edit, message):
+    d = _run(tmp_path)
+    page = tmp_path / "findings.md"
+    page.write_text(edit(PAGE))
+    with pytest.raises(FindingsError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        refresh(page.read_text(), {"r1": d}, {"r1": REPORT})
+    assert main(["findings", str(page), "--run", f"r1={d}", "--check"]) == 2
+    assert f"{page}: {message}" in capsys.readouterr().err
+
+
+def test_markers_in_code_are_text(tmp_path):
+    d = _run(tmp_path)
+    extra = (f"\nWrite `{GOOD_QUOTE}` then `<!-- /quote -->`.\n\n```\n<!-- quote run=x -->\n"
+             "<!-- /quote -->\n```\n")
+    new = refresh(PAGE + extra, {"r1": d}, {"r1": REPORT})
+    assert new.endswith(extra) and "0.4675" in new
+
+
+def test_a_run_named_twice_is_exit_2(tmp_path, capsys):
+    """Before: --run r1=A --run r1=B silently used B."""
+    a, b = _run(tmp_path, "a"), _run(tmp_path, "b")
+    page = tmp_path / "findings.md"
+    page.write_text(PAGE)
+    assert main(["findings", str(page), "--run", f"r1={a}", "--run", f"r1={b}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--run r1: given twice ({a} and {b})" in err and len(err.strip().splitlines()) == 1
+    assert page.read_text() == PAGE
+
+
+def test_the_committed_findings_page_parses():
+    """Every marker of docs/findings.md passes the strict parser (its runs are not in a clone,
+    so --check itself needs them)."""
+    page = (ROOT / "docs" / "findings.md").read_text()
+    blocks = markers(page)
+    quotes = [m for *_, m in blocks if m is not None]
+    assert len(blocks) - len(quotes) == 1  # one table of runs
+    assert len(quotes) == page.count("<!-- quote ") == page.count("<!-- /quote -->") > 20
+    start, end, _ = next(b for b in blocks if b[2] is None)
+    table = "\n".join(page.splitlines()[start:end])
+    assert all(f"| `{m['run']}` |" in table for m in quotes)  # every quoted run is listed
