@@ -9,7 +9,9 @@ Examples
       --set 'spark_conf={"spark.executor.memory": "1g"}'
 
 ``--set`` values are JSON where they parse (numbers, ``{...}`` tables), strings otherwise. WALS
-with ``engine=spark`` needs ``pip install 'mfsoftmax[spark]'`` and a Java runtime.
+with ``engine=spark`` needs ``pip install 'mfsoftmax[spark]'`` and a Java runtime. ``--k``
+cut-offs and ``--threads`` are integers >= 1 and ``--seed`` >= 0 (exit 2 naming the option
+otherwise); a cut-off given twice is evaluated once.
 """
 
 from __future__ import annotations
@@ -35,7 +37,27 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+#: (option, attribute, lowest value) of eval's integer options
+INT_OPTIONS = (("--k", "k", 1), ("--threads", "threads", 1), ("--seed", "seed", 0))
+
+
+def check_options(args) -> str | None:
+    """The one-line problem with eval's numeric options (``--k 0``, ``--threads -1``, ``--seed
+    -5``), or None; repeated cut-offs are collapsed in order."""
+    for flag, attr, low in INT_OPTIONS:
+        values = getattr(args, attr)
+        for v in values if isinstance(values, list) else [values]:
+            if v < low:
+                return f"{flag} {v}: must be an integer >= {low}"
+    args.k = list(dict.fromkeys(args.k))
+    return None
+
+
 def main(args) -> int:
+    problem = check_options(args)  # before the heavy imports and the data
+    if problem:
+        print(f"mfsoftmax eval: {problem}", file=sys.stderr)
+        return 2
     from mfsoftmax.datasets import DatasetError, make_split  # lazy: numpy+scipy, off --help
     from mfsoftmax.evaluation import evaluate  # lazy: numpy+scipy, off --help
     from mfsoftmax.models import MODELS  # lazy: torch (~2-5 s), off --help
