@@ -186,7 +186,7 @@ def _message(error) -> str:
 
 
 def _range(node: dict) -> str:
-    """``in [0, 1]`` or ``>= 0``: the bounds a schema node sets."""
+    """``a value in [0, 1]`` or ``>= 0``: the bounds a schema node sets."""
     low, high = node.get("minimum"), node.get("maximum")
     if low is not None and high is not None:
         return f"a value in [{low:g}, {high:g}]"
