@@ -353,3 +353,11 @@ def test_old_results_without_strata_still_render(tmp_path):
     assert "## Which family for whom" not in md
     assert "| Which family for whom |" in md and "not measured (no stratum" in md
     assert not (tmp_path / "plots" / "strata.png").exists()
+
+
+def test_no_shipped_config_runs_strata_without_quality():
+    from mfsoftmax.bench.config import CONFIG_DIR
+
+    for path in sorted(CONFIG_DIR.glob("*.toml")):
+        stages = load_config(str(path))["stages"]
+        assert stages["quality"] or not stages["strata"], f"{path.name}: strata needs quality"
