@@ -296,11 +296,11 @@ def test_bad_strata_config_exits_2_with_one_line(tmp_path, capsys):
 def quick(tmp_path_factory):
     """A quick run of the quality and strata stages: its exit code, folder and terminal text."""
     out = tmp_path_factory.mktemp("runs") / "quick"
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+    printed = io.StringIO()  # the summary and headline go to stdout
+    with contextlib.redirect_stdout(printed):
         code = main(["run", "--quick", "--models", "popularity", "wals", "softmax-in-batch",
                      "--stages", "quality,strata", "--out", str(out), "--no-progress"])
-    return code, out, buf.getvalue()
+    return code, out, printed.getvalue()
 
 
 def test_quick_run_writes_the_strata_section(quick):
