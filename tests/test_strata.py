@@ -244,6 +244,11 @@ def test_headline_light_users_middle_strata_and_every_stratum():
     assert v.winner == "softmax"
     v = strata_claim(strata_results(user_rows([0.0, -0.1, -0.1, 0.0, 0.0]), item_rows([0, 0, 0])))
     assert v.text.startswith("MF ahead for users with 5–20 items (")
+    # one family ahead in two separate runs of strata: one phrase
+    v = strata_claim(strata_results(user_rows([-0.1, 0.0, -0.1, 0.0, -0.1]),
+                                    item_rows([-0.1, 0.0, -0.1])))
+    assert v.text.startswith("MF ahead for users with ≤ 4 or 10–20 or ≥ 41 items; MF ahead on "
+                             "head and tail items (")
     v = strata_claim(strata_results(user_rows([0.1] * 5), item_rows([0.1] * 3)))
     assert v.verdict == "confirmed" and v.winner == "softmax"
     assert v.text.startswith("softmax ahead for users of every history length; softmax ahead on "

@@ -141,26 +141,35 @@ def _gaps_table(runs, labels):
 
 
 # ----------------------------------------------------------------------------- headline
-def _where(side: str, run: list, gaps: list) -> str:
-    """Where a run of consecutive strata lies: 'for users with ≥ 24 items', 'on tail items'."""
+def _span(side: str, run: list, gaps: list) -> str | None:
+    """The strata of a run of consecutive ones: '≥ 24', '5–9', '≤ 4' (users' history items;
+    None: all of them), 'head and torso' (items)."""
     if side == "items":
-        names = [g["stratum"].get("name") for g in run]
-        return "on " + " and ".join(names) + " items"
+        return " and ".join(g["stratum"].get("name") for g in run)
     lo, hi = run[0]["stratum"].get("min_items"), run[-1]["stratum"].get("max_items")
     first, last = run[0] is gaps[0], run[-1] is gaps[-1]
     if first and last:
+        return None
+    return f"≥ {lo}" if last else f"≤ {hi}" if first else f"{lo}–{hi}"
+
+
+def _where(side: str, spans: list) -> str:
+    """'for users with ≤ 4 or ≥ 24 items', 'for users of every history length', 'on tail
+    items', from the spans of one family's runs on ``side``."""
+    if side == "items":
+        return f"on {' and '.join(spans)} items"
+    if None in spans:
         return "for users of every history length"
-    if last:
-        return f"for users with ≥ {lo} items"
-    if first:
-        return f"for users with ≤ {hi} items"
-    return f"for users with {lo}–{hi} items"
+    return f"for users with {' or '.join(spans)} items"
 
 
-def _runs(gaps: list) -> list:
-    """Consecutive strata with the same winner, ties left out: ``[(family, [gap rows])]``."""
-    return [(fam, list(run)) for fam, run in groupby(gaps, key=lambda g: g["winner"])
-            if fam != "tie"]
+def _parts(side: str, gaps: list) -> list:
+    """'MF ahead for users with ≥ 24 items', one per family ahead somewhere on ``side``."""
+    spans = {}
+    for fam, run in groupby(gaps, key=lambda g: g["winner"]):
+        if fam != "tie":
+            spans.setdefault(fam, []).append(_span(side, list(run), gaps))
+    return [f"{SHORT[fam]} ahead {_where(side, s)}" for fam, s in spans.items()]
 
 
 def judge(claim, results) -> ClaimResult:
@@ -173,8 +182,7 @@ def judge(claim, results) -> ClaimResult:
     winners = [g["winner"] for side in SIDES for g in gaps[side]]
     n = len(winners)
     figures = {f: f"ahead in {winners.count(f)} of {n} strata" for f in FAMILIES}
-    parts = [f"{SHORT[fam]} ahead {_where(side, run, gaps[side])}"
-             for side in SIDES for fam, run in _runs(gaps[side])]
+    parts = [p for side in SIDES for p in _parts(side, gaps[side])]
     ahead = set(winners) - {"tie"}
     if not ahead:
         return ClaimResult(claim, figures, {}, "tie", "not confirmed",
