@@ -93,6 +93,10 @@ DEFAULTS: dict = {
     # engines of every MF / softmax model the suite builds (a model's own params override):
     # mf = "implicit" | "spark" (WALS's engine), dnn_workers = data-parallel ranks of SoftmaxDNN
     "engines": {"mf": "implicit", "dnn_workers": 1},
+    # strata (bench/stages/strata.py): test users in user_bins quantile strata of history length;
+    # target items in head / torso / tail, the most popular items holding item_shares (head,
+    # torso) of the training interactions; metrics per stratum (the headline judges the first)
+    "strata": {"user_bins": 5, "item_shares": [0.2, 0.3], "metrics": ["recall@10", "recall@20"]},
 }
 
 # What --quick shrinks (a smoke run under a minute; figures are not meaningful).
@@ -372,3 +376,6 @@ def validate(cfg: dict, where: str = "config") -> None:
     ks = cfg["run"]["k"]
     if not ks or any(int(k) < 1 for k in ks):
         raise ConfigError(f"{where}: run.k must be a list of positive cut-offs")
+    from .stages.strata import check_config  # cycle: the stage imports ConfigError from here
+
+    check_config(cfg, where)

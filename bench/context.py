@@ -125,6 +125,9 @@ class RunContext:
     fitted, best_params, valid_scores : dict
         By model name: the quality stage's fitted models, their tuned parameters and validation
         scores (other stages reuse them).
+    per_user : dict
+        By model name: the quality stage's per-user test metric arrays of that fitted model
+        (``evaluate(..., per_user=True)``; the strata stage splits them by user).
     log : Log
         The run's writer (``say``, ``task``, ``steps``).
     results : dict
@@ -143,6 +146,7 @@ class RunContext:
         self.fitted: dict = {}
         self.best_params: dict = {}
         self.valid_scores: dict = {}
+        self.per_user: dict = {}
         # the Section a stage is filling, when it registers one (``ctx.partial = out``): a stage
         # stopped at its time budget keeps what it put there (the runner resets it per stage)
         self.partial: Section | None = None

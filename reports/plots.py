@@ -19,6 +19,7 @@ from mfsoftmax.reports import fmt  # noqa: E402
 from mfsoftmax.reports.colors import group_color, model_color  # noqa: E402
 from mfsoftmax.reports.plot_ann import ann_frontier  # noqa: E402
 from mfsoftmax.reports.scale import series as scale_series  # noqa: E402
+from mfsoftmax.reports.sections import plots as section_plots  # noqa: E402
 from mfsoftmax.reports.verdicts import role_of  # noqa: E402
 
 STYLE = {
@@ -370,7 +371,7 @@ def render(results, title_suffix: str = "") -> list:
     """[(key, title, png bytes, svg text)] for every plot this run has data for."""
     out = []
     with plt.rc_context(STYLE):
-        for key, title, build in PLOTS:
+        for key, title, build in (*PLOTS, *section_plots()):  # and each section's own
             try:
                 fig = build(results)
             except (KeyError, TypeError, ValueError, IndexError) as exc:  # malformed section

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mfsoftmax.reports import plots as plotting
+from mfsoftmax.reports import sections as measured
 from mfsoftmax.reports import tables as tb
 from mfsoftmax.reports.load import validate
 from mfsoftmax.reports.scale import scale_tables
@@ -53,6 +54,8 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
                 [tb.headline_table(runs, labels)]),
         Section("quality", "Quality", "", tb.quality_tables(runs, labels) + [tb.paired_gap_table(runs, labels)],
                 pl("quality_vs_time", "validation_curves")),
+        *[Section(m.KEY, m.TITLE, m.INTRO, m.tables(runs, labels), pl(*(p[0] for p in m.PLOTS)))
+          for m in measured.modules()],  # one module per measurement (reports/sections/)
         Section("training", "Training cost", "",
                 [tb.training_table(runs, labels)] + [t for t in sweeps if t.key == "hashing"],
                 pl("hashing")),

@@ -6,6 +6,7 @@ report prints next to the table.
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class Claim:
 CLAIMS = (
     Claim("quality", "Overall quality", "simpler model, fewer inputs",
           "captures more personalised preferences", "softmax", "best recall@10 (± se)"),
+    Claim("strata", "Which family for whom", "simpler model, fewer inputs",
+          "captures more personalised preferences", "softmax",
+          "each family's best per stratum: users by history length, target items by "
+          "popularity (first of strata.metrics)"),
     Claim("query_features", "Query features", "not easy to include",
           "can be included", "softmax",
           "largest lift from user features (ablation): recall@20, or recall@20 of new users with no history"),
@@ -753,7 +758,14 @@ JUDGES = {
     "folding": _folding,
     "training": _training,
     "serving": _serving,
+    "strata": lambda claim, results: _section("strata").judge(claim, results),
 }
+
+
+def _section(name: str):
+    """The report section module (``reports/sections/<name>.py``) that holds its claim's verdict
+    (imported on use, never at import time: it imports this module)."""
+    return importlib.import_module(f"mfsoftmax.reports.sections.{name}")
 
 
 def headline(results: dict) -> list[ClaimResult]:

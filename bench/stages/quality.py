@@ -57,6 +57,7 @@ def run(ctx: RunContext) -> Section:
         per_users[name] = per_user
         seed_runs[name] = [(test, per_user)] + [r or (test, per_user) for r in replicas]
         ctx.fitted[name] = model
+        ctx.per_user[name] = per_user  # of this fitted model (the first seed)
         ctx.best_params[name] = search["best_params"]
         ctx.valid_scores[name] = search["best_score"]
         out.models[name] = {

@@ -26,6 +26,8 @@ excluding history, or scores of -inf) are empty: never hits, still counted in pr
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -199,6 +201,22 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
     if per_user:
         return result, {key: v[valid] for key, v in per.items()}
     return result
+
+
+def restrict_targets(evalset, items: np.ndarray):
+    """``evalset`` with each user's targets cut to the items where ``items`` (a boolean mask over
+    the items) is true: the ranking is unchanged (same history, same candidates), only the hits
+    and the denominators (min(k, |T ∩ S|)) change. Users left with no target drop out of the
+    averages, as users without targets always do."""
+    keep = np.asarray(items, dtype=bool)
+    if keep.shape != (evalset.n_items,):
+        raise ValueError(f"restrict_targets: items has shape {keep.shape}, expected "
+                         f"({evalset.n_items},)")
+    t = evalset.target.tocsr()
+    rows = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))
+    kept = keep[t.indices]
+    target = sp.csr_matrix((t.data[kept], (rows[kept], t.indices[kept])), shape=t.shape)
+    return dataclasses.replace(evalset, target=target)
 
 
 def standard_errors(per_user: dict) -> dict:
