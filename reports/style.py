@@ -44,9 +44,10 @@ table.t-headline td.key { font-size:12px; max-width:240px; }
 table.t-headline td.key:nth-child(3) { max-width:170px; }
 table.t-headline td.fig { white-space:nowrap; font-variant-numeric: tabular-nums; }
 table.t-headline td.fig small { color:var(--muted); font-size:11.5px; }
-table.t-headline td.verdict { min-width:420px; max-width:620px; }
+table.t-headline td.verdict { min-width:320px; max-width:620px; }
 table.t-headline td.verdict .badge { margin-right:4px; }
-table.t-headline .glance { display:flex; gap:10px; align-items:flex-start; }
+table.t-headline .glance { display:flex; flex-wrap:wrap; gap:4px 10px; align-items:flex-start; }
+table.t-headline .glance > div { flex:1 1 200px; }
 table.t-headline img.spark { flex:none; height:auto; border:1px solid var(--line); border-radius:4px;
                              background:#fff; }
 details.full { margin:3px 0 0; font-size:12px; color:var(--muted); }
