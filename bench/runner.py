@@ -31,6 +31,8 @@ from .schema import SCHEMA_VERSION, validate
 
 __all__ = ["Runner", "StageOverBudget", "build_model", "stage_budget"]
 
+HEADLINE_COLS = 120  # the printed headline: one line per claim, at most this many columns
+
 
 class StageOverBudget(BaseException):
     """Raised in the main thread when a stage runs past its budget (``[budgets]``). A
@@ -282,14 +284,15 @@ class Runner:
         return path
 
     def headline_text(self) -> str:
-        """The report's headline verdicts, one line per textbook claim."""
+        """The report's headline verdicts, one line per textbook claim, each within
+        HEADLINE_COLS columns (the short form; the report has the full sentence)."""
         try:
             rows = headline(to_jsonable(self.results))
         except Exception as exc:  # the summary must print even if a verdict cannot be read
             return f"\nheadline: not available ({type(exc).__name__}: {exc})"
         width = max(len(r.claim.title) for r in rows)
         return "\nheadline (textbook claim: verdict)\n" + "\n".join(
-            f"  {r.claim.title:<{width}}  {r.line}" for r in rows)
+            f"  {r.claim.title:<{width}}  {r.short_line(HEADLINE_COLS - 4 - width)}" for r in rows)
 
     def summary_table(self) -> str:
         head = f"{'model':<32} {'recall@20':>9} {'ndcg@20':>8} {'train_s':>8} {'p50_us':>8} " \

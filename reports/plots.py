@@ -380,16 +380,21 @@ def render(results, title_suffix: str = "") -> list:
                 continue
             if fig is None:
                 continue
-            try:
-                if title_suffix:
-                    fig.text(0.995, 0.005, title_suffix, ha="right", va="bottom", fontsize=7.5,
-                             color="#666")
-                fig.canvas.draw()  # run the layout once, then freeze it for both formats
-                fig.set_layout_engine("none")
-                png, svg = io.BytesIO(), io.StringIO()
-                fig.savefig(png, format="png")
-                fig.savefig(svg, format="svg", metadata={"Date": None})
-                out.append((key, title, png.getvalue(), svg.getvalue()))
-            finally:
-                plt.close(fig)
+            if title_suffix:
+                fig.text(0.995, 0.005, title_suffix, ha="right", va="bottom", fontsize=7.5,
+                         color="#666")
+            out.append((key, title, *encode(fig)))
     return out
+
+
+def encode(fig, **savefig) -> tuple:
+    """``(png bytes, svg text)`` of ``fig``, laid out once for both formats; closes ``fig``."""
+    try:
+        fig.canvas.draw()  # run the layout once, then freeze it for both formats
+        fig.set_layout_engine("none")
+        png, svg = io.BytesIO(), io.StringIO()
+        fig.savefig(png, format="png", **savefig)
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+        return png.getvalue(), svg.getvalue()
+    finally:
+        plt.close(fig)

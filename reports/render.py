@@ -7,6 +7,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mfsoftmax.reports import glance
 from mfsoftmax.reports import plots as plotting
 from mfsoftmax.reports import sections as measured
 from mfsoftmax.reports import tables as tb
@@ -50,8 +51,10 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
         Section("headline", "Headline: MF vs softmax, claim by claim",
                 "Each row is one claim of the textbook's comparison table (Google's recommendation "
                 "systems course). Figures are each family's best model on that claim; the winner "
-                "and the verdict follow from the figures and the thresholds below.",
-                [tb.headline_table(runs, labels)]),
+                "and the verdict follow from the figures and the thresholds below. A long verdict "
+                "shows its gist; its full sentence is one click away (in report.md, numbered under "
+                "the table).",
+                [tb.headline_table(runs, labels)], [p for p in plots if p.key.startswith("glance_")]),
         Section("quality", "Quality", "", tb.quality_tables(runs, labels) + [tb.paired_gap_table(runs, labels)],
                 pl("quality_vs_time", "validation_curves")),
         *[Section(m.KEY, m.TITLE, m.INTRO, m.tables(runs, labels), pl(*(p[0] for p in m.PLOTS)))
@@ -110,6 +113,7 @@ def table_md(t: tb.Table) -> str:
         lines += [f"_{t.note}_", ""]
     lines.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
     lines.append("|" + "|".join("---" for _ in head) + "|")
+    notes = []
     for keys, vals in t.rows:
         cells = [_md_escape(k) for k in keys]
         for v in vals:
@@ -121,8 +125,15 @@ def table_md(t: tb.Table) -> str:
                     text = f"**{word}**: {rest}"
                 else:
                     text = f"**{text}**"
+            if isinstance(v, tb.Folded) and v.full != v.text:
+                run = t.groups[v.run][0] if v.run < len(t.groups) else ""
+                notes.append(f"{len(notes) + 1}. {keys[0]}" + (f" ({run})" if run else "")
+                             + f": {' '.join(v.full.split())}")
+                text += f" [{len(notes)}]"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", "In full:", "", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +153,7 @@ def to_markdown(runs, labels, sections) -> str:
             out.append("")
         for t in s.tables:
             out += [table_md(t), ""]
-        for p in s.plots:
+        for p in s.plots if s.key != "headline" else ():  # the sparklines are the HTML's
             out += [f"![{p.title} ({labels[p.run]})]({p.file})", ""]
     for i, config in tb.config_blocks(runs):
         out += [f"### Config, {labels[i]}", "", "```json", config, "```", ""]
@@ -154,16 +165,32 @@ def _esc(x) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _cell_html(v) -> str:
-    text, cls = (v if isinstance(v, tuple) else (v, ""))
+def _verdict_html(v, figures) -> str:
+    """A verdict cell: its badge and short text; a Folded cell's full text in a folded block
+    under it and its sparkline (``figures[(plot key, run)]``) beside it."""
+    text, cls = v[0], v[1]
+    kind = cls[len("verdict-"):]
+    word = kind.replace("-", " ")
+    rest = text[len(word) + 2:] if text.startswith(word + ": ") and kind != "not-measured" else text
+    says = f'<span class="badge {_esc(cls)}">{_esc(word)}</span> {_esc(rest)}'
+    if not isinstance(v, tb.Folded):
+        return f'<td class="verdict">{says}</td>'
+    if v.full != v.text:
+        says += (f'<details class="full"><summary>in full</summary>{_esc(" ".join(v.full.split()))}'
+                 "</details>")
+    p = figures.get((v.plot, v.run))
+    if p is None:
+        return f'<td class="verdict">{says}</td>'
+    width = int.from_bytes(p.png[16:20], "big") // 2  # drawn at twice the report's dpi
+    img = (f'<img class="spark" id="p-{_esc(p.key)}-{p.run}" width="{width}" alt="{_esc(p.title)}" '
+           f'src="data:image/png;base64,{base64.b64encode(p.png).decode("ascii")}">')
+    return f'<td class="verdict"><div class="glance">{img}<div>{says}</div></div></td>'
+
+
+def _cell_html(v, figures=None) -> str:
+    text, cls = (v[:2] if isinstance(v, tuple) else (v, ""))
     if cls.startswith("verdict-"):
-        kind = cls[len("verdict-"):]
-        word = kind.replace("-", " ")
-        rest = text[len(word) + 2:] if text.startswith(word + ": ") else text
-        if kind == "not-measured":
-            rest = text
-        return (f'<td class="verdict"><span class="badge {_esc(cls)}">{_esc(word)}</span> '
-                f'{_esc(rest)}</td>')
+        return _verdict_html(v, figures or {})
     if cls == "fig":
         main, _, model = text.partition(" [")
         small = f'<br><small>{_esc(model.rstrip("]"))}</small>' if model else ""
@@ -183,7 +210,9 @@ def _group_starts(t: tb.Table) -> set:
     return starts
 
 
-def table_html(t: tb.Table) -> str:
+def table_html(t: tb.Table, figures=None) -> str:
+    """``t`` as an HTML table; ``figures``: {(plot key, run): Plot} drawn beside the Folded
+    cells that name them (the headline's sparklines)."""
     multi = any(label for label, _ in t.groups)
     parts = [f'<div class="table-wrap" id="t-{_esc(t.key)}"><table class="t-{_esc(t.key)}">',
              f"<caption>{_esc(t.title)}</caption><thead>"]
@@ -203,7 +232,7 @@ def table_html(t: tb.Table) -> str:
                       f'<td class="key">{_esc(k).replace(chr(10), "<br>")}</td>'
                       for i, k in enumerate(keys))
         starts = _group_starts(t) if multi else set()
-        cells = [_cell_html(v) for v in vals]
+        cells = [_cell_html(v, figures) for v in vals]
         cells = [c.replace("<td", '<td data-g="1"', 1) if i in starts else c for i, c in enumerate(cells)]
         parts.append("<tr>" + row + "".join(cells) + "</tr>")
     parts.append("</tbody></table></div>")
@@ -236,13 +265,14 @@ def to_html(runs, labels, sections) -> str:
         body.append(f'<section id="{_esc(s.key)}"><h2>{_esc(s.title)}</h2>')
         if s.intro:
             body.append(f'<p class="intro">{_esc(s.intro)}</p>')
-        body += [table_html(t) for t in s.tables]
+        figures = {(p.key, p.run): p for p in s.plots} if s.key == "headline" else None
+        body += [table_html(t, figures) for t in s.tables]
         if s.key == "headline":
             items = "".join(f"<li><code>{_esc(n)} = {v:g}</code> {_esc(d)}</li>"
                             for n, (v, d) in THRESHOLDS.items())
             body.append(f'<details class="thresholds" open><summary>Thresholds</summary><ul>{items}'
                         "</ul></details>")
-        if s.plots:
+        if s.plots and figures is None:
             body.append('<div class="plots">' + "".join(
                 plot_html(p, labels[p.run], multi) for p in s.plots) + "</div>")
         if s.key == "run":
@@ -287,7 +317,8 @@ def render_report(results, out_dir, sources=None) -> dict:
     plots = []
     for i, r in enumerate(runs):
         suffix = f"_{chr(ord('A') + i)}" if len(runs) > 1 else ""
-        for key, title, png, svg in plotting.render(r, labels[i] if len(runs) > 1 else ""):
+        for key, title, png, svg in [*plotting.render(r, labels[i] if len(runs) > 1 else ""),
+                                     *glance.render(r)]:
             name = f"{key}{suffix}"
             plots.append(Plot(key, title, i, f"plots/{name}.png", png, svg))
             for ext, data in (("png", png), ("svg", svg.encode("utf-8"))):

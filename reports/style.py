@@ -44,8 +44,14 @@ table.t-headline td.key { font-size:12px; max-width:240px; }
 table.t-headline td.key:nth-child(3) { max-width:170px; }
 table.t-headline td.fig { white-space:nowrap; font-variant-numeric: tabular-nums; }
 table.t-headline td.fig small { color:var(--muted); font-size:11.5px; }
-table.t-headline td.verdict { min-width:320px; max-width:460px; }
+table.t-headline td.verdict { min-width:320px; max-width:620px; }
 table.t-headline td.verdict .badge { margin-right:4px; }
+table.t-headline .glance { display:flex; flex-wrap:wrap; gap:4px 10px; align-items:flex-start; }
+table.t-headline .glance > div { flex:1 1 200px; }
+table.t-headline img.spark { flex:none; height:auto; border:1px solid var(--line); border-radius:4px;
+                             background:#fff; }
+details.full { margin:3px 0 0; font-size:12px; color:var(--muted); }
+details.full summary { font-weight:500; color:var(--accent); font-size:12px; }
 table.t-headline tbody th { white-space:normal; min-width:110px; }
 table.t-stages td:last-child { font-family: ui-monospace, Menlo, Consolas, monospace; font-size:12px; }
 .warning { background:#fde7e5; border-left:4px solid var(--bad); padding:8px 14px; margin:16px 0;
@@ -63,7 +69,8 @@ figure.plot { margin:0; flex:1 1 520px; border:1px solid var(--line);
               border-radius:8px; padding:10px; background:#fff; }
 [data-g] { border-left:2px solid #d0d6e0; }
 body.multi main { max-width:none; padding:8px 24px 48px; }
-body.multi table.t-headline td.verdict { min-width:230px; }
+body.multi table.t-headline td.verdict { min-width:300px; }
+body.multi table.t-headline .glance { flex-direction:column; gap:4px; }
 body.multi table.t-headline td.fig { white-space:normal; }
 body.multi table.t-headline td.key { font-size:11.5px; max-width:190px; }
 figure.plot.wide { flex-basis:100%; }

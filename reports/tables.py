@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mfsoftmax.bench.schema import feature_pairs
 from mfsoftmax.reports import fmt
@@ -32,6 +33,17 @@ class Table:
     groups: list                     # [(run label, [column names])]
     rows: list = field(default_factory=list)  # [(key cells, value cells flattened over groups)]
     note: str = ""
+
+
+class Folded(NamedTuple):
+    """A ``(text, css class)`` cell shown short, with its ``full`` text one click away (HTML
+    ``<details>``, a numbered note under a Markdown table) and, in HTML, plot ``plot`` of run
+    ``run`` beside it (a headline sparkline, :mod:`mfsoftmax.reports.glance`)."""
+    text: str
+    cls: str
+    full: str
+    run: int = 0
+    plot: str = ""
 
 
 def cell_text(cell) -> str:
@@ -536,7 +548,8 @@ def headline_table(runs, labels):
             per_run[i][k] = {
                 "MF (WALS)": _fig(res, "mf"), "Softmax DNN": _fig(res, "softmax"),
                 "winner": {"mf": "MF", "softmax": "softmax", "tie": "tie", None: fmt.DASH}[res.winner],
-                "verdict": (res.line, "verdict-" + res.verdict.replace(" ", "-")),
+                "verdict": Folded(res.short, "verdict-" + res.verdict.replace(" ", "-"), res.line,
+                                  i, f"glance_{c.key}"),
             }
     t = keyed_table("headline", "The textbook table, measured", ["claim", "textbook", "measured as"], per_run,
                     labels, columns=["MF (WALS)", "Softmax DNN", "winner", "verdict"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mfsoftmax.bench.schema import feature_pairs
 from mfsoftmax.reports import fmt
+from mfsoftmax.reports.shorten import shorten
 
 SE_MULTIPLIER = 2.0     # a quality gap is a win if > 2 se of the gap (paired when recorded)
 REL_TOL = 0.05          # quality gap without standard errors: a win if > 5% of the larger value
@@ -21,6 +22,7 @@ COST_RATIO = 1.25       # time, latency: a win only if the other side is at leas
 EXPONENT_TOL = 0.10     # growth exponents t ~ N^b closer than 0.10 are ties
 COLD_MAX_KNOWN = 5      # cold-start figure: mean Recall@10 over n_known <= 5
 SERVING_RECALL = 0.95   # serving at each corpus size: each family's fastest point at this recall
+SHORT_CHARS = 200       # a headline cell: its verdict and short text (the full text folds below)
 
 THRESHOLDS = {
     "SE_MULTIPLIER": (SE_MULTIPLIER, "a quality gap is a win only if it exceeds this many standard "
@@ -90,10 +92,22 @@ class ClaimResult:
     winner: str | None     # "mf", "softmax", "tie", or None when not measured
     verdict: str           # "confirmed", "not confirmed", "depends", "not measured"
     text: str              # one line, generated from the numbers
+    summary: str | None = None  # optional short text a claim may set; else shortened from text
 
     @property
     def line(self) -> str:
         return self.text if self.verdict == "not measured" else f"{self.verdict}: {self.text}"
+
+    @property
+    def short(self) -> str:
+        """``line`` within SHORT_CHARS: the headline cell (the full ``line`` goes below it)."""
+        return self.short_line(SHORT_CHARS)
+
+    def short_line(self, width: int) -> str:
+        """``line`` within ``width`` characters: the verdict word, then ``summary`` or the
+        :func:`~mfsoftmax.reports.shorten.shorten` form of ``text``."""
+        head = "" if self.verdict == "not measured" else f"{self.verdict}: "
+        return head + shorten(self.summary or self.text, width - len(head))
 
 
 # ----------------------------------------------------------------------------- comparisons

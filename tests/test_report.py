@@ -14,6 +14,7 @@ from mfsoftmax.cli import main as cli_main
 from mfsoftmax.reports import ReportInputError, load_results, render_report
 from mfsoftmax.reports import tables as tb
 from mfsoftmax.reports.colors import KNOWN, model_color
+from mfsoftmax.reports.glance import SPARKLINES
 from mfsoftmax.reports.load import validate
 from mfsoftmax.reports.plots import PLOTS
 from mfsoftmax.reports.verdicts import CLAIMS, growth_exponent, headline, quality_gap
@@ -61,7 +62,7 @@ def test_html_is_self_contained(rendered):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<link" not in page and "<script" not in page and "@import" not in page
     imgs = re.findall(r'<img [^>]*src="([^"]+)"', page)
-    assert len(imgs) == len(PLOTS)
+    assert len(imgs) == len(PLOTS) + len(SPARKLINES)  # the plots and one sparkline per claim
     assert all(src.startswith("data:image/png;base64,") for src in imgs)
 
 
@@ -468,7 +469,7 @@ def test_html_renders_in_headless_chromium(rendered, tmp_path):
     body = re.search(r"<body[^>]*>", dom)
     assert body, "chromium produced no DOM"
     attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(0)))
-    assert attrs.get("images") == str(len(PLOTS))
+    assert attrs.get("images") == str(len(PLOTS) + len(SPARKLINES))
     assert attrs.get("broken") == "0"
     assert attrs.get("headline-rows") == str(len(CLAIMS))
     assert 'data-loaded="no"' not in dom

@@ -8,6 +8,7 @@ import pytest
 from mfsoftmax.bench.config import ConfigError, load_config, shrink
 from mfsoftmax.bench.schema import check_results
 from mfsoftmax.cli import main
+from tests.test_headline_glance import check_report_headline, check_terminal_headline
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,8 @@ def test_quick_run_writes_the_report(quick_run):
     assert (out / "report.md").stat().st_size > 0
     html = (out / "report.html").read_text()
     assert "<table" in html and "http://" not in html.replace("http://www.w3.org", "")
+    # the headline at a glance: short cells, the full sentences folded, a sparkline per claim
+    check_report_headline(json.loads((out / "results.json").read_text()), out)
     # --out elsewhere: `latest` (kept in the suite's own reports root) is not put beside it
     assert not (out.parent / "latest").exists() and not (out.parent / "latest").is_symlink()
 
@@ -78,6 +81,7 @@ def test_quick_run_prints_summary_headline_time_and_report(quick_run_output):
     out, text = quick_run_output
     assert "recall@20" in text and "headline (textbook claim: verdict)" in text
     assert "Overall quality" in text and "Serving scalability" in text
+    check_terminal_headline(text)  # one line per claim within 120 columns
     assert "total time:" in text
     assert f"report:  {out / 'report.html'}" in text
     assert "rendering the report" in text
