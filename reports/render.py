@@ -171,7 +171,10 @@ def _verdict_html(v, figures) -> str:
     text, cls = v[0], v[1]
     kind = cls[len("verdict-"):]
     word = kind.replace("-", " ")
-    rest = text[len(word) + 2:] if text.startswith(word + ": ") and kind != "not-measured" else text
+    if kind == "not-measured":  # "not measured (why)": the badge says the first two words
+        rest = text[len(word):].lstrip() if text.startswith(word) else text
+    else:
+        rest = text[len(word) + 2:] if text.startswith(word + ": ") else text
     says = f'<span class="badge {_esc(cls)}">{_esc(word)}</span> {_esc(rest)}'
     if not isinstance(v, tb.Folded):
         return f'<td class="verdict">{says}</td>'
