@@ -312,17 +312,33 @@ def _query_features(claim: Claim, results: dict) -> ClaimResult:
     else:
         winner = "tie"
     sm = lifts["softmax"]
+    items = _item_feature_note(rows)
     by_hist = {h: max((r for r in sm if r[3] == h), default=None) for h in (True, False)}
     if winner == "softmax" and all(by_hist.values()) and len({by_hist[h][1] > 0 for h in by_hist}) > 1:
         helps = "without" if by_hist[False][1] > 0 else "with"
         return ClaimResult(claim, figures, models, winner, "depends",
                            f"user features help softmax only {helps} history "
-                           f"({fmt.pct(by_hist[False][0])} without, {fmt.pct(by_hist[True][0])} with)")
+                           f"({fmt.pct(by_hist[False][0])} without, {fmt.pct(by_hist[True][0])} with)"
+                           + items)
     rel, _, name, _, metric, gap, rule = best["softmax"]
     text = f"user features move softmax {metric} by {gap}{fmt.pct(rel)}"
     verdict, line = _judge(claim, winner, text + f" ({name})",
                            text + f" (not beyond {rule})", text + "; MF gains more")
-    return ClaimResult(claim, figures, models, winner, verdict, line)
+    return ClaimResult(claim, figures, models, winner, verdict, line + items)
+
+
+def _item_feature_note(rows: list) -> str:
+    """``"; item features move recall@20 by ..."`` from the ablation's item-feature pair, or
+    ``"; item features not measured"``."""
+    pairs = feature_pairs(rows, "item_features")
+    if not pairs:
+        return "; item features not measured"
+    on, off = rows[pairs[0][0]], rows[pairs[0][1]]
+    se = (on.get("item_lift_se") or {}).get("recall@20")
+    gap = on["recall@20"] - off["recall@20"]
+    rel = gap / off["recall@20"] if off["recall@20"] else 0.0
+    return (f"; item features move {on['model']} recall@20 by {gap:+.4f}"
+            + (f" ± {se:.4f}" if fmt.is_num(se) else "") + f", {fmt.pct(rel)}")
 
 
 def _cold(claim: Claim, results: dict, side: str) -> ClaimResult:

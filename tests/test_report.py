@@ -503,3 +503,15 @@ def test_folding_regimes_table_and_headline():
     assert t.rows[0][1][-1] == "helps" and t.rows[1][1][-1] == "helps up to w0 = 0.1, then hurts"
     line = next(c.line for c in headline(r) if c.claim.key == "folding")
     assert "10 groups / d 8: helps" in line and "100 groups / d 8: helps up to w0 = 0.1, then hurts" in line
+
+
+def test_query_features_line_says_whether_item_features_were_measured():
+    r = light(make_results())
+    assert verdicts(r)["query_features"].line.endswith("; item features not measured")
+    both = next(row for row in r["ablation"] if row["model"] == "softmax-full"
+                and row["user_features"] and row["history"])
+    r["ablation"].append(dict(both, inputs="both + item features (add)", item_features=True,
+                              **{"recall@20": both["recall@20"] + 0.01},
+                              item_lift_se={"recall@20": 0.004}))
+    line = verdicts(r)["query_features"].line
+    assert "; item features move softmax-full recall@20 by +0.0100 ± 0.0040" in line
