@@ -367,17 +367,31 @@ def _cold(claim: Claim, results: dict, side: str) -> ClaimResult:
     sign, rule = quality_gap(best["mf"][1], best["softmax"][1], se_gap=se_mean)
     winner = _winner(sign)
     nonzero = {s for s in signs.values() if s}
+    note = _true_new_items_note(results, (sm_n, mf_n)) if side == "items" else ""
     if len(nonzero) > 1:
         ahead = {s: [k for k, v in signs.items() if v == s] for s in nonzero}
         return ClaimResult(claim, figures, models, winner, "depends",
                            f"{sm_n} ahead at n_known ∈ {_ks(ahead[-1])}, "
-                           f"{mf_n} ahead at n_known ∈ {_ks(ahead[1])}")
+                           f"{mf_n} ahead at n_known ∈ {_ks(ahead[1])}" + note)
     base = f"{sm_n} {best['softmax'][1]:.4f} vs {mf_n} {best['mf'][1]:.4f}"
     if se_mean is not None:
         base += f" (gap {best['softmax'][1] - best['mf'][1]:+.4f} ± {se_mean:.4f} at most)"
     verdict, text = _judge(claim, winner, f"{base}; softmax never behind on the curve",
                            f"{base}; within {rule}", f"{base}; MF ahead")
-    return ClaimResult(claim, figures, models, winner, verdict, text)
+    return ClaimResult(claim, figures, models, winner, verdict, text + note)
+
+
+def _true_new_items_note(results: dict, names) -> str:
+    """``"; N true new items (item table only): ..."`` from ``cold_items_new``, or ""."""
+    new = results.get("cold_items_new") or {}
+    if not new.get("n_new_items"):
+        return ""
+    k = new.get("k", 10)
+    shares = [f"{n} {fmt.pct(m[f'share@{k}'], signed=False)}" for n in names
+              if fmt.is_num((m := (new.get("models") or {}).get(n) or {}).get(f"share@{k}"))]
+    return (f"; {new['n_new_items']} true new items (item table only), share of top-{k}: "
+            + (", ".join(shares) or fmt.DASH)
+            + f" (chance {fmt.pct(new.get('chance_share'), signed=False)})")
 
 
 def _ks(ks) -> str:

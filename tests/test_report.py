@@ -515,3 +515,15 @@ def test_query_features_line_says_whether_item_features_were_measured():
                               item_lift_se={"recall@20": 0.004}))
     line = verdicts(r)["query_features"].line
     assert "; item features move softmax-full recall@20 by +0.0100 ± 0.0040" in line
+
+
+def test_new_items_line_counts_true_new_items():
+    r = light(make_results())
+    assert "true new items" not in verdicts(r)["cold_items"].line
+    names = [n for n in r["models"]]
+    r["cold_items_new"] = {"n_new_items": 18, "n_users": 100, "k": 10, "chance_share": 0.011,
+                           "models": {n: {"path": None, "share@10": 0.25, "users_with_new": 0.5,
+                                          "mean_percentile": 0.3} for n in names}}
+    line = verdicts(r)["cold_items"].line
+    assert "; 18 true new items (item table only), share of top-10: " in line
+    assert "25.0%" in line and "(chance 1.1%)" in line

@@ -55,5 +55,6 @@ def test_run_uses_both_side_tables(files, tmp_path):
     assert new["n_new_items"] == 5 and new["models"]["wals"]["path"] == "feature average"
     assert new["models"]["softmax-in-batch"]["path"] == "item tower"
     assert new["models"]["popularity"]["path"] is None
-    line = next(r for r in headline(res) if r.claim.key == "query_features").line
-    assert "item features move softmax-in-batch" in line
+    lines = {r.claim.key: r.line for r in headline(res)}
+    assert "item features move softmax-in-batch" in lines["query_features"]
+    assert "; 5 true new items (item table only), share of top-10: " in lines["cold_items"]
