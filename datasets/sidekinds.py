@@ -14,7 +14,8 @@ Kinds and the inference rule (:func:`infer_kind`), tried in this order on the no
    missing code.
 3. **text**: cells average at least 2 words and more than half the cells are distinct.
    Output: a bag of words (lower-cased ``\\w+`` tokens of each cell's first
-   ``MAX_TEXT_CHARS`` characters) hashed (CRC-32) into ``TEXT_BUCKETS`` columns, uint8 0/1.
+   ``MAX_TEXT_CHARS`` characters) hashed (polars' hash, fixed seeds: stable for a polars
+   version) into ``TEXT_BUCKETS`` columns, uint8 0/1.
 4. **categorical** otherwise: codes 0..n-1 over the values in sorted order (the
    ``MAX_CATEGORIES - 1`` most frequent when there are more, then ``(other)``), then
    ``(missing)`` when a cell is empty.
@@ -24,8 +25,6 @@ column's info (``other_values``, ``truncated_cells``).
 """
 
 from __future__ import annotations
-
-import zlib
 
 import numpy as np
 import polars as pl
@@ -39,6 +38,8 @@ MAX_CELL_VALUES = 10_000
 NUMERIC_BUCKETS = 10
 NUMERIC_MIN_DISTINCT = 32
 TEXT_BUCKETS = 256
+HASH_SEED = 0  # polars' token hash, fixed seed (stable within a polars version)
+INFER_SAMPLE = 100_000  # cells the string heuristics of infer_kind look at (seeded sample)
 MAX_TEXT_CHARS = 2000
 MULTI_SEPARATORS = ("|", ";")
 SEP_NAMES = {"pipe": "|", "semicolon": ";", "comma": ",", "space": " ", "tab": "\t"}
@@ -54,14 +55,16 @@ def infer_kind(s: pl.Series) -> tuple[str, str | None]:
     vals = _present(s)
     if not len(vals):
         return "categorical", None
+    num = vals.cast(pl.Float64, strict=False)  # every cell: cheap
+    leading_zero = vals.str.contains(r"^0\d").any()
+    if len(vals) > INFER_SAMPLE:  # the string heuristics on a seeded sample
+        vals = vals.sample(INFER_SAMPLE, seed=0)
     for sep in MULTI_SEPARATORS:
         if vals.str.contains(sep, literal=True).mean() >= 0.1:
             parts = vals.str.split(sep).explode().str.strip_chars()
             if parts.str.len_chars().mean() <= 30:
                 return "multi", sep
-    num = vals.cast(pl.Float64, strict=False)
-    leading_zero = vals.str.contains(r"^0\d").any()
-    if num.null_count() == 0 and not leading_zero and vals.n_unique() > NUMERIC_MIN_DISTINCT:
+    if num.null_count() == 0 and not leading_zero and num.n_unique() > NUMERIC_MIN_DISTINCT:
         return "numeric", None
     words = vals.str.count_matches(r"\S+").mean()
     if words >= 2 and vals.n_unique() > 0.5 * len(vals):
@@ -144,9 +147,9 @@ def encode_numeric(s: pl.Series, where) -> tuple[np.ndarray, dict]:
 
 
 def _multi_hot(row: np.ndarray, col: np.ndarray, n: int, size: int) -> np.ndarray:
-    out = np.zeros((n, size), dtype=np.uint8)
-    out[row, col] = 1
-    return out
+    out = np.zeros(n * size, dtype=np.uint8)
+    out[np.asarray(row, np.int64) * size + col] = 1  # flat positions: faster than 2-D indexing
+    return out.reshape(n, size)
 
 
 def encode_multi(lists: pl.Series, where) -> tuple[np.ndarray, dict]:
@@ -180,11 +183,7 @@ def encode_text(s: pl.Series) -> tuple[np.ndarray, dict]:
     tokens = s.str.slice(0, MAX_TEXT_CHARS).str.to_lowercase().str.extract_all(r"\w+")
     n_tok = tokens.list.len().fill_null(0).to_numpy()
     flat = tokens.explode().drop_nulls()
-    vocab = flat.unique()
-    buckets = np.array([zlib.crc32(t.encode("utf-8")) % TEXT_BUCKETS for t in vocab.to_list()],
-                       dtype=np.int64)
-    col = flat.replace_strict(vocab, buckets, return_dtype=pl.Int64).to_numpy() \
-        if len(flat) else np.zeros(0, np.int64)
+    col = (flat.hash(seed=HASH_SEED) % TEXT_BUCKETS).cast(pl.Int64).to_numpy()
     hot = _multi_hot(np.repeat(np.arange(len(s)), n_tok), col, len(s), TEXT_BUCKETS)
-    return hot, {"kind": "text", "size": TEXT_BUCKETS, "tokens": int(len(vocab)),
+    return hot, {"kind": "text", "size": TEXT_BUCKETS, "tokens": int(len(flat)),
                  "truncated_cells": truncated}
