@@ -302,7 +302,8 @@ def _query_features(claim: Claim, results: dict) -> ClaimResult:
         elif fam_rows:
             figures[fam] = "no feature input"
     if "softmax" not in best:
-        return _missing(claim, figures, models, "no softmax row with and without user features")
+        return _missing(claim, figures, models, "no softmax row with and without user features"
+                        + _item_feature_note(rows))
     sm_sig = best["softmax"][1] > 0
     mf_sig = "mf" in best and best["mf"][1] > 0
     if sm_sig and (not mf_sig or best["softmax"][0] > best["mf"][0]):

@@ -515,6 +515,10 @@ def test_query_features_line_says_whether_item_features_were_measured():
                               item_lift_se={"recall@20": 0.004}))
     line = verdicts(r)["query_features"].line
     assert "; item features move softmax-full recall@20 by +0.0100 ± 0.0040" in line
+    r["ablation"] = [row for row in r["ablation"] if row["model"] != "softmax-full"
+                     or row["user_features"]]  # no user-feature pair left: item lift still said
+    v = verdicts(r)["query_features"]
+    assert v.verdict == "not measured" and "item features move softmax-full" in v.line
 
 
 def test_new_items_line_counts_true_new_items():
