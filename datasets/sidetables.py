@@ -219,6 +219,8 @@ def attach(data: Interactions, side: str, path, key=None, kinds=None, id_name=No
     df = df.with_columns(pl.col(kcol).str.strip_chars())
     raw = data.user_ids if side == "user" else data.item_ids
     match_ids(df[kcol], raw, where)  # null / non-integer ids: an error naming the line
+    if raw.dtype.kind in "iu":  # "010" and "10" are one id
+        df = df.with_columns(pl.col(kcol).cast(pl.Int64).cast(pl.Utf8))
     kind_of = resolve_kinds(df, kcol, declared, label, f"{side}_feature_kinds")
     table, n_dup = collapse(df, kcol, kind_of, where, f"{side}_feature_kinds")
     idx = match_ids(table[kcol], raw, where)

@@ -105,6 +105,8 @@ def test_categorical_cap_is_bounded(tmp_path, monkeypatch):
     ("item,colour,size\n10,red,S\n11,blue,M\n10,green,S\n", {},
      "i.csv, line 4: id '10' appears again (first on line 2) with a different 'colour'"),
     ("item,colour\n10,red\n,blue\n", {}, "i.csv, line 3: the id column 'item' is empty"),
+    ("item,colour,size\n10,red,S\n010,blue,S\n", {},
+     "i.csv, line 3: id '10' appears again (first on line 2) with a different 'colour'"),
     ("item,colour\n10,red\nNaN,blue\n", {}, "i.csv, line 3: id 'NaN' in column 'item' is not an"),
     ("item,colour\n10,red\n", {"item_feature_kinds": "hue:text"}, "no value column 'hue'"),
     ("item,colour\n10,red\n", {"item_feature_kinds": "colour:fancy"}, "unknown kind 'fancy'"),
