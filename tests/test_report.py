@@ -515,6 +515,9 @@ def test_query_features_line_says_whether_item_features_were_measured():
                               item_lift_se={"recall@20": 0.004}))
     line = verdicts(r)["query_features"].line
     assert "; item features move softmax-full recall@20 by +0.0100 ± 0.0040" in line
+    rows = {tuple(k): vals for k, vals in tb.ablation_table([r], ["A"]).rows}
+    assert rows[("softmax-full +item features", "yes", "yes")][3] == "+0.0100 ± 0.0040"
+    assert rows[("softmax-full", "yes", "yes")][0] == f"{both['recall@20']:.4f}"  # not overwritten
     r["ablation"] = [row for row in r["ablation"] if row["model"] != "softmax-full"
                      or row["user_features"]]  # no user-feature pair left: item lift still said
     v = verdicts(r)["query_features"]
