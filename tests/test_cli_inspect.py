@@ -60,3 +60,11 @@ def test_inspect_bad_table_exit_2(tmp_path, capsys):
                  str(d / "artists.csv"), "--item-features-key", "sku"]) == 2
     err = capsys.readouterr().err.strip()
     assert "artists.csv: item_features_key='sku': no such column" in err and "\n" not in err
+
+
+def test_show_json_has_the_side_tables(tmp_path, capsys):
+    d = files(tmp_path)
+    assert main(["datasets", "show", "file", "--json", "--param", f"path={d / 'plays.tsv'}",
+                 "--param", f"item_features={d / 'artists.csv'}"]) == 0
+    side = json.loads(capsys.readouterr().out)["side_tables"]["item"]
+    assert side["unmatched_ids"] == 1 and side["columns"]["tags"]["kind"] == "multi"

@@ -102,7 +102,8 @@ def main(args) -> int:
         return 2
     stats = data.stats()
     if args.json:
-        print(json.dumps(stats, indent=2))
+        side = data.meta.get("side_tables")
+        print(json.dumps({**stats, "side_tables": side} if side else stats, indent=2))
         return 0
     print(f"dataset        {stats['name']}")
     print(f"users          {stats['n_users']}")
