@@ -71,3 +71,31 @@ def test_export_has_the_builtin_feature_values(both):
     assert np.all(np.diff(itf["year"][known][order]) >= 0)
     assert len(set(itf["year"][~known])) == 1 and itf["year"][~known][0] == itf["year"].max()
     assert itf["title"].sum(axis=1).min() >= 1  # every title hashed into its bag
+
+
+@pytest.mark.ml100k
+@pytest.mark.slow
+def test_export_quality_matches_the_builtin_run(both, shared_datasets, tmp_path):
+    """The default config (--quick, three models) on the export and on the built-in loader:
+    the feature-free models give the same figures on the same split, the DNN (other feature
+    encodings) agrees within two standard errors."""
+    import json
+
+    from mfsoftmax.cli import main
+
+    paths = both[0]
+    common = ["--quick", "--models", "popularity", "wals", "softmax-in-batch", "--stages",
+              "quality", "--no-report", "--no-progress"]
+    assert main(["run", "--dataset", "ml-100k", "--data-dir", str(shared_datasets), *common,
+                 "--out", str(tmp_path / "builtin")]) == 0
+    assert main(["run", "--dataset", "file", "--param", f"path={paths['ratings']}",
+                 "--param", f"item_features={paths['items']}",
+                 "--param", f"user_features={paths['users']}", *common,
+                 "--out", str(tmp_path / "file")]) == 0
+    ref, got = (json.loads((tmp_path / k / "results.json").read_text())["models"]
+                for k in ("builtin", "file"))
+    for name in ("popularity", "wals"):
+        assert got[name]["quality"] == ref[name]["quality"]
+    a, b = got["softmax-in-batch"], ref["softmax-in-batch"]
+    se = (a["quality_se"]["recall@20"] ** 2 + b["quality_se"]["recall@20"] ** 2) ** 0.5
+    assert abs(a["quality"]["recall@20"] - b["quality"]["recall@20"]) <= 2 * se
