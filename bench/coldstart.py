@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from mfsoftmax.datasets import EvalSet
 from mfsoftmax.evaluation import evaluate, standard_errors
-from mfsoftmax.ranking import mask_history
+from mfsoftmax.ranking import Queries, mask_history, topk
 
 PROTOCOL = "fixed-target"
 LEGACY_PROTOCOL = "reveal-rest"  # what a curve row without "protocol" used (older results)
@@ -255,3 +255,72 @@ def new_item_curve(models: dict, split, n_known=(0, 1, 2, 5, 10), ks=(10,), seed
             out[name].append(_row(n, res, ks, standard_errors(per[name][int(n)]),
                                   n_items=int(len(pts.items)), n_targets=int(pts.target.nnz)))
     return (out, per) if per_user else out
+
+
+# ---------------------------------------------------------------- true new items (n_known = 0)
+def new_item_path(model, train, features: dict):
+    """How ``model`` scores items that only a side table lists: ``(path, score_fn)`` with
+    ``score_fn(queries) -> (B x m)``, or ``(None, None)`` when it has no way to (popularity:
+    no interaction, no score). The DNN runs its item tower; an MF model gets the feature-average
+    heuristic (:func:`~mfsoftmax.models.wals_features.new_row_embeddings`)."""
+    from mfsoftmax.models.wals_features import new_row_embeddings
+
+    if hasattr(model, "feature_item_scores") and getattr(model, "item_tower", None) is not None:
+        return "item tower", lambda q: model.feature_item_scores(q, features)
+    if getattr(model, "family", None) == "mf" and hasattr(model, "item_embeddings"):
+        emb = new_row_embeddings(train.item_features, train.item_popularity() > 0,
+                                 model.item_embeddings(), features)
+        return "feature average", lambda q: model.query_embeddings(q) @ emb.T
+    return None, None
+
+
+def true_new_item_ranks(models: dict, split, new_items: dict, k: int = 10,
+                        batch: int = 256) -> dict:
+    """Where models rank the new items of a side table (items with no interaction at all)
+    among the catalogue, for the split's test users (known users, their training items
+    excluded). There are no targets, so no recall: per model, ``share@k`` (mean share of a
+    user's top-k that are new items; ``chance_share``: a random ranking's), ``users_with_new``
+    (share of users with one in their top-k) and ``mean_percentile`` (a new item's mean rank
+    among a user's candidates, 0 = first, 0.5 = a random item's). ``path`` says how the
+    model scored them; a model with none ranks them last (share 0, percentile 1).
+    """
+    feats = new_items["features"]
+    m = len(new_items["ids"])
+    users = np.asarray(split.test.users, dtype=np.int64)
+    hist = split.train.binary()[users].tocsr()
+    n_items = split.train.n_items
+    # the split's held-out items are not in the catalogue the models were trained on either
+    held = np.asarray(split.test.candidates if split.test.candidates is not None else [], np.int64)
+    n_cand = n_items - len(held) + m - np.diff(hist.indptr)
+    out = {"n_new_items": int(m), "n_users": int(len(users)), "k": int(k),
+           "chance_share": float(np.mean(m / n_cand)) if len(users) else None, "models": {}}
+    for name, model in models.items():
+        path, new_scores = new_item_path(model, split.train, feats)
+        shares, hits, pct = [], [], []
+        for start in range(0, len(users), batch):
+            q = Queries(users[start:start + batch], hist[start:start + batch], True)
+            known = mask_history(np.array(model.score(q), dtype=np.float32, copy=True), q.history)
+            known[:, held] = -np.inf
+            new = (np.asarray(new_scores(q), dtype=np.float32) if path else
+                   np.full((len(q), m), -np.inf, dtype=np.float32))
+            top, _ = topk(np.concatenate([known, new], axis=1), k)
+            n_new = (top >= n_items).sum(axis=1)
+            shares.append(n_new / k)
+            hits.append(n_new > 0)
+            ranks = _ranks_among(known, new)
+            pct.append((ranks / np.maximum(n_cand[start:start + batch, None] - 1, 1)).mean(axis=1))
+        out["models"][name] = {
+            "path": path, f"share@{k}": float(np.concatenate(shares).mean()),
+            "users_with_new": float(np.concatenate(hits).mean()),
+            "mean_percentile": float(np.concatenate(pct).mean())}
+    return out
+
+
+def _ranks_among(known: np.ndarray, new: np.ndarray, cells: float = 2e7) -> np.ndarray:
+    """(B x m) 0-based rank of each new item's score among its row's candidates: the known
+    items scoring above it (masked -inf ones never do) and the new items ahead of it (ties by
+    order)."""
+    step = max(1, int(cells // max(known.size, 1)))
+    ranks = np.concatenate([(known[:, None, :] > new[:, j:j + step, None]).sum(axis=2)
+                            for j in range(0, new.shape[1], step)], axis=1)
+    return ranks + np.argsort(np.argsort(-new, axis=1, kind="stable"), axis=1)

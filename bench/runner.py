@@ -136,6 +136,8 @@ class Runner:
             return f"{data.name} has no user features (the ablation removes them)"
         if needs == "item_features" and not data.item_features:
             return f"{data.name} has no item features (a new item is embedded from them)"
+        if needs == "features" and not (data.user_features or data.item_features):
+            return f"{data.name} has no user or item features (the ablation removes them)"
         return None
 
     def merge(self, section: Section) -> None:

@@ -77,13 +77,15 @@ def check_version(data, label: str, error: type[ValueError] = ResultsError) -> N
                     f"{SCHEMA_VERSION}; this mfsoftmax reads only that layout, see docs/results.md)")
 
 
-def feature_pairs(ablation: list) -> list[tuple[int, int]]:
-    """(with, without) index pairs of ablation rows: the same model and history setting, with and
-    without user features (the rows between which a feature lift is measured)."""
-    return [(i, j) for i, on in enumerate(ablation) if on.get("user_features")
+def feature_pairs(ablation: list, switch: str = "user_features") -> list[tuple[int, int]]:
+    """(with, without) index pairs of ablation rows: the same model and the same other inputs
+    (history, user or item features), with and without ``switch`` ("user_features" or
+    "item_features"; the rows between which a feature lift is measured)."""
+    same = [k for k in ("history", "user_features", "item_features") if k != switch]
+    return [(i, j) for i, on in enumerate(ablation) if on.get(switch)
             for j, off in enumerate(ablation)
-            if off.get("model") == on.get("model") and not off.get("user_features")
-            and bool(off.get("history")) == bool(on.get("history"))]
+            if off.get("model") == on.get("model") and not off.get(switch)
+            and all(bool(off.get(k)) == bool(on.get(k)) for k in same)]
 
 
 @functools.lru_cache(maxsize=1)

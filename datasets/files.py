@@ -25,6 +25,7 @@ from .columns import detect_header, detect_sep, resolve_columns
 from .core import DatasetError, Interactions, from_coo
 from .decode import _COMPRESSED_SUFFIXES, decompress, read_bytes, sniff_format, to_utf8
 from .registry import register
+from .sidetables import attach_side_tables
 from .textparse import (
     _SEP_NAMES,
     NotNumeric,
@@ -159,7 +160,10 @@ def _stem(p: Path) -> str:
 @register("file", "Any CSV/TSV (or Parquet with pyarrow) of user, item[, rating][, timestamp], "
           "plain or gzip/bz2/xz/zip; --param path=FILE")
 def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, item_col=None,
-                rating_col=None, timestamp_col=None, name=None, encoding=None) -> Interactions:
+                rating_col=None, timestamp_col=None, name=None, encoding=None,
+                user_features=None, item_features=None, user_features_key=None,
+                item_features_key=None, user_feature_kinds=None,
+                item_feature_kinds=None) -> Interactions:
     """Load interactions from a delimited text file or a Parquet file.
 
     Parameters
@@ -184,6 +188,9 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
         Text encoding, e.g. ``latin-1`` or ``cp1252``. By default the file must be UTF-8 (a
         byte-order mark is dropped; UTF-16/32 with a byte-order mark is read too), and a
         non-UTF-8 byte is an error naming its line, column and byte offset.
+    user_features, item_features, *_features_key, *_feature_kinds : optional
+        Side tables keyed by the raw ids, their key column and kind overrides
+        (:mod:`~.sidetables`).
 
     Returns
     -------
@@ -219,8 +226,14 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
             meta["nonpositive_ratings"] = {
                 "count": int(low.size), "first": f"{t.get('rows', 'line')} {t['first_line'] + k}",
                 "value": float(ratings[k]), "min": float(ratings[low].min())}
-    return from_coo(
+    data = from_coo(
         name or _stem(p), u, i, len(uids), len(iids),
         values=ratings, ratings=ratings, timestamps=t.get("timestamp"),
         user_ids=uids, item_ids=iids, meta=meta,
     )
+    return attach_side_tables(data, t.get("names"), t["columns"], data_dir, encoding,
+                              user_features=user_features, item_features=item_features,
+                              user_features_key=user_features_key,
+                              item_features_key=item_features_key,
+                              user_feature_kinds=user_feature_kinds,
+                              item_feature_kinds=item_feature_kinds)

@@ -5,7 +5,8 @@ It is the "averages" heuristic for new users with no model at all, and the cold-
 for the feature-based models: with zero revealed items a recommender knows only the features, so
 this lookup shows how much ranking signal the features hold beyond popularity.
 
-For each categorical user feature f (1-D integer codes) and value v::
+For each user feature f (1-D integer codes, or a 0/1 multi-hot matrix such as a multi-valued or
+text column of a side table) and value v::
 
     p_f(j | v) = (c_f(v, j) + alpha * p(j)) / (c_f(v) + alpha)
 
@@ -13,7 +14,9 @@ with ``c_f(v, j)`` the training users with value v who interacted with item j, `
 total and ``p(j)`` the global popularity distribution; ``alpha`` (``shrinkage``) is a number of
 pseudo-interactions of global popularity. A query's score is ``log(mean_f p_f(j | v_f))``: an
 equal-weight mixture over the features (a full cross of features leaves most cells near empty).
-With no categorical user feature it ranks exactly as :class:`~.popularity.Popularity`.
+A multi-hot feature's ``p_f(j | user)`` is the mean over the user's values (global popularity
+when the user has none). With no user feature it ranks exactly as
+:class:`~.popularity.Popularity`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class FeaturePopularity(RecommenderBase):
     Parameters
     ----------
     features : list of str or None
-        Categorical user features to condition on (None: every 1-D user feature).
+        User features to condition on (None: every user feature, codes or multi-hot).
     shrinkage : float
         alpha >= 0, pseudo-interactions of global popularity added to each cell.
     """
@@ -64,26 +67,45 @@ class FeaturePopularity(RecommenderBase):
         self.global_p = counts / max(counts.sum(), 1.0)
         names = self.features
         if names is None:
-            names = sorted(k for k, v in train.user_features.items() if np.asarray(v).ndim == 1)
+            names = sorted(k for k, v in train.user_features.items() if np.asarray(v).ndim in (1, 2))
         self.tables, self.codes = {}, {}
         for name in names:
             if name not in train.user_features:
                 have = ", ".join(sorted(train.user_features)) or "none"
                 raise ValueError(f"{self.name}: features: no user feature {name!r} (have: {have})")
             codes = np.asarray(train.user_features[name])
-            if codes.ndim != 1 or not np.issubdtype(codes.dtype, np.integer) or (codes < 0).any():
-                raise ValueError(f"{self.name}: feature {name!r} must be 1-D non-negative integer codes")
-            n_values = int(codes.max()) + 1 if codes.size else 1
-            onehot = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))),
-                                   shape=(n_values, self.n_users))
+            onehot = self._members(name, codes)
             cell = np.asarray((onehot @ binary).todense())  # values x items
             total = cell.sum(1, keepdims=True)
             self.tables[name] = ((cell + self.shrinkage * self.global_p) /
                                  np.maximum(total + self.shrinkage, 1e-12)).astype(np.float32)
-            self.codes[name] = codes.astype(np.int64)
+            self.codes[name] = codes.astype(np.int64 if codes.ndim == 1 else np.uint8)
         if callback is not None:
             callback(0, self)
         return self
+
+    def _members(self, name: str, codes: np.ndarray) -> sp.csr_matrix:
+        """(values x users) membership: one value per user (1-D codes) or several (multi-hot)."""
+        if not np.issubdtype(codes.dtype, np.integer) or (codes < 0).any() or codes.ndim not in (1, 2) \
+                or (codes.ndim == 2 and codes.max(initial=0) > 1):
+            raise ValueError(f"{self.name}: feature {name!r} must be non-negative integer codes "
+                             "(1-D) or a 0/1 multi-hot matrix (2-D)")
+        if codes.ndim == 2:
+            return sp.csr_matrix(codes.T.astype(np.float64))
+        n_values = int(codes.max()) + 1 if codes.size else 1
+        return sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))),
+                             shape=(n_values, self.n_users))
+
+    def _mixture(self, name: str, users: np.ndarray) -> np.ndarray:
+        """p_f(j | user) of every queried user: its value's row, or for a multi-hot feature
+        the mean of its values' rows (global popularity when it has none)."""
+        codes, table = self.codes[name][users], self.tables[name]
+        if codes.ndim == 1:
+            return table[codes]
+        w = codes.astype(np.float32)
+        n = w.sum(axis=1, keepdims=True)
+        mix = (w @ table) / np.maximum(n, 1.0)
+        return np.where(n > 0, mix, self.global_p.astype(np.float32)[None, :])
 
     def score(self, queries: Queries) -> np.ndarray:
         if self.global_p is None:
@@ -94,7 +116,7 @@ class FeaturePopularity(RecommenderBase):
         if not self.tables:
             mix = np.broadcast_to(self.global_p.astype(np.float32), (len(users), self.n_items))
         else:
-            mix = sum(self.tables[f][self.codes[f][users]] for f in self.tables) / len(self.tables)
+            mix = sum(self._mixture(f, users) for f in self.tables) / len(self.tables)
         with np.errstate(divide="ignore"):
             scores = np.log(mix).astype(np.float32)
         return self._check_scores(scores, queries)

@@ -390,21 +390,21 @@ class SoftmaxDNN(RecommenderBase):
             init_embeddings(self.net)
         self.net.to(self._torch_device())
 
-    def _set_features(self, user_features: dict, item_features: dict) -> None:
+    def _feature_tensors(self, feats: dict, specs: list[dict]) -> dict:
+        """Tensors of ``feats`` for the layers of ``specs``: codes int64, multi-hot float32."""
         dev = self._torch_device()
+        out = {}
+        for spec in specs:
+            arr = np.asarray(feats[spec["name"]])
+            out[spec["name"]] = torch.as_tensor(
+                arr.astype(np.int64) if spec["kind"] == "cat" else arr.astype(np.float32), device=dev)
+        return out
 
-        def tensors(feats, specs):
-            out = {}
-            for spec in specs:
-                arr = np.asarray(feats[spec["name"]])
-                out[spec["name"]] = torch.as_tensor(
-                    arr.astype(np.int64) if spec["kind"] == "cat" else arr.astype(np.float32), device=dev)
-            return out
-
+    def _set_features(self, user_features: dict, item_features: dict) -> None:
         self._uf_np = {s["name"]: np.asarray(user_features[s["name"]]) for s in self.user_specs}
         self._if_np = {s["name"]: np.asarray(item_features[s["name"]]) for s in self.item_specs}
-        self._uf = tensors(user_features, self.user_specs)
-        self._if = tensors(item_features, self.item_specs)
+        self._uf = self._feature_tensors(user_features, self.user_specs)
+        self._if = self._feature_tensors(item_features, self.item_specs)
 
     # ------------------------------------------------------------------ forward helpers
     def _user_feats(self, users) -> dict | None:
@@ -683,11 +683,27 @@ class SoftmaxDNN(RecommenderBase):
         if self.net.item.tower is None:
             raise ValueError(f"{self.name}: item_cold_scores needs item_tower='add' or 'replace'")
         items = np.asarray(items, dtype=np.int64)
+        idx = torch.as_tensor(items, device=self._V.device)
+        return self._tower_scores(queries, {k: v[idx] for k, v in self._if.items()})
+
+    def feature_item_scores(self, queries: Queries, features: dict) -> np.ndarray:
+        """Scores (B x m) of m items outside the catalogue (no index, no interactions) from
+        their item features alone (``features``: name -> m rows, coded as the training data's),
+        through the item tower; as :meth:`item_cold_scores` otherwise."""
+        self._check_fitted()
+        if self.net.item.tower is None:
+            raise ValueError(f"{self.name}: feature_item_scores needs item_tower='add' or 'replace'")
+        for spec in self.item_specs:
+            arr = np.asarray(features[spec["name"]]) if spec["name"] in features else None
+            if arr is None or (spec["kind"] == "multi" and arr.shape[1:] != (spec["size"],)):
+                raise ValueError(f"{self.name}: item feature {spec['name']!r} missing or not "
+                                 f"{spec['size']} columns wide as in training")
+        return self._tower_scores(queries, self._feature_tensors(features, self.item_specs))
+
+    def _tower_scores(self, queries: Queries, item_feats: dict) -> np.ndarray:
         with torch.inference_mode():
-            idx = torch.as_tensor(items, device=self._V.device)
-            t = self.net.item.tower({k: v[idx] for k, v in self._if.items()})
-            q = self._queries_forward(queries)
-            s = q @ t.T
+            t = self.net.item.tower(item_feats)
+            s = self._queries_forward(queries) @ t.T
             if self._b is not None:
                 s = s + self.cold_bias
             return s.cpu().numpy()

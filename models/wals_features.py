@@ -89,3 +89,25 @@ class FeatureMeans:
             level[hit] = k
             todo &= ~hit
         return out.astype(np.float32), level
+
+
+def new_row_embeddings(features: dict, trained: np.ndarray, emb: np.ndarray,
+                       new_features: dict) -> np.ndarray:
+    """The :class:`FeatureMeans` heuristic for rows outside the index space (e.g. new items
+    that only a side table lists): ``new_features`` (name -> m rows, coded as ``features``) are
+    encoded together with the n indexed rows, so a combination means the same on both sides.
+
+    Returns the (m x d) embeddings, float32.
+    """
+    names = list(features)
+    if set(new_features) != set(names):
+        raise ValueError(f"new rows have features {sorted(new_features)}, expected {sorted(names)}")
+    n = len(trained)
+    both = {k: np.concatenate([np.asarray(features[k]), np.asarray(new_features[k])]) for k in names}
+    _, codes = encode_features(both)
+    m = len(codes) - n
+    if not names:
+        codes = np.zeros((n + m, 0), dtype=np.int64)
+    grown = np.concatenate([np.asarray(emb), np.zeros((m, emb.shape[1]), dtype=emb.dtype)])
+    means = FeatureMeans(codes, np.concatenate([np.asarray(trained, bool), np.zeros(m, bool)]), grown)
+    return means.lookup(np.arange(n, n + m))[0]

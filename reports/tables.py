@@ -420,14 +420,17 @@ def ablation_table(runs, labels):
     for results in runs:
         rows = {}
         abl = results.get("ablation", [])
-        keys = [(r.get("model", "?"), "yes" if r.get("history") else "no",
+        keys = [(r.get("model", "?") + (" +item features" if r.get("item_features") else ""),
+                 "yes" if r.get("history") else "no",
                  "yes" if r.get("user_features") else "no") for r in abl]
         for k, r in zip(keys, abl, strict=True):
             rows[k] = {c: (r[c], f"{r[c]:.4f}") for c in ("recall@20", "ndcg@20", "cold_recall@20")
                        if fmt.is_num(r.get(c))}
-        for i, j in feature_pairs(abl):
+        pairs = [(i, j, "lift_se") for i, j in feature_pairs(abl)] + [
+            (i, j, "item_lift_se") for i, j in feature_pairs(abl, "item_features")]
+        for i, j, key in pairs:
             on, off = abl[i], abl[j]
-            for c, se in (on.get("lift_se") or {}).items():
+            for c, se in (on.get(key) or {}).items():
                 if c in ("recall@20", "cold_recall@20") and fmt.is_num(se) \
                         and fmt.is_num(on.get(c)) and fmt.is_num(off.get(c)):
                     rows[keys[i]][f"features' lift, {c}"] = f"{on[c] - off[c]:+.4f} ± {se:.4f}"
@@ -437,7 +440,8 @@ def ablation_table(runs, labels):
                        columns=["recall@20", "ndcg@20", "cold_recall@20", "features' lift, recall@20",
                                 "features' lift, cold_recall@20"],
                        note="cold_recall@20: users with no known history (n_known = 0). Features' "
-                            "lift: this row minus the same model without user features, ± the "
+                            "lift: this row minus the same model without user features (a "
+                            "+item features row: without item features), ± the "
                             "standard error of the per-user differences (same users, paired).")
 
 

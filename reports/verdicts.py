@@ -321,7 +321,8 @@ def _query_features(claim: Claim, results: dict) -> ClaimResult:
         elif fam_rows:
             figures[fam] = "no feature input"
     if "softmax" not in best:
-        return _missing(claim, figures, models, "no softmax row with and without user features")
+        return _missing(claim, figures, models, "no softmax row with and without user features"
+                        + _item_feature_note(rows))
     sm_sig = best["softmax"][1] > 0
     mf_sig = "mf" in best and best["mf"][1] > 0
     if sm_sig and (not mf_sig or best["softmax"][0] > best["mf"][0]):
@@ -331,17 +332,33 @@ def _query_features(claim: Claim, results: dict) -> ClaimResult:
     else:
         winner = "tie"
     sm = lifts["softmax"]
+    items = _item_feature_note(rows)
     by_hist = {h: max((r for r in sm if r[3] == h), default=None) for h in (True, False)}
     if winner == "softmax" and all(by_hist.values()) and len({by_hist[h][1] > 0 for h in by_hist}) > 1:
         helps = "without" if by_hist[False][1] > 0 else "with"
         return ClaimResult(claim, figures, models, winner, "depends",
                            f"user features help softmax only {helps} history "
-                           f"({fmt.pct(by_hist[False][0])} without, {fmt.pct(by_hist[True][0])} with)")
+                           f"({fmt.pct(by_hist[False][0])} without, {fmt.pct(by_hist[True][0])} with)"
+                           + items)
     rel, _, name, _, metric, gap, rule = best["softmax"]
     text = f"user features move softmax {metric} by {gap}{fmt.pct(rel)}"
     verdict, line = _judge(claim, winner, text + f" ({name})",
                            text + f" (not beyond {rule})", text + "; MF gains more")
-    return ClaimResult(claim, figures, models, winner, verdict, line)
+    return ClaimResult(claim, figures, models, winner, verdict, line + items)
+
+
+def _item_feature_note(rows: list) -> str:
+    """``"; item features move recall@20 by ..."`` from the ablation's item-feature pair, or
+    ``"; item features not measured"``."""
+    pairs = feature_pairs(rows, "item_features")
+    if not pairs:
+        return "; item features not measured"
+    on, off = rows[pairs[0][0]], rows[pairs[0][1]]
+    se = (on.get("item_lift_se") or {}).get("recall@20")
+    gap = on["recall@20"] - off["recall@20"]
+    rel = gap / off["recall@20"] if off["recall@20"] else 0.0
+    return (f"; item features move {on['model']} recall@20 by {gap:+.4f}"
+            + (f" ± {se:.4f}" if fmt.is_num(se) else "") + f", {fmt.pct(rel)}")
 
 
 def _cold(claim: Claim, results: dict, side: str) -> ClaimResult:
@@ -370,17 +387,31 @@ def _cold(claim: Claim, results: dict, side: str) -> ClaimResult:
     sign, rule = quality_gap(best["mf"][1], best["softmax"][1], se_gap=se_mean)
     winner = _winner(sign)
     nonzero = {s for s in signs.values() if s}
+    note = _true_new_items_note(results, (sm_n, mf_n)) if side == "items" else ""
     if len(nonzero) > 1:
         ahead = {s: [k for k, v in signs.items() if v == s] for s in nonzero}
         return ClaimResult(claim, figures, models, winner, "depends",
                            f"{sm_n} ahead at n_known ∈ {_ks(ahead[-1])}, "
-                           f"{mf_n} ahead at n_known ∈ {_ks(ahead[1])}")
+                           f"{mf_n} ahead at n_known ∈ {_ks(ahead[1])}" + note)
     base = f"{sm_n} {best['softmax'][1]:.4f} vs {mf_n} {best['mf'][1]:.4f}"
     if se_mean is not None:
         base += f" (gap {best['softmax'][1] - best['mf'][1]:+.4f} ± {se_mean:.4f} at most)"
     verdict, text = _judge(claim, winner, f"{base}; softmax never behind on the curve",
                            f"{base}; within {rule}", f"{base}; MF ahead")
-    return ClaimResult(claim, figures, models, winner, verdict, text)
+    return ClaimResult(claim, figures, models, winner, verdict, text + note)
+
+
+def _true_new_items_note(results: dict, names) -> str:
+    """``"; N true new items (item table only): ..."`` from ``cold_items_new``, or ""."""
+    new = results.get("cold_items_new") or {}
+    if not new.get("n_new_items"):
+        return ""
+    k = new.get("k", 10)
+    shares = [f"{n} {fmt.pct(m[f'share@{k}'], signed=False)}" for n in names
+              if fmt.is_num((m := (new.get("models") or {}).get(n) or {}).get(f"share@{k}"))]
+    return (f"; {new['n_new_items']} true new items (item table only), share of top-{k}: "
+            + (", ".join(shares) or fmt.DASH)
+            + f" (chance {fmt.pct(new.get('chance_share'), signed=False)})")
 
 
 def _ks(ks) -> str:

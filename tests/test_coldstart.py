@@ -213,3 +213,14 @@ def test_new_item_recall_does_not_fall_with_more_revealed_users(new_items_wals):
         for row in rows:
             arr = per[name][row["n_known"]]["recall@10"]
             assert len(arr) == row["n_users"] and arr.mean() == pytest.approx(row["recall@10"])
+
+
+def test_item_lift_se_pairs_rows_differing_in_item_features_only():
+    rows = [{"model": "dnn", "history": True, "user_features": False, "item_features": False},
+            {"model": "dnn", "history": True, "user_features": True, "item_features": False},
+            {"model": "dnn", "history": True, "user_features": True, "item_features": True}]
+    pers = [{"recall@20": np.zeros(4)}, {"recall@20": np.array([0.0, 0.5, 0.5, 1.0])},
+            {"recall@20": np.array([1.0, 0.5, 0.5, 1.0])}]
+    add_lift_se(rows, pers)
+    assert rows[2]["item_lift_se"] == {"recall@20": pytest.approx(0.25)}
+    assert "lift_se" in rows[1] and "lift_se" not in rows[2]  # user pair: rows 1 vs 0 only

@@ -504,3 +504,34 @@ def test_folding_regimes_table_and_headline():
     assert t.rows[0][1][-1] == "helps" and t.rows[1][1][-1] == "helps up to w0 = 0.1, then hurts"
     line = next(c.line for c in headline(r) if c.claim.key == "folding")
     assert "10 groups / d 8: helps" in line and "100 groups / d 8: helps up to w0 = 0.1, then hurts" in line
+
+
+def test_query_features_line_says_whether_item_features_were_measured():
+    r = light(make_results())
+    assert verdicts(r)["query_features"].line.endswith("; item features not measured")
+    both = next(row for row in r["ablation"] if row["model"] == "softmax-full"
+                and row["user_features"] and row["history"])
+    r["ablation"].append(dict(both, inputs="both + item features (add)", item_features=True,
+                              **{"recall@20": both["recall@20"] + 0.01},
+                              item_lift_se={"recall@20": 0.004}))
+    line = verdicts(r)["query_features"].line
+    assert "; item features move softmax-full recall@20 by +0.0100 ± 0.0040" in line
+    rows = {tuple(k): vals for k, vals in tb.ablation_table([r], ["A"]).rows}
+    assert rows[("softmax-full +item features", "yes", "yes")][3] == "+0.0100 ± 0.0040"
+    assert rows[("softmax-full", "yes", "yes")][0] == f"{both['recall@20']:.4f}"  # not overwritten
+    r["ablation"] = [row for row in r["ablation"] if row["model"] != "softmax-full"
+                     or row["user_features"]]  # no user-feature pair left: item lift still said
+    v = verdicts(r)["query_features"]
+    assert v.verdict == "not measured" and "item features move softmax-full" in v.line
+
+
+def test_new_items_line_counts_true_new_items():
+    r = light(make_results())
+    assert "true new items" not in verdicts(r)["cold_items"].line
+    names = [n for n in r["models"]]
+    r["cold_items_new"] = {"n_new_items": 18, "n_users": 100, "k": 10, "chance_share": 0.011,
+                           "models": {n: {"path": None, "share@10": 0.25, "users_with_new": 0.5,
+                                          "mean_percentile": 0.3} for n in names}}
+    line = verdicts(r)["cold_items"].line
+    assert "; 18 true new items (item table only), share of top-10: " in line
+    assert "25.0%" in line and "(chance 1.1%)" in line

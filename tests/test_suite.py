@@ -48,7 +48,8 @@ def test_quick_run_honours_the_contract(quick_run):
     fp = [r for r in res["ablation"] if r["model"] == "feature-popularity"]
     assert fp and fp[0]["user_features"] is True
     # the DNN with features (and history) against itself without: paired over the same users
-    both = [r for r in res["ablation"] if r["history"] is True and r["user_features"] is True]
+    both = [r for r in res["ablation"] if r["history"] is True and r["user_features"] is True
+            and not r.get("item_features")]
     assert len(both) == 1 and set(both[0]["lift_se"]) == {"recall@20", "ndcg@20", "cold_recall@20", "cold_ndcg@20"}
     assert all(v >= 0 for v in both[0]["lift_se"].values())
     hashed = {r["scope"]: r for r in res["sweeps"]["hashing"]}

@@ -1,11 +1,11 @@
 """The suite's stages, one module each, in run order: the one registry.
 
 Each module has ``run(ctx: RunContext) -> Section``; ``NEEDS`` (optional) names the side
-information it cannot run without (``"user_features"`` / ``"item_features"``), and the runner
-skips it, with that reason, on a dataset that lacks it. ``USES`` (optional) names what it needs
-from earlier stages, ``{RunContext attribute: the stage that fills it}``; the stage checks it
-with :func:`require` first. ``training`` is not a module: training cost is measured by the
-quality stage.
+information it cannot run without (``"user_features"`` / ``"item_features"``, or
+``"features"``: either), and the runner skips it, with that reason, on a dataset that lacks it.
+``USES`` (optional) names what it needs from earlier stages, ``{RunContext attribute: the stage
+that fills it}``; the stage checks it with :func:`require` first. ``training`` is not a module:
+training cost is measured by the quality stage.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """New-item stage: Recall@10 on items unseen in training as n_known of their interactions are
 revealed; each model refitted on the new-items split with its ``new_item_params`` (the DNN's
-item tower), every pair paired by user at every point."""
+item tower), every pair paired by user at every point. When an item side table lists items with
+no interaction at all (``meta["new_items"]``), the same models also rank those true new items
+at n_known = 0 (``cold_items_new``: how many, and where each model puts them; no targets, so no
+recall)."""
 
 from __future__ import annotations
 
-from ..coldstart import new_item_curve
+from ..coldstart import new_item_curve, true_new_item_ranks
 from ..context import RunContext, Section
 from .paired import paired_rows_by_point
 
@@ -24,4 +27,7 @@ def run(ctx: RunContext) -> Section:
     for name, rows in curves.items():
         out.model(name)["cold_start"] = {"items": rows}
     out.top["cold_items_paired_se"] = paired_rows_by_point(per, cs["n_known_items"])
+    new = ctx.data.meta.get("new_items")
+    if new is not None and len(new["ids"]):
+        out.top["cold_items_new"] = true_new_item_ranks(models, split, new, k=int(cs["k"]))
     return out

@@ -32,9 +32,12 @@ def paired_rows_by_point(per: dict, n_known) -> list:
 def add_lift_se(rows: list, pers: list) -> None:
     """Give each ablation row with user features, whose model also has a row without them and
     the same history setting, ``lift_se``: the standard error of the per-user difference (with
-    - without features) of each metric, warm and at 0 items (same users, paired)."""
+    - without features) of each metric, warm and at 0 items (same users, paired); likewise
+    ``item_lift_se`` for rows with item features against the row without them."""
     for i, j in feature_pairs(rows):
         rows[i]["lift_se"] = paired_standard_errors(pers[i], pers[j])
+    for i, j in feature_pairs(rows, "item_features"):
+        rows[i]["item_lift_se"] = paired_standard_errors(pers[i], pers[j])
 
 
 def paired_rows_seeds(per_seed: dict) -> list:

@@ -7,6 +7,8 @@ Examples
   mfsoftmax datasets show ml-100k --data-dir ../shared/datasets
   mfsoftmax datasets show "twin(ml-100k)" --data-dir ../shared/datasets --min-rating 4
   mfsoftmax datasets show file --param path=ratings.csv.gz --param encoding=latin-1
+  mfsoftmax datasets inspect ratings.tsv --item-features items.csv --user-features users.csv \
+      --write-config my.toml
   mfsoftmax datasets verify ml-20m
 """
 
@@ -56,6 +58,18 @@ def add_arguments(p) -> None:
     show.add_argument("name", help="registry name or spec, e.g. ml-100k, twin(synthetic)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_dataset_options(show)
+    insp = sub.add_parser("inspect", help="what the file loader detects in your files (separator, "
+                          "header, roles, side-table columns and kinds, unmatched ids); "
+                          "--write-config writes a config that runs them")
+    insp.add_argument("path", help="the interactions file (CSV/TSV/Parquet, compressed or not)")
+    for side in ("item", "user"):
+        insp.add_argument(f"--{side}-features", metavar="PATH", help=f"the {side} side table")
+        insp.add_argument(f"--{side}-features-key", metavar="COLUMN",
+                          help=f"its key column (default: named like the {side} column, else the first)")
+        insp.add_argument(f"--{side}-feature-kinds", metavar="COL:KIND,...",
+                          help="kind overrides, e.g. title:text,year:numeric,genres:multi:|")
+    insp.add_argument("--write-config", metavar="FILE",
+                      help="write a TOML config (the default run's models on these files)")
     verify = sub.add_parser("verify", help="re-hash a downloaded MovieLens dataset's cached files "
                             "(replacing them when corrupt), or check a --data-dir copy's MD5SUMS")
     verify.add_argument("name", help="ml-100k, ml-1m, ml-20m or ml-latest-small")
@@ -77,6 +91,10 @@ def main(args) -> int:
         return 0
     if args.action == "verify":
         return _verify(args)
+    if args.action == "inspect":
+        from .cli_inspect import inspect_files  # lazy: numpy+polars, off --help
+
+        return inspect_files(args)
     try:
         data = load_from_args(args, args.name)
     except (DatasetError, OSError) as exc:
@@ -84,7 +102,8 @@ def main(args) -> int:
         return 2
     stats = data.stats()
     if args.json:
-        print(json.dumps(stats, indent=2))
+        side = data.meta.get("side_tables")
+        print(json.dumps({**stats, "side_tables": side} if side else stats, indent=2))
         return 0
     print(f"dataset        {stats['name']}")
     print(f"users          {stats['n_users']}")
@@ -98,7 +117,28 @@ def main(args) -> int:
         print(f"{side.replace('_', ' '):<14} {cols}")
     if stats["planted_groups"]:
         print(f"planted groups {stats['planted_groups']}")
+    for line in side_table_lines(data.meta):
+        print(line)
     return 0
+
+
+def side_table_lines(meta: dict) -> list[str]:
+    """What the ``file`` loader's side tables gave (kinds, ids matched, new items), as lines."""
+    out = []
+    for side, t in (meta.get("side_tables") or {}).items():
+        out.append(f"{side} table     {t['path']} (key {t['key']!r}, {t['rows']} rows, "
+                   f"{t['ids']} ids)")
+        for col, c in t["columns"].items():
+            extra = (f", separator {c['separator']!r}" if c.get("separator") else "") + (
+                f", {c['other_values']} rarer values as (other)" if c.get("other_values") else "") + (
+                f", {c['truncated_cells']} cells cut to their first characters"
+                if c.get("truncated_cells") else "")
+            out.append(f"  {col:<20} {c['kind']} [{c['size']}]{extra}")
+        out.append(f"  ids: {t['matched_ids']} matched, {t['unmatched_ids']} not in the "
+                   f"interactions{' (new items)' if side == 'item' else ''}, {t['missing_ids']} "
+                   f"{side}s of the interactions missing from it, {t['duplicate_rows']} "
+                   "repeated rows")
+    return out
 
 
 def _verify(args) -> int:
