@@ -25,8 +25,11 @@ DEFAULTS: dict = {
             "progress": None},
     # binarize: every kept interaction becomes 1.0 (false keeps the values, e.g. play counts,
     # for models that weight them: WALS weight = "linear" | "log")
+    # max_items / max_users: keep only the most popular items, then the most active users on
+    # them (None: all; --quick caps real data to QUICK_CAPS)
     "dataset": {"name": "synthetic", "data_dir": None, "protocol": "strong", "params": {},
-                "min_rating": None, "min_user": 0, "min_item": 0, "binarize": True, "split": {}},
+                "min_rating": None, "min_user": 0, "min_item": 0, "binarize": True, "split": {},
+                "max_items": None, "max_users": None},
     # sampler: "tpe" (Optuna's seeded TPE; trial 0 = the configured params) or "random"
     "tuning": {"trials": 4, "metric": "recall@20", "sampler": "tpe"},
     # seeds: train each tuned model with this many seeds (seed, seed + 1, ...): figures are means
@@ -95,7 +98,7 @@ DEFAULTS: dict = {
     "engines": {"mf": "implicit", "dnn_workers": 1},
 }
 
-# What --quick shrinks (a smoke run under a minute; figures are not meaningful).
+# What --quick shrinks (a smoke run; figures are not meaningful).
 QUICK: dict = {
     "tuning": {"trials": 1},
     "quality": {"seeds": 1},
@@ -110,6 +113,10 @@ QUICK: dict = {
 }
 # the smaller synthetic dataset of --quick (the default run uses the generator's defaults)
 QUICK_DATASET = {"synthetic": {"n_users": 1500, "n_items": 900, "n_groups": 12}}
+# --quick on any other dataset: at most this many items and users (dataset.max_items,
+# dataset.max_users), so a smoke run costs the same at any catalogue size (the folding stage's
+# twin probe doubles both)
+QUICK_CAPS = {"max_items": 1000, "max_users": 1500}
 
 
 class ConfigError(ValueError):
@@ -171,6 +178,9 @@ def shrink(cfg: dict) -> dict:
     ds = out["dataset"]
     if ds["name"] in QUICK_DATASET:
         ds["params"] = merge(ds["params"], QUICK_DATASET[ds["name"]])
+    else:
+        for key, cap in QUICK_CAPS.items():
+            ds[key] = cap if ds[key] is None else min(int(ds[key]), cap)
     from mfsoftmax.models import MODELS  # lazy: torch+implicit (~2 s), off --help
 
     for spec in out["models"].values():
@@ -208,6 +218,9 @@ def check_keys(node: dict, ref: dict, where: str, path: tuple = ()) -> None:
             what = "section" if not path else "key"
             raise ConfigError(f"{where}: unknown {what} {dotted}{_suggest(key, ref)}; known: "
                               f"{', '.join(k for k in ref if (*path, k) not in INTERNAL)}")
+        if isinstance(ref[key], bool) and not isinstance(val, bool):
+            raise ConfigError(f"{where}: {dotted} must be true or false (a TOML boolean), got "
+                              f"{val!r}")
         if here in OPEN:
             if not isinstance(val, dict):
                 raise ConfigError(f"{where}: {dotted} must be a table, got {val!r}")
@@ -271,6 +284,9 @@ def check_model(name: str, spec: dict, where: str) -> None:
                     and (isinstance(val, (bool, str)) or not isinstance(val, (int, float)))):
                 raise ConfigError(f"{at}.{label if extra else 'params.' + key}: {key} must be a "
                                   f"number, got {val!r}")
+            if isinstance(default, bool) and not isinstance(val, bool):
+                raise ConfigError(f"{at}.{label if extra else 'params.' + key}: {key} must be "
+                                  f"true or false, got {val!r}")
         try:
             cls(**kwargs)
         except (ValueError, TypeError) as exc:
@@ -311,6 +327,9 @@ def validate(cfg: dict, where: str = "config") -> None:
     for key in cfg["stages"]:
         if key not in STAGES:
             raise ConfigError(f"{where}: unknown stage stages.{key}; known: {', '.join(STAGES)}")
+    if not isinstance(cfg["run"]["progress"], (bool, type(None))):
+        raise ConfigError(f"{where}: run.progress must be true or false (or left unset), got "
+                          f"{cfg['run']['progress']!r}")
     if not cfg["models"]:
         raise ConfigError(f"{where}: no [models.*] section")
     for name, spec in cfg["models"].items():
@@ -369,6 +388,11 @@ def validate(cfg: dict, where: str = "config") -> None:
                               f"{', '.join(f'{s}_s' for s in STAGES)}")
         if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0:
             raise ConfigError(f"{where}: budgets.{key} must be seconds >= 0, got {val!r}")
+    for key in ("max_items", "max_users"):
+        val = cfg["dataset"][key]
+        if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+            raise ConfigError(f"{where}: dataset.{key} must be an integer >= 1 (or unset), got "
+                              f"{val!r}")
     ks = cfg["run"]["k"]
     if not ks or any(int(k) < 1 for k in ks):
         raise ConfigError(f"{where}: run.k must be a list of positive cut-offs")

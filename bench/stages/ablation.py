@@ -7,7 +7,7 @@ from __future__ import annotations
 from mfsoftmax.evaluation import evaluate
 
 from ..coldstart import new_user_curve
-from ..context import RunContext, Section
+from ..context import MissingInput, RunContext, Section
 from .paired import add_lift_se
 
 NEEDS = "user_features"
@@ -17,7 +17,7 @@ def run(ctx: RunContext) -> Section:
     switchable = [n for n, _ in ctx.model_specs() if ctx.model_class(n).ablation_switches]
     base = ctx.cfg["ablation"].get("base") or ctx.best_softmax(switchable)
     if base is None:
-        raise RuntimeError("no fitted model with ablation switches (use_history, "
+        raise MissingInput("no fitted model with ablation switches (use_history, "
                            "use_user_features) to ablate")
     hist_key, feat_key = ctx.model_class(base).ablation_switches
     split, reuse = ctx.cold_split()
