@@ -26,7 +26,7 @@ from mfsoftmax.reports.verdicts import headline
 from mfsoftmax.runtime import sample_calibration, to_jsonable
 
 from . import stages
-from .config import STAGES
+from .config import QUICK_CAPS, STAGES
 from .context import MissingInput, RunContext, Section, StageFailed, build_model, deep_merge
 from .measure import RssMonitor
 from .progress import Log
@@ -108,7 +108,7 @@ class Runner:
                     min_user=ds["min_user"], min_item=ds["min_item"],
                     binary=bool(ds.get("binarize", True)), **params)
         full = (data.n_users, data.n_items, data.n_interactions)
-        data = cap_size(data, ds.get("max_users"), ds.get("max_items"))
+        data = cap_size(data, *(ds.get(k) for k in QUICK_CAPS), seed=self.seed)
         split = make_split(data, ds["protocol"], seed=self.seed, **ds["split"])
         for label, part in (("test", split.test), ("validation", split.valid)):
             if len(part) == 0:
@@ -128,10 +128,11 @@ class Runner:
             self.results["dataset"]["capped_from"] = dict(zip(
                 ("n_users", "n_items", "n_interactions"), full, strict=True))
             why = "--quick caps it" if self.cfg["run"].get("quick") else "capped"
-            self.say(f"dataset {data.name}: {why} to dataset.max_items = {ds.get('max_items')} "
-                     f"most popular items and dataset.max_users = {ds.get('max_users')} most "
-                     f"active users: {full[0]} x {full[1]} -> {data.n_users} x {data.n_items} "
-                     "(lift with --set dataset.max_items=null --set dataset.max_users=null)")
+            caps = ", ".join(f"dataset.{k} = {ds.get(k)}" for k in QUICK_CAPS)
+            self.say(f"dataset {data.name}: {why} ({caps}; the most popular items, then a random "
+                     f"sample of users): {full[0]} x {full[1]}, {full[2]} interactions -> "
+                     f"{data.n_users} x {data.n_items}, {data.n_interactions} (a cap is lifted "
+                     "by --set dataset.<cap>=null)")
         self.say(f"dataset {data.name}: {data.n_users} users x {data.n_items} items, "
                  f"{data.n_interactions} interactions; protocol {ds['protocol']}")
 
@@ -349,16 +350,22 @@ class Runner:
         return "\n".join(lines)
 
 
-def cap_size(data, max_users: int | None, max_items: int | None):
-    """``data`` restricted to its ``max_items`` most popular items, then to the ``max_users``
-    users most active on them (ties: the lower index; order kept, empty rows dropped); ``data``
-    itself when it is within both caps."""
+def cap_size(data, max_items: int | None = None, max_users: int | None = None,
+             max_interactions: int | None = None, seed: int = 0):
+    """``data`` restricted to its ``max_items`` most popular items (ties: the lower index), then
+    to a random sample of users (seeded; at least one) of at most ``max_users`` users holding at
+    most ``max_interactions`` interactions; order kept, empty rows and columns dropped. ``data``
+    itself when it is within every cap."""
     if max_items and data.n_items > max_items:
         top = np.argsort(-data.item_popularity(), kind="stable")[:max_items]
         data = drop_empty(data.subset(items=np.sort(top)))
-    if max_users and data.n_users > max_users:
-        top = np.argsort(-data.user_activity(), kind="stable")[:max_users]
-        data = drop_empty(data.subset(users=np.sort(top)))
+    if (max_users and data.n_users > max_users) or (
+            max_interactions and data.n_interactions > max_interactions):
+        order = np.random.default_rng(seed).permutation(data.n_users)
+        held = np.cumsum(data.user_activity()[order])
+        n = min(max_users or data.n_users,
+                int(np.searchsorted(held, max_interactions or held[-1], side="right")))
+        data = drop_empty(data.subset(users=np.sort(order[:max(n, 1)])))
     return data
 
 

@@ -5,15 +5,16 @@ the scaling sweeps; write results.json (and the report) atomically.
 Examples
 --------
   mfsoftmax run                                   # default config: synthetic planted groups
-  mfsoftmax run --quick                           # smoke run (under a minute)
+  mfsoftmax run --quick                           # smoke run (small data at any catalogue size)
   mfsoftmax run --config ml-100k --data-dir ../shared/datasets
   mfsoftmax run --config scale                    # the scaling sweeps
   mfsoftmax run --models popularity wals --stages quality,serving --set tuning.trials=8
 
 Exit status: 0 when every stage succeeded, 1 when a stage failed (results still written, the
 stage marked failed, or results.json could not be written), 2 on a bad config, dataset or
---out, 130 when interrupted (Ctrl-C), 143 on SIGTERM. results.json is rewritten atomically after
-every stage, so a killed run keeps every stage it finished.
+--out (or an --out another run is writing), 130 when interrupted (Ctrl-C), 143 on SIGTERM, 129
+on SIGHUP. results.json is rewritten atomically after every stage, so a killed run keeps every
+stage it finished. Each run claims its own folder atomically: two runs never share one.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ def add_arguments(p) -> None:
     p.add_argument("--protocol", help="holdout, temporal or strong")
     p.add_argument("--models", nargs="+", help="only these configured models")
     p.add_argument("--stages", help=f"comma list of stages to run (of: {', '.join(STAGES)})")
-    p.add_argument("--quick", action="store_true", help="shrink the config to a smoke run")
+    p.add_argument("--quick", action="store_true",
+                   help="shrink the config to a smoke run: one trial, few epochs, small data (real "
+                        "datasets capped to 1000 items, 1500 users, 30k interactions); minutes, "
+                        "at any catalogue size")
     p.add_argument("--out", help="output folder, new or empty (default: a fresh runs/<run-id>)")
     p.add_argument("--seed", type=int, help="seed of data, split, models and search")
     p.add_argument("--threads", type=int, help="BLAS/torch/implicit threads (default 1)")

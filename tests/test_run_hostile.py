@@ -115,6 +115,14 @@ def test_explicit_param_wins_over_quick_data_caps(capsys):
     assert "--param n_users=400 replaces --quick's n_users=1500" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("param", ["n_users=abc", "n_users=true", "noise=[0.1]"])
+def test_a_dataset_param_of_the_wrong_type_is_refused_even_under_quick(tmp_path, capsys, param):
+    code, err = _run(capsys, *SMALL, "--param", param, "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert f"dataset.params.{param.split('=')[0]} must be a number" in _one_line_error(err)
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("value", ['"false"', '"no"', "0"])
 def test_a_string_or_number_for_a_boolean_in_toml_is_refused(tmp_path, capsys, value):
     bad = tmp_path / "bad.toml"
@@ -316,20 +324,41 @@ def test_quick_caps_a_large_catalogue_and_says_so(tmp_path, capsys):
                      "--no-progress", "--out", str(out))
     assert code == 0, err
     ds = _results(out)["dataset"]
-    assert ds["n_items"] <= 1000 and ds["n_users"] <= 1500
+    assert ds["n_items"] <= 1000 and ds["n_users"] <= 1500 and ds["n_interactions"] <= 30000
     assert ds["capped_from"]["n_items"] > 1000 and ds["capped_from"]["n_users"] > 1500
-    assert "--quick caps it to dataset.max_items = 1000" in err
+    assert "--quick caps it (dataset.max_items = 1000, dataset.max_users = 1500" in err
     # lifted by an explicit --set
     code, err = _run(capsys, "--quick", "--dataset", "file", "--param", f"path={data}",
                      "--models", "popularity", "--stages", "quality", "--no-report",
                      "--no-progress", "--set", "dataset.max_items=null", "--set",
-                     "dataset.max_users=null", "--out", str(tmp_path / "full"))
+                     "dataset.max_users=null", "--set", "dataset.max_interactions=null",
+                     "--out", str(tmp_path / "full"))
     assert code == 0, err
     assert _results(tmp_path / "full")["dataset"]["n_items"] == ds["capped_from"]["n_items"]
 
 
 def test_quick_leaves_the_synthetic_default_uncapped():
     cfg = resolve_config(_args("--quick"))
-    assert cfg["dataset"]["max_items"] is None and cfg["dataset"]["max_users"] is None
+    assert all(cfg["dataset"][k] is None for k in ("max_items", "max_users", "max_interactions"))
     cfg = resolve_config(_args("--quick", "--dataset", "ml-100k"))
-    assert (cfg["dataset"]["max_items"], cfg["dataset"]["max_users"]) == (1000, 1500)
+    assert [cfg["dataset"][k] for k in ("max_items", "max_users", "max_interactions")] == [
+        1000, 1500, 30000]
+
+
+def test_cap_size_keeps_popular_items_and_a_bounded_user_sample():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from mfsoftmax.bench.runner import cap_size
+    from mfsoftmax.datasets import Interactions
+
+    rng = np.random.default_rng(1)
+    m = sp.random(400, 300, density=0.1, random_state=rng, format="csr", dtype=np.float32)
+    m.data[:] = 1.0
+    data = Interactions(name="x", matrix=m)
+    assert cap_size(data) is data and cap_size(data, 300, 400, 10**6) is data
+    capped = cap_size(data, max_items=50, max_interactions=1000, seed=3)
+    assert capped.n_items <= 50 and 0 < capped.n_interactions <= 1000
+    popular = set(np.argsort(-data.item_popularity(), kind="stable")[:50].tolist())
+    assert {data.item_ids[i] for i in popular} >= set(capped.item_ids.tolist())
+    assert cap_size(data, max_users=30, seed=3).n_users == 30
