@@ -283,7 +283,9 @@ def main(args) -> int:
     except ConfigError as exc:
         print(f"mfsoftmax run: {exc}", file=sys.stderr)
         return 2
-    previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
+    # a signal the caller ignores stays ignored (`nohup mfsoftmax run` survives its terminal)
+    previous = {s: signal.signal(s, _on_signal) for s in SIGNALS
+                if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         return _run(cfg, args, run_dir, t_start, DatasetError)
     except KeyboardInterrupt as exc:  # before any stage ran: nothing to keep

@@ -222,6 +222,23 @@ def test_sighup_is_handled_like_sigterm(tmp_path):
     assert "running" not in {v["status"] for v in res["stages"].values()}
 
 
+def test_an_ignored_sighup_stays_ignored(tmp_path):
+    out = tmp_path / "o"
+    proc = subprocess.Popen(  # as under nohup
+        [sys.executable, "-m", "mfsoftmax", "run", "--quick", "--models", "popularity", "wals",
+         "--stages", "quality,serving,cold_start_users", "--no-report", "--no-progress", "--out",
+         str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        _wait_for_stage(out, proc, "quality")
+        proc.send_signal(signal.SIGHUP)
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, text
+    assert _results(out)["run"]["status"] == "complete"
+
+
 @pytest.mark.parametrize("signum, code", [(None, 130), (signal.SIGTERM, 143),
                                           (signal.SIGHUP, 129)])
 def test_a_signal_while_the_report_renders_says_the_results_are_complete(
