@@ -25,8 +25,12 @@ DEFAULTS: dict = {
             "progress": None},
     # binarize: every kept interaction becomes 1.0 (false keeps the values, e.g. play counts,
     # for models that weight them: WALS weight = "linear" | "log")
+    # max_items / max_users / max_interactions: keep only the most popular items, then a seeded
+    # random sample of users holding at most that many users and interactions (None: all;
+    # --quick caps real data to QUICK_CAPS)
     "dataset": {"name": "synthetic", "data_dir": None, "protocol": "strong", "params": {},
-                "min_rating": None, "min_user": 0, "min_item": 0, "binarize": True, "split": {}},
+                "min_rating": None, "min_user": 0, "min_item": 0, "binarize": True, "split": {},
+                "max_items": None, "max_users": None, "max_interactions": None},
     # sampler: "tpe" (Optuna's seeded TPE; trial 0 = the configured params) or "random"
     "tuning": {"trials": 4, "metric": "recall@20", "sampler": "tpe"},
     # seeds: train each tuned model with this many seeds (seed, seed + 1, ...): figures are means
@@ -99,7 +103,7 @@ DEFAULTS: dict = {
     "strata": {"user_bins": 5, "item_shares": [0.2, 0.3], "metrics": ["recall@10", "recall@20"]},
 }
 
-# What --quick shrinks (a smoke run under a minute; figures are not meaningful).
+# What --quick shrinks (a smoke run; figures are not meaningful).
 QUICK: dict = {
     "tuning": {"trials": 1},
     "quality": {"seeds": 1},
@@ -114,6 +118,10 @@ QUICK: dict = {
 }
 # the smaller synthetic dataset of --quick (the default run uses the generator's defaults)
 QUICK_DATASET = {"synthetic": {"n_users": 1500, "n_items": 900, "n_groups": 12}}
+# --quick on any other dataset: at most this many items, users and interactions (the quick
+# synthetic data's size), so a smoke run costs about the same at any catalogue size (the folding
+# stage's twin probe doubles them)
+QUICK_CAPS = {"max_items": 1000, "max_users": 1500, "max_interactions": 30000}
 
 
 class ConfigError(ValueError):
@@ -175,6 +183,9 @@ def shrink(cfg: dict) -> dict:
     ds = out["dataset"]
     if ds["name"] in QUICK_DATASET:
         ds["params"] = merge(ds["params"], QUICK_DATASET[ds["name"]])
+    else:
+        for key, cap in QUICK_CAPS.items():
+            ds[key] = cap if ds[key] is None else min(int(ds[key]), cap)
     from mfsoftmax.models import MODELS  # lazy: torch+implicit (~2 s), off --help
 
     for spec in out["models"].values():
@@ -212,6 +223,9 @@ def check_keys(node: dict, ref: dict, where: str, path: tuple = ()) -> None:
             what = "section" if not path else "key"
             raise ConfigError(f"{where}: unknown {what} {dotted}{_suggest(key, ref)}; known: "
                               f"{', '.join(k for k in ref if (*path, k) not in INTERNAL)}")
+        if isinstance(ref[key], bool) and not isinstance(val, bool):
+            raise ConfigError(f"{where}: {dotted} must be true or false (a TOML boolean), got "
+                              f"{val!r}")
         if here in OPEN:
             if not isinstance(val, dict):
                 raise ConfigError(f"{where}: {dotted} must be a table, got {val!r}")
@@ -275,6 +289,9 @@ def check_model(name: str, spec: dict, where: str) -> None:
                     and (isinstance(val, (bool, str)) or not isinstance(val, (int, float)))):
                 raise ConfigError(f"{at}.{label if extra else 'params.' + key}: {key} must be a "
                                   f"number, got {val!r}")
+            if isinstance(default, bool) and not isinstance(val, bool):
+                raise ConfigError(f"{at}.{label if extra else 'params.' + key}: {key} must be "
+                                  f"true or false, got {val!r}")
         try:
             cls(**kwargs)
         except (ValueError, TypeError) as exc:
@@ -297,6 +314,27 @@ def check_split(cfg: dict, where: str) -> None:
                               f"protocol{_suggest(key, accepted)}; it takes: {', '.join(accepted)}")
 
 
+def check_dataset_params(cfg: dict, where: str) -> None:
+    """Each ``dataset.params`` value has the type of the builder's default for it: a number where
+    it takes a number (``--param n_users=abc`` is refused here, naming the key, not inside the
+    builder), true/false where it takes a boolean. Unknown keys are the registry's to refuse."""
+    from mfsoftmax.datasets import REGISTRY  # lazy: numpy+scipy, off --help
+
+    ds = cfg["dataset"]
+    loader = REGISTRY.get(ds["name"])
+    if loader is None:  # a composite spec (twin(A)) or an unknown name: the registry says
+        return
+    sig = inspect.signature(loader.builder).parameters
+    for key, val in ds["params"].items():
+        default = sig[key].default if key in sig else None
+        if isinstance(default, bool):
+            if not isinstance(val, bool):
+                raise ConfigError(f"{where}: dataset.params.{key} must be true or false, got {val!r}")
+        elif isinstance(default, (int, float)) and (
+                isinstance(val, (bool, str)) or not isinstance(val, (int, float))):
+            raise ConfigError(f"{where}: dataset.params.{key} must be a number, got {val!r}")
+
+
 def split_for_protocol(split: dict, protocol: str) -> tuple[dict, list]:
     """The options of ``split`` that ``protocol`` takes, and the names of those it does not (a
     config's ``heldout_frac`` means nothing to ``--protocol holdout``)."""
@@ -315,11 +353,15 @@ def validate(cfg: dict, where: str = "config") -> None:
     for key in cfg["stages"]:
         if key not in STAGES:
             raise ConfigError(f"{where}: unknown stage stages.{key}; known: {', '.join(STAGES)}")
+    if not isinstance(cfg["run"]["progress"], (bool, type(None))):
+        raise ConfigError(f"{where}: run.progress must be true or false (or left unset), got "
+                          f"{cfg['run']['progress']!r}")
     if not cfg["models"]:
         raise ConfigError(f"{where}: no [models.*] section")
     for name, spec in cfg["models"].items():
         check_model(name, spec, where)
     check_split(cfg, where)
+    check_dataset_params(cfg, where)
     for dotted, low in (("run.threads", 1), ("run.seed", 0), ("tuning.trials", 1), ("quality.seeds", 1),
                         ("serving.queries", 1), ("serving.warmup", 0), ("serving.k", 1)):
         _int_at_least(cfg, dotted, low, where)
@@ -373,6 +415,11 @@ def validate(cfg: dict, where: str = "config") -> None:
                               f"{', '.join(f'{s}_s' for s in STAGES)}")
         if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0:
             raise ConfigError(f"{where}: budgets.{key} must be seconds >= 0, got {val!r}")
+    for key in QUICK_CAPS:
+        val = cfg["dataset"][key]
+        if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+            raise ConfigError(f"{where}: dataset.{key} must be an integer >= 1 (or unset), got "
+                              f"{val!r}")
     ks = cfg["run"]["k"]
     if not ks or any(int(k) < 1 for k in ks):
         raise ConfigError(f"{where}: run.k must be a list of positive cut-offs")

@@ -101,6 +101,12 @@ class StageFailed(RuntimeError):
         self.section = section
 
 
+class MissingInput(RuntimeError):
+    """A stage lacks the fitted models it works on (the quality stage's). When the quality stage
+    did not finish ok (stopped by its budget, failed, switched off), the runner records the stage
+    as skipped with that reason; otherwise as failed."""
+
+
 def deep_merge(into: dict, new: dict) -> dict:
     """Merge ``new`` into ``into`` in place (dicts merge recursively, anything else replaces)."""
     for key, val in new.items():

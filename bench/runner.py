@@ -17,14 +17,17 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 from mfsoftmax import runtime  # by module: tests replace its writers (a full disk)
 from mfsoftmax.datasets import DatasetError, load, make_split
+from mfsoftmax.datasets.preprocess import drop_empty
 from mfsoftmax.reports.verdicts import headline
 from mfsoftmax.runtime import sample_calibration, to_jsonable
 
 from . import stages
-from .config import STAGES
-from .context import RunContext, Section, StageFailed, build_model, deep_merge
+from .config import QUICK_CAPS, STAGES
+from .context import MissingInput, RunContext, Section, StageFailed, build_model, deep_merge
 from .measure import RssMonitor
 from .progress import Log
 from .schema import SCHEMA_VERSION, validate
@@ -47,6 +50,14 @@ def stage_budget(cfg: dict, name: str) -> float | None:
 
 
 def _on_alarm(signum, frame):
+    """Stop the stage, unless the main thread is inside an import: a stop there leaves a half
+    initialised module in ``sys.modules`` (torch's lazily imported parts), which breaks every
+    later stage that imports it; the timer then fires again 50 ms later."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            return
+        frame = frame.f_back
     raise StageOverBudget()
 
 
@@ -82,6 +93,11 @@ class Runner:
     def say(self, msg: str) -> None:
         self.log.say(msg)
 
+    def move_to(self, run_dir: Path) -> None:
+        """Write into ``run_dir`` (the folder claimed, which may differ from the planned one)."""
+        self.run_dir = Path(run_dir)
+        self.results["run"]["id"] = self.run_dir.name
+
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
         """Load the dataset and make the main split (the run's context)."""
@@ -93,6 +109,8 @@ class Runner:
         data = load(ds["name"], data_dir=ds["data_dir"], min_rating=ds["min_rating"],
                     min_user=ds["min_user"], min_item=ds["min_item"],
                     binary=bool(ds.get("binarize", True)), **params)
+        full = (data.n_users, data.n_items, data.n_interactions)
+        data = cap_size(data, *(ds.get(k) for k in QUICK_CAPS), seed=self.seed)
         split = make_split(data, ds["protocol"], seed=self.seed, **ds["split"])
         for label, part in (("test", split.test), ("validation", split.valid)):
             if len(part) == 0:
@@ -108,6 +126,15 @@ class Runner:
             "protocol": ds["protocol"], "k": ks, "split": split.describe(),
             "stats": data.stats(), "load_s": time.perf_counter() - t0,
         }
+        if full != (data.n_users, data.n_items, data.n_interactions):
+            self.results["dataset"]["capped_from"] = dict(zip(
+                ("n_users", "n_items", "n_interactions"), full, strict=True))
+            why = "--quick caps it" if self.cfg["run"].get("quick") else "capped"
+            caps = ", ".join(f"dataset.{k} = {ds.get(k)}" for k in QUICK_CAPS)
+            self.say(f"dataset {data.name}: {why} ({caps}; the most popular items, then a random "
+                     f"sample of users): {full[0]} x {full[1]}, {full[2]} interactions -> "
+                     f"{data.n_users} x {data.n_items}, {data.n_interactions} (a cap is lifted "
+                     "by --set dataset.<cap>=null)")
         self.say(f"dataset {data.name}: {data.n_users} users x {data.n_items} items, "
                  f"{data.n_interactions} interactions; protocol {ds['protocol']}")
 
@@ -156,6 +183,16 @@ class Runner:
         self.merge(part)
         kept = [*part.models, *part.top, *(f"sweeps.{k}" for k in part.sweeps)]
         return f"kept what it finished before the stop: {', '.join(kept)}"
+
+    def _missing_input(self, exc: MissingInput) -> dict:
+        """A stage without the fitted models it works on: skipped, with the reason, when the
+        quality stage that fits them was skipped (stopped by its budget, or none left); failed
+        otherwise (quality failed, was switched off, or a model it needs is not configured)."""
+        quality = self.results["stages"].get("quality") or {}
+        if quality.get("status") != "skipped":
+            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        return {"status": "skipped", "reason": f"{exc}: the quality stage, which fits the models, "
+                                               f"was skipped ({quality.get('reason')})"}
 
     def budget_for(self, name: str) -> tuple[float | None, str]:
         """Seconds stage ``name`` may take (its ``budgets.<name>_s``, capped by what is left of
@@ -220,6 +257,10 @@ class Runner:
             entry["error"] = "KeyboardInterrupt"
             entry["reason"] = self._keep_partial()  # the models finished before the interrupt
             raise
+        except MissingInput as exc:
+            entry.update(self._missing_input(exc))
+            self.say(f"stage {name}: skipped: {entry['reason']}" if "reason" in entry
+                     else f"stage {name} FAILED: {entry['error']}")
         except Exception as exc:  # recorded, the run goes on
             if isinstance(exc, StageFailed):  # keep what the stage did measure
                 self.merge(exc.section)
@@ -312,6 +353,25 @@ class Runner:
         st = ", ".join(f"{k}={v['status']}" for k, v in self.results["stages"].items())
         lines.append(f"\nstages: {st}")
         return "\n".join(lines)
+
+
+def cap_size(data, max_items: int | None = None, max_users: int | None = None,
+             max_interactions: int | None = None, seed: int = 0):
+    """``data`` restricted to its ``max_items`` most popular items (ties: the lower index), then
+    to a random sample of users (seeded; at least one) of at most ``max_users`` users holding at
+    most ``max_interactions`` interactions; order kept, empty rows and columns dropped. ``data``
+    itself when it is within every cap."""
+    if max_items and data.n_items > max_items:
+        top = np.argsort(-data.item_popularity(), kind="stable")[:max_items]
+        data = drop_empty(data.subset(items=np.sort(top)))
+    if (max_users and data.n_users > max_users) or (
+            max_interactions and data.n_interactions > max_interactions):
+        order = np.random.default_rng(seed).permutation(data.n_users)
+        held = np.cumsum(data.user_activity()[order])
+        n = min(max_users or data.n_users,
+                int(np.searchsorted(held, max_interactions or held[-1], side="right")))
+        data = drop_empty(data.subset(users=np.sort(order[:max(n, 1)])))
+    return data
 
 
 def _loadavg() -> list | None:

@@ -5,19 +5,21 @@ the scaling sweeps; write results.json (and the report) atomically.
 Examples
 --------
   mfsoftmax run                                   # default config: synthetic planted groups
-  mfsoftmax run --quick                           # smoke run (under a minute)
+  mfsoftmax run --quick                           # smoke run (small data at any catalogue size)
   mfsoftmax run --config ml-100k --data-dir ../shared/datasets
   mfsoftmax run --config scale                    # the scaling sweeps
   mfsoftmax run --models popularity wals --stages quality,serving --set tuning.trials=8
 
 Exit status: 0 when every stage succeeded, 1 when a stage failed (results still written, the
 stage marked failed, or results.json could not be written), 2 on a bad config, dataset or
---out, 130 when interrupted (Ctrl-C), 143 on SIGTERM. results.json is rewritten atomically after
-every stage, so a killed run keeps every stage it finished.
+--out (or an --out another run is writing), 130 when interrupted (Ctrl-C), 143 on SIGTERM, 129
+on SIGHUP. results.json is rewritten atomically after every stage, so a killed run keeps every
+stage it finished. Each run claims its own folder atomically: two runs never share one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +27,16 @@ import sys
 import time
 from pathlib import Path
 
-from .config import STAGES, ConfigError, load_config, merge, shrink, split_for_protocol, validate
+from .config import (
+    QUICK_DATASET,
+    STAGES,
+    ConfigError,
+    load_config,
+    merge,
+    shrink,
+    split_for_protocol,
+    validate,
+)
 
 
 def add_arguments(p) -> None:
@@ -38,7 +49,10 @@ def add_arguments(p) -> None:
     p.add_argument("--protocol", help="holdout, temporal or strong")
     p.add_argument("--models", nargs="+", help="only these configured models")
     p.add_argument("--stages", help=f"comma list of stages to run (of: {', '.join(STAGES)})")
-    p.add_argument("--quick", action="store_true", help="shrink the config to a smoke run")
+    p.add_argument("--quick", action="store_true",
+                   help="shrink the config to a smoke run: one trial, few epochs, small data (real "
+                        "datasets capped to 1000 items, 1500 users, 30k interactions); minutes, "
+                        "at any catalogue size")
     p.add_argument("--out", help="output folder, new or empty (default: a fresh runs/<run-id>)")
     p.add_argument("--seed", type=int, help="seed of data, split, models and search")
     p.add_argument("--threads", type=int, help="BLAS/torch/implicit threads (default 1)")
@@ -51,6 +65,10 @@ def add_arguments(p) -> None:
 
 
 def _parse_value(val: str):
+    """A flag's value as JSON (``8``, ``[0, 1]``, ``"x"``), ``true``/``false`` in any case as
+    booleans (``False`` is ``false``), anything else as the string."""
+    if val.strip().lower() in ("true", "false"):
+        return val.strip().lower() == "true"
     try:
         return json.loads(val)
     except json.JSONDecodeError:
@@ -58,7 +76,8 @@ def _parse_value(val: str):
 
 
 def resolve_config(args) -> dict:
-    """Config file, then flags, then --quick, then --set overrides; validated."""
+    """Config file, then flags, then --quick, then --param and --set (an explicit value wins
+    over --quick); validated."""
     for flag, val, low in (("--threads", args.threads, 1), ("--seed", args.seed, 0)):
         if val is not None and val < low:
             raise ConfigError(f"{flag} {val}: must be an integer >= {low}")
@@ -66,11 +85,6 @@ def resolve_config(args) -> dict:
     ds = cfg["dataset"]
     if args.dataset and args.dataset != ds["name"]:
         ds["name"], ds["params"] = args.dataset, {}
-    for item in getattr(args, "param", None) or []:
-        if "=" not in item:
-            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
-        key, val = item.split("=", 1)
-        ds["params"][key] = _parse_value(val)
     if args.data_dir:
         ds["data_dir"] = args.data_dir
     if args.protocol and args.protocol != ds["protocol"]:
@@ -91,8 +105,11 @@ def resolve_config(args) -> dict:
             raise ConfigError(f"--models: not in the config: {', '.join(sorted(unknown))} "
                               f"(configured: {', '.join(cfg['models'])})")
         cfg["models"] = {k: v for k, v in cfg["models"].items() if k in args.models}
-    if args.stages:
+    if args.stages is not None:
         wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
+        if not wanted:
+            raise ConfigError(f"--stages {args.stages!r}: no stage named; give a comma list of "
+                              f"{', '.join(STAGES)} (or leave --stages out to run them all)")
         bad = set(wanted) - set(STAGES)
         if bad:
             raise ConfigError(f"--stages: unknown {', '.join(sorted(bad))}; known: {', '.join(STAGES)}")
@@ -101,6 +118,7 @@ def resolve_config(args) -> dict:
         cfg["stages"] = {s: s in wanted for s in STAGES}
     if args.quick:
         cfg = shrink(cfg)
+    _apply_params(cfg, getattr(args, "param", None) or [])  # after --quick: explicit wins
     for item in args.set:  # last, so an explicit --set wins over --quick
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
@@ -122,51 +140,91 @@ def resolve_config(args) -> dict:
     return cfg
 
 
+def _apply_params(cfg: dict, items: list) -> None:
+    """Set ``--param KEY=VALUE`` builder parameters in ``cfg["dataset"]["params"]``; one that
+    replaces a ``--quick`` data cap says so."""
+    params = cfg["dataset"]["params"]
+    caps = QUICK_DATASET.get(cfg["dataset"]["name"], {}) if cfg["run"].get("quick") else {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+        key, val = item.split("=", 1)
+        params[key] = _parse_value(val)
+        if key in caps:
+            print(f"mfsoftmax run: note: --param {key}={val} replaces --quick's {key}="
+                  f"{caps[key]}", file=sys.stderr)
+
+
 def plan_run_dir(cfg: dict, out: str | None) -> Path:
-    """The run folder (not created yet): ``--out`` when given (it must be new or empty), else a
-    fresh ``<run.out>/<stamp>-<dataset>-<protocol>[-quick]``. Raises ``ConfigError`` when the
-    folder cannot be used, before any work is done."""
+    """The run folder (not created yet): ``--out`` when given (it must be new or empty), else
+    ``<run.out>/<stamp>-<dataset>-<protocol>[-quick]`` (:func:`claim_run_dir` adds ``-1``,
+    ``-2``, ... when that is taken). Raises ``ConfigError`` when the folder cannot be used,
+    before any work is done."""
+    from mfsoftmax.runtime import check_writable  # lazy: numpy, off --help
+
     if out:
         path = Path(out)
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"--out {out}: exists and is not a folder")
         if path.is_dir() and any(path.iterdir()):
-            raise ConfigError(f"--out {out}: folder is not empty (the suite never overwrites an "
-                              "earlier run; give a new folder, or omit --out for a fresh "
-                              f"{cfg['run']['out']}/<run-id>)")
+            raise ConfigError(_not_empty(out, cfg))
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = "".join(c if c.isalnum() or c in "-_" else "_" for c in cfg["dataset"]["name"])
         quick = "-quick" if cfg["run"].get("quick") else ""
-        base = Path(cfg["run"]["out"]) / f"{stamp}-{name}-{cfg['dataset']['protocol']}{quick}"
-        path, i = base, 1
-        while path.exists():
-            path, i = Path(f"{base}-{i}"), i + 1
-    _check_writable(path, "--out" if out else "run.out")
+        path = Path(cfg["run"]["out"]) / f"{stamp}-{name}-{cfg['dataset']['protocol']}{quick}"
+    check_writable(path, "--out" if out else "run.out", ConfigError)
     return path
 
 
-def _check_writable(path: Path, label: str) -> None:
-    """The nearest existing ancestor of ``path`` is a writable folder."""
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{label} {path}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{label} {path}: cannot write into {probe} (permission denied)")
+def _not_empty(out, cfg: dict) -> str:
+    return (f"--out {out}: folder is not empty (the suite never overwrites an earlier run; give a "
+            f"new folder, or omit --out for a fresh {cfg['run']['out']}/<run-id>)")
 
 
-def make_run_dir(path: Path) -> Path:
-    """Create the run folder :func:`plan_run_dir` chose (once, so the folder made is the one
-    the runner writes into, even when a default name's timestamp has moved on)."""
+#: held in the run folder while a run writes it (the claim of an ``--out`` folder)
+LOCK = ".mfsoftmax-run.lock"
+
+
+def claim_run_dir(path: Path, cfg: dict, explicit: bool) -> Path:
+    """Create the run folder :func:`plan_run_dir` chose and claim it atomically, so that two runs
+    started together never share one: a default folder is made by ``mkdir`` without
+    ``exist_ok`` (taken: the next of ``<name>-1``, ``<name>-2``, ...); an ``--out`` folder, which
+    may exist empty, by creating its lock file :data:`LOCK` exclusively, then checking that
+    nothing else is in it. Returns the folder claimed; :func:`release_run_dir` drops the lock.
+    Raises ``ConfigError`` (exit 2) when it cannot be made or another run holds it."""
+    label = f"--out {path}" if explicit else f"run folder {path}"
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if explicit:
+            path.mkdir(exist_ok=True)
+        else:
+            base, i = path, 1
+            while True:
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    path, i = Path(f"{base}-{i}"), i + 1
     except OSError as exc:
-        raise ConfigError(f"cannot create the run folder {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{label}: cannot create the run folder: {exc.strerror or exc}") from None
+    try:
+        fd = os.open(path / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise ConfigError(f"{label}: another run is writing into it (it holds {LOCK}); give "
+                          "another folder") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot claim the run folder: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    if explicit and any(p.name != LOCK for p in path.iterdir()):
+        release_run_dir(path)
+        raise ConfigError(_not_empty(path, cfg))
     return path
+
+
+def release_run_dir(path: Path) -> None:
+    """Drop the claim :func:`claim_run_dir` took (the folder and what the run wrote stay)."""
+    with contextlib.suppress(OSError):
+        (path / LOCK).unlink()
 
 
 def update_latest(run_dir: Path, root: Path) -> str | None:
@@ -192,12 +250,27 @@ def update_latest(run_dir: Path, root: Path) -> str | None:
     return None
 
 
+#: the signals a run handles like Ctrl-C (SIGHUP: the terminal or ssh session went away)
+SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C (exit 143)."""
+    """SIGTERM or SIGHUP, handled like Ctrl-C (exit 128 + the signal's number: 143, 129)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+def _on_signal(signum, frame):
+    raise Terminated(signum)
+
+
+def _stopped(exc: KeyboardInterrupt) -> tuple[int, str]:
+    """The exit status of an interrupt and how to say it (``terminated (SIGHUP)``)."""
+    if isinstance(exc, Terminated):
+        return 128 + exc.signum, f"terminated ({signal.Signals(exc.signum).name})"
+    return 130, "interrupted"
 
 
 def main(args) -> int:
@@ -210,16 +283,18 @@ def main(args) -> int:
     except ConfigError as exc:
         print(f"mfsoftmax run: {exc}", file=sys.stderr)
         return 2
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # a signal the caller ignores stays ignored (`nohup mfsoftmax run` survives its terminal)
+    previous = {s: signal.signal(s, _on_signal) for s in SIGNALS
+                if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         return _run(cfg, args, run_dir, t_start, DatasetError)
     except KeyboardInterrupt as exc:  # before any stage ran: nothing to keep
-        code = 143 if isinstance(exc, Terminated) else 130
-        print("\nmfsoftmax run: interrupted before the first stage; nothing written",
-              file=sys.stderr)
+        code, why = _stopped(exc)
+        print(f"\nmfsoftmax run: {why} before the first stage; nothing written", file=sys.stderr)
         return code
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
@@ -228,22 +303,36 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
     runner = Runner(cfg, run_dir)
     try:
         runner.prepare()  # load and split before the run folder exists: a bad dataset leaves none
-        make_run_dir(run_dir)
-    except ConfigError as exc:
+        run_dir = claim_run_dir(run_dir, cfg, explicit=bool(args.out))
+    except (DatasetError, FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError
         print(f"mfsoftmax run: {exc}", file=sys.stderr)
         return 2
-    except (DatasetError, FileNotFoundError, ValueError) as exc:
-        print(f"mfsoftmax run: {exc}", file=sys.stderr)
-        return 2
+    runner.move_to(run_dir)
+    try:
+        return _stages(runner, cfg, args, t_start)
+    except KeyboardInterrupt as exc:  # a second signal while closing the run
+        code, why = _stopped(exc)
+        print(f"\nmfsoftmax run: {why} while closing the run; {run_dir / 'results.json'} is as "
+              "last written", file=sys.stderr)
+        return code
+    finally:
+        release_run_dir(run_dir)
+        if not args.out:  # stopped before anything was written: no empty folder left behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+
+
+def _stages(runner, cfg, args, t_start: float) -> int:
+    """Run the stages, close the run, render the report and print the summary."""
+    run_dir = runner.run_dir
     code = 0
     try:
         runner.run_all()
     except KeyboardInterrupt as exc:
-        code = 143 if isinstance(exc, Terminated) else 130
-        why = "terminated (SIGTERM)" if code == 143 else "interrupted"
+        code, why = _stopped(exc)
         print(f"\nmfsoftmax run: {why}; the stages done so far are written, the running one is "
               "marked interrupted", file=sys.stderr)
-    runner.finish(interrupted=code in (130, 143))  # a signal between stages interrupts the run too
+    runner.finish(interrupted=bool(code))  # a signal between stages interrupts the run too
     path = runner.save()
     if args.out is None or Path(args.out).resolve().parent == Path(cfg["run"]["out"]).resolve():
         warn = update_latest(run_dir, Path(cfg["run"]["out"]))
@@ -251,17 +340,7 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
             print(f"mfsoftmax run: {warn}", file=sys.stderr)
     report = None
     if path is not None and cfg["run"].get("report", True) and not code:
-        runner.say(f"rendering the report into {run_dir} ...")
-        try:
-            from mfsoftmax.reports import (
-                render_report,  # lazy: matplotlib (~0.5 s), only after the stages
-            )
-
-            # the report is computed from the stored results, as `mfsoftmax report` would
-            report = render_report(json.loads(path.read_text()), run_dir, sources=[str(path)])
-        except Exception as exc:  # the report must never lose the results
-            print(f"mfsoftmax run: report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            code = code or 1
+        report, code = _render(runner, path)
     elif path is not None and code:
         runner.say(f"report not rendered (run stopped); render it with: mfsoftmax report {run_dir}")
     print(runner.summary_table())
@@ -287,6 +366,28 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
         print(f"mfsoftmax run: stages failed: {', '.join(failed)}", file=sys.stderr)
         code = 1
     return code
+
+
+def _render(runner, path: Path) -> tuple[dict | None, int]:
+    """Render the report into the run folder from the stored results, as `mfsoftmax report`
+    would; returns what it wrote and the exit status (1: it failed; 130/143/129: a signal
+    stopped it, the results being complete: says so, and how to render them)."""
+    run_dir = runner.run_dir
+    runner.say(f"rendering the report into {run_dir} ...")
+    try:
+        from mfsoftmax.reports import (
+            render_report,  # lazy: matplotlib (~0.5 s), only after the stages
+        )
+
+        return render_report(json.loads(path.read_text()), run_dir, sources=[str(path)]), 0
+    except KeyboardInterrupt as exc:
+        code, why = _stopped(exc)
+        print(f"\nmfsoftmax run: {why} while rendering the report; the results are complete "
+              f"({path}); render the report with: mfsoftmax report {run_dir}", file=sys.stderr)
+        return None, code
+    except Exception as exc:  # the report must never lose the results
+        print(f"mfsoftmax run: report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None, 1
 
 
 __all__ = ["add_arguments", "main", "resolve_config", "merge"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mfsoftmax.bench.schema import SCHEMA_VERSION, ensure_valid, read_results
 
-__all__ = ["SCHEMA_VERSION", "ReportInputError", "load_results", "validate"]
+__all__ = ["SCHEMA_VERSION", "ReportInputError", "load_results", "unfinished", "validate"]
 
 
 class ReportInputError(ValueError):
@@ -27,3 +27,15 @@ def validate(results, source: str = "<results>") -> dict:
 def load_results(path: str | Path) -> dict:
     """Read one results.json; a missing file, bad JSON or wrong schema raises ReportInputError."""
     return validate(read_results(path, ReportInputError), source=str(Path(path)))
+
+
+def unfinished(results: dict) -> str | None:
+    """Why a run's results are not final (``run.status`` ``running``: still going, or killed
+    before it could close; ``interrupted``), else None. Files without the key are complete."""
+    status = (results.get("run") or {}).get("status", "complete")
+    if status == "running":
+        return ("the run did not finish (status running): it is still going, or was killed before "
+                "it could close (SIGKILL, power loss); only the stages recorded are shown")
+    if status == "interrupted":
+        return "the run was interrupted (status interrupted); only the stages it finished are shown"
+    return None

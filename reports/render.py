@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +14,10 @@ from mfsoftmax.reports import glance
 from mfsoftmax.reports import plots as plotting
 from mfsoftmax.reports import sections as measured
 from mfsoftmax.reports import tables as tb
-from mfsoftmax.reports.load import validate
+from mfsoftmax.reports.load import unfinished, validate
 from mfsoftmax.reports.scale import scale_tables
 from mfsoftmax.reports.style import CSS
 from mfsoftmax.reports.verdicts import THRESHOLDS
-from mfsoftmax.runtime import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -86,16 +88,19 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
 
 
 def failed_stages(runs, labels) -> list:
-    """One line per stage that did not finish ok: failed, interrupted, not run, or skipped (with
-    the reason the run recorded)."""
+    """One line per run that did not finish (:func:`~.load.unfinished`), then one per stage that
+    did not finish ok: failed, interrupted, not run, or skipped (with the reason the run
+    recorded)."""
     def line(label, stage, st):
         status = st.get("status")
         verb = "failed" if status == "failed" else (status or "unknown")
         why = st.get("error") or st.get("reason")
         return f"{label}: stage '{stage}' {verb}" + (f" ({why})" if why else "")
 
-    return [line(label, stage, st) for r, label in zip(runs, labels, strict=True)
-            for stage, st in (r.get("stages") or {}).items() if st.get("status") != "ok"]
+    runs_left = [f"{label}: {why}" for r, label in zip(runs, labels, strict=True)
+                 if (why := unfinished(r))]
+    return runs_left + [line(label, stage, st) for r, label in zip(runs, labels, strict=True)
+                        for stage, st in (r.get("stages") or {}).items() if st.get("status") != "ok"]
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -295,12 +300,17 @@ def to_html(runs, labels, sections) -> str:
 def render_report(results, out_dir, sources=None) -> dict:
     """Write report.md, report.html and plots/*.png|svg for one or several results dicts.
 
+    Everything is rendered into a temporary folder inside ``out_dir`` first, then swapped in:
+    a report stopped part-way (an error, Ctrl-C) leaves the folder as it was, and the plots
+    folder is replaced whole, so plots of an earlier report there are never mixed in.
+
     Parameters
     ----------
     results : dict or list of dict
         Parsed results.json contents (schema_version 1); several are lined up side by side.
     out_dir : path
-        Folder to write into (created if needed). Files are written atomically.
+        Folder to write into (created if needed; an ``OSError`` before any plot is drawn when it
+        cannot be).
     sources : list of str, optional
         Names used in error messages (e.g. the file paths).
 
@@ -316,20 +326,44 @@ def render_report(results, out_dir, sources=None) -> dict:
     runs = [validate(r, src) for r, src in zip(runs, sources, strict=True)]
     labels = [tb.run_label(r, i) for i, r in enumerate(runs)]
     out_dir = Path(out_dir)
-    written = {}
-    plots = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
+    try:
+        names = _render_into(tmp, runs, labels)
+        _swap_in(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"md": out_dir / "report.md", "html": out_dir / "report.html",
+            **{name: out_dir / name for name in names}}
+
+
+def _render_into(folder: Path, runs: list, labels: list) -> list:
+    """Write the report and its plots into ``folder``; the plots' relative paths."""
+    names, plots = [], []
     for i, r in enumerate(runs):
         suffix = f"_{chr(ord('A') + i)}" if len(runs) > 1 else ""
         for key, title, png, svg in [*plotting.render(r, labels[i] if len(runs) > 1 else ""),
                                      *glance.render(r)]:
             name = f"{key}{suffix}"
             plots.append(Plot(key, title, i, f"plots/{name}.png", png, svg))
+            (folder / "plots").mkdir(exist_ok=True)
             for ext, data in (("png", png), ("svg", svg.encode("utf-8"))):
-                path = out_dir / "plots" / f"{name}.{ext}"
-                atomic_write_bytes(path, data)
-                written[f"plots/{name}.{ext}"] = path
+                (folder / "plots" / f"{name}.{ext}").write_bytes(data)
+                names.append(f"plots/{name}.{ext}")
     sections = build_sections(runs, labels, plots)
-    md, page = out_dir / "report.md", out_dir / "report.html"
-    atomic_write_text(md, to_markdown(runs, labels, sections))
-    atomic_write_text(page, to_html(runs, labels, sections))
-    return {"md": md, "html": page, **written}
+    (folder / "report.md").write_text(to_markdown(runs, labels, sections), encoding="utf-8")
+    (folder / "report.html").write_text(to_html(runs, labels, sections), encoding="utf-8")
+    return names
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Move the report rendered in ``tmp`` into ``out_dir``: the old plots folder out of the
+    way (into ``tmp``, deleted with it), the new one in (none when nothing was plotted), then
+    report.md and report.html (each an atomic rename)."""
+    old = out_dir / "plots"
+    if old.is_dir() and not old.is_symlink():
+        os.replace(old, tmp / "plots.old")
+    if (tmp / "plots").is_dir():
+        os.replace(tmp / "plots", old)
+    os.replace(tmp / "report.md", out_dir / "report.md")
+    os.replace(tmp / "report.html", out_dir / "report.html")

@@ -305,17 +305,24 @@ def _wait_for_stage(out: Path, proc, stage: str, timeout: float = 120.0) -> dict
     raise AssertionError(f"stage {stage} not written within {timeout}s")
 
 
-def test_sigterm_is_handled_like_ctrl_c(tmp_path):
-    out = tmp_path / "o"
-    proc = _spawn(out)
+def _signal_after_quality(out: Path, proc, signum: int, timeout: float = 60.0) -> str:
+    """Send ``signum`` once the quality stage is written; the run's output."""
     try:
         _wait_for_stage(out, proc, "quality")
-        proc.send_signal(signal.SIGTERM)
-        text, _ = proc.communicate(timeout=60)
+        proc.send_signal(signum)
+        text, _ = proc.communicate(timeout=timeout)
     finally:
         proc.kill()
-    assert proc.returncode == 143, text
-    assert "SIGTERM" in text and "Traceback" not in text
+    return text
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_are_handled_like_ctrl_c(tmp_path, signum, code):
+    out = tmp_path / "o"
+    proc = _spawn(out)
+    text = _signal_after_quality(out, proc, signum)
+    assert proc.returncode == code, text
+    assert f"terminated ({signal.Signals(signum).name})" in text and "Traceback" not in text
     res = json.loads((out / "results.json").read_text())
     assert res["run"]["status"] == "interrupted"
     assert res["stages"]["quality"]["status"] == "ok"

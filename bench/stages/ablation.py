@@ -12,7 +12,7 @@ import inspect
 from mfsoftmax.evaluation import evaluate
 
 from ..coldstart import new_user_curve
-from ..context import RunContext, Section
+from ..context import MissingInput, RunContext, Section
 from .paired import add_lift_se
 
 NEEDS = "features"  # user or item features (bench/runner.py)
@@ -22,7 +22,7 @@ def run(ctx: RunContext) -> Section:
     switchable = [n for n, _ in ctx.model_specs() if ctx.model_class(n).ablation_switches]
     base = ctx.cfg["ablation"].get("base") or ctx.best_softmax(switchable)
     if base is None:
-        raise RuntimeError("no fitted model with ablation switches (use_history, "
+        raise MissingInput("no fitted model with ablation switches (use_history, "
                            "use_user_features) to ablate")
     hist_key, feat_key = ctx.model_class(base).ablation_switches
     split, reuse = ctx.cold_split()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mfsoftmax.evaluation import evaluate
 
-from ..context import RunContext, Section
+from ..context import MissingInput, RunContext, Section
 from ..measure import timed_fit
 
 
@@ -15,7 +15,7 @@ def run(ctx: RunContext) -> Section:
     hcfg = ctx.cfg["hashing"]
     base = hcfg.get("base") or ctx.best_softmax()
     if base is None:
-        raise RuntimeError("no fitted softmax model to hash")
+        raise MissingInput("no fitted softmax model to hash")
     split = ctx.split
     n = split.train.n_items
     points = []

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ..context import RunContext, Section
+from ..context import MissingInput, RunContext, Section
 from ..sweeps import offline_topk
 
 
 def run(ctx: RunContext) -> Section:
     mf = [n for n, m in ctx.fitted.items() if m.family == "mf"]
     if not mf:
-        raise RuntimeError("no fitted MF model")
+        raise MissingInput("no fitted MF model")
     model = ctx.fitted[mf[0]]
     return Section(top={"offline_topk": {"model": mf[0], **offline_topk(
         model, ctx.split.train.n_users, k=int(ctx.cfg["offline_topk"]["k"]))}})

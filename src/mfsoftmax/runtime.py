@@ -172,6 +172,24 @@ def run_info(seed: int, config: dict, threads: dict | None = None) -> dict:
     }
 
 
+def check_writable(path: str | os.PathLike, label: str, error=OSError) -> None:
+    """Raise ``error`` (one line naming ``label`` and ``path``) unless ``path`` can be made a
+    folder: it is not a file, no ancestor is a file, and its nearest existing ancestor is
+    writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise error(f"{label} {path}: exists and is not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise error(f"{label} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise error(f"{label} {path}: cannot write into {probe} (permission denied)")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
     path = Path(path)
