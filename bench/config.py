@@ -358,10 +358,14 @@ def validate(cfg: dict, where: str = "config") -> None:
     if eng["mf"] not in ("implicit", "spark"):
         raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")
     _int_at_least(cfg, "engines.dnn_workers", 1, where)
-    master = cfg["spark"]["master"]
-    if not isinstance(master, str) or not master.strip():
-        raise ConfigError(f"{where}: spark.master must be a Spark master URL such as 'local[*]' "
-                          f"or 'spark://host:7077', got {master!r}")
+    from mfsoftmax.models.params import ParamError  # lazy: torch, as check_model
+    from mfsoftmax.models.wals_spark import check_settings  # the models' own check
+
+    try:  # before any JVM: the WALS models on Spark get these (bench/context.py spark_defaults)
+        check_settings(cfg["spark"]["master"], cfg["spark"]["conf"])
+    except ParamError as exc:
+        key = "spark.master" if exc.param == "spark_master" else "spark.conf"
+        raise ConfigError(f"{where}: {key}: {exc.expected}, got {exc.value!r}") from None
     for key, val in cfg["budgets"].items():
         stage = key.removesuffix("_s")
         if not key.endswith("_s") or (stage != "total" and stage not in STAGES):

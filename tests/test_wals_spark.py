@@ -309,3 +309,62 @@ def test_separate_executor_processes(spark):
     W = data.matrix.toarray().astype(float)
     np.testing.assert_allclose(model.U, ref.solve_rows(W, 0.2, 0.4, model.V), atol=1e-5)
     assert la.objective(model.U, model.V, data.matrix, np.ones(data.matrix.nnz), 0.2, 0.4) > 0
+
+
+# ------------------------------------------------------------------ bad settings, before any JVM
+@pytest.mark.parametrize("kwargs, param, words", [
+    ({"spark_master": "foo://x"}, "spark_master", "expected a Spark master URL: local, local[N]"),
+    ({"spark_master": "spark://host"}, "spark_master", "spark://host:port"),  # no port
+    ({"spark_master": "local[x]"}, "spark_master", "local-cluster[N,C,M]"),
+    ({"spark_conf": {"spark.driver.memory": "1m"}}, "spark_conf", "at least 450m"),
+    ({"spark_conf": {"spark.executor.memory": "1.5g"}}, "spark_conf", "a whole size such as 512m"),
+    ({"spark_conf": {"spark.driver.memoryOverhead": "lots"}}, "spark_conf", "a whole size"),
+])
+def test_bad_spark_settings_are_refused_at_construction(kwargs, param, words):
+    with pytest.raises(ValueError) as err:  # a ParamError: exit 2 in eval, ConfigError in run
+        WALS(engine="spark", **kwargs)
+    assert err.value.param == param and words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_master_form_spark_takes_is_accepted():
+    for master in ("local", "local[2]", "local[*]", "local[4, 2]", "local-cluster[2,1,1024]",
+                   "spark://a:7077", "spark://a:7077,b.example.org:7078", "yarn",
+                   "k8s://https://h:443"):
+        wals_spark.check_settings(master, {"spark.driver.memory": "2g",
+                                           "spark.executor.memory": "512", "spark.app.name": "x"})
+    assert wals_spark.size_bytes("2g") == 2 * 2**30 and wals_spark.size_bytes("450") == 450 * 2**20
+    assert wals_spark.size_bytes("1.5g") is None
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_master_is_named_within_the_timeout():
+    import time
+
+    master = f"spark://127.0.0.1:{_closed_port()}"
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"spark_master='spark://127.0.0.1:\d+': no master answered "
+                                         r"within 2 s \(127.0.0.1:\d+: .*\); is the master running"):
+        wals_spark.check_reachable(master, timeout=2)
+    assert time.perf_counter() - t0 < 4
+
+
+@needs_spark
+def test_eval_refuses_bad_spark_settings_in_one_line_without_a_jvm(capsys):
+    from mfsoftmax.cli import main
+
+    before = wals_spark._STATE["spark"]
+    for setting in ("spark_master=foo://x", f"spark_master=spark://127.0.0.1:{_closed_port()}",
+                    'spark_conf={"spark.driver.memory": "1m"}'):
+        args = ["eval", "--model", "wals", "--param", "n_users=200", "--param", "n_items=100",
+                "--set", "engine=spark", "--set", setting]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("spark_master=" in err or "spark_conf=" in err), err
+    assert wals_spark._STATE["spark"] is before  # no session started, none stopped
