@@ -359,7 +359,7 @@ def validate(cfg: dict, where: str = "config") -> None:
         raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")
     _int_at_least(cfg, "engines.dnn_workers", 1, where)
     from mfsoftmax.models.params import ParamError  # lazy: torch, as check_model
-    from mfsoftmax.models.wals_spark import check_settings  # the models' own check
+    from mfsoftmax.models.spark_settings import check_settings  # the models' own check
 
     try:  # before any JVM: the WALS models on Spark get these (bench/context.py spark_defaults)
         check_settings(cfg["spark"]["master"], cfg["spark"]["conf"])

@@ -36,6 +36,7 @@ from . import wals_linalg as la
 from . import wals_spark
 from .base import Queries, RecommenderBase
 from .params import Choice, Flag, Num, ParamError, Table, Text, Whole
+from .spark_settings import check_settings
 from .wals_features import FeatureMeans, encode_features
 
 WEIGHTS = ("binary", "linear", "log")
@@ -175,7 +176,7 @@ class WALS(RecommenderBase):
                             else "engine='spark' fits on the CPU")
                 raise ParamError(type(self).__name__, param, locals()[param], hint)
         if engine == "spark":
-            wals_spark.check_settings(spark_master, spark_conf)
+            check_settings(spark_master, spark_conf)
         self.dim, self.w0, self.weight, self.alpha, self.reg = int(dim), float(w0), weight, float(alpha), float(reg)
         self.eps = float(eps)
         self.iterations, self.solver, self.cg_steps = int(iterations), solver, int(cg_steps)

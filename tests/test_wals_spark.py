@@ -29,8 +29,8 @@ import scipy.sparse as sp
 
 from mfsoftmax.datasets import Interactions, make_split
 from mfsoftmax.evaluation import evaluate
+from mfsoftmax.models import spark_settings, wals_spark
 from mfsoftmax.models import wals_linalg as la
-from mfsoftmax.models import wals_spark
 from mfsoftmax.models.wals import WALS
 from tests import wals_reference as ref
 
@@ -330,10 +330,10 @@ def test_every_master_form_spark_takes_is_accepted():
     for master in ("local", "local[2]", "local[*]", "local[4, 2]", "local-cluster[2,1,1024]",
                    "spark://a:7077", "spark://a:7077,b.example.org:7078", "yarn",
                    "k8s://https://h:443"):
-        wals_spark.check_settings(master, {"spark.driver.memory": "2g",
+        spark_settings.check_settings(master, {"spark.driver.memory": "2g",
                                            "spark.executor.memory": "512", "spark.app.name": "x"})
-    assert wals_spark.size_bytes("2g") == 2 * 2**30 and wals_spark.size_bytes("450") == 450 * 2**20
-    assert wals_spark.size_bytes("1.5g") is None
+    assert spark_settings.size_bytes("2g") == 2 * 2**30 and spark_settings.size_bytes("450") == 450 * 2**20
+    assert spark_settings.size_bytes("1.5g") is None
 
 
 def _closed_port() -> int:
@@ -351,7 +351,7 @@ def test_unreachable_master_is_named_within_the_timeout():
     t0 = time.perf_counter()
     with pytest.raises(ValueError, match=r"spark_master='spark://127.0.0.1:\d+': no master answered "
                                          r"within 2 s \(127.0.0.1:\d+: .*\); is the master running"):
-        wals_spark.check_reachable(master, timeout=2)
+        spark_settings.check_reachable(master, timeout=2)
     assert time.perf_counter() - t0 < 4
 
 
