@@ -368,3 +368,31 @@ def test_eval_refuses_bad_spark_settings_in_one_line_without_a_jvm(capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and ("spark_master=" in err or "spark_conf=" in err), err
     assert wals_spark._STATE["spark"] is before  # no session started, none stopped
+
+
+@pytest.mark.skipif(not HAVE_SPARK, reason="needs pyspark (the spark extra)")
+def test_a_session_that_does_not_start_is_one_line_naming_the_setting(monkeypatch):
+    """A host that accepts the connection but takes no application (this sandbox's network
+    accepts every TCP connection): after Spark's own retries, one line, not pages of Java."""
+    from pyspark.sql import SparkSession
+
+    def refuse(self):
+        raise RuntimeError("An error occurred while calling None.org.apache.spark.sql.classic."
+                           "SparkSession.\n: java.lang.IllegalStateException: Cannot call methods "
+                           "on a stopped SparkContext.\nThis stopped SparkContext was created at:"
+                           "\n\norg.apache.spark.api.java.JavaSparkContext.<init>(...)\n")
+
+    monkeypatch.setattr(SparkSession.Builder, "getOrCreate", refuse)
+    monkeypatch.setattr(wals_spark, "check_reachable", lambda master: None)  # the port answers
+    for key in ("spark", "key", "checkpoint"):  # the module's shared session stays untouched
+        monkeypatch.setitem(wals_spark._STATE, key, None)
+    with pytest.raises(ValueError) as err:
+        wals_spark.get_session("spark://head:7077", {})
+    assert str(err.value) == (
+        "WALS: bad parameter spark_master='spark://head:7077': Spark did not start an "
+        "application there (java.lang.IllegalStateException: Cannot call methods on a stopped "
+        "SparkContext.); is it a running Spark master reachable from here?")
+    with pytest.raises(ValueError, match=r"bad parameter spark_conf=\{'spark.x': '1'\}: Spark "
+                                         r"did not start with these settings on local\[2\]"):
+        wals_spark.get_session("local[2]", {"spark.x": "1"})
+    shutil.rmtree(wals_spark._STATE["checkpoint"] or "", ignore_errors=True)
