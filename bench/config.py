@@ -265,7 +265,9 @@ def check_model(name: str, spec: dict, where: str) -> None:
         candidates += [({key: v}, f"search.{key}") for v in values]
     for extra, label in candidates:
         kwargs = {**params, **extra}
-        for key, val in kwargs.items():
+        for key, val in kwargs.items():  # undeclared parameters (a plugin's): numbers stay numbers
+            if key in getattr(cls, "PARAMS", {}):
+                continue  # declared (models/params.py): the class says the type and range itself
             default = sig[key].default if key in sig else inspect.Parameter.empty
             if (isinstance(default, (int, float)) and not isinstance(default, bool)
                     and (isinstance(val, (bool, str)) or not isinstance(val, (int, float)))):

@@ -168,3 +168,11 @@ def test_run_config_refuses_with_the_same_check(section, words):
     with pytest.raises(ConfigError) as err:
         validate(merge(DEFAULTS, section), "test.toml")
     assert f"test.toml: {words}" in str(err.value)
+
+
+def test_run_set_names_the_range_of_a_declared_parameter(tmp_path, capsys):
+    args = ["run", "--quick", "--out", str(tmp_path / "run"), "--set", "models.wals.params.dim=nan"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "models.wals.params: WALS: bad parameter dim='nan': expected an integer >= 1" in err
+    assert not (tmp_path / "run").exists()
