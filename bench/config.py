@@ -262,6 +262,9 @@ def check_model(name: str, spec: dict, where: str) -> None:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{at}.search.{key}: expected a list of choices or "
                               "{log|uniform|int = [lo, hi]}")
+        if isinstance(dist, dict) and "int" not in dist and _integer(cls, key):
+            raise ConfigError(f"{at}.search.{key}: {key} is an integer: search it with "
+                              f"int = [lo, hi] or a list (a {next(iter(dist))} range draws fractions)")
         candidates += [({key: v}, f"search.{key}") for v in values]
     for extra, label in candidates:
         kwargs = {**params, **extra}
@@ -277,6 +280,13 @@ def check_model(name: str, spec: dict, where: str) -> None:
             cls(**kwargs)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{at}.{label}: {exc}") from None
+
+
+def _integer(cls, key: str) -> bool:
+    """Whether model class ``cls`` declares ``key`` an integer (models/params.py)."""
+    from mfsoftmax.models.params import Whole  # lazy: torch, as check_model
+
+    return isinstance(getattr(cls, "PARAMS", {}).get(key), Whole)
 
 
 def check_split(cfg: dict, where: str) -> None:

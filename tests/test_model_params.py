@@ -176,3 +176,15 @@ def test_run_set_names_the_range_of_a_declared_parameter(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "models.wals.params: WALS: bad parameter dim='nan': expected an integer >= 1" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_integer_searched_over_a_continuous_range_is_refused():
+    from mfsoftmax.bench.config import DEFAULTS, ConfigError, merge, validate
+
+    spec = {"models": {"s": {"kind": "softmax", "search": {"dim": {"log": [16, 256]}}}}}
+    with pytest.raises(ConfigError, match=r"models.s.search.dim: dim is an integer: search it "
+                                          r"with int = \[lo, hi\] or a list \(a log range"):
+        validate(merge(DEFAULTS, spec), "test.toml")
+    ok = {"models": {"s": {"kind": "softmax", "search": {"dim": {"int": [16, 256]},
+                                                         "lr": {"log": [1e-4, 1e-2]}}}}}
+    validate(merge(DEFAULTS, ok), "test.toml")
