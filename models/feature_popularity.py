@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from mfsoftmax.runtime import atomic_write_bytes
 
 from .base import Queries, RecommenderBase
-from .params import Names, Num, Text
+from .params import ListOf, Num, Text
 
 
 class FeaturePopularity(RecommenderBase):
@@ -43,7 +43,7 @@ class FeaturePopularity(RecommenderBase):
     family = "baseline"
     ablation_inputs = (None, True, "user features only (popularity per feature value)")
     user_independent = False
-    PARAMS = {"features": Names(none=True), "shrinkage": Num(low=0), "name": Text()}
+    PARAMS = {"features": ListOf(item=Text(), none=True), "shrinkage": Num(low=0), "name": Text()}
 
     def __init__(self, features=None, shrinkage: float = 1000.0, name: str = "feature-popularity"):
         self.checked_params(locals())  # type and range of each (PARAMS)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-__all__ = ["Choice", "Flag", "Ints", "Names", "Num", "Param", "ParamError", "Table", "Text",
+__all__ = ["Choice", "Flag", "ListOf", "Num", "Param", "ParamError", "Table", "Text",
            "TrainingDiverged", "Whole", "available_bytes", "check_memory", "check_params", "gib"]
 
 
@@ -156,33 +156,20 @@ class Table(Param):
 
 
 @dataclass(frozen=True)
-class Ints(Param):
-    """A list of integers >= ``low`` (possibly empty)."""
+class ListOf(Param):
+    """A list (possibly empty) whose every element ``item`` accepts: ``ListOf(Whole(low=1))``
+    for layer widths, ``ListOf(Text())`` for feature names."""
 
-    low: int = 1
-
-    def coerce(self, value):
-        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
-            return BAD
-        out = [Whole(low=self.low).coerce(v) for v in value]
-        return BAD if any(v is BAD for v in out) else tuple(out)
-
-    def describe(self) -> str:
-        return f"a list of integers >= {self.low}"
-
-
-@dataclass(frozen=True)
-class Names(Param):
-    """A list of non-empty strings (names of features, columns)."""
+    item: Param = Text()
 
     def coerce(self, value):
         if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
             return BAD
-        out = [Text().coerce(v) for v in value]
+        out = [self.item.coerce(v) for v in value]
         return BAD if any(v is BAD for v in out) else out
 
     def describe(self) -> str:
-        return "a list of names"
+        return f"a list, each {self.item.describe()}"
 
 
 def check_params(owner: str, specs: dict, values: dict) -> dict:

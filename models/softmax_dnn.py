@@ -88,7 +88,7 @@ from mfsoftmax.datasets.core import check_users_items
 
 from . import softmax_persist, softmax_train
 from .base import Queries, RecommenderBase, topk_one
-from .params import Choice, Flag, Ints, Num, ParamError, Text, Whole
+from .params import Choice, Flag, ListOf, Num, ParamError, Text, Whole
 from .softmax_bags import bag_inputs
 from .softmax_optim import KINDS
 from .softmax_towers import (
@@ -255,7 +255,7 @@ class SoftmaxDNN(RecommenderBase):
     folding_sweep = "dim"
 
     PARAMS = {
-        "dim": Whole(low=1), "hidden": Ints(low=1), "layer_norm": Flag(),
+        "dim": Whole(low=1), "hidden": ListOf(item=Whole(low=1)), "layer_norm": Flag(),
         "loss": Choice(values=LOSSES), "n_negatives": Whole(low=1),
         "hard_pool": Whole(low=1, none=True), "gravity": Num(low=0),
         "use_history": Flag(), "use_user_features": Flag(),

@@ -46,7 +46,7 @@ def test_every_constructor_parameter_is_declared(kind):
     (SoftmaxDNN, {"lr": float("inf")}, "lr", "a finite number > 0"),
     (SoftmaxDNN, {"history_dropout": 1.0}, "history_dropout", "in [0, 1)"),
     (SoftmaxDNN, {"use_history": "false"}, "use_history", "true or false"),
-    (SoftmaxDNN, {"hidden": [64, 0]}, "hidden", "a list of integers >= 1"),
+    (SoftmaxDNN, {"hidden": [64, 0]}, "hidden", "a list, each an integer >= 1"),
     (SoftmaxDNN, {"table_optimizer": "sgd"}, "table_optimizer", "one of None, 'adam'"),
     (WALS, {"iterations": 0}, "iterations", "an integer >= 1"),
     (WALS, {"dim": "64x"}, "dim", "an integer >= 1"),
