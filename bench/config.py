@@ -280,10 +280,15 @@ def check_model(name: str, spec: dict, where: str) -> None:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{at}.search.{key}: expected a list of choices or "
                               "{log|uniform|int = [lo, hi]}")
+        if isinstance(dist, dict) and "int" not in dist and _integer(cls, key):
+            raise ConfigError(f"{at}.search.{key}: {key} is an integer: search it with "
+                              f"int = [lo, hi] or a list (a {next(iter(dist))} range draws fractions)")
         candidates += [({key: v}, f"search.{key}") for v in values]
     for extra, label in candidates:
         kwargs = {**params, **extra}
-        for key, val in kwargs.items():
+        for key, val in kwargs.items():  # undeclared parameters (a plugin's): numbers stay numbers
+            if key in getattr(cls, "PARAMS", {}):
+                continue  # declared (models/params.py): the class says the type and range itself
             default = sig[key].default if key in sig else inspect.Parameter.empty
             if (isinstance(default, (int, float)) and not isinstance(default, bool)
                     and (isinstance(val, (bool, str)) or not isinstance(val, (int, float)))):
@@ -296,6 +301,13 @@ def check_model(name: str, spec: dict, where: str) -> None:
             cls(**kwargs)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{at}.{label}: {exc}") from None
+
+
+def _integer(cls, key: str) -> bool:
+    """Whether model class ``cls`` declares ``key`` an integer (models/params.py)."""
+    from mfsoftmax.models.params import Whole  # lazy: torch, as check_model
+
+    return isinstance(getattr(cls, "PARAMS", {}).get(key), Whole)
 
 
 def check_split(cfg: dict, where: str) -> None:
@@ -404,10 +416,14 @@ def validate(cfg: dict, where: str = "config") -> None:
     if eng["mf"] not in ("implicit", "spark"):
         raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")
     _int_at_least(cfg, "engines.dnn_workers", 1, where)
-    master = cfg["spark"]["master"]
-    if not isinstance(master, str) or not master.strip():
-        raise ConfigError(f"{where}: spark.master must be a Spark master URL such as 'local[*]' "
-                          f"or 'spark://host:7077', got {master!r}")
+    from mfsoftmax.models.params import ParamError  # lazy: torch, as check_model
+    from mfsoftmax.models.spark_settings import check_settings  # the models' own check
+
+    try:  # before any JVM: the WALS models on Spark get these (bench/context.py spark_defaults)
+        check_settings(cfg["spark"]["master"], cfg["spark"]["conf"])
+    except ParamError as exc:
+        key = "spark.master" if exc.param == "spark_master" else "spark.conf"
+        raise ConfigError(f"{where}: {key}: {exc.expected}, got {exc.value!r}") from None
     for key, val in cfg["budgets"].items():
         stage = key.removesuffix("_s")
         if not key.endswith("_s") or (stage != "total" and stage not in STAGES):

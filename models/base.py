@@ -9,6 +9,8 @@ matrix (MF can look them up) or new (MF must fold them in, the DNN runs its towe
 from __future__ import annotations
 
 import abc
+import difflib
+import inspect
 import json
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import scipy.sparse as sp
 
 from mfsoftmax.ranking import Queries, mask_history, topk
 from mfsoftmax.runtime import atomic_write_json
+
+from .params import ParamError, check_memory, check_params
 
 __all__ = ["Queries", "RecommenderBase", "mask_history", "topk", "topk_one"]
 
@@ -76,6 +80,47 @@ class RecommenderBase(abc.ABC):
     #: What the folding stage sweeps: "w0" (w0 at each dim), "dim", "reference" (measured
     #: once, a non-personalised level), or None (not measured).
     folding_sweep: str | None = None
+    #: The constructor's parameters: name -> :class:`~mfsoftmax.models.params.Param` (type and
+    #: valid range), checked by :meth:`checked_params` for every path that builds a model.
+    PARAMS: dict = {}
+    #: The parameters that set the size of a fit's arrays (named when it cannot fit in memory).
+    memory_params: tuple = ()
+
+    @classmethod
+    def checked_params(cls, values: dict) -> dict:
+        """The declared :attr:`PARAMS` among ``values`` (e.g. a constructor's ``locals()``),
+        checked and converted; raises :class:`ParamError` naming the parameter and its range."""
+        return check_params(cls.__name__, cls.PARAMS, values)
+
+    @classmethod
+    def check_names(cls, params: dict) -> None:
+        """Raise :class:`ParamError` for a key of ``params`` the constructor does not take."""
+        sig = inspect.signature(cls.__init__).parameters
+        if any(p.kind == p.VAR_KEYWORD for p in sig.values()):
+            return
+        accepted = [k for k in sig if k != "self"]
+        for key, val in params.items():
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ParamError(cls.__name__, key, val, f"{cls.__name__} has no parameter "
+                                 f"{key!r}{hint}; it takes: {', '.join(accepted)}",
+                                 what="unknown parameter")
+
+    def memory_parts(self, n_users: int, n_items: int, nnz: int) -> dict:
+        """Estimated bytes of the arrays a fit on ``n_users x n_items`` with ``nnz``
+        interactions allocates, by part (empty: not estimated)."""
+        return {}
+
+    def check_memory(self, train, available: float | None = None) -> float:
+        """Refuse (:class:`ParamError`, naming :attr:`memory_params`) a fit on ``train`` whose
+        :meth:`memory_parts` exceed the memory available; returns the estimate in bytes."""
+        m, n = train.matrix.shape
+        parts = self.memory_parts(int(m), int(n), int(train.matrix.nnz))
+        params = {p: getattr(self, p) for p in self.memory_params}
+        if not parts or not params:
+            return float(sum(parts.values()))
+        return check_memory(type(self).__name__, parts, params, available)
 
     def embedding_role(self) -> str | None:
         """What this model's query/item embeddings illustrate in the folding picture: ``"mf"``,

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from mfsoftmax.runtime import atomic_write_bytes
 
 from .base import Queries, RecommenderBase
+from .params import ListOf, Num, Text
 
 
 class FeaturePopularity(RecommenderBase):
@@ -45,10 +46,10 @@ class FeaturePopularity(RecommenderBase):
     family = "baseline"
     ablation_inputs = (None, True, "user features only (popularity per feature value)")
     user_independent = False
+    PARAMS = {"features": ListOf(item=Text(), none=True), "shrinkage": Num(low=0), "name": Text()}
 
     def __init__(self, features=None, shrinkage: float = 1000.0, name: str = "feature-popularity"):
-        if float(shrinkage) < 0:
-            raise ValueError(f"shrinkage={shrinkage} must be >= 0")
+        self.checked_params(locals())  # type and range of each (PARAMS)
         self.features = None if features is None else [str(f) for f in features]
         self.shrinkage = float(shrinkage)
         self.name = name

@@ -111,6 +111,7 @@ import json
 import multiprocessing.connection as mpc
 import os
 import pickle
+import re
 import signal
 import sys
 import threading
@@ -123,6 +124,7 @@ import torch.multiprocessing as tmp
 from torch.nn.parallel import DistributedDataParallel
 
 from . import softmax_train
+from .params import TrainingDiverged
 from .softmax_optim import LazyRowOptimizer
 from .softmax_train import Shard, batch_loss, batch_weights
 
@@ -489,6 +491,16 @@ def _exception_line(tb: str, width: int = 400) -> str:
     return line if len(line) <= width else line[:width] + " ..."
 
 
+def _raise_diverged(model, lines: list) -> None:
+    """Raise the ranks' :class:`TrainingDiverged` here when that is why every failed rank ended
+    (the ranks share one all-reduced loss, so they diverge at the same epoch)."""
+    found = [re.search(r"training diverged \((\S+) loss\) at epoch (\d+)", ln) for ln in lines]
+    if found and all(found):
+        loss, epoch = found[0].group(1), int(found[0].group(2))
+        raise TrainingDiverged(type(model).__name__, epoch, float(loss),
+                               softmax_train.step_sizes(model)) from None
+
+
 def fit(model, train, valid=None, callback=None) -> None:
     """Train the built ``model`` with ``model.workers`` spawned ranks; rank 0's weights,
     history and timings end up in ``model``. Raises RuntimeError when any rank fails."""
@@ -565,6 +577,7 @@ def fit(model, train, valid=None, callback=None) -> None:
         if running:
             parts.append(f"still running (hung?) and stopped: rank {', '.join(map(str, running))}")
         _clean_error_files(procs)
+        _raise_diverged(model, [line for line, _ in errors])
         msg = (f"{model.name}: data-parallel training failed ({W} workers, {backend}): "
                + "; ".join(parts) + ".")
         if tb:

@@ -88,6 +88,7 @@ from mfsoftmax.datasets.core import check_users_items
 
 from . import softmax_persist, softmax_train
 from .base import Queries, RecommenderBase, topk_one
+from .params import Choice, Flag, ListOf, Num, ParamError, Text, Whole
 from .softmax_bags import bag_inputs
 from .softmax_optim import KINDS
 from .softmax_towers import (
@@ -253,8 +254,50 @@ class SoftmaxDNN(RecommenderBase):
     new_item_params = {"item_tower": "add"}
     folding_sweep = "dim"
 
+    PARAMS = {
+        "dim": Whole(low=1), "hidden": ListOf(item=Whole(low=1)), "layer_norm": Flag(),
+        "loss": Choice(values=LOSSES), "n_negatives": Whole(low=1),
+        "hard_pool": Whole(low=1, none=True), "gravity": Num(low=0),
+        "use_history": Flag(), "use_user_features": Flag(),
+        "item_tower": Choice(values=ITEM_TOWER_MODES), "hash_buckets": Whole(low=1, none=True),
+        "hash_scope": Choice(values=HASH_SCOPES), "optimizer": Choice(values=OPTIMIZERS),
+        "lr": Num(low=0, open_low=True), "weight_decay": Num(low=0),
+        "table_optimizer": Choice(values=(None, *KINDS)),
+        "table_lr": Num(low=0, open_low=True, none=True),
+        "batch_size": Whole(low=1), "epochs": Whole(low=1), "patience": Whole(low=0),
+        "eval_k": Whole(low=1), "max_history": Whole(low=1, none=True),
+        "history_dropout": Num(low=0, high=1, open_high=True), "item_bias": Flag(),
+        "bias_init": Choice(values=BIAS_INITS), "feature_dim": Whole(low=1),
+        "example_weight": Choice(values=EXAMPLE_WEIGHTS), "alpha": Num(low=0),
+        "eps": Num(low=0, open_low=True), "workers": Whole(low=1),
+        "table_sync": Choice(values=TABLE_SYNCS), "ddp_timeout": Num(low=0, open_low=True),
+        "serve_runtime": Choice(values=SERVE_RUNTIMES), "seed": Whole(low=0),
+        "device": Choice(values=("cpu", "cuda")), "threads": Whole(low=1), "progress": Flag(),
+        "name": Text(none=True),
+    }
+
+    @property
+    def memory_params(self) -> tuple:
+        """What sets a fit's size: ``dim``, and ``workers`` (a copy per rank) when > 1 (the
+        ``full`` loss's batch x items logits show as a part of their own)."""
+        return ("dim", *(("workers",) if self.workers > 1 else ()))
+
     def embedding_role(self) -> str:
         return "no-negatives" if self.loss == "positives-only" else "negatives"
+
+    @classmethod
+    def _check_trainable(cls, p: dict) -> None:
+        """Refuse the combinations that train nothing (each parameter is in range)."""
+        owner = cls.__name__
+        if not (p["use_history"] or p["use_user_features"]):
+            raise ParamError(owner, "use_history", False, "use_history and use_user_features "
+                             "are both false: the query tower needs an input")
+        if p["loss"] == "in-batch" and p["batch_size"] < 2:
+            raise ParamError(owner, "batch_size", p["batch_size"], "loss='in-batch' needs "
+                             "batch_size >= 2: a batch's other items are its negatives")
+        if p["batch_size"] < p["workers"]:
+            raise ParamError(owner, "batch_size", p["batch_size"], f"workers={p['workers']} need "
+                             "batch_size >= workers: each rank computes a share of every batch")
 
     def __init__(self, dim=64, hidden=(256,), layer_norm=False, loss="full", n_negatives=200,
                  hard_pool=None, gravity=0.0, use_history=True, use_user_features=True,
@@ -265,44 +308,8 @@ class SoftmaxDNN(RecommenderBase):
                  feature_dim=FEATURE_DIM, example_weight="none", alpha=1.0, eps=1.0, workers=1,
                  table_sync=TABLE_SYNC, ddp_timeout=DDP_TIMEOUT, serve_runtime="auto", seed=0,
                  device="cpu", threads=1, progress=False, name=None):
-        if loss not in LOSSES:
-            raise ValueError(f"loss={loss!r}: choose one of {', '.join(LOSSES)}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
-        if table_optimizer is not None and table_optimizer not in KINDS:
-            raise ValueError(f"table_optimizer={table_optimizer!r}: choose None or one of {', '.join(KINDS)}")
-        if table_lr is not None and not float(table_lr) > 0:
-            raise ValueError(f"table_lr={table_lr} must be > 0 or None")
-        if item_tower not in ITEM_TOWER_MODES:
-            raise ValueError(f"item_tower={item_tower!r}: choose None, 'add' or 'replace'")
-        if not (use_history or use_user_features):
-            raise ValueError("use_history and use_user_features are both False: the query tower needs an input")
-        for key, val in (("dim", dim), ("feature_dim", feature_dim), ("n_negatives", n_negatives),
-                         ("batch_size", batch_size), ("eval_k", eval_k), ("threads", threads)):
-            if int(val) < 1:
-                raise ValueError(f"{key}={val} must be >= 1")
-        if gravity < 0 or weight_decay < 0 or lr <= 0:
-            raise ValueError(f"gravity={gravity}, weight_decay={weight_decay} must be >= 0 and lr={lr} > 0")
-        if not 0.0 <= float(history_dropout) < 1.0:
-            raise ValueError(f"history_dropout={history_dropout} must be in [0, 1)")
-        if hash_buckets is not None and int(hash_buckets) < 1:
-            raise ValueError(f"hash_buckets={hash_buckets} must be >= 1 or None")
-        if bias_init not in BIAS_INITS:
-            raise ValueError(f"bias_init={bias_init!r}: choose one of {', '.join(BIAS_INITS)}")
-        if hash_scope not in HASH_SCOPES:
-            raise ValueError(f"hash_scope={hash_scope!r}: choose one of {', '.join(HASH_SCOPES)}")
-        if example_weight not in EXAMPLE_WEIGHTS:
-            raise ValueError(f"example_weight={example_weight!r}: choose one of {', '.join(EXAMPLE_WEIGHTS)}")
-        if not (float(alpha) >= 0 and float(eps) > 0):
-            raise ValueError(f"alpha={alpha} must be >= 0 and eps={eps} > 0")
-        if int(workers) < 1:
-            raise ValueError(f"workers={workers} must be >= 1")
-        if table_sync not in TABLE_SYNCS:
-            raise ValueError(f"table_sync={table_sync!r}: choose one of {', '.join(TABLE_SYNCS)}")
-        if not float(ddp_timeout) > 0:
-            raise ValueError(f"ddp_timeout={ddp_timeout} must be > 0 seconds")
-        if serve_runtime not in SERVE_RUNTIMES:
-            raise ValueError(f"serve_runtime={serve_runtime!r}: choose one of {', '.join(SERVE_RUNTIMES)}")
+        p = self.checked_params(locals())  # type and range of each (PARAMS)
+        self._check_trainable(p)
         self.dim, self.hidden, self.layer_norm = int(dim), tuple(int(h) for h in hidden), bool(layer_norm)
         self.loss, self.n_negatives, self.hard_pool = loss, int(n_negatives), hard_pool
         self.gravity = float(gravity)
@@ -457,6 +464,7 @@ class SoftmaxDNN(RecommenderBase):
         """Train on ``train``, early stopping on ``valid``; ``callback(epoch, model)`` after
         each epoch (True stops). With ``workers > 1`` the ranks train in child processes and
         the fitted model here is an ordinary single-process model (``softmax_ddp.fit``)."""
+        self.check_memory(train)  # before any array: refuse what cannot fit, saying how much
         self._prepare(train)
         if self.workers > 1:
             from . import softmax_ddp  # lazy: only with workers > 1
@@ -469,6 +477,9 @@ class SoftmaxDNN(RecommenderBase):
                            "lr": self.lr, "table_lr": self.table_lr,
                            "epoch_seconds": [h["wall_s"] for h in self.history]}
         return self
+
+    def memory_parts(self, n_users: int, n_items: int, nnz: int) -> dict:
+        return softmax_train.memory_parts(self, n_users, n_items)
 
     def _prepare(self, train) -> None:
         """Check ``train``, build the network and set the feature tensors (before training)."""

@@ -21,6 +21,7 @@ ranks agree on stopping.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from typing import NamedTuple
 
@@ -32,11 +33,44 @@ from tqdm.auto import tqdm
 from mfsoftmax.evaluation import evaluate
 
 from . import softmax_losses as L
+from .params import TrainingDiverged
 from .softmax_bags import bag_inputs, dense_bags
 from .softmax_optim import LazyRowOptimizer
+from .softmax_towers import table_rows
 
 DENSE_POOL_MAX = 2 ** 25  # cells of the dense users x items pooling matrix (128 MiB float32)
 EXAMPLE_WEIGHTS = ("none", "linear", "log")
+#: a spawned rank's own interpreter with torch and the models imported (283 MiB RSS measured
+#: on the 2-core development machine; counted low)
+RANK_PROCESS_BYTES = 250 * 2**20
+
+
+def memory_parts(model, n_users: int, n_items: int) -> dict:
+    """Bytes a fit of ``model`` (``SoftmaxDNN``) on ``n_users x n_items`` allocates at least:
+    the item tables and the query MLP (feature embeddings left out), their gradients and
+    optimizer state, the ``full`` loss's logits buffer and dense pooling matrix, all per copy of
+    the model (each rank and the parent with ``workers > 1``), and the ranks' interpreters."""
+    d, B, W = model.dim, model.batch_size, model.workers
+    v_rows = table_rows(n_items, model.hash_buckets if model.hash_scope == "all" else None)
+    rows = v_rows + (table_rows(n_items, model.hash_buckets) if model.use_history else 0)
+    widths = [d, *model.hidden, d]
+    mlp = 4.0 * sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    adam = 2 if model.optimizer == "adam" else 1
+    if model.sparse_items and model.table_optimizer is not None:  # lazy row updates
+        state = 4.0 * rows if model.table_optimizer == "rowwise-adagrad" else \
+            4.0 * rows * d * (2 if model.table_optimizer == "adam" else 1)
+    else:  # dense gradients and the dense optimizer's state
+        state = 4.0 * rows * d * (1 + adam)
+    copies = W + 1 if W > 1 else 1
+    parts = {"item tables": 4.0 * rows * d * copies, "table optimizer state": state * copies,
+             "query MLP with gradients and state": mlp * (2 + adam) * copies}
+    if model.loss == "full":
+        parts["full-softmax logits"] = 4.0 * B * n_items * copies
+        if model.hash_buckets is None and model.max_history is None:
+            parts["dense pooling matrix"] = 4.0 * min(n_users * n_items, DENSE_POOL_MAX) * copies
+    if W > 1:
+        parts["rank processes"] = float(RANK_PROCESS_BYTES * W)
+    return parts
 
 
 def example_weights(values: np.ndarray, kind: str, alpha: float, eps: float) -> np.ndarray | None:
@@ -299,6 +333,13 @@ def _epoch(model, queries: _BatchQueries, n_ex: int, rng, opts, sampling, dev,
     return tot / cnt
 
 
+def step_sizes(model) -> dict:
+    """The learning rates that move the weights: ``lr``, and ``table_lr`` when the item tables
+    take their own optimizer."""
+    own = model.sparse_items and model.table_optimizer is not None and model.table_lr is not None
+    return {"lr": model.lr, **({"table_lr": model.table_lr} if own else {})}
+
+
 def _validate(model, valid, record: dict, stopping: _EarlyStopping) -> bool:
     """Score ``valid`` into ``record`` (time added to ``eval_seconds``); True: stop training."""
     if valid is None or not len(valid):
@@ -359,6 +400,8 @@ def _train(model, train, valid, callback, dist=None) -> None:
             loss = _epoch(model, queries, len(ex), rng, opts, sampling, dev, ex_w)
         else:
             loss = dist.epoch(model, queries, len(ex), rng, opts, sampling, dev, ex_w)
+        if not math.isfinite(loss):  # every later step and score would be NaN too
+            raise TrainingDiverged(type(model).__name__, epoch + 1, loss, step_sizes(model))
         record = {"epoch": epoch, "loss": loss, "wall_s": time.perf_counter() - t0,
                   "valid_recall@k": None}
         model.net.eval()

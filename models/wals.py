@@ -35,6 +35,8 @@ from mfsoftmax.runtime import atomic_write_bytes
 from . import wals_linalg as la
 from . import wals_spark
 from .base import Queries, RecommenderBase
+from .params import Choice, Flag, Num, ParamError, Table, Text, Whole
+from .spark_settings import check_settings
 from .wals_features import FeatureMeans, encode_features
 
 WEIGHTS = ("binary", "linear", "log")
@@ -127,6 +129,17 @@ class WALS(RecommenderBase):
     one_pass = {"iterations": 1}
     quick_caps = {"iterations": 4}
     folding_sweep = "w0"
+    PARAMS = {
+        "dim": Whole(low=1), "w0": Num(low=0), "weight": Choice(values=WEIGHTS),
+        "alpha": Num(low=0), "eps": Num(low=0, open_low=True), "reg": Num(low=0),
+        "iterations": Whole(low=1), "solver": Choice(values=SOLVERS), "cg_steps": Whole(low=1),
+        "seed": Whole(low=0), "threads": Whole(low=0), "device": Choice(values=("cpu", "cuda")),
+        "cold_user": Choice(values=COLD_USER), "progress": Flag(),
+        "init_scale": Num(low=0, open_low=True),  # zero factors stay zero: nothing trains
+        "track_loss": Flag(), "engine": Choice(values=ENGINES), "spark_master": Text(),
+        "spark_conf": Table(none=True), "spark_reg": Num(low=0, none=True),
+    }
+    memory_params = ("dim",)
 
     def embedding_role(self) -> str:
         return "mf"
@@ -144,30 +157,26 @@ class WALS(RecommenderBase):
                  progress: bool = False, init_scale: float = 0.01, track_loss: bool = True,
                  engine: str = "implicit", spark_master: str = "local[*]",
                  spark_conf: dict | None = None, spark_reg: float | None = None):
-        checks = (
-            ("dim", dim >= 1), ("w0", w0 > 0 or (w0 == 0 and solver == "direct")), ("reg", reg >= 0), ("iterations", iterations >= 0),
-            ("cg_steps", cg_steps >= 1), ("threads", threads >= 0), ("init_scale", init_scale >= 0),
-            ("weight", weight in WEIGHTS), ("solver", solver in SOLVERS),
-            ("device", device in ("cpu", "cuda")), ("cold_user", cold_user in COLD_USER),
-            ("alpha", alpha >= 0), ("eps", eps > 0),
+        p = self.checked_params(locals())  # type and range of each (PARAMS)
+        dim, w0, reg, iterations, threads, seed = (p["dim"], p["w0"], p["reg"], p["iterations"],
+                                                   p["threads"], p["seed"])
+        cg_steps, alpha, eps, init_scale = p["cg_steps"], p["alpha"], p["eps"], p["init_scale"]
+        checks = (  # what the ranges cannot say: combinations
+            ("w0", w0 > 0 or solver == "direct"),
             ("solver", not (solver == "direct" and device == "cuda")),
-            ("engine", engine in ENGINES),
-            ("spark_master", isinstance(spark_master, str) and bool(spark_master.strip())),
-            ("spark_conf", spark_conf is None or isinstance(spark_conf, dict)),
-            ("spark_reg", spark_reg is None or (not isinstance(spark_reg, (bool, str))
-                                                and isinstance(spark_reg, (int, float))
-                                                and spark_reg >= 0)),
         )
         if engine == "spark":  # Spark's confidence 1 + alpha r reaches w / w0 only for w0 < 1
             checks += (("w0", 0 < w0 < 1), ("device", device == "cpu"))
         for param, ok in checks:
             if not ok:
-                hint = " (w0 = 0 needs solver='direct')" if param == "w0" and w0 == 0 else ""
+                hint = "w0 = 0 needs solver='direct'" if param == "w0" else "solver='direct' runs on the CPU"
                 if engine == "spark" and param in ("w0", "device"):
-                    hint = (" (engine='spark' needs 0 < w0 < 1: Spark's confidence 1 + alpha r "
-                            "maps to w / w0 only when w > w0)" if param == "w0"
-                            else " (engine='spark' fits on the CPU)")
-                raise ValueError(f"WALS: bad parameter {param}={locals()[param]!r}{hint}")
+                    hint = ("engine='spark' needs 0 < w0 < 1: Spark's confidence 1 + alpha r "
+                            "maps to w / w0 only when w > w0" if param == "w0"
+                            else "engine='spark' fits on the CPU")
+                raise ParamError(type(self).__name__, param, locals()[param], hint)
+        if engine == "spark":
+            check_settings(spark_master, spark_conf)
         self.dim, self.w0, self.weight, self.alpha, self.reg = int(dim), float(w0), weight, float(alpha), float(reg)
         self.eps = float(eps)
         self.iterations, self.solver, self.cg_steps = int(iterations), solver, int(cg_steps)
@@ -211,6 +220,14 @@ class WALS(RecommenderBase):
             return (1.0 + self.alpha * np.log1p(c / np.float32(self.eps))).astype(np.float32)
         return (1.0 + self.alpha * c).astype(np.float32)
 
+    def memory_parts(self, n_users: int, n_items: int, nnz: int) -> dict:
+        """Bytes a fit allocates at least: the factors U and V (float32), the d x d Gramians
+        (implicit's float32 YtY, the objective's two float64 ones) and the confidences."""
+        d = self.dim
+        return {"factors U and V": 4.0 * (n_users + n_items) * d,
+                "d x d Gramians": float(d) * d * (4 + (16 if self.track_loss else 0)),
+                "confidences": 4.0 * nnz}
+
     # --------------------------------------------------------------------- fit
     def _implicit_model(self):
         kwargs = dict(factors=self.dim, regularization=self.reg / self.w0, alpha=1.0,
@@ -243,6 +260,7 @@ class WALS(RecommenderBase):
     def fit(self, train, valid=None, callback=None, init=None) -> WALS:
         """Train on ``train`` (Interactions, users x items); ``init`` = optional (U0, V0)."""
         matrix = check_users_items(train.matrix, what=f"{train.name} training matrix")
+        self.check_memory(train)  # before any array: refuse what cannot fit, saying how much
         m, n = matrix.shape
         self.n_users, self.n_items = m, n
         self._matrix = matrix

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -82,6 +83,8 @@ import psutil
 import scipy.sparse as sp
 
 from . import wals_linalg as la
+from .params import ParamError
+from .spark_settings import check_reachable, check_settings
 
 INSTALL_HINT = "pip install 'mfsoftmax[spark]'"
 MIN_PYSPARK = (4, 0)
@@ -213,6 +216,8 @@ def get_session(master: str = "local[*]", conf: dict | None = None):
     with _LOCK:
         if _STATE["key"] == key and _STATE["spark"] is not None:
             return _STATE["spark"]
+        check_settings(master, conf)
+        check_reachable(master)
         _stop_locked()
         from pyspark.sql import SparkSession  # optional: pyspark (the spark extra)
 
@@ -225,9 +230,27 @@ def get_session(master: str = "local[*]", conf: dict | None = None):
         builder = SparkSession.builder.master(master)
         for k, v in settings.items():
             builder = builder.config(k, v)
-        spark = builder.getOrCreate()  # spark.log.level sets the log level (no stdout line)
+        try:
+            spark = builder.getOrCreate()  # spark.log.level sets the log level (no stdout line)
+        except Exception as exc:  # py4j / pyspark: one line naming the setting, not pages of Java
+            raise session_error(master, conf, exc) from None
         _STATE.update(key=key, spark=spark, startup_s=time.perf_counter() - t0)
         return spark
+
+
+def session_error(master: str, conf: dict | None, exc: BaseException) -> ParamError:
+    """The one-line error of a session that did not start: naming ``spark_master`` for a
+    cluster master (it did not take the application: not a running Spark master, or none
+    reachable), ``spark_conf`` for a local one (the settings are what the JVM refused)."""
+    lines = [ln.strip().removeprefix(": ") for ln in str(exc).splitlines() if ln.strip()]
+    cause = next((ln for ln in lines if re.match(r"([\w$]+\.)*[\w$]*(Exception|Error)\b", ln)),
+                 lines[0] if lines else type(exc).__name__)
+    cause = cause if len(cause) <= 300 else cause[:300] + " ..."
+    if is_local(master):
+        return ParamError("WALS", "spark_conf", dict(conf or {}), f"Spark did not start with "
+                          f"these settings on {master} ({cause})")
+    return ParamError("WALS", "spark_master", master, f"Spark did not start an application "
+                      f"there ({cause}); is it a running Spark master reachable from here?")
 
 
 def _stop_locked() -> None:

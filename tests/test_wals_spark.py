@@ -29,8 +29,8 @@ import scipy.sparse as sp
 
 from mfsoftmax.datasets import Interactions, make_split
 from mfsoftmax.evaluation import evaluate
+from mfsoftmax.models import spark_settings, wals_spark
 from mfsoftmax.models import wals_linalg as la
-from mfsoftmax.models import wals_spark
 from mfsoftmax.models.wals import WALS
 from tests import wals_reference as ref
 
@@ -309,3 +309,90 @@ def test_separate_executor_processes(spark):
     W = data.matrix.toarray().astype(float)
     np.testing.assert_allclose(model.U, ref.solve_rows(W, 0.2, 0.4, model.V), atol=1e-5)
     assert la.objective(model.U, model.V, data.matrix, np.ones(data.matrix.nnz), 0.2, 0.4) > 0
+
+
+# ------------------------------------------------------------------ bad settings, before any JVM
+@pytest.mark.parametrize("kwargs, param, words", [
+    ({"spark_master": "foo://x"}, "spark_master", "expected a Spark master URL: local, local[N]"),
+    ({"spark_master": "spark://host"}, "spark_master", "spark://host:port"),  # no port
+    ({"spark_master": "local[x]"}, "spark_master", "local-cluster[N,C,M]"),
+    ({"spark_conf": {"spark.driver.memory": "1m"}}, "spark_conf", "at least 450m"),
+    ({"spark_conf": {"spark.executor.memory": "1.5g"}}, "spark_conf", "a whole size such as 512m"),
+    ({"spark_conf": {"spark.driver.memoryOverhead": "lots"}}, "spark_conf", "a whole size"),
+])
+def test_bad_spark_settings_are_refused_at_construction(kwargs, param, words):
+    with pytest.raises(ValueError) as err:  # a ParamError: exit 2 in eval, ConfigError in run
+        WALS(engine="spark", **kwargs)
+    assert err.value.param == param and words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_master_form_spark_takes_is_accepted():
+    for master in ("local", "local[2]", "local[*]", "local[4, 2]", "local-cluster[2,1,1024]",
+                   "spark://a:7077", "spark://a:7077,b.example.org:7078", "yarn",
+                   "k8s://https://h:443"):
+        spark_settings.check_settings(master, {"spark.driver.memory": "2g",
+                                           "spark.executor.memory": "512", "spark.app.name": "x"})
+    assert spark_settings.size_bytes("2g") == 2 * 2**30 and spark_settings.size_bytes("450") == 450 * 2**20
+    assert spark_settings.size_bytes("1.5g") is None
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_master_is_named_within_the_timeout():
+    import time
+
+    master = f"spark://127.0.0.1:{_closed_port()}"
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"spark_master='spark://127.0.0.1:\d+': no master answered "
+                                         r"within 2 s \(127.0.0.1:\d+: .*\); is the master running"):
+        spark_settings.check_reachable(master, timeout=2)
+    assert time.perf_counter() - t0 < 4
+
+
+@needs_spark
+def test_eval_refuses_bad_spark_settings_in_one_line_without_a_jvm(capsys):
+    from mfsoftmax.cli import main
+
+    before = wals_spark._STATE["spark"]
+    for setting in ("spark_master=foo://x", f"spark_master=spark://127.0.0.1:{_closed_port()}",
+                    'spark_conf={"spark.driver.memory": "1m"}'):
+        args = ["eval", "--model", "wals", "--param", "n_users=200", "--param", "n_items=100",
+                "--set", "engine=spark", "--set", setting]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("spark_master=" in err or "spark_conf=" in err), err
+    assert wals_spark._STATE["spark"] is before  # no session started, none stopped
+
+
+@pytest.mark.skipif(not HAVE_SPARK, reason="needs pyspark (the spark extra)")
+def test_a_session_that_does_not_start_is_one_line_naming_the_setting(monkeypatch):
+    """A host that accepts the connection but takes no application (this sandbox's network
+    accepts every TCP connection): after Spark's own retries, one line, not pages of Java."""
+    from pyspark.sql import SparkSession
+
+    def refuse(self):
+        raise RuntimeError("An error occurred while calling None.org.apache.spark.sql.classic."
+                           "SparkSession.\n: java.lang.IllegalStateException: Cannot call methods "
+                           "on a stopped SparkContext.\nThis stopped SparkContext was created at:"
+                           "\n\norg.apache.spark.api.java.JavaSparkContext.<init>(...)\n")
+
+    monkeypatch.setattr(SparkSession.Builder, "getOrCreate", refuse)
+    monkeypatch.setattr(wals_spark, "check_reachable", lambda master: None)  # the port answers
+    for key in ("spark", "key", "checkpoint"):  # the module's shared session stays untouched
+        monkeypatch.setitem(wals_spark._STATE, key, None)
+    with pytest.raises(ValueError) as err:
+        wals_spark.get_session("spark://head:7077", {})
+    assert str(err.value) == (
+        "WALS: bad parameter spark_master='spark://head:7077': Spark did not start an "
+        "application there (java.lang.IllegalStateException: Cannot call methods on a stopped "
+        "SparkContext.); is it a running Spark master reachable from here?")
+    with pytest.raises(ValueError, match=r"bad parameter spark_conf=\{'spark.x': '1'\}: Spark "
+                                         r"did not start with these settings on local\[2\]"):
+        wals_spark.get_session("local[2]", {"spark.x": "1"})
+    shutil.rmtree(wals_spark._STATE["checkpoint"] or "", ignore_errors=True)

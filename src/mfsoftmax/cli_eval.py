@@ -61,6 +61,7 @@ def main(args) -> int:
     from mfsoftmax.datasets import DatasetError, make_split  # lazy: numpy+scipy, off --help
     from mfsoftmax.evaluation import evaluate  # lazy: numpy+scipy, off --help
     from mfsoftmax.models import MODELS  # lazy: torch (~2-5 s), off --help
+    from mfsoftmax.models.params import ParamError  # lazy: torch, off --help
     from mfsoftmax.models.wals_spark import SparkUnavailable  # lazy: torch, off --help
     from mfsoftmax.runtime import pin_threads  # lazy: numpy, off --help
 
@@ -77,13 +78,14 @@ def main(args) -> int:
     params = parse_params(args.set)
     cls = MODELS[args.model]
     try:
+        cls.check_names(params)  # a parameter of another model: named, with what this one takes
         model = cls(**params, **({"seed": args.seed} if "seed" in _init_params(cls) and "seed" not in params else {}))
     except (TypeError, ValueError) as exc:
         print(f"mfsoftmax: model {args.model}: {exc}", file=sys.stderr)
         return 2
     try:
         model.fit(split.train, valid=split.valid)
-    except SparkUnavailable as exc:  # WALS engine=spark without pyspark: name the extra
+    except (SparkUnavailable, ParamError) as exc:  # no pyspark; memory, divergence, Spark master
         print(f"mfsoftmax: model {args.model}: {exc}", file=sys.stderr)
         return 2
     evalset = split.valid if args.split == "valid" else split.test
