@@ -58,9 +58,12 @@ Serving one request (``recommend_one``, ``serve_runtime``)
 - ``serve_runtime`` picks how that path runs the query tower: ``eager`` (the module itself,
   under ``torch.inference_mode``), ``torchscript`` (``torch.jit.trace`` of a one-query tower
   that pools the bag with ``embedding_bag``, frozen and ``optimize_for_inference``), or
-  ``auto`` (default): TorchScript when it builds and its output equals eager's within
-  :data:`SERVE_TOLERANCE` on a few queries (empty, short and long histories, several users),
-  else eager with the reason kept (:meth:`SoftmaxDNN.serve_info`). Built lazily on the first
+  ``auto`` (default): TorchScript when it builds, its output equals eager's within
+  :data:`SERVE_TOLERANCE` on a few queries (empty, short and long histories, several users)
+  and it is not slower *inside the lean path* at the current torch thread count (both runtimes
+  timed end to end through ``recommend_one`` on those queries; eager wins only when
+  :data:`AUTO_MARGIN` times faster; timed again when the thread count changes), else eager
+  with the reason kept (:meth:`SoftmaxDNN.serve_info`: ``lean_us`` per runtime, ``threads``). Built lazily on the first
   request after ``fit``/``load`` (the trace bakes the weights in; a refit drops it). Explicit
   ``torchscript`` raises instead of falling back. Measured on ml-100k, one thread: the tower
   2.3-3.7x faster through TorchScript, the lean path's p50 1.5-2.0x lower (docs/models.md).
@@ -79,6 +82,7 @@ Data-parallel training (``workers``)
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -113,6 +117,9 @@ TABLE_SYNC = "gather"  # measured: softmax_ddp, "Table synchronisation"
 SERVE_RUNTIMES = ("auto", "eager", "torchscript")
 #: TorchScript's tower output must be within this of eager's (times max(1, |eager|)).
 SERVE_TOLERANCE = 1e-5
+#: under ``auto`` eager replaces TorchScript only when this many times faster inside the lean path
+AUTO_MARGIN = 1.25
+AUTO_ROUNDS = 3  # rounds of the lean-path timing behind ``auto`` (min over rounds of the median)
 SERVE_WEIGHT_CACHE = 512  # the lean path keeps the 1/len weight tensors of bags up to this long
 DDP_TIMEOUT = 600.0  # seconds a rank waits for the others
 
@@ -157,6 +164,29 @@ def trace_tower(module: torch.nn.Module, example: tuple):
         warnings.simplefilter("ignore")
         traced = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
         return torch.jit.optimize_for_inference(traced)
+
+
+def lean_timings(model: SoftmaxDNN, fns: dict, requests: list, rounds: int = AUTO_ROUNDS,
+                 reps: int = 5) -> dict:
+    """µs of one lean request (``recommend_one`` end to end: tower, ``V @ q``, top-k) with each
+    tower runtime of ``fns`` ({name: fn}) over ``requests`` ((user, history) pairs), at the
+    current thread count: the minimum over ``rounds`` interleaved rounds of the round's median.
+    Module level, so a test can replace it."""
+    reqs = [(int(u), model._history_set(h)) for u, h in requests]
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():  # warm-up
+        for u, h in reqs:
+            model._lean(fn, u, h, 10)
+    for _ in range(max(1, int(rounds))):
+        for name, fn in fns.items():
+            t = []
+            for _ in range(reps):
+                for u, h in reqs:
+                    t0 = time.perf_counter()
+                    model._lean(fn, u, h, 10)
+                    t.append(time.perf_counter() - t0)
+            best[name] = min(best[name], float(np.median(t)) * 1e6)
+    return {name: round(v, 3) for name, v in best.items()}
 
 
 def _trace_query_tower(model: SoftmaxDNN, example: tuple):
@@ -527,8 +557,11 @@ class SoftmaxDNN(RecommenderBase):
         hist = self._history_set(history_items)
         if self._V.device.type != "cpu" or (hist.size and (hist[0] < 0 or hist[-1] >= self.n_items)):
             return self._recommend_one_generic(user, hist, k, known)  # its own checks and errors
-        fn = self._serve_fn(runtime or self.serve_runtime)
-        q = fn(*self._one_inputs(int(user), hist))
+        return self._lean(self._serve_fn(runtime or self.serve_runtime), int(user), hist, k)
+
+    def _lean(self, fn, user: int, hist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The lean path with tower runtime ``fn`` (``hist`` sorted unique ids in range)."""
+        q = fn(*self._one_inputs(user, hist))
         scores = self._V_np @ q
         if self._b_np is not None:
             scores += self._b_np
@@ -591,7 +624,7 @@ class SoftmaxDNN(RecommenderBase):
             serve = self._serving(trace=True)
             if serve["torchscript"] is None:
                 raise RuntimeError(f"{self.name}: serve_runtime='torchscript' unavailable: {serve['reason']}")
-        if runtime == "auto" and serve["auto"] is None:
+        if runtime == "auto":  # built, and chosen at the current thread count
             serve = self._serving(trace=True)
         return serve["torchscript"] if runtime == "torchscript" else serve["auto"]
 
@@ -603,10 +636,27 @@ class SoftmaxDNN(RecommenderBase):
             self._serve_offsets = torch.zeros(1, dtype=torch.int64)
             self._serve_weights = {0: torch.zeros(0, dtype=torch.float32)}  # bag length -> 1/len
             serve = self._serve = {"torchscript": None, "auto": None, "reason": None,
-                                   "max_abs_diff": None, "checked": 0}
+                                   "max_abs_diff": None, "checked": 0, "lean_us": None,
+                                   "threads": None}
         if trace and serve["auto"] is None:
             self._build_trace(serve)
+        elif trace and serve["torchscript"] is not None and serve["threads"] != torch.get_num_threads():
+            self._choose_auto(serve)  # the choice was timed at another thread count
         return serve
+
+    def _choose_auto(self, serve: dict) -> None:
+        """``auto``'s runtime: TorchScript unless eager is :data:`AUTO_MARGIN` times faster
+        through the whole lean path at the current thread count (:func:`lean_timings`)."""
+        fns = {"torchscript": serve["torchscript"], "eager": self._eager_one}
+        us = lean_timings(self, fns, self._check_requests())
+        threads = torch.get_num_threads()
+        serve.update(lean_us=us, threads=threads)
+        if us["eager"] * AUTO_MARGIN < us["torchscript"]:
+            serve.update(auto=self._eager_one,
+                         reason=f"eager faster inside the lean path at {threads} thread(s) "
+                                f"({us['eager']:.0f} vs {us['torchscript']:.0f} us)")
+        else:
+            serve.update(auto=serve["torchscript"], reason=None)
 
     def _check_requests(self) -> list[tuple]:
         """A few requests the trace must agree with eager on: empty, one-item, short and long
@@ -644,6 +694,7 @@ class SoftmaxDNN(RecommenderBase):
         if not worst <= SERVE_TOLERANCE:
             return fail(f"TorchScript output differs from eager by {worst:.3g} (> {SERVE_TOLERANCE:g})")
         serve.update(torchscript=torchscript, auto=torchscript, reason=None)
+        self._choose_auto(serve)
 
     def serve_info(self, runtime: str | None = None) -> dict:
         """What :meth:`recommend_one` runs the tower with: ``{"requested", "runtime"
@@ -664,7 +715,8 @@ class SoftmaxDNN(RecommenderBase):
             chosen = "torchscript" if serve["auto"] is serve["torchscript"] and serve["torchscript"] else "eager"
             reason = serve["reason"]
         return {"requested": requested, "runtime": chosen, "reason": reason,
-                "max_abs_diff": serve["max_abs_diff"], "checked": serve["checked"]}
+                "max_abs_diff": serve["max_abs_diff"], "checked": serve["checked"],
+                "lean_us": serve.get("lean_us"), "threads": serve.get("threads")}
 
     def __getstate__(self):
         state = dict(self.__dict__)

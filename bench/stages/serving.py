@@ -15,7 +15,13 @@ The production figure is the lean path: ``lean_p50_us`` runs the DNN's tower thr
 model's own ``serve_runtime`` (``lean_runtime``: TorchScript when it equals eager, else eager),
 next to ``lean_eager_p50_us`` (the same path with the eager tower) and ``lean_embed_us`` (its
 embed step alone); the report's serving verdict and table read these (the generic
-``recommend`` p50 stays its own column)."""
+``recommend`` p50 stays its own column).
+
+Every single request is timed on one thread (``request_threads``, recorded in each row; the
+batch windows at the run's ``batch_threads``): see ``bench/serving.py``. ``flags`` lists what
+:func:`~..floor.contention_flags` finds wrong with a row's lean path (slower than its generic
+``recommend``, or its embed inside the path over 2x the embed alone); the log and the report
+show them."""
 
 from __future__ import annotations
 
@@ -24,8 +30,8 @@ import numpy as np
 from mfsoftmax.models import Queries
 
 from ..context import RunContext, Section
-from ..floor import floor_profiles, ratio_to_floor
-from ..serving import serving_profiles
+from ..floor import contention_flags, floor_profiles, ratio_to_floor
+from ..serving import request_threads, serving_profiles
 from ..tower_runtime import tower_profile
 
 
@@ -51,6 +57,9 @@ def run(ctx: RunContext) -> Section:
     _add_floors(ctx, specs, profiles, scfg)
     rows = []
     for (name, main), prof in zip(owners, profiles, strict=True):
+        prof["flags"] = contention_flags(prof)
+        for flag in prof["flags"]:
+            ctx.say(f"  WARNING {name} ({prof['mode']}): {flag}")
         rows.append({"model": name, **prof})
         if main:
             out.model(name)["serving"] = prof
@@ -97,9 +106,11 @@ def _add_floors(ctx, specs, profiles, scfg) -> None:
             if id(model) not in towers:
                 (u, hist, _), *rest = _singles(queries, 6)
                 try:
-                    towers[id(model)] = tower_profile(
-                        model, u, hist, n=n, rounds=rounds, compile=bool(scfg.get("tower_compile", False)),
-                        gflops=gflops, checks=[(v, h) for v, h, _ in rest])
+                    with request_threads():
+                        towers[id(model)] = tower_profile(
+                            model, u, hist, n=n, rounds=rounds,
+                            compile=bool(scfg.get("tower_compile", False)),
+                            gflops=gflops, checks=[(v, h) for v, h, _ in rest])
                 except Exception as exc:  # noqa: BLE001 - the row keeps its other figures
                     towers[id(model)] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             prof["tower"] = towers[id(model)]

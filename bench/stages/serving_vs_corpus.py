@@ -14,6 +14,7 @@ from mfsoftmax.ranking import Queries
 
 from ..ann import VectorSet, with_bias
 from ..context import RunContext, Section
+from ..serving import request_threads
 from ..sweeps import serving_vs_corpus
 
 #: row labels of the two families (``reports.verdicts.SWEEP_FAMILIES`` maps them back)
@@ -50,6 +51,12 @@ def _query_embedding_us(model, queries, n: int = 100, warmup: int = 5) -> float:
     return float(np.percentile(np.asarray(secs) * 1e6, 50))
 
 
+def _one_request_us(model, queries) -> float:
+    """:func:`_query_embedding_us` on one request's threads (``serving.request_threads``)."""
+    with request_threads():
+        return _query_embedding_us(model, queries)
+
+
 def trained_sets(ctx: RunContext, n_queries: int) -> list:
     """A :class:`~..ann.VectorSet` per family (MF, DNN) from the fitted models: item
     embeddings (the DNN's item biases folded in as one more coordinate) and the query
@@ -79,7 +86,7 @@ def trained_sets(ctx: RunContext, n_queries: int) -> list:
             continue
         out.append(VectorSet(
             model=LABELS[family], vectors="trained", items=items, queries=q, dim=items.shape[1],
-            source_model=name, query_embedding_us=_query_embedding_us(model, queries),
+            source_model=name, query_embedding_us=_one_request_us(model, queries),
             info={"bias_folded": items.shape[1] > model.item_embeddings().shape[1],
                   "zero_queries_dropped": int((~nonzero).sum())}))
     return out
