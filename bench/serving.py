@@ -36,7 +36,6 @@ import contextlib
 import time
 
 import numpy as np
-import torch
 from threadpoolctl import threadpool_limits
 
 DEFAULT_ROUNDS = 5
@@ -49,6 +48,8 @@ def request_threads(n: int = REQUEST_THREADS):
     """Torch, BLAS and OpenMP limited to ``n`` threads inside the block (restored after): the
     thread pools of one request, which then never wait for a worker that another runtime's
     spinning worker keeps off a core."""
+    import torch  # lazy: torch (~2-5 s); the report's imports reach this module
+
     prev = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
@@ -61,6 +62,8 @@ def request_threads(n: int = REQUEST_THREADS):
 def thread_counts() -> dict:
     """``{"request_threads", "batch_threads"}`` of a serving row: one request's threads and
     the run's (the batch windows')."""
+    import torch  # lazy, as in request_threads
+
     return {"request_threads": REQUEST_THREADS, "batch_threads": int(torch.get_num_threads())}
 
 

@@ -101,7 +101,7 @@ from .softmax_towers import (
     hash_ids,
     init_embeddings,
 )
-from .softmax_train import EXAMPLE_WEIGHTS
+from .softmax_train import EXAMPLE_WEIGHTS, PRECISIONS, autocast, cpu_bf16_flags, resolve_precision
 
 LOSSES = ("full", "sampled-uniform", "sampled-popularity", "in-batch", "hard-negatives", "positives-only")
 OPTIMIZERS = ("adam", "adagrad")
@@ -117,6 +117,9 @@ TABLE_SYNC = "gather"  # measured: softmax_ddp, "Table synchronisation"
 SERVE_RUNTIMES = ("auto", "eager", "torchscript")
 #: TorchScript's tower output must be within this of eager's (times max(1, |eager|)).
 SERVE_TOLERANCE = 1e-5
+#: the same in bf16 (``precision``): the trace's frozen matmul-then-add rounds apart from eager's
+#: fused ``addmm`` by about one bf16 step (2^-8 relative)
+SERVE_TOLERANCE_BF16 = 2.0 ** -6
 #: under ``auto`` eager replaces TorchScript only when this many times faster inside the lean path
 AUTO_MARGIN = 1.25
 AUTO_ROUNDS = 3  # rounds of the lean-path timing behind ``auto`` (min over rounds of the median)
@@ -193,7 +196,8 @@ def _trace_query_tower(model: SoftmaxDNN, example: tuple):
     """TorchScript of :class:`OneQueryTower` traced on ``example`` (one request's tensors).
     Module level, so a test can replace it."""
     names = [sp["name"] for sp in model.user_specs]
-    return trace_tower(OneQueryTower(model.net.query, names).eval(), example)
+    with autocast(model):  # bf16: the trace records the casts and the bf16 matmuls
+        return trace_tower(OneQueryTower(model.net.query, names).eval(), example)
 
 
 class SoftmaxDNN(RecommenderBase):
@@ -265,6 +269,11 @@ class SoftmaxDNN(RecommenderBase):
         TorchScript trace (checked equal to eager within :data:`SERVE_TOLERANCE`; raises if it
         cannot be built or differs), or ``auto``: TorchScript when correct, else eager (the
         reason in :meth:`serve_info`). Does not change ``fit``, ``score`` or ``recommend``.
+    precision : {"fp32", "bf16", "auto"}
+        Precision of the matmuls of training and of the query tower (``torch.autocast``
+        bfloat16; tables, parameters, optimiser state and the loss's reduction stay float32):
+        ``auto`` is bf16 on a CPU with AMX or AVX-512 BF16 or a bf16 CUDA device, else fp32
+        (``precision_resolved``, :meth:`precision_info`). ``workers > 1`` trains in fp32.
     seed, device, threads, progress, name
         Determinism, ``"cpu"``/``"cuda"``, torch threads during fit, tqdm bar, result name.
 
@@ -293,8 +302,8 @@ class SoftmaxDNN(RecommenderBase):
                  batch_size=256, epochs=20, patience=3, eval_k=20, max_history=None,
                  history_dropout=HISTORY_DROPOUT, item_bias=False, bias_init="zero",
                  feature_dim=FEATURE_DIM, example_weight="none", alpha=1.0, eps=1.0, workers=1,
-                 table_sync=TABLE_SYNC, ddp_timeout=DDP_TIMEOUT, serve_runtime="auto", seed=0,
-                 device="cpu", threads=1, progress=False, name=None):
+                 table_sync=TABLE_SYNC, ddp_timeout=DDP_TIMEOUT, serve_runtime="auto",
+                 precision="fp32", seed=0, device="cpu", threads=1, progress=False, name=None):
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r}: choose one of {', '.join(LOSSES)}")
         if optimizer not in OPTIMIZERS:
@@ -333,6 +342,8 @@ class SoftmaxDNN(RecommenderBase):
             raise ValueError(f"ddp_timeout={ddp_timeout} must be > 0 seconds")
         if serve_runtime not in SERVE_RUNTIMES:
             raise ValueError(f"serve_runtime={serve_runtime!r}: choose one of {', '.join(SERVE_RUNTIMES)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
         self.dim, self.hidden, self.layer_norm = int(dim), tuple(int(h) for h in hidden), bool(layer_norm)
         self.loss, self.n_negatives, self.hard_pool = loss, int(n_negatives), hard_pool
         self.gravity = float(gravity)
@@ -353,6 +364,9 @@ class SoftmaxDNN(RecommenderBase):
         self.workers, self.table_sync = int(workers), table_sync
         self.ddp_timeout = float(ddp_timeout)
         self.serve_runtime = serve_runtime
+        self.precision = precision
+        # data-parallel ranks (softmax_ddp) train in float32
+        self.precision_resolved = "fp32" if int(workers) > 1 else resolve_precision(precision, device)
         self.seed, self.device, self.threads, self.progress = int(seed), device, int(threads), progress
         self.name = name or f"softmax-{loss}" + ("-gravity" if self.gravity > 0 else "")
         self.net = None
@@ -385,9 +399,16 @@ class SoftmaxDNN(RecommenderBase):
             "feature_dim": self.feature_dim, "example_weight": self.example_weight,
             "alpha": self.alpha, "eps": self.eps, "workers": self.workers,
             "table_sync": self.table_sync, "ddp_timeout": self.ddp_timeout,
-            "serve_runtime": self.serve_runtime, "seed": self.seed, "device": self.device,
+            "serve_runtime": self.serve_runtime, "precision": self.precision,
+            "seed": self.seed, "device": self.device,
             "threads": self.threads, "name": self.name,
         }
+
+    def precision_info(self) -> dict:
+        """``{"precision" (requested), "resolved" ("fp32" | "bf16"), "native" (the CPU's bf16
+        flags, or the CUDA device)}``: what training and the query tower run in."""
+        native = ("cuda" if self.device == "cuda" else ",".join(cpu_bf16_flags()) or None)
+        return {"precision": self.precision, "resolved": self.precision_resolved, "native": native}
 
     @property
     def sparse_items(self) -> bool:
@@ -454,7 +475,8 @@ class SoftmaxDNN(RecommenderBase):
         if self.use_history:
             bags = (torch.as_tensor(flat, device=dev), torch.as_tensor(offsets, device=dev),
                     torch.as_tensor(weights, device=dev))
-        return self.net.query(bags, self._user_feats(users))
+        with autocast(self):  # bf16: the tower's matmuls (float32 out of training's loss anyway)
+            return self.net.query(bags, self._user_feats(users)).float()
 
     def _queries_forward(self, queries: Queries) -> torch.Tensor:
         h = queries.history
@@ -611,8 +633,8 @@ class SoftmaxDNN(RecommenderBase):
         bags, rest = (args[:3], args[3:]) if self.use_history else (None, args)
         feats = ({sp["name"]: x for sp, x in zip(self.user_specs, rest, strict=True)}
                  if self.user_specs else None)
-        with torch.inference_mode():
-            return self.net.query(bags, feats)[0].numpy()
+        with torch.inference_mode(), autocast(self):
+            return self.net.query(bags, feats)[0].float().numpy()
 
     def _serve_fn(self, runtime: str):
         if runtime not in SERVE_RUNTIMES:
@@ -679,7 +701,7 @@ class SoftmaxDNN(RecommenderBase):
             def torchscript(*args):
                 # no grad-mode context: the frozen trace's weights are constants and the inputs
                 # never require grad, so no graph is recorded (the context costs a few µs)
-                return traced(*args)[0].numpy()
+                return traced(*args)[0].float().numpy()
 
             worst = 0.0
             for args in checks:
@@ -691,8 +713,9 @@ class SoftmaxDNN(RecommenderBase):
         except Exception as exc:  # noqa: BLE001 - a runtime that does not build falls back
             return fail(f"TorchScript failed: {type(exc).__name__}: {exc}"[:300])
         serve.update(max_abs_diff=worst, checked=len(checks))
-        if not worst <= SERVE_TOLERANCE:
-            return fail(f"TorchScript output differs from eager by {worst:.3g} (> {SERVE_TOLERANCE:g})")
+        tol = SERVE_TOLERANCE_BF16 if self.precision_resolved == "bf16" else SERVE_TOLERANCE
+        if not worst <= tol:
+            return fail(f"TorchScript output differs from eager by {worst:.3g} (> {tol:g})")
         serve.update(torchscript=torchscript, auto=torchscript, reason=None)
         self._choose_auto(serve)
 
