@@ -21,7 +21,12 @@ Every single request is timed on one thread (``request_threads``, recorded in ea
 batch windows at the run's ``batch_threads``): see ``bench/serving.py``. ``flags`` lists what
 :func:`~..floor.contention_flags` finds wrong with a row's lean path (slower than its generic
 ``recommend``, or its embed inside the path over 2x the embed alone); the log and the report
-show them."""
+show them.
+
+``score_precision`` (a model with item and query embeddings, its main row): one request's
+scoring of the whole catalogue in each of ``serving.score_precision`` (fp32, bf16, fp16, int8;
+the reduced ones re-rank their ``serving.score_rerank`` best candidates in fp32), each p50
+beside its recall@k against the exact fp32 top-k (``bench/score_precision.py``)."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from mfsoftmax.models import Queries
 
 from ..context import RunContext, Section
 from ..floor import contention_flags, floor_profiles, ratio_to_floor
+from ..score_precision import PRECISIONS, RERANK, score_precision_profile
 from ..serving import request_threads, serving_profiles
 from ..tower_runtime import tower_profile
 
@@ -55,6 +61,7 @@ def run(ctx: RunContext) -> Section:
             owners.append((name, False))
     profiles = serving_profiles(specs, scfg)
     _add_floors(ctx, specs, profiles, scfg)
+    _add_score_precision(ctx, specs, profiles, owners, scfg)
     rows = []
     for (name, main), prof in zip(owners, profiles, strict=True):
         prof["flags"] = contention_flags(prof)
@@ -123,3 +130,26 @@ def _add_floors(ctx, specs, profiles, scfg) -> None:
                 # the embed step with the chosen runtime's tower in place of eager's
                 prof["embed_fast_us"] = round(max(0.0, fl["embed_us"] - t["eager_us"] + t["chosen_us"]), 3)
                 prof["floor_fast_p50_us"] = round(prof["embed_fast_us"] + fl["score_us"] + fl["topk_us"], 3)
+
+
+SCORE_QUERIES = 100  # queries of the score-precision profile (the first of the stage's)
+
+
+def _add_score_precision(ctx, specs, profiles, owners, scfg) -> None:
+    """``score_precision`` into the main row of every model with item and query embeddings."""
+    precs = list(scfg.get("score_precision", PRECISIONS))
+    if not precs:
+        return
+    k, rerank = int(scfg["k"]), int(scfg.get("score_rerank", RERANK))
+    for (model, queries, _), prof, (name, main) in zip(specs, profiles, owners, strict=True):
+        if not (main and hasattr(model, "item_embeddings") and hasattr(model, "query_embeddings")):
+            continue
+        rows = np.arange(min(len(queries), SCORE_QUERIES))
+        sub = Queries(queries.users[rows], queries.history[rows], known=queries.known)
+        b = model.item_biases() if hasattr(model, "item_biases") else None
+        prof["score_precision"] = score_precision_profile(
+            model.item_embeddings(), model.query_embeddings(sub), b, precs, k=k, rerank=rerank,
+            rounds=int(scfg.get("rounds", 5)))
+        ctx.say(f"    score precision ({name}): " + ", ".join(
+            f"{p} {v['p50_us']:.0f} us recall@{k} {v[f'recall@{k}']:.3f}"
+            for p, v in prof["score_precision"].items()))

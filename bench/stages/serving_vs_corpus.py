@@ -2,7 +2,10 @@
 (hnswlib HNSW, faiss HNSW, faiss IVF) swept over their search parameter, on the fitted models'
 own item and query embeddings (the catalogue grown by perturbed copies) and on random Gaussian
 vectors (the labelled worst case). Writes ``sweeps.serving_vs_corpus`` (one row per index and
-parameter value) and ``sweeps.ann_frontier`` (the recall-vs-p50 Pareto points)."""
+parameter value) and ``sweeps.ann_frontier`` (the recall-vs-p50 Pareto points) and ``sweeps.score_precision``: at
+each corpus size, each trained set's exact scoring in every ``serving.score_precision``
+(fp32, bf16, fp16, int8 with an fp32 re-rank; ``bench/score_precision.py``), p50 beside
+recall@10 against the exact fp32 top-10."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from mfsoftmax.ranking import Queries
 
 from ..ann import VectorSet, with_bias
 from ..context import RunContext, Section
+from ..score_precision import PRECISIONS, RERANK, precision_vs_corpus
 from ..serving import request_threads
 from ..sweeps import serving_vs_corpus
 
@@ -110,4 +114,16 @@ def run(ctx: RunContext) -> Section:
         target_recall=float(sw["ann_target_recall"]), target_p50_us=float(sw["ann_target_p50_us"]),
         seed=ctx.seed, time_budget_s=float(sw["time_budget_s"] if budget is None else budget),
         log=ctx.log)
-    return Section(sweeps={"serving_vs_corpus": rows, "ann_frontier": frontier})
+    scfg = ctx.cfg["serving"]
+    precs = list(scfg.get("score_precision", PRECISIONS))
+    by_precision = precision_vs_corpus(
+        [s for s in sets if s.vectors == "trained"], sw["corpus_sizes"], precs, k=10,
+        rerank=int(scfg.get("score_rerank", RERANK)), n_queries=min(n_queries, 50),
+        grow_noise=float(sw["ann_grow_noise"]), seed=ctx.seed,
+        time_budget_s=float(sw["time_budget_s"] if budget is None else budget)) if precs else []
+    for r in by_precision:
+        if r.get("precision"):
+            ctx.say(f"  {r['n_items']} items, {r['model']}, {r['precision']}: p50 "
+                    f"{r['p50_us']:.0f} us, recall@10 vs fp32 {r['recall_vs_exact']:.3f}")
+    return Section(sweeps={"serving_vs_corpus": rows, "ann_frontier": frontier,
+                           "score_precision": by_precision})
