@@ -101,7 +101,7 @@ from .softmax_towers import (
     hash_ids,
     init_embeddings,
 )
-from .softmax_train import EXAMPLE_WEIGHTS, PRECISIONS, autocast, cpu_bf16_flags, resolve_precision
+from .softmax_train import EXAMPLE_WEIGHTS, autocast, cpu_bf16_flags, model_precision
 
 LOSSES = ("full", "sampled-uniform", "sampled-popularity", "in-batch", "hard-negatives", "positives-only")
 OPTIMIZERS = ("adam", "adagrad")
@@ -342,8 +342,6 @@ class SoftmaxDNN(RecommenderBase):
             raise ValueError(f"ddp_timeout={ddp_timeout} must be > 0 seconds")
         if serve_runtime not in SERVE_RUNTIMES:
             raise ValueError(f"serve_runtime={serve_runtime!r}: choose one of {', '.join(SERVE_RUNTIMES)}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
         self.dim, self.hidden, self.layer_norm = int(dim), tuple(int(h) for h in hidden), bool(layer_norm)
         self.loss, self.n_negatives, self.hard_pool = loss, int(n_negatives), hard_pool
         self.gravity = float(gravity)
@@ -364,9 +362,7 @@ class SoftmaxDNN(RecommenderBase):
         self.workers, self.table_sync = int(workers), table_sync
         self.ddp_timeout = float(ddp_timeout)
         self.serve_runtime = serve_runtime
-        self.precision = precision
-        # data-parallel ranks (softmax_ddp) train in float32
-        self.precision_resolved = "fp32" if int(workers) > 1 else resolve_precision(precision, device)
+        self.precision, self.precision_resolved = precision, model_precision(precision, workers, device)
         self.seed, self.device, self.threads, self.progress = int(seed), device, int(threads), progress
         self.name = name or f"softmax-{loss}" + ("-gravity" if self.gravity > 0 else "")
         self.net = None

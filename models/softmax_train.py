@@ -74,6 +74,14 @@ def resolve_precision(precision: str, device: str = "cpu", cpuinfo: str | None =
     return "bf16" if cpu_bf16_flags(cpuinfo) else "fp32"
 
 
+def model_precision(precision: str, workers: int = 1, device: str = "cpu") -> str:
+    """The resolved precision of a ``SoftmaxDNN(precision=...)`` (:func:`resolve_precision`;
+    data-parallel ranks, ``workers > 1``, train in fp32); ValueError naming a bad value."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return "fp32" if int(workers) > 1 else resolve_precision(precision, device)
+
+
 def autocast(model):
     """The mixed-precision context of ``model``'s forward passes: bf16 matmuls (``torch.autocast``)
     when its resolved precision is bf16, a no-op otherwise. Parameters, optimiser state,
