@@ -10,7 +10,7 @@ timing (:func:`request_threads`), whatever the run's ``--threads``. Measured (2 
 and numpy's OpenBLAS at 2 threads each): after any torch parallel region (here a batch's
 ``Q @ V.T``) libgomp's worker spins for milliseconds, and OpenBLAS's worker, which ``V @ q``
 (26,744 x 64) wakes, waits for a core: the next ``V @ q`` took 6.7 ms against 54 µs, a lean
-DNN request 13.6 ms against 0.46 ms (``bench/test_bench_serving.py::test_thread_pool_contention``).
+DNN request 13.6 ms against 0.46 ms (``bench/test_bench_threads.py::test_thread_pool_contention``).
 Production serves one request per thread (concurrency across requests), so that is what a
 request's latency measures. Batch throughput keeps the run's thread count
 (``batch_threads``).
