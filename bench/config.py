@@ -38,7 +38,11 @@ DEFAULTS: dict = {
     "quality": {"seeds": 1},
     "models": {},
     "stages": {name: True for name in STAGES},
-    "serving": {"queries": 1000, "warmup": 50, "batch_sizes": [1, 32, 256], "k": 10},
+    # score_precision: one request's scoring of the whole catalogue in each of these precisions
+    # ("fp32", "bf16", "fp16", "int8"; bench/score_precision.py), every reduced one re-ranking
+    # its score_rerank best candidates in fp32; recall@k vs the exact fp32 top-k beside the p50
+    "serving": {"queries": 1000, "warmup": 50, "batch_sizes": [1, 32, 256], "k": 10,
+                "score_precision": ["fp32", "bf16", "fp16", "int8"], "score_rerank": 100},
     # split_seeds: repeat the n_known = 0 new-user comparison on strong splits drawn with these
     # seeds for seed_models (default: models, else every model), refitted per split;
     # popularity and feature-popularity always included
@@ -375,8 +379,15 @@ def validate(cfg: dict, where: str = "config") -> None:
     check_split(cfg, where)
     check_dataset_params(cfg, where)
     for dotted, low in (("run.threads", 1), ("run.seed", 0), ("tuning.trials", 1), ("quality.seeds", 1),
-                        ("serving.queries", 1), ("serving.warmup", 0), ("serving.k", 1)):
+                        ("serving.queries", 1), ("serving.warmup", 0), ("serving.k", 1),
+                        ("serving.score_rerank", 1)):
         _int_at_least(cfg, dotted, low, where)
+    from .score_precision import PRECISIONS
+
+    precs = cfg["serving"]["score_precision"]
+    if not isinstance(precs, list) or any(p not in PRECISIONS for p in precs):
+        raise ConfigError(f"{where}: serving.score_precision must list some of "
+                          f"{', '.join(PRECISIONS)}, got {precs!r}")
     from .tuning import SAMPLERS  # cycle: tuning imports this module (ConfigError)
 
     sampler = cfg["tuning"]["sampler"]

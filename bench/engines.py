@@ -1,5 +1,6 @@
-"""What the suite knows of a model's engine: which one it runs on and whether its fit runs in
-child processes (recorded on every training-cost row; decides whose memory counts)."""
+"""What the suite knows of a model's engine: which one it runs on, whether its fit runs in
+child processes (recorded on every training-cost row; decides whose memory counts) and the
+precision it computes in."""
 
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ def spawns_processes(model) -> bool | str:
 
 
 def engine_of(model) -> dict:
-    """``engine`` and ``workers`` of a fitted model (WALS: implicit or spark with Spark's
-    parallelism; the softmax DNN: torch with its data-parallel ranks; others: their class)."""
+    """``engine``, ``workers`` and ``precision`` of a fitted model (WALS: implicit or spark with
+    Spark's parallelism; the softmax DNN: torch with its data-parallel ranks; others: their
+    class; :func:`precision_of`)."""
+    return {**_engine(model), "precision": precision_of(model)}
+
+
+def _engine(model) -> dict:
     engine = getattr(model, "engine", None)
     if engine == "spark":
         info = getattr(model, "spark_info", {}) or {}
@@ -26,3 +32,10 @@ def engine_of(model) -> dict:
     if hasattr(model, "workers"):
         return {"engine": "torch", "workers": int(model.workers)}
     return {"engine": type(model).__name__, "workers": 1}
+
+
+def precision_of(model) -> str:
+    """The precision ``model`` trains and serves in: the softmax DNN's resolved ``precision``
+    (``fp32`` | ``bf16``); WALS (implicit's float32 factors, Spark's too), popularity and the
+    others: ``fp32`` (their arrays are float32; none has a reduced-precision mode)."""
+    return str(getattr(model, "precision_resolved", None) or "fp32")

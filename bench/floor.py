@@ -20,7 +20,12 @@ A model with a query tower served by a runtime of its own (``serve_info``: the s
 (``lean_eager_p50_us``) and the lean path's embed step alone (``query_embedding_one``:
 ``lean_embed_us``, and ``lean_embed_eager_us``); ``lean_runtime`` names the tower runtime of
 ``lean_p50_us`` (``torchscript`` or ``eager``, ``lean_runtime_note`` why not TorchScript).
-Single-threaded (the suite pins BLAS and torch threads)."""
+
+Every figure is taken on one request's threads (``serving.request_threads``: torch and BLAS at
+one thread). ``embed_alone_us`` is the embed step timed back to back, with no scoring between
+(a model with a tower or a fold-in); :func:`contention_flags` compares it with the embed inside
+the path (``embed_us``) and the lean path with the generic ``recommend``: a path whose steps
+slow each other down (two runtimes' thread pools fighting for the cores) is flagged."""
 
 from __future__ import annotations
 
@@ -28,9 +33,14 @@ import time
 
 import numpy as np
 
-from .serving import DEFAULT_ROUNDS
+from .serving import DEFAULT_ROUNDS, request_threads, thread_counts
 
 STEPS = ("embed", "score", "topk")
+#: the embed step inside the path may take at most this many times its time alone
+EMBED_IN_PATH_MAX = 2.0
+#: the lean path is flagged when slower than the generic ``recommend`` by more than this factor
+#: (rounds' noise: the two are timed in different rounds)
+LEAN_SLOWER_MAX = 1.1
 
 
 def floor_kind(model, known: bool = True) -> str | None:
@@ -71,7 +81,8 @@ class FloorJob:
                          if self.serve and self.serve["runtime"] not in ("eager", "generic") else
                          [self.serve["runtime"]] if self.serve and self.serve["runtime"] == "eager" else [])
         self.steps: dict[str, list[np.ndarray]] = {
-            s: [] for s in (*STEPS, "floor", "lean", "lean_eager", "lean_embed", "lean_embed_eager")}
+            s: [] for s in (*STEPS, "floor", "lean", "lean_eager", "lean_embed", "lean_embed_eager",
+                        "embed_alone")}
         for i in range(warmup):
             self.one(i % len(self.singles))
             u, h, k, kn = self._args(i % len(self.singles))
@@ -83,6 +94,15 @@ class FloorJob:
     def _args(self, i):
         u, h, kn = self.singles[i]
         return u, h, self.k, kn  # (user, history, k, known)
+
+    def embed(self, i: int) -> np.ndarray:
+        """Query ``i``'s embedding: the floor's embed step."""
+        u, h, _ = self.singles[i]
+        if self.kind == "lookup":
+            return self.model.U[u]
+        if self.kind == "query-tower":
+            return self.model.query_embedding_one(u, h)
+        return self.model.query_embeddings(self.queries[i])[0]
 
     def one(self, i: int) -> tuple[float, float, float, np.ndarray]:
         """One query's bare path: (embed, score, topk) seconds and the top-k ids."""
@@ -102,12 +122,7 @@ class FloorJob:
             ids = part[np.argsort(-s[part], kind="stable")]
             return 0.0, t2 - t1, pc() - t2, ids
         t0 = pc()
-        if self.kind == "lookup":
-            q = self.model.U[u]
-        elif self.kind == "query-tower":
-            q = self.model.query_embedding_one(u, h)
-        else:
-            q = self.model.query_embeddings(self.queries[i])[0]
+        q = self.embed(i)
         t1 = pc()
         s = self.V @ q
         if self.b is not None:
@@ -147,6 +162,13 @@ class FloorJob:
             for c, name in enumerate(STEPS):
                 self.steps[name].append(rec[:, c])
             self.steps["floor"].append(rec.sum(axis=1))
+        if self.kind in ("query-tower", "query-embedding"):  # the embed step alone, back to back
+            alone = np.empty(n)
+            for j in range(n):
+                t0 = pc()
+                self.embed(j % len(self.singles))
+                alone[j] = pc() - t0
+            self.steps["embed_alone"].append(alone)
         self.steps["lean"].append(lean)
         if extra is not None:
             for c, name in enumerate(("lean_eager", "lean_embed", "lean_embed_eager")):
@@ -157,17 +179,22 @@ class FloorJob:
             rounds = self.steps[name]
             return round(min(float(np.median(r)) * 1e6 for r in rounds), 3) if rounds else None
 
-        out = {"floor_kind": self.kind, "lean_p50_us": p50("lean")}
+        out = {"floor_kind": self.kind, "lean_p50_us": p50("lean"), **thread_counts()}
         if self.serve is not None:
             out["lean_runtime"] = self.serve["runtime"]
             if self.serve.get("reason"):
                 out["lean_runtime_note"] = str(self.serve["reason"])[:300]
+            if self.serve.get("lean_us"):  # what ``auto`` timed inside the lean path
+                out["lean_runtime_us"] = self.serve["lean_us"]
+                out["lean_runtime_threads"] = self.serve["threads"]
             if self.runtimes:
                 out.update({"lean_eager_p50_us": p50("lean_eager"), "lean_embed_us": p50("lean_embed"),
                             "lean_embed_eager_us": p50("lean_embed_eager")})
         if self.kind is not None:
             out.update({"floor_p50_us": p50("floor"), "embed_us": p50("embed"),
                         "score_us": p50("score"), "topk_us": p50("topk")})
+            if self.steps["embed_alone"]:
+                out["embed_alone_us"] = p50("embed_alone")
         return out
 
 
@@ -176,12 +203,35 @@ def floor_profiles(specs, n: int = 200, k: int = 10, rounds: int = DEFAULT_ROUND
     """Floor, decomposition and lean-path figures of several ``(model, singles)`` pairs, their
     rounds interleaved (round 1 of every model, then round 2, ...); ``singles`` are
     ``(user, history_item_ids, known)`` triples, cycled."""
-    jobs = [FloorJob(m, s, k=k, warmup=warmup) for m, s in specs]
-    per = max(1, int(n) // max(1, int(rounds)))
-    for _ in range(max(1, int(rounds))):
-        for job in jobs:
-            job.run_round(per)
+    with request_threads():
+        jobs = [FloorJob(m, s, k=k, warmup=warmup) for m, s in specs]
+        per = max(1, int(n) // max(1, int(rounds)))
+        for _ in range(max(1, int(rounds))):
+            for job in jobs:
+                job.run_round(per)
     return [job.result() for job in jobs]
+
+
+def contention_flags(prof: dict, embed_max: float = EMBED_IN_PATH_MAX,
+                     lean_max: float = LEAN_SLOWER_MAX) -> list[str]:
+    """What is wrong with a serving row's lean path, one sentence each (empty: nothing): the
+    lean path slower than the model's generic ``recommend`` (``lean_p50_us`` > ``lean_max`` x
+    ``p50_min_us``), or the embed step inside the path (``embed_us``) over ``embed_max`` times
+    the same step alone (``embed_alone_us``). Either means the path's steps slow each other
+    down (thread pools fighting for the cores), so its figure is not the model's cost."""
+    flags = []
+    lean, generic = prof.get("lean_p50_us"), prof.get("p50_min_us")
+    if _num(lean) and _num(generic) and lean > lean_max * generic:
+        flags.append(f"lean path slower than generic recommend ({lean:.0f} vs {generic:.0f} us)")
+    inside, alone = prof.get("embed_us"), prof.get("embed_alone_us")
+    if _num(inside) and _num(alone) and alone > 0 and inside > embed_max * alone:
+        flags.append(f"embed inside the lean path {inside:.0f} us > {embed_max:g}x its time "
+                     f"alone ({alone:.0f} us)")
+    return flags
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
 
 
 def ratio_to_floor(measured_us, floor_us) -> float | None:

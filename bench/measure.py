@@ -21,6 +21,12 @@ spin-wait on an idle core (OpenMP, BLAS) but not on a busy one; the fitting thre
 is charged for neither. It assumes the suite's single-threaded training (``run.threads`` = 1,
 the default); with more threads it counts the calling thread's share only.
 ``epoch_thread_median_s``, ``epoch_wall_min_s`` and ``epoch_cpu_min_s`` are information.
+
+Precision: every fit's row records ``precision`` (what the model computed in: the DNN's
+resolved ``precision``, fp32 for the others, :func:`~.engines.precision_of`), and the suite's
+calibration records torch's one-thread matmul peak in float32 and in bfloat16
+(:func:`sample_precision_peaks`, ``matmul_peak_gflops``) beside numpy's float32
+``matmul_gflops``, so a training figure can be read against the peak of the precision it ran in.
 """
 
 from __future__ import annotations
@@ -33,7 +39,12 @@ import time
 
 import psutil
 
-from .engines import spawns_processes
+from .engines import precision_of, spawns_processes
+
+#: torch dtypes of the precision peaks (:func:`calibrate_torch_matmul`)
+PEAK_DTYPES = ("fp32", "bf16")
+PEAK_METHOD = ("best of 10 single-threaded 512x512 torch matmuls per sample and dtype; "
+               "matmul_peak_gflops[dtype] = best sample")
 
 
 def release_free_memory() -> None:
@@ -202,6 +213,7 @@ def timed_fit(model, train, valid=None, curve_fn=None) -> dict:
             close_epoch(now, cnow, hnow, model)
     eval_s = float(getattr(model, "eval_seconds", 0.0) or 0.0)
     return {
+        "precision": precision_of(model),
         "wall_s": max(0.0, state["wall"] - eval_s),
         "cpu_s": max(0.0, state["cpu"] - eval_s),
         "peak_rss_mb": round(mon.delta_mb, 3),
@@ -226,3 +238,43 @@ def epoch_stats(wall: list, cpu: list, thread: list) -> dict:
         "epoch_thread_min_s": min(thread) if thread else None,
         "epoch_thread_median_s": statistics.median(thread) if thread else None,
     }
+
+
+def calibrate_torch_matmul(dtype: str = "bf16", n: int = 512, repeats: int = 10) -> float:
+    """torch's ``n`` x ``n`` matmul rate in ``dtype`` (``fp32`` | ``bf16``) on one thread,
+    GFLOP/s: the best of ``repeats`` (a busy machine preempts some; the best is the machine's
+    speed). bf16 runs at its native rate only where the CPU has AMX or AVX-512 BF16."""
+    import torch  # lazy: torch (~2-5 s)
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(dt)
+    b = torch.randn(n, n, generator=gen).to(dt)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.mm(a, b)  # warm-up
+        best = float("inf")
+        for _ in range(max(1, int(repeats))):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(prev)
+    return 2.0 * n**3 / max(best, 1e-12) / 1e9
+
+
+def sample_precision_peaks(calibration: dict, **kwargs) -> dict:
+    """Measure :func:`calibrate_torch_matmul` in every :data:`PEAK_DTYPES` once more and record
+    it in ``calibration`` (a run's ``run.calibration``, updated in place):
+    ``matmul_peak_gflops[dtype]`` the best sample so far, ``matmul_peak_samples[dtype]`` every
+    sample, ``bf16_over_fp32`` their ratio. Returns this sample ``{dtype: GFLOP/s}``."""
+    got = {dt: round(calibrate_torch_matmul(dt, **kwargs), 3) for dt in PEAK_DTYPES}
+    samples = calibration.setdefault("matmul_peak_samples", {})
+    peaks = calibration.setdefault("matmul_peak_gflops", {})
+    for dt, g in got.items():
+        samples.setdefault(dt, []).append(g)
+        peaks[dt] = max(samples[dt])
+    calibration["bf16_over_fp32"] = round(peaks["bf16"] / peaks["fp32"], 3) if peaks["fp32"] else None
+    calibration["peak_method"] = PEAK_METHOD
+    return got

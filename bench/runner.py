@@ -28,7 +28,7 @@ from mfsoftmax.runtime import sample_calibration, to_jsonable
 from . import stages
 from .config import QUICK_CAPS, STAGES
 from .context import MissingInput, RunContext, Section, StageFailed, build_model, deep_merge
-from .measure import RssMonitor
+from .measure import RssMonitor, sample_precision_peaks
 from .progress import Log
 from .schema import SCHEMA_VERSION, validate
 
@@ -279,6 +279,7 @@ class Runner:
             if entry["status"] != "interrupted":
                 # a calibration sample between stages: compare normalises by the best one
                 sample_calibration(self.results["run"]["calibration"], name)
+                sample_precision_peaks(self.results["run"]["calibration"])  # fp32 and bf16 peaks
                 self.save()
 
     # ------------------------------------------------------------------ output

@@ -2,7 +2,18 @@
 
 Latency is end to end for one request: the model's query embedding (MF lookup, MF fold-in, or
 the DNN's forward pass), scoring all items, dropping seen items and the top-k (argpartition).
-Threads are pinned by the suite (single-threaded); each figure follows a warm-up.
+Each figure follows a warm-up.
+
+Threads. A single request is served on one thread (:data:`REQUEST_THREADS`, recorded in every
+row as ``request_threads``): torch and BLAS are both limited to it around every single-query
+timing (:func:`request_threads`), whatever the run's ``--threads``. Measured (2 cores, torch
+and numpy's OpenBLAS at 2 threads each): after any torch parallel region (here a batch's
+``Q @ V.T``) libgomp's worker spins for milliseconds, and OpenBLAS's worker, which ``V @ q``
+(26,744 x 64) wakes, waits for a core: the next ``V @ q`` took 6.7 ms against 54 µs, a lean
+DNN request 13.6 ms against 0.46 ms (``bench/test_bench_threads.py::test_thread_pool_contention``).
+Production serves one request per thread (concurrency across requests), so that is what a
+request's latency measures. Batch throughput keeps the run's thread count
+(``batch_threads``).
 
 Robust figures. On a shared machine a single query is sometimes preempted for a whole
 scheduler slice (milliseconds), so tail percentiles over a few hundred queries and a single
@@ -21,12 +32,39 @@ measured, so a burst of load lands on one round of each model rather than on all
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 DEFAULT_ROUNDS = 5
 ROUND_WARMUP = 3  # untimed queries at the start of each round (at most the configured warm-up)
+REQUEST_THREADS = 1  # a single request's torch and BLAS threads (production: one per request)
+
+
+@contextlib.contextmanager
+def request_threads(n: int = REQUEST_THREADS):
+    """Torch, BLAS and OpenMP limited to ``n`` threads inside the block (restored after): the
+    thread pools of one request, which then never wait for a worker that another runtime's
+    spinning worker keeps off a core."""
+    import torch  # lazy: torch (~2-5 s); the report's imports reach this module
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        with threadpool_limits(limits=int(n)):
+            yield int(n)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def thread_counts() -> dict:
+    """``{"request_threads", "batch_threads"}`` of a serving row: one request's threads and
+    the run's (the batch windows')."""
+    import torch  # lazy, as in request_threads
+
+    return {"request_threads": REQUEST_THREADS, "batch_threads": int(torch.get_num_threads())}
 
 
 def percentiles_us(seconds) -> dict:
@@ -75,22 +113,24 @@ class _Job:
         self.times: list[np.ndarray] = []
         self.qps: dict[int, list[float]] = {b: [] for b in self.batches}
         self.round_warmup = min(int(warmup), ROUND_WARMUP)
-        for i in range(warmup):
-            model.recommend(self.singles[i % len(self.singles)], k=k)
+        with request_threads():
+            for i in range(warmup):
+                model.recommend(self.singles[i % len(self.singles)], k=k)
         for batch in self.batches.values():
             model.recommend(batch, k=k)  # warm-up
 
     def run_round(self, r: int) -> None:
         model, k = self.model, self.k
         times = np.empty(self.counts[r])
-        if len(times):  # caches went cold while the other models ran their rounds
-            for i in range(self.round_warmup):
-                model.recommend(self.singles[i % len(self.singles)], k=k)
-        for i in range(len(times)):
-            q = self.singles[i % len(self.singles)]
-            t0 = time.perf_counter()
-            model.recommend(q, k=k)
-            times[i] = time.perf_counter() - t0
+        with request_threads():
+            if len(times):  # caches went cold while the other models ran their rounds
+                for i in range(self.round_warmup):
+                    model.recommend(self.singles[i % len(self.singles)], k=k)
+            for i in range(len(times)):
+                q = self.singles[i % len(self.singles)]
+                t0 = time.perf_counter()
+                model.recommend(q, k=k)
+                times[i] = time.perf_counter() - t0
         if len(times):
             self.times.append(times)
         for b, batch in self.batches.items():
@@ -103,7 +143,8 @@ class _Job:
             self.qps[b].append(done * b / (time.perf_counter() - t0))
 
     def result(self) -> dict:
-        out = {**robust_latency_us(self.times), "n_queries": self.n, "rounds": len(self.times)}
+        out = {**robust_latency_us(self.times), "n_queries": self.n, "rounds": len(self.times),
+               **thread_counts()}
         if self.batches:
             out["qps"] = {str(b): float(max(v)) for b, v in self.qps.items()}
             out["qps_median"] = {str(b): float(np.median(v)) for b, v in self.qps.items()}

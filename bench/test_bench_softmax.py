@@ -18,6 +18,13 @@ Run: ``pytest bench/test_bench_softmax.py --benchmark-enable -p no:cacheprovider
   growth. Lazy Adam moves ~3d floats per row (weights, two moments) and misses the target;
   row-wise Adagrad moves ~d (one float of state per row) and meets it. Asserted (benchmarks
   enabled) for ``history`` and ``features``; recorded for ``history-adam-tables``.
+- ``epoch-precision``: one epoch of the ``train-cost`` config's DNN (sampled softmax, d 256,
+  MLP 512, 1,000 negatives, batch 8192) in fp32 and in bf16 (``precision``), rounds
+  interleaved with the calibration's fp32 and bf16 torch matmul peaks, on synthetic data with
+  the config's 26,744 items (``PRECISION_INTERACTIONS`` interactions when enabled): the speed-up
+  (target >= ``PRECISION_TARGET``, recorded, not asserted: it depends on the CPU's bf16
+  units), examples/s and the achieved GFLOP/s of the epoch's matmuls against the peak of the
+  precision each ran in.
 - ``serve-single``: one query (forward pass + scores + top-20) on ml-100k.
 - ``fit-iteration``: a whole ``fit`` of one epoch (setup included) per variant on ml-100k.
 Everything runs single-threaded (``threads=1``). Timings are the minimum over ``ROUNDS`` rounds
@@ -41,6 +48,8 @@ from mfsoftmax.models.softmax_dnn import LOSSES, SoftmaxDNN
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 CONF = dict(dim=64, hidden=(256,), batch_size=256, n_negatives=200, threads=1, seed=0)
+PRECISION_TARGET = 3.0
+PRECISION_INTERACTIONS = 200_000  # enabled; the smoke run uses 5,000
 ROUNDS = 3
 FULL_TARGET = 3.0
 SAMPLED_TARGET = 1.5
@@ -149,8 +158,9 @@ def test_epoch_full_vs_logits_matmuls(benchmark, ml100k):
                                 matmul_gflops=flops / mm / 1e9, ratio=ratio, target=FULL_TARGET,
                                 meets_target=ratio <= FULL_TARGET, batch_size=B,
                                 peak_gflops=peak, ratio_vs_peak=ratio_peak)
+    benchmark.extra_info.update(precision="fp32", peak_of="fp32 (numpy, one thread)")
     print(f"\nfull epoch {epoch:.2f}s (B={B}), logits matmuls {mm:.2f}s ({flops / mm / 1e9:.1f} GFLOP/s), "
-          f"ratio {ratio:.2f}; vs peak {peak:.0f} GFLOP/s: {ratio_peak:.2f}")
+          f"ratio {ratio:.2f}; vs the fp32 peak {peak:.0f} GFLOP/s: {ratio_peak:.2f}")
     assert np.isfinite(ratio) and ratio > 0
     if benchmark.enabled:
         assert ratio <= FULL_TARGET
@@ -219,3 +229,66 @@ def test_fit_one_epoch(benchmark, ml100k, loss):
     model = benchmark.pedantic(lambda: SoftmaxDNN(loss=loss, epochs=1, **CONF).fit(ml100k),
                                rounds=1, iterations=1)
     assert len(model.history) == 1 and np.isfinite(model.history[0]["loss"])
+
+
+def train_cost_params() -> dict:
+    """The ``train-cost`` config's DNN (one epoch, one thread)."""
+    from mfsoftmax.bench.config import load_config
+
+    cfg = load_config("train-cost")
+    params = dict(cfg["models"]["softmax-sampled-uniform"]["params"])
+    params.update(epochs=1, threads=1, seed=0)
+    params["hidden"] = tuple(params["hidden"])
+    return params, int(cfg["sweeps"]["train_items"])
+
+
+def epoch_flops(model, data) -> float:
+    """Matmul FLOPs of one epoch (forward and the two backward products, 3x the forward): the
+    query MLP on every example and the sampled logits (1 + m per example, d wide)."""
+    from mfsoftmax.bench.tower_runtime import tower_flops
+
+    lens = np.diff(data.matrix.indptr)
+    bag = float(np.minimum(lens[lens > 0] - 1, model.max_history or np.inf).mean())
+    per_example = tower_flops(model, int(round(bag))) + 2.0 * (1 + model.n_negatives) * model.dim
+    return 3.0 * per_example * data.n_interactions
+
+
+@pytest.mark.benchmark(group="epoch-precision")
+def test_epoch_bf16_vs_fp32(benchmark):
+    from mfsoftmax.bench.measure import calibrate_torch_matmul
+    from mfsoftmax.datasets import load
+
+    params, n_items = train_cost_params()
+    n = PRECISION_INTERACTIONS if benchmark.enabled else 5_000
+    data = load("synthetic", n_users=max(100, n // 20), n_items=n_items, n_groups=20,
+                mean_activity=20.0, seed=0)
+    epochs = {"fp32": [], "bf16": []}
+    peaks = {"fp32": [], "bf16": []}
+    models = {}
+
+    def one_round():  # both precisions and both peaks in every round: load hits them alike
+        for precision in ("fp32", "bf16"):
+            model = SoftmaxDNN(**dict(params, precision=precision)).fit(data)
+            epochs[precision].append(model.history[0]["wall_s"])
+            models[precision] = model
+            peaks[precision].append(calibrate_torch_matmul(precision))
+
+    benchmark.pedantic(one_round, rounds=rounds(benchmark), iterations=1)
+    flops = epoch_flops(models["fp32"], data)
+    info = {"n_interactions": int(data.n_interactions), "n_items": n_items, "epoch_flops": flops,
+            "target": PRECISION_TARGET}
+    for precision in ("fp32", "bf16"):
+        t, peak = min(epochs[precision]), max(peaks[precision])
+        info[precision] = {"epoch_s": t, "examples_per_s": data.n_interactions / t,
+                           "gflops": flops / t / 1e9, "peak_gflops": peak,
+                           "share_of_peak": flops / t / 1e9 / peak}
+        assert models[precision].precision_resolved == precision
+    speedup = info["fp32"]["epoch_s"] / info["bf16"]["epoch_s"]
+    info.update(speedup=speedup, meets_target=speedup >= PRECISION_TARGET,
+                peak_ratio=info["bf16"]["peak_gflops"] / info["fp32"]["peak_gflops"])
+    benchmark.extra_info.update(info)
+    print(f"\nepoch fp32 {info['fp32']['epoch_s']:.2f}s ({info['fp32']['gflops']:.0f} GFLOP/s of "
+          f"{info['fp32']['peak_gflops']:.0f}), bf16 {info['bf16']['epoch_s']:.2f}s "
+          f"({info['bf16']['gflops']:.0f} of {info['bf16']['peak_gflops']:.0f}): {speedup:.2f}x "
+          f"(peaks {info['peak_ratio']:.2f}x)")
+    assert np.isfinite(speedup) and speedup > 0

@@ -58,9 +58,12 @@ Serving one request (``recommend_one``, ``serve_runtime``)
 - ``serve_runtime`` picks how that path runs the query tower: ``eager`` (the module itself,
   under ``torch.inference_mode``), ``torchscript`` (``torch.jit.trace`` of a one-query tower
   that pools the bag with ``embedding_bag``, frozen and ``optimize_for_inference``), or
-  ``auto`` (default): TorchScript when it builds and its output equals eager's within
-  :data:`SERVE_TOLERANCE` on a few queries (empty, short and long histories, several users),
-  else eager with the reason kept (:meth:`SoftmaxDNN.serve_info`). Built lazily on the first
+  ``auto`` (default): TorchScript when it builds, its output equals eager's within
+  :data:`SERVE_TOLERANCE` on a few queries (empty, short and long histories, several users)
+  and it is not slower *inside the lean path* at the current torch thread count (both runtimes
+  timed end to end through ``recommend_one`` on those queries; eager wins only when
+  :data:`AUTO_MARGIN` times faster; timed again when the thread count changes), else eager
+  with the reason kept (:meth:`SoftmaxDNN.serve_info`: ``lean_us`` per runtime, ``threads``). Built lazily on the first
   request after ``fit``/``load`` (the trace bakes the weights in; a refit drops it). Explicit
   ``torchscript`` raises instead of falling back. Measured on ml-100k, one thread: the tower
   2.3-3.7x faster through TorchScript, the lean path's p50 1.5-2.0x lower (docs/models.md).
@@ -79,6 +82,7 @@ Data-parallel training (``workers``)
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -98,7 +102,13 @@ from .softmax_towers import (
     hash_ids,
     init_embeddings,
 )
-from .softmax_train import EXAMPLE_WEIGHTS
+from .softmax_train import (
+    EXAMPLE_WEIGHTS,
+    PRECISIONS,
+    autocast,
+    cpu_bf16_flags,
+    model_precision,
+)
 
 LOSSES = ("full", "sampled-uniform", "sampled-popularity", "in-batch", "hard-negatives", "positives-only")
 OPTIMIZERS = ("adam", "adagrad")
@@ -114,6 +124,12 @@ TABLE_SYNC = "gather"  # measured: softmax_ddp, "Table synchronisation"
 SERVE_RUNTIMES = ("auto", "eager", "torchscript")
 #: TorchScript's tower output must be within this of eager's (times max(1, |eager|)).
 SERVE_TOLERANCE = 1e-5
+#: the same in bf16 (``precision``): the trace's frozen matmul-then-add rounds apart from eager's
+#: fused ``addmm`` by about one bf16 step (2^-8 relative)
+SERVE_TOLERANCE_BF16 = 2.0 ** -6
+#: under ``auto`` eager replaces TorchScript only when this many times faster inside the lean path
+AUTO_MARGIN = 1.25
+AUTO_ROUNDS = 3  # rounds of the lean-path timing behind ``auto`` (min over rounds of the median)
 SERVE_WEIGHT_CACHE = 512  # the lean path keeps the 1/len weight tensors of bags up to this long
 DDP_TIMEOUT = 600.0  # seconds a rank waits for the others
 
@@ -160,11 +176,35 @@ def trace_tower(module: torch.nn.Module, example: tuple):
         return torch.jit.optimize_for_inference(traced)
 
 
+def lean_timings(model: SoftmaxDNN, fns: dict, requests: list, rounds: int = AUTO_ROUNDS,
+                 reps: int = 5) -> dict:
+    """µs of one lean request (``recommend_one`` end to end: tower, ``V @ q``, top-k) with each
+    tower runtime of ``fns`` ({name: fn}) over ``requests`` ((user, history) pairs), at the
+    current thread count: the minimum over ``rounds`` interleaved rounds of the round's median.
+    Module level, so a test can replace it."""
+    reqs = [(int(u), model._history_set(h)) for u, h in requests]
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():  # warm-up
+        for u, h in reqs:
+            model._lean(fn, u, h, 10)
+    for _ in range(max(1, int(rounds))):
+        for name, fn in fns.items():
+            t = []
+            for _ in range(reps):
+                for u, h in reqs:
+                    t0 = time.perf_counter()
+                    model._lean(fn, u, h, 10)
+                    t.append(time.perf_counter() - t0)
+            best[name] = min(best[name], float(np.median(t)) * 1e6)
+    return {name: round(v, 3) for name, v in best.items()}
+
+
 def _trace_query_tower(model: SoftmaxDNN, example: tuple):
     """TorchScript of :class:`OneQueryTower` traced on ``example`` (one request's tensors).
     Module level, so a test can replace it."""
     names = [sp["name"] for sp in model.user_specs]
-    return trace_tower(OneQueryTower(model.net.query, names).eval(), example)
+    with autocast(model):  # bf16: the trace records the casts and the bf16 matmuls
+        return trace_tower(OneQueryTower(model.net.query, names).eval(), example)
 
 
 class SoftmaxDNN(RecommenderBase):
@@ -236,6 +276,11 @@ class SoftmaxDNN(RecommenderBase):
         TorchScript trace (checked equal to eager within :data:`SERVE_TOLERANCE`; raises if it
         cannot be built or differs), or ``auto``: TorchScript when correct, else eager (the
         reason in :meth:`serve_info`). Does not change ``fit``, ``score`` or ``recommend``.
+    precision : {"fp32", "bf16", "auto"}
+        Precision of the matmuls of training and of the query tower (``torch.autocast``
+        bfloat16; tables, parameters, optimiser state and the loss's reduction stay float32):
+        ``auto`` is bf16 on a CPU with AMX or AVX-512 BF16 or a bf16 CUDA device, else fp32
+        (``precision_resolved``, :meth:`precision_info`). ``workers > 1`` trains in fp32.
     seed, device, threads, progress, name
         Determinism, ``"cpu"``/``"cuda"``, torch threads during fit, tqdm bar, result name.
 
@@ -271,7 +316,8 @@ class SoftmaxDNN(RecommenderBase):
         "example_weight": Choice(values=EXAMPLE_WEIGHTS), "alpha": Num(low=0),
         "eps": Num(low=0, open_low=True), "workers": Whole(low=1),
         "table_sync": Choice(values=TABLE_SYNCS), "ddp_timeout": Num(low=0, open_low=True),
-        "serve_runtime": Choice(values=SERVE_RUNTIMES), "seed": Whole(low=0),
+        "serve_runtime": Choice(values=SERVE_RUNTIMES), "precision": Choice(values=PRECISIONS),
+        "seed": Whole(low=0),
         "device": Choice(values=("cpu", "cuda")), "threads": Whole(low=1), "progress": Flag(),
         "name": Text(none=True),
     }
@@ -306,8 +352,8 @@ class SoftmaxDNN(RecommenderBase):
                  batch_size=256, epochs=20, patience=3, eval_k=20, max_history=None,
                  history_dropout=HISTORY_DROPOUT, item_bias=False, bias_init="zero",
                  feature_dim=FEATURE_DIM, example_weight="none", alpha=1.0, eps=1.0, workers=1,
-                 table_sync=TABLE_SYNC, ddp_timeout=DDP_TIMEOUT, serve_runtime="auto", seed=0,
-                 device="cpu", threads=1, progress=False, name=None):
+                 table_sync=TABLE_SYNC, ddp_timeout=DDP_TIMEOUT, serve_runtime="auto",
+                 precision="fp32", seed=0, device="cpu", threads=1, progress=False, name=None):
         p = self.checked_params(locals())  # type and range of each (PARAMS)
         self._check_trainable(p)
         self.dim, self.hidden, self.layer_norm = int(dim), tuple(int(h) for h in hidden), bool(layer_norm)
@@ -330,6 +376,7 @@ class SoftmaxDNN(RecommenderBase):
         self.workers, self.table_sync = int(workers), table_sync
         self.ddp_timeout = float(ddp_timeout)
         self.serve_runtime = serve_runtime
+        self.precision, self.precision_resolved = precision, model_precision(precision, workers, device)
         self.seed, self.device, self.threads, self.progress = int(seed), device, int(threads), progress
         self.name = name or f"softmax-{loss}" + ("-gravity" if self.gravity > 0 else "")
         self.net = None
@@ -362,9 +409,16 @@ class SoftmaxDNN(RecommenderBase):
             "feature_dim": self.feature_dim, "example_weight": self.example_weight,
             "alpha": self.alpha, "eps": self.eps, "workers": self.workers,
             "table_sync": self.table_sync, "ddp_timeout": self.ddp_timeout,
-            "serve_runtime": self.serve_runtime, "seed": self.seed, "device": self.device,
+            "serve_runtime": self.serve_runtime, "precision": self.precision,
+            "seed": self.seed, "device": self.device,
             "threads": self.threads, "name": self.name,
         }
+
+    def precision_info(self) -> dict:
+        """``{"precision" (requested), "resolved" ("fp32" | "bf16"), "native" (the CPU's bf16
+        flags, or the CUDA device)}``: what training and the query tower run in."""
+        native = ("cuda" if self.device == "cuda" else ",".join(cpu_bf16_flags()) or None)
+        return {"precision": self.precision, "resolved": self.precision_resolved, "native": native}
 
     @property
     def sparse_items(self) -> bool:
@@ -431,7 +485,8 @@ class SoftmaxDNN(RecommenderBase):
         if self.use_history:
             bags = (torch.as_tensor(flat, device=dev), torch.as_tensor(offsets, device=dev),
                     torch.as_tensor(weights, device=dev))
-        return self.net.query(bags, self._user_feats(users))
+        with autocast(self):  # bf16: the tower's matmuls (float32 out of training's loss anyway)
+            return self.net.query(bags, self._user_feats(users)).float()
 
     def _queries_forward(self, queries: Queries) -> torch.Tensor:
         h = queries.history
@@ -538,8 +593,11 @@ class SoftmaxDNN(RecommenderBase):
         hist = self._history_set(history_items)
         if self._V.device.type != "cpu" or (hist.size and (hist[0] < 0 or hist[-1] >= self.n_items)):
             return self._recommend_one_generic(user, hist, k, known)  # its own checks and errors
-        fn = self._serve_fn(runtime or self.serve_runtime)
-        q = fn(*self._one_inputs(int(user), hist))
+        return self._lean(self._serve_fn(runtime or self.serve_runtime), int(user), hist, k)
+
+    def _lean(self, fn, user: int, hist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The lean path with tower runtime ``fn`` (``hist`` sorted unique ids in range)."""
+        q = fn(*self._one_inputs(user, hist))
         scores = self._V_np @ q
         if self._b_np is not None:
             scores += self._b_np
@@ -589,8 +647,8 @@ class SoftmaxDNN(RecommenderBase):
         bags, rest = (args[:3], args[3:]) if self.use_history else (None, args)
         feats = ({sp["name"]: x for sp, x in zip(self.user_specs, rest, strict=True)}
                  if self.user_specs else None)
-        with torch.inference_mode():
-            return self.net.query(bags, feats)[0].numpy()
+        with torch.inference_mode(), autocast(self):
+            return self.net.query(bags, feats)[0].float().numpy()
 
     def _serve_fn(self, runtime: str):
         if runtime not in SERVE_RUNTIMES:
@@ -602,7 +660,7 @@ class SoftmaxDNN(RecommenderBase):
             serve = self._serving(trace=True)
             if serve["torchscript"] is None:
                 raise RuntimeError(f"{self.name}: serve_runtime='torchscript' unavailable: {serve['reason']}")
-        if runtime == "auto" and serve["auto"] is None:
+        if runtime == "auto":  # built, and chosen at the current thread count
             serve = self._serving(trace=True)
         return serve["torchscript"] if runtime == "torchscript" else serve["auto"]
 
@@ -614,10 +672,27 @@ class SoftmaxDNN(RecommenderBase):
             self._serve_offsets = torch.zeros(1, dtype=torch.int64)
             self._serve_weights = {0: torch.zeros(0, dtype=torch.float32)}  # bag length -> 1/len
             serve = self._serve = {"torchscript": None, "auto": None, "reason": None,
-                                   "max_abs_diff": None, "checked": 0}
+                                   "max_abs_diff": None, "checked": 0, "lean_us": None,
+                                   "threads": None}
         if trace and serve["auto"] is None:
             self._build_trace(serve)
+        elif trace and serve["torchscript"] is not None and serve["threads"] != torch.get_num_threads():
+            self._choose_auto(serve)  # the choice was timed at another thread count
         return serve
+
+    def _choose_auto(self, serve: dict) -> None:
+        """``auto``'s runtime: TorchScript unless eager is :data:`AUTO_MARGIN` times faster
+        through the whole lean path at the current thread count (:func:`lean_timings`)."""
+        fns = {"torchscript": serve["torchscript"], "eager": self._eager_one}
+        us = lean_timings(self, fns, self._check_requests())
+        threads = torch.get_num_threads()
+        serve.update(lean_us=us, threads=threads)
+        if us["eager"] * AUTO_MARGIN < us["torchscript"]:
+            serve.update(auto=self._eager_one,
+                         reason=f"eager faster inside the lean path at {threads} thread(s) "
+                                f"({us['eager']:.0f} vs {us['torchscript']:.0f} us)")
+        else:
+            serve.update(auto=serve["torchscript"], reason=None)
 
     def _check_requests(self) -> list[tuple]:
         """A few requests the trace must agree with eager on: empty, one-item, short and long
@@ -640,7 +715,7 @@ class SoftmaxDNN(RecommenderBase):
             def torchscript(*args):
                 # no grad-mode context: the frozen trace's weights are constants and the inputs
                 # never require grad, so no graph is recorded (the context costs a few µs)
-                return traced(*args)[0].numpy()
+                return traced(*args)[0].float().numpy()
 
             worst = 0.0
             for args in checks:
@@ -652,9 +727,11 @@ class SoftmaxDNN(RecommenderBase):
         except Exception as exc:  # noqa: BLE001 - a runtime that does not build falls back
             return fail(f"TorchScript failed: {type(exc).__name__}: {exc}"[:300])
         serve.update(max_abs_diff=worst, checked=len(checks))
-        if not worst <= SERVE_TOLERANCE:
-            return fail(f"TorchScript output differs from eager by {worst:.3g} (> {SERVE_TOLERANCE:g})")
+        tol = SERVE_TOLERANCE_BF16 if self.precision_resolved == "bf16" else SERVE_TOLERANCE
+        if not worst <= tol:
+            return fail(f"TorchScript output differs from eager by {worst:.3g} (> {tol:g})")
         serve.update(torchscript=torchscript, auto=torchscript, reason=None)
+        self._choose_auto(serve)
 
     def serve_info(self, runtime: str | None = None) -> dict:
         """What :meth:`recommend_one` runs the tower with: ``{"requested", "runtime"
@@ -675,7 +752,8 @@ class SoftmaxDNN(RecommenderBase):
             chosen = "torchscript" if serve["auto"] is serve["torchscript"] and serve["torchscript"] else "eager"
             reason = serve["reason"]
         return {"requested": requested, "runtime": chosen, "reason": reason,
-                "max_abs_diff": serve["max_abs_diff"], "checked": serve["checked"]}
+                "max_abs_diff": serve["max_abs_diff"], "checked": serve["checked"],
+                "lean_us": serve.get("lean_us"), "threads": serve.get("threads")}
 
     def __getstate__(self):
         state = dict(self.__dict__)

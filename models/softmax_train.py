@@ -12,6 +12,13 @@ interaction value ``c`` (``linear``: ``1 + alpha c``, ``log``: ``1 + alpha log(1
 the WALS observed weights) and a batch's loss is the weighted mean. ``none`` runs the unweighted
 code unchanged.
 
+Precision (``precision``): with bf16 (``auto`` on a CPU with AMX or AVX-512 BF16, or a bf16
+CUDA device) each step's forward runs under ``torch.autocast(dtype=bfloat16)``: the query MLP's
+and the loss's matmuls in bf16, the logits promoted back to float32 by the logQ/bias terms, so
+the log-softmax and the batch's reduction are float32; the embedding tables, every parameter,
+the optimiser state and the backward's accumulation stay float32. ``full`` keeps its fused
+float32 logits (the query tower in bf16).
+
 Data-parallel training (``workers > 1``, ``softmax_ddp``) runs this loop on every rank with a
 ``dist`` object: each rank draws the same order and negatives, takes its slice of each global
 batch (:class:`Shard`) and ``dist.step`` synchronises the gradients; rank 0 validates and the
@@ -71,6 +78,52 @@ def memory_parts(model, n_users: int, n_items: int) -> dict:
     if W > 1:
         parts["rank processes"] = float(RANK_PROCESS_BYTES * W)
     return parts
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
+#: /proc/cpuinfo flags of a CPU with native bfloat16 matmuls (Intel AMX, AVX-512 BF16)
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
+    """The :data:`BF16_CPU_FLAGS` this CPU has (``cpuinfo``: the text of /proc/cpuinfo, read
+    when None; empty where it cannot be read)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return []
+    line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
+    have = set(line.split(":", 1)[-1].split())
+    return [f for f in BF16_CPU_FLAGS if f in have]
+
+
+def resolve_precision(precision: str, device: str = "cpu", cpuinfo: str | None = None) -> str:
+    """``fp32`` or ``bf16``: ``auto`` is bf16 where the hardware has native bf16 matmuls (a
+    CUDA device that supports bf16; a CPU with AMX or AVX-512 BF16, :func:`cpu_bf16_flags`),
+    else fp32."""
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_bf16_flags(cpuinfo) else "fp32"
+
+
+def model_precision(precision: str, workers: int = 1, device: str = "cpu") -> str:
+    """The resolved precision of a ``SoftmaxDNN(precision=...)`` (:func:`resolve_precision`;
+    data-parallel ranks, ``workers > 1``, train in fp32); ValueError naming a bad value."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return "fp32" if int(workers) > 1 else resolve_precision(precision, device)
+
+
+def autocast(model):
+    """The mixed-precision context of ``model``'s forward passes: bf16 matmuls (``torch.autocast``)
+    when its resolved precision is bf16, a no-op otherwise. Parameters, optimiser state,
+    embedding tables and the loss's reduction stay float32."""
+    dev = "cuda" if str(model.device).startswith("cuda") else "cpu"
+    return torch.autocast(dev, dtype=torch.bfloat16, enabled=model.precision_resolved == "bf16")
 
 
 def example_weights(values: np.ndarray, kind: str, alpha: float, eps: float) -> np.ndarray | None:
@@ -261,6 +314,7 @@ def batch_loss(model, q, pos, rng, sampling: _Sampling, w: torch.Tensor | None =
     bias = item.biases  # None without item_bias
     V_all = None
     if model.loss == "full":
+        q = q.float()  # the fused full loss writes fp32 logits into its buffer (no autocast)
         V_all = model._all_items()
         buf = model._logits_buf
         if buf is None or len(buf) < len(pos):
@@ -321,8 +375,9 @@ def _epoch(model, queries: _BatchQueries, n_ex: int, rng, opts, sampling, dev,
     for s in range(0, n_ex, B):
         b = perm[s:s + B]
         b_t = perm_t[s:s + B]
-        q, pos = queries(b, b_t)
-        loss = batch_loss(model, q, pos, rng, sampling, w=batch_weights(ex_w, b_t))
+        with autocast(model):  # bf16: the tower's and the loss's matmuls; fp32 reduction
+            q, pos = queries(b, b_t)
+            loss = batch_loss(model, q, pos, rng, sampling, w=batch_weights(ex_w, b_t)).float()
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         loss.backward()

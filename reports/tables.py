@@ -246,12 +246,16 @@ def serving_table(runs, labels):
             for b, v in (s.get("qps") or {}).items():
                 if fmt.is_num(v):
                     vals[f"QPS @ batch {b}"] = (v, fmt.count(v))
+            if s.get("flags"):  # bench/floor.contention_flags: the lean figure is suspect
+                vals["flags"] = "; ".join(s["flags"])
             if vals:
                 rows[(name, s.get("mode") or fmt.DASH)] = vals
         per_run.append(rows)
     return keyed_table("serving", "Serving latency and throughput", ["model", "mode"], per_run,
                        labels, best={"served p50": min, "recommend p50": min},
-                       note="Single-threaded latency per query. Served p50: the production path, "
+                       note="Single-threaded latency per query (one request's torch and BLAS "
+                       "threads: request_threads). flags: the lean path slower than the generic "
+                       "recommend, or its embed inside the path over 2x the embed alone. Served p50: the production path, "
                        "one request through the model's lean single-query path (recommend_one; "
                        "the DNN's query tower through its fastest correct runtime, named in "
                        "path), the minimum over rounds of the round's median; 'generic "

@@ -533,11 +533,13 @@ def _training(claim: Claim, results: dict) -> ClaimResult:
         faster_now = mf_n if time_sign > 0 else sm_n
         return ClaimResult(claim, figures, models, "tie", "depends",
                            f"{slower} grows faster (N^{max(mf_b, sm_b):.2f} vs N^{min(mf_b, sm_b):.2f}) "
-                           f"but {faster_now} is still {ratio:.1f}x faster at {fmt.count(size)}")
+                           f"but {faster_now} is still {ratio:.1f}x faster at {fmt.count(size)}"
+                           + _precision_note(results, {mf_n: mf_rows[-1], sm_n: sm_rows[-1]}))
     winner = _winner(signs.pop() if signs else 0)
     base = f"N^{mf_b:.2f} ({mf_n}) vs N^{sm_b:.2f} ({sm_n})"
     if size is not None and ratio == ratio:
         base += f"; {ratio:.1f}x apart at {fmt.count(size)} interactions"
+    base += _precision_note(results, {mf_n: mf_rows[-1], sm_n: sm_rows[-1]})
     verdict, text = _judge(claim, winner, f"MF scales better: {base}",
                            f"no significant gap: {base}", f"softmax scales better: {base}")
     return ClaimResult(claim, figures, models, winner, verdict, text)
@@ -555,7 +557,8 @@ def _training_one_size(claim: Claim, results: dict) -> ClaimResult:
     (mf_n, mf_v), (sm_n, sm_v) = best["mf"], best["softmax"]
     sign, ratio = cost_gap(mf_v, sm_v)
     winner = _winner(sign)
-    base = f"one data size only: {mf_n} {fmt.seconds(mf_v)} vs {sm_n} {fmt.seconds(sm_v)} ({ratio:.1f}x)"
+    base = (f"one data size only: {mf_n} {fmt.seconds(mf_v)} vs {sm_n} {fmt.seconds(sm_v)} "
+            f"({ratio:.1f}x)" + _precision_note(results, {mf_n: None, sm_n: None}))
     verdict, text = _judge(claim, winner, base, base, base)
     return ClaimResult(claim, figures, models, winner, verdict, text)
 
@@ -688,10 +691,14 @@ def _serving(claim: Claim, results: dict) -> ClaimResult:
         if all(n in paths for n in (mf_n, sm_n)):  # the serving stage's own figures
             head = (f"p50 {fmt.micros(mf_v)} ({mf_n}, {paths[mf_n]}) vs {fmt.micros(sm_v)} "
                     f"({sm_n}, {paths[sm_n]}), {ratio:.1f}x, at the run's corpus; by corpus size, ")
-        text = head + "; ".join(parts) + f" (same recall per size; {corpus})"
+        text = (head + "; ".join(parts) + f" (same recall per size; {corpus})"
+                + _precision_note(results, {mf_n: None, sm_n: None}, serving=True)
+                + _flag_note(results, (mf_n, sm_n)))
         return ClaimResult(claim, figures, models, winner, "depends", text)
     base = (f"p50 {fmt.micros(mf_v)} ({mf_n}, {paths.get(mf_n) or 'p50'}) vs {fmt.micros(sm_v)} "
-            f"({sm_n}, {paths.get(sm_n) or 'p50'}), {ratio:.1f}x")
+            f"({sm_n}, {paths.get(sm_n) or 'p50'}), {ratio:.1f}x"
+            + _precision_note(results, {mf_n: None, sm_n: None}, serving=True)
+            + _flag_note(results, (mf_n, sm_n)))
     generic = [_serving_row(results, n).get("p50_us") for n in (mf_n, sm_n)]
     if all(fmt.is_num(g) for g in generic) and any(paths.get(n, "").startswith("lean") for n in (mf_n, sm_n)):
         base += f" (generic recommend {fmt.micros(generic[0])} vs {fmt.micros(generic[1])})"
@@ -706,6 +713,51 @@ def _serving(claim: Claim, results: dict) -> ClaimResult:
 
 
 SWEEP_NAME = {"mf": "mf", "softmax": "dnn"}
+
+
+def _flag_note(results: dict, names) -> str:
+    """``"; FLAGGED dnn: ..."`` for a judged serving row whose lean path the serving stage
+    flagged (``flags``: its steps slowed each other down), else empty."""
+    notes = [f"{n}: {'; '.join(_serving_row(results, n)['flags'])}" for n in names
+             if _serving_row(results, n).get("flags")]
+    return "; FLAGGED " + "; ".join(notes) if notes else ""
+
+
+def precision_of(results: dict, name: str, row: dict | None = None) -> str:
+    """The precision model ``name`` computed in: the sweep ``row``'s or its training row's
+    ``precision``, else its params' resolved one; ``fp32`` in files from before the
+    ``precision`` option (everything ran in float32 then)."""
+    m = results.get("models", {}).get(name) or {}
+    for src in (row or {}, m.get("training") or {}):
+        if src.get("precision"):
+            return str(src["precision"])
+    return "fp32"
+
+
+def _precision_note(results: dict, picks: dict, serving: bool = False) -> str:
+    """``"; judged in fp32 (wals), bf16 (softmax-x)"``: the precision each judged model ran in
+    (``picks``: name -> its sweep row or None). Serving: the query tower's precision with the
+    scoring's (fp32: the lean path scores in float32), and the fastest reduced-precision
+    scoring that the run measured beside it (``score_precision``: p50 and recall@k vs fp32)."""
+    parts = []
+    for name, row in picks.items():
+        p = precision_of(results, name, row)
+        text = f"{p} ({name})"
+        if serving:
+            fam = family_of(name, results)
+            text = (f"{p} tower, fp32 scoring ({name})" if fam == "softmax"
+                    else f"fp32 ({name})")
+            sp = _serving_row(results, name).get("score_precision") or {}
+            fast = min(((v.get("p50_us"), k, v) for k, v in sp.items()
+                        if k != "fp32" and fmt.is_num(v.get("p50_us"))), default=None,
+                       key=lambda t: t[0])
+            if fast is not None and fmt.is_num((sp.get("fp32") or {}).get("p50_us")):
+                rec = next((v for k, v in fast[2].items() if k.startswith("recall@")), None)
+                text += (f" [scoring {fast[1]} {fmt.micros(fast[0])} vs fp32 "
+                         f"{fmt.micros(sp['fp32']['p50_us'])}"
+                         + (f", recall {rec:.3f}" if fmt.is_num(rec) else "") + "]")
+        parts.append(text)
+    return "; judged in " + ", ".join(parts)
 
 
 def _corpus_text(at: dict, size_signs: dict) -> str:

@@ -15,7 +15,18 @@ The production figure is the lean path: ``lean_p50_us`` runs the DNN's tower thr
 model's own ``serve_runtime`` (``lean_runtime``: TorchScript when it equals eager, else eager),
 next to ``lean_eager_p50_us`` (the same path with the eager tower) and ``lean_embed_us`` (its
 embed step alone); the report's serving verdict and table read these (the generic
-``recommend`` p50 stays its own column)."""
+``recommend`` p50 stays its own column).
+
+Every single request is timed on one thread (``request_threads``, recorded in each row; the
+batch windows at the run's ``batch_threads``): see ``bench/serving.py``. ``flags`` lists what
+:func:`~..floor.contention_flags` finds wrong with a row's lean path (slower than its generic
+``recommend``, or its embed inside the path over 2x the embed alone); the log and the report
+show them.
+
+``score_precision`` (a model with item and query embeddings, its main row): one request's
+scoring of the whole catalogue in each of ``serving.score_precision`` (fp32, bf16, fp16, int8;
+the reduced ones re-rank their ``serving.score_rerank`` best candidates in fp32), each p50
+beside its recall@k against the exact fp32 top-k (``bench/score_precision.py``)."""
 
 from __future__ import annotations
 
@@ -24,8 +35,9 @@ import numpy as np
 from mfsoftmax.models import Queries
 
 from ..context import RunContext, Section
-from ..floor import floor_profiles, ratio_to_floor
-from ..serving import serving_profiles
+from ..floor import contention_flags, floor_profiles, ratio_to_floor
+from ..score_precision import PRECISIONS, RERANK, score_precision_profile
+from ..serving import request_threads, serving_profiles
 from ..tower_runtime import tower_profile
 
 
@@ -49,8 +61,12 @@ def run(ctx: RunContext) -> Section:
             owners.append((name, False))
     profiles = serving_profiles(specs, scfg)
     _add_floors(ctx, specs, profiles, scfg)
+    _add_score_precision(ctx, specs, profiles, owners, scfg)
     rows = []
     for (name, main), prof in zip(owners, profiles, strict=True):
+        prof["flags"] = contention_flags(prof)
+        for flag in prof["flags"]:
+            ctx.say(f"  WARNING {name} ({prof['mode']}): {flag}")
         rows.append({"model": name, **prof})
         if main:
             out.model(name)["serving"] = prof
@@ -97,9 +113,11 @@ def _add_floors(ctx, specs, profiles, scfg) -> None:
             if id(model) not in towers:
                 (u, hist, _), *rest = _singles(queries, 6)
                 try:
-                    towers[id(model)] = tower_profile(
-                        model, u, hist, n=n, rounds=rounds, compile=bool(scfg.get("tower_compile", False)),
-                        gflops=gflops, checks=[(v, h) for v, h, _ in rest])
+                    with request_threads():
+                        towers[id(model)] = tower_profile(
+                            model, u, hist, n=n, rounds=rounds,
+                            compile=bool(scfg.get("tower_compile", False)),
+                            gflops=gflops, checks=[(v, h) for v, h, _ in rest])
                 except Exception as exc:  # noqa: BLE001 - the row keeps its other figures
                     towers[id(model)] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             prof["tower"] = towers[id(model)]
@@ -112,3 +130,26 @@ def _add_floors(ctx, specs, profiles, scfg) -> None:
                 # the embed step with the chosen runtime's tower in place of eager's
                 prof["embed_fast_us"] = round(max(0.0, fl["embed_us"] - t["eager_us"] + t["chosen_us"]), 3)
                 prof["floor_fast_p50_us"] = round(prof["embed_fast_us"] + fl["score_us"] + fl["topk_us"], 3)
+
+
+SCORE_QUERIES = 100  # queries of the score-precision profile (the first of the stage's)
+
+
+def _add_score_precision(ctx, specs, profiles, owners, scfg) -> None:
+    """``score_precision`` into the main row of every model with item and query embeddings."""
+    precs = list(scfg.get("score_precision", PRECISIONS))
+    if not precs:
+        return
+    k, rerank = int(scfg["k"]), int(scfg.get("score_rerank", RERANK))
+    for (model, queries, _), prof, (name, main) in zip(specs, profiles, owners, strict=True):
+        if not (main and hasattr(model, "item_embeddings") and hasattr(model, "query_embeddings")):
+            continue
+        rows = np.arange(min(len(queries), SCORE_QUERIES))
+        sub = Queries(queries.users[rows], queries.history[rows], known=queries.known)
+        b = model.item_biases() if hasattr(model, "item_biases") else None
+        prof["score_precision"] = score_precision_profile(
+            model.item_embeddings(), model.query_embeddings(sub), b, precs, k=k, rerank=rerank,
+            rounds=int(scfg.get("rounds", 5)))
+        ctx.say(f"    score precision ({name}): " + ", ".join(
+            f"{p} {v['p50_us']:.0f} us recall@{k} {v[f'recall@{k}']:.3f}"
+            for p, v in prof["score_precision"].items()))

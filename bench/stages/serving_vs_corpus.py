@@ -2,7 +2,10 @@
 (hnswlib HNSW, faiss HNSW, faiss IVF) swept over their search parameter, on the fitted models'
 own item and query embeddings (the catalogue grown by perturbed copies) and on random Gaussian
 vectors (the labelled worst case). Writes ``sweeps.serving_vs_corpus`` (one row per index and
-parameter value) and ``sweeps.ann_frontier`` (the recall-vs-p50 Pareto points)."""
+parameter value) and ``sweeps.ann_frontier`` (the recall-vs-p50 Pareto points) and ``sweeps.score_precision``: at
+each corpus size, each trained set's exact scoring in every ``serving.score_precision``
+(fp32, bf16, fp16, int8 with an fp32 re-rank; ``bench/score_precision.py``), p50 beside
+recall@10 against the exact fp32 top-10."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from mfsoftmax.ranking import Queries
 
 from ..ann import VectorSet, with_bias
 from ..context import RunContext, Section
+from ..score_precision import PRECISIONS, RERANK, precision_vs_corpus
+from ..serving import request_threads
 from ..sweeps import serving_vs_corpus
 
 #: row labels of the two families (``reports.verdicts.SWEEP_FAMILIES`` maps them back)
@@ -50,6 +55,12 @@ def _query_embedding_us(model, queries, n: int = 100, warmup: int = 5) -> float:
     return float(np.percentile(np.asarray(secs) * 1e6, 50))
 
 
+def _one_request_us(model, queries) -> float:
+    """:func:`_query_embedding_us` on one request's threads (``serving.request_threads``)."""
+    with request_threads():
+        return _query_embedding_us(model, queries)
+
+
 def trained_sets(ctx: RunContext, n_queries: int) -> list:
     """A :class:`~..ann.VectorSet` per family (MF, DNN) from the fitted models: item
     embeddings (the DNN's item biases folded in as one more coordinate) and the query
@@ -79,7 +90,7 @@ def trained_sets(ctx: RunContext, n_queries: int) -> list:
             continue
         out.append(VectorSet(
             model=LABELS[family], vectors="trained", items=items, queries=q, dim=items.shape[1],
-            source_model=name, query_embedding_us=_query_embedding_us(model, queries),
+            source_model=name, query_embedding_us=_one_request_us(model, queries),
             info={"bias_folded": items.shape[1] > model.item_embeddings().shape[1],
                   "zero_queries_dropped": int((~nonzero).sum())}))
     return out
@@ -103,4 +114,16 @@ def run(ctx: RunContext) -> Section:
         target_recall=float(sw["ann_target_recall"]), target_p50_us=float(sw["ann_target_p50_us"]),
         seed=ctx.seed, time_budget_s=float(sw["time_budget_s"] if budget is None else budget),
         log=ctx.log)
-    return Section(sweeps={"serving_vs_corpus": rows, "ann_frontier": frontier})
+    scfg = ctx.cfg["serving"]
+    precs = list(scfg.get("score_precision", PRECISIONS))
+    by_precision = precision_vs_corpus(
+        [s for s in sets if s.vectors == "trained"], sw["corpus_sizes"], precs, k=10,
+        rerank=int(scfg.get("score_rerank", RERANK)), n_queries=min(n_queries, 50),
+        grow_noise=float(sw["ann_grow_noise"]), seed=ctx.seed,
+        time_budget_s=float(sw["time_budget_s"] if budget is None else budget)) if precs else []
+    for r in by_precision:
+        if r.get("precision"):
+            ctx.say(f"  {r['n_items']} items, {r['model']}, {r['precision']}: p50 "
+                    f"{r['p50_us']:.0f} us, recall@10 vs fp32 {r['recall_vs_exact']:.3f}")
+    return Section(sweeps={"serving_vs_corpus": rows, "ann_frontier": frontier,
+                           "score_precision": by_precision})
