@@ -251,6 +251,7 @@ def check_model(name: str, spec: dict, where: str) -> None:
     """The model's kind exists, and its params and search space name only parameters its class
     takes, with values it accepts (the class is built once here, nothing is fitted)."""
     from mfsoftmax.models import MODELS  # lazy: torch+implicit (~2 s), off --help
+    from mfsoftmax.models.params import ParamError  # lazy: torch, as MODELS
 
     at = f"{where}: models.{name}"
     if not isinstance(spec, dict):
@@ -303,6 +304,11 @@ def check_model(name: str, spec: dict, where: str) -> None:
                                   f"true or false, got {val!r}")
         try:
             cls(**kwargs)
+        except ParamError as exc:  # names the parameter: the key is that parameter's
+            key = label if extra else f"params.{exc.param}"
+            why = (f"{exc.param} must be {exc.expected.removeprefix('expected ')}"
+                   if exc.expected.startswith("expected ") else exc.expected)
+            raise ConfigError(f"{at}.{key}: {why}, got {exc.param}={exc.value!r}") from None
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{at}.{label}: {exc}") from None
 
@@ -382,7 +388,7 @@ def validate(cfg: dict, where: str = "config") -> None:
                         ("serving.queries", 1), ("serving.warmup", 0), ("serving.k", 1),
                         ("serving.score_rerank", 1)):
         _int_at_least(cfg, dotted, low, where)
-    from .score_precision import PRECISIONS
+    from .score_precision import PRECISIONS  # lazy: off --help, as the models
 
     precs = cfg["serving"]["score_precision"]
     if not isinstance(precs, list) or any(p not in PRECISIONS for p in precs):
@@ -428,7 +434,7 @@ def validate(cfg: dict, where: str = "config") -> None:
         raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")
     _int_at_least(cfg, "engines.dnn_workers", 1, where)
     from mfsoftmax.models.params import ParamError  # lazy: torch, as check_model
-    from mfsoftmax.models.spark_settings import check_settings  # the models' own check
+    from mfsoftmax.models.spark_settings import check_settings  # lazy: the models' own check
 
     try:  # before any JVM: the WALS models on Spark get these (bench/context.py spark_defaults)
         check_settings(cfg["spark"]["master"], cfg["spark"]["conf"])

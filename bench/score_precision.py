@@ -68,7 +68,7 @@ class Scorer:
 
 def _int8_linear(Vt, bt):
     """``q -> V q (+ b)`` through torch's dynamic int8 linear, V quantized per row."""
-    import torch  # lazy, as in Scorer
+    import torch  # lazy: torch off the numpy-only scoring path, as in Scorer
 
     lin = torch.nn.Linear(Vt.shape[1], Vt.shape[0], bias=bt is not None)
     with torch.no_grad():
@@ -77,7 +77,10 @@ def _int8_linear(Vt, bt):
             lin.bias.copy_(bt)
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+        from torch.ao.quantization import (  # lazy: int8 only
+            per_channel_dynamic_qconfig,
+            quantize_dynamic,
+        )
 
         qlin = quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear: per_channel_dynamic_qconfig},
                                 dtype=torch.qint8)
@@ -86,7 +89,7 @@ def _int8_linear(Vt, bt):
 
 def _inference(fn):
     """``fn`` (torch tensor -> tensor) as numpy float32 -> numpy float32, in inference mode."""
-    import torch  # lazy, as in Scorer
+    import torch  # lazy: torch off the numpy-only scoring path, as in Scorer
 
     def run(q: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -62,7 +62,7 @@ def request_threads(n: int = REQUEST_THREADS):
 def thread_counts() -> dict:
     """``{"request_threads", "batch_threads"}`` of a serving row: one request's threads and
     the run's (the batch windows')."""
-    import torch  # lazy, as in request_threads
+    import torch  # lazy: as in request_threads
 
     return {"request_threads": REQUEST_THREADS, "batch_threads": int(torch.get_num_threads())}
 

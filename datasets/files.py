@@ -25,7 +25,6 @@ from .columns import detect_header, detect_sep, resolve_columns
 from .core import DatasetError, Interactions, from_coo
 from .decode import _COMPRESSED_SUFFIXES, decompress, read_bytes, sniff_format, to_utf8
 from .registry import register
-from .sidetables import attach_side_tables
 from .textparse import (
     _SEP_NAMES,
     NotNumeric,
@@ -231,6 +230,8 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
         values=ratings, ratings=ratings, timestamps=t.get("timestamp"),
         user_ids=uids, item_ids=iids, meta=meta,
     )
+    from .sidetables import attach_side_tables  # lazy: polars, off `datasets` (the list)
+
     return attach_side_tables(data, t.get("names"), t["columns"], data_dir, encoding,
                               user_features=user_features, item_features=item_features,
                               user_features_key=user_features_key,

@@ -7,6 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+import polars as pl
+
+from mfsoftmax.bench.config import CONFIG_DIR
+from mfsoftmax.cli_datasets import side_table_lines
+from mfsoftmax.datasets import DatasetError, load
+from mfsoftmax.datasets.columns import _split_line, detect_header, detect_sep
+from mfsoftmax.datasets.decode import decompress, read_bytes, sniff_format, to_utf8
+from mfsoftmax.runtime import atomic_write_bytes
+
 _SEP_WORDS = {b"\t": "tab", b",": "comma", b";": "semicolon", b"|": "pipe", b"::": "'::'",
               b" ": "spaces"}
 _KIND_SEPS = {"|": "pipe", ";": "semicolon", ",": "comma", " ": "space", "\t": "tab"}
@@ -14,13 +23,8 @@ _KIND_SEPS = {"|": "pipe", ";": "semicolon", ",": "comma", " ": "space", "\t": "
 
 def layout(path) -> tuple[str, bool, list[str] | None]:
     """(separator in words, has a header, column names or None) of the interactions file."""
-    from mfsoftmax.datasets.columns import _split_line, detect_header, detect_sep
-    from mfsoftmax.datasets.decode import decompress, read_bytes, sniff_format, to_utf8
-
     raw = read_bytes(path)
     if sniff_format(raw[:16]) == "parquet":
-        import polars as pl  # a core dependency
-
         return "Parquet", True, list(pl.read_parquet_schema(path))
     buf, label = decompress(path, raw)
     buf = to_utf8(label, buf)
@@ -48,8 +52,6 @@ def _params(args) -> dict:
 def config_text(params: dict, meta: dict) -> str:
     """The default config with its ``[dataset]`` table replaced by the ``file`` dataset of
     ``params``, the side tables' keys and kinds written out as detected."""
-    from mfsoftmax.bench.config import CONFIG_DIR
-
     params = dict(params)
     for side, t in (meta.get("side_tables") or {}).items():
         params[f"{side}_features_key"] = t["key"]
@@ -70,9 +72,6 @@ def config_text(params: dict, meta: dict) -> str:
 
 def inspect_files(args) -> int:
     """Print what the loader detects; with ``--write-config`` also write the config."""
-    from mfsoftmax.cli_datasets import side_table_lines  # the `show` printer
-    from mfsoftmax.datasets import DatasetError, load  # lazy: numpy+scipy
-
     params = _params(args)
     out = Path(args.write_config) if args.write_config else None
     if out is not None and out.exists():
@@ -102,8 +101,6 @@ def inspect_files(args) -> int:
     for line in side_table_lines(data.meta):
         print(line)
     if out is not None:
-        from mfsoftmax.runtime import atomic_write_bytes
-
         try:
             atomic_write_bytes(out, config_text(params, data.meta).encode("utf-8"))
         except OSError as exc:
