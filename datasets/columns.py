@@ -21,6 +21,9 @@ ALIASES = {
     "timestamp": ("timestamp", "time", "ts", "unixtime", "unixtimestamp"),
 }
 ROLES = ("user", "item", "rating", "timestamp")
+# Value columns that count events (compared like ALIASES): repeated (user, item) rows add up
+COUNT_NAMES = ("count", "counts", "plays", "playcount", "clicks", "weight", "views", "listens",
+               "listencount", "quantity", "purchases", "visits")
 _HEADER_WORDS = {a for names in ALIASES.values() for a in names} | {"date", "moviename", "title"}
 _SEP_CANDIDATES = (b"\t", b"::", b",", b";", b"|")
 
@@ -182,3 +185,16 @@ def resolve_columns(specs: dict, names: list[str] | None, ncols: int, path) -> d
                                f"{fix}")
         cols[w] = None
     return {w: cols[w] for w in ROLES}
+
+
+def duplicate_rule(names: list[str] | None, rating_col: int | None) -> tuple[str, str]:
+    """(rule, reason) for repeated (user, item) rows: ``"sum"`` when the value column counts
+    events (named like :data:`COUNT_NAMES`) or there is none (each row is one event), else
+    ``"last"`` (a rating: the latest one replaces the earlier)."""
+    if rating_col is None:
+        return "sum", "no value column: each row is one event"
+    name = names[rating_col] if names is not None else None
+    if name is not None and _norm_name(name) in COUNT_NAMES:
+        return "sum", f"value column {name!r} counts events"
+    label = repr(name) if name is not None else f"column {rating_col + 1}"
+    return "last", f"value column {label} is a rating (not named like a count)"

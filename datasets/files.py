@@ -3,7 +3,8 @@ importable) of ``user, item[, rating][, timestamp]``.
 
 Raw ids may be integers or strings; they are mapped to indices 0..n-1 in **sorted** order
 (numerically when every id of the column is an integer, otherwise as strings). Duplicate
-(user, item) pairs keep the latest event (see ``from_coo``).
+(user, item) pairs are summed when the value column counts events (or there is none), else the
+latest event is kept (:func:`~mfsoftmax.datasets.columns.duplicate_rule`, ``from_coo``).
 
 Input handling (see :func:`file_loader`): gzip, bzip2, xz and single-file zip input is
 decompressed transparently (recognised by its magic bytes, whatever the file is called); a UTF-8
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .columns import detect_header, detect_sep, resolve_columns
+from .columns import detect_header, detect_sep, duplicate_rule, resolve_columns
 from .core import DatasetError, Interactions, from_coo
 from .decode import _COMPRESSED_SUFFIXES, decompress, read_bytes, sniff_format, to_utf8
 from .registry import register
@@ -219,8 +220,12 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
             meta["nonpositive_ratings"] = {
                 "count": int(low.size), "first": f"{t.get('rows', 'line')} {t['first_line'] + k}",
                 "value": float(ratings[k]), "min": float(ratings[low].min())}
-    return from_coo(
+    rule, why = duplicate_rule(t["names"], t["columns"]["rating"])
+    data = from_coo(
         name or _stem(p), u, i, len(uids), len(iids),
         values=ratings, ratings=ratings, timestamps=t.get("timestamp"),
-        user_ids=uids, item_ids=iids, meta=meta,
+        user_ids=uids, item_ids=iids, meta=meta, duplicates=rule,
     )
+    if "duplicates" in data.meta:
+        data.meta["duplicates"]["why"] = why
+    return data
