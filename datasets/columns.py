@@ -18,13 +18,14 @@ ALIASES = {
              "businessid", "article", "articleid"),
     "rating": ("rating", "ratings", "score", "value", "stars", "count", "counts", "plays",
                "playcount", "clicks", "weight"),
-    "timestamp": ("timestamp", "time", "ts", "unixtime", "unixtimestamp"),
+    "timestamp": ("timestamp", "time", "ts", "unixtime", "unixtimestamp", "date", "datetime"),
 }
 ROLES = ("user", "item", "rating", "timestamp")
 # Value columns that count events (compared like ALIASES): repeated (user, item) rows add up
 COUNT_NAMES = ("count", "counts", "plays", "playcount", "clicks", "weight", "views", "listens",
                "listencount", "quantity", "purchases", "visits")
 _HEADER_WORDS = {a for names in ALIASES.values() for a in names} | {"date", "moviename", "title"}
+_DROP_WORDS = ("", "none", "false", "no")  # a *_col value that means "no such column"
 _SEP_CANDIDATES = (b"\t", b"::", b",", b";", b"|")
 
 
@@ -135,6 +136,9 @@ def resolve_columns(specs: dict, names: list[str] | None, ncols: int, path) -> d
     cols: dict[str, int | None] = {}
     for w in ROLES:
         spec = specs.get(w)
+        if isinstance(spec, str) and spec.strip().lower() in _DROP_WORDS and not (
+                names is not None and spec in names):
+            spec = False  # timestamp_col='' / none: skip the column
         if spec is False:
             if w in ("user", "item"):
                 raise DatasetError(f"{path}: {w}_col=false: the {w} column cannot be dropped")
