@@ -287,7 +287,7 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
     data = from_coo(
         name or _stem(p), u, i, len(uids), len(iids),
         values=ratings, ratings=ratings, timestamps=t.get("timestamp"),
-        user_ids=uids, item_ids=iids, meta=meta, duplicates=rule,
+        user_ids=uids, item_ids=iids, meta=meta, duplicates=rule, owned=True,
     )
     if "duplicates" in data.meta:
         data.meta["duplicates"]["why"] = why
