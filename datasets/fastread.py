@@ -133,6 +133,9 @@ def series_ids(series, label: str, where, what: str, field: int) -> tuple[np.nda
         if as_int.null_count() == 0:
             s = as_int
     if s.dtype.is_integer():
+        if s.dtype in (pl.Int64, pl.UInt64, pl.UInt32) and len(s) and -(2**31) <= s.min() < 2**31 \
+                and s.max() < 2**31:
+            s = s.cast(pl.Int32)  # half the memory to factorise (Parquet ids are often 64-bit)
         return factorize_ints(s.to_numpy())
     uniq = s.unique().sort()
     codes = uniq.search_sorted(s).to_numpy()
