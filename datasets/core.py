@@ -288,8 +288,8 @@ def from_coo(name: str, users: np.ndarray, items: np.ndarray, n_users: int, n_it
     ``duplicates="sum"`` keeps the sum of the events' values (and ratings) with the latest
     timestamp: play or click counts add up. When pairs repeat, ``meta["duplicates"]`` records
     the rule, the rows read and the pairs kept. ``owned``: the caller hands its arrays over
-    (it keeps no reference), so arrays already in order and of the right type are used without
-    a copy.
+    (it keeps no reference), so writeable arrays already in order and of the right type are used
+    without a copy.
     """
     if duplicates not in DUPLICATE_RULES:
         raise ValueError(f"{name}: duplicates={duplicates!r}: expected one of {DUPLICATE_RULES}")
@@ -304,7 +304,8 @@ def from_coo(name: str, users: np.ndarray, items: np.ndarray, n_users: int, n_it
     # events already in (user, item) order without duplicates (the MovieLens files): every
     # row is kept in place: plain copies (the result owns its arrays) instead of five 20M-row
     # gathers (~1.5 s for ml-20m)
-    keep = (lambda a: a if owned else a.copy()) if sel is None else (lambda a: a[sel])
+    keep = ((lambda a: a if owned and a.flags.writeable else a.copy()) if sel is None
+            else (lambda a: a[sel]))
     kept_vals = keep(vals)
     kept_ratings = None
     if ratings is not None:  # never the same array as the matrix's data

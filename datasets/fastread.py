@@ -176,7 +176,7 @@ def read_parquet(path: Path, cols: dict, names: list[str]) -> dict:
             raise DatasetError(f"{path}, {where(k)}, column {cols['rating'] + 1}: missing rating "
                                "(null)")
         try:
-            vals = s.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+            vals = s.cast(pl.Float32 if s.dtype == pl.Float32 else pl.Float64).to_numpy()
         except pl.exceptions.PolarsError:
             vals = s.cast(pl.Float64, strict=False).fill_null(float("nan")).to_numpy()
         out["rating"] = vals
@@ -243,6 +243,7 @@ def read_text(source, sep: bytes, header: bool, ncols: int, cols: dict,
             continue
     if df is None or df.height == 0 or any(df.null_count().row(0)):
         return None
+    df = df.rechunk()  # contiguous: to_numpy is then a view, not a copy
     out = {}
     first = 2 if header else 1
 

@@ -171,6 +171,7 @@ def _read_ratings_polars(pl, source, sep: bytes, header: bool) -> dict | None:
     nulls = df.null_count().row(0, named=True)
     if any(nulls[c] for c in _COLS) or any(nulls[n] != df.height for n in names if n[0] == "_"):
         return None
+    df = df.select(_COLS).rechunk()  # contiguous: to_numpy is then a view, not a copy
     out = {c: df.get_column(c).to_numpy() for c in _COLS}
     out["rating"] = out["rating"].astype(np.float32, copy=False)
     if not np.isfinite(out["rating"]).all():

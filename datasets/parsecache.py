@@ -164,17 +164,25 @@ def _source_key(path: Path, st: os.stat_result, sha256: str | None) -> dict:
             "sha256": _digest_for_key(path, st, sha256)}
 
 
+_BLOCK = 1 << 20  # elements per block when compacting: temporaries stay in cache
+
+
 def _compact(a: np.ndarray) -> tuple[np.ndarray, list | None]:
-    """(stored array, [dtype, scale] to restore it, or None): non-negative integers in the
-    narrowest unsigned type that holds them (item indices under 65,536: 2 bytes), floats that
-    are whole or half steps in 0..127.5 (star ratings) as uint8 twice the value."""
+    """(stored array, [dtype, scale] to restore it, or None): integers in the narrowest type
+    that holds them (item indices under 65,536: 2 bytes), floats that are whole or half steps
+    in 0..127.5 (star ratings) as uint8 twice the value. Done block by block, so that 20M
+    values need no 20M-value temporaries."""
     if a.size == 0 or a.dtype.kind not in "iuf":
         return a, None
     if a.dtype.kind == "f":
-        twice = a * 2
-        if twice.min() >= 0 and twice.max() <= 255 and np.array_equal(twice, np.rint(twice)):
-            return twice.astype(np.uint8), [a.dtype.str, 2]
-        return a, None
+        out = np.empty(a.size, dtype=np.uint8)
+        for start in range(0, a.size, _BLOCK):
+            twice = a[start:start + _BLOCK] * 2
+            if not (twice.min() >= 0 and twice.max() <= 255
+                    and np.array_equal(twice, np.rint(twice))):
+                return a, None
+            out[start:start + _BLOCK] = twice
+        return out, [a.dtype.str, 2]
     lo, hi = int(a.min()), int(a.max())
     for small in (np.uint8, np.uint16, np.int32):
         info = np.iinfo(small)

@@ -195,7 +195,9 @@ def factorize_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(values) == 0:
         empty = values.astype(np.int64)
         return empty, empty.copy()
-    if bool(np.all(values[1:] >= values[:-1])):  # sorted (a file in user order): runs
+    head = values[:4096]
+    if bool(np.all(head[1:] >= head[:-1])) and bool(np.all(values[1:] >= values[:-1])):
+        # sorted (a file in user order): runs
         starts = np.flatnonzero(values[1:] != values[:-1]) + 1
         starts = np.concatenate(([0], starts))
         counts = np.diff(np.append(starts, len(values)))

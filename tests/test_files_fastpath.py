@@ -139,6 +139,9 @@ def test_polars_path_matches_the_exact_parser(tmp_path, monkeypatch, string_ids,
     no_exact(monkeypatch)
     fast = F.file_loader(path=str(p))
     same(fast, ref_data)
+    # polars hands out read-only views: what the Interactions holds is its own, writeable
+    for arr in (fast.matrix.data, fast.matrix.indices, fast.ratings, fast.timestamps):
+        assert arr.flags.writeable
     assert fast.user_ids.tolist() == ref["user"][0].tolist()
     assert fast.n_interactions == len(set(zip(ref["user"][1].tolist(), ref["item"][1].tolist(),
                                               strict=True)))

@@ -286,6 +286,8 @@ def test_cache_entry_smaller_than_source_and_big_files_not_hashed(tmp_path, cach
     assert (second.timestamps.dtype, second.matrix.indices.dtype, second.ratings.dtype,
             second.matrix.data.dtype) == (np.int64, np.int32, np.float32, np.float32)
     assert not np.shares_memory(second.ratings, second.matrix.data)
+    for d in (first, second):
+        assert d.matrix.data.flags.writeable and d.ratings.flags.writeable
     os.utime(folder / "ratings.csv", ns=(1, 1))
     same(ml_20m(data_dir=folder, cache=cache), first)
     assert len(cached) == 2
