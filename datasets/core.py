@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
+
+
+def concurrently(*calls):
+    """The results of the zero-argument ``calls``, run in threads. numpy and polars release the
+    GIL in their array work, so on two cores the column work after a big parse (factorising user
+    and item ids, widening timestamps) takes about half the time; errors are raised as they
+    would be in order."""
+    if len(calls) < 2:
+        return [c() for c in calls]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(c) for c in calls]
+        return [f.result() for f in futures]
 
 
 class DatasetError(ValueError):

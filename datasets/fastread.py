@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import DatasetError
+from .core import DatasetError, concurrently
 from .textparse import factorize_ints
 from .tokens import _INT64_MAX
 
@@ -250,16 +250,21 @@ def read_text(source, sep: bytes, header: bool, ncols: int, cols: dict,
     def where(k):
         return f"line {first + k}"
 
+    def column(w):
+        return df.get_column(f"c{cols[w]}")
+
+    calls = [lambda w=w: series_ids(column(w), "", where, w, cols[w] + 1) for w in ("user", "item")]
+    if cols["timestamp"] is not None:
+        calls.append(lambda: epoch_seconds(column("timestamp"), "", where, cols["timestamp"] + 1))
     try:
-        for w in ("user", "item"):
-            out[w] = series_ids(df.get_column(f"c{cols[w]}"), "", where, w, cols[w] + 1)
-        if cols["rating"] is not None:
-            out["rating"] = df.get_column(f"c{cols['rating']}").to_numpy()
-            if not np.isfinite(out["rating"]).all():
-                return None
-        if cols["timestamp"] is not None:
-            out["timestamp"] = epoch_seconds(df.get_column(f"c{cols['timestamp']}"), "", where,
-                                             cols["timestamp"] + 1)
+        got = concurrently(*calls)
     except DatasetError:
         return None  # the exact parser names the line
+    out["user"], out["item"] = got[0], got[1]
+    if cols["timestamp"] is not None:
+        out["timestamp"] = got[2]
+    if cols["rating"] is not None:
+        out["rating"] = column("rating").to_numpy()
+        if not np.isfinite(out["rating"]).all():
+            return None
     return out

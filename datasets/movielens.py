@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import parsecache
-from .core import DatasetError, Interactions, from_coo
+from .core import DatasetError, Interactions, concurrently, from_coo
 from .decode import read_bytes
 from .download import dataset_folder, read_marker
 from .registry import register
@@ -231,8 +231,9 @@ def _cached_build(name: str, files: list[Path], owned: bool, cache, build, rebui
 
 def _assemble(name: str, folder: Path, r: dict, items: dict, users: dict | None,
               item_file: Path, user_file: Path | None) -> Interactions:
-    uids, u = factorize_ints(r["user"])
-    iids, i = factorize_ints(r["item"])
+    (uids, u), (iids, i), times = concurrently(
+        lambda: factorize_ints(r["user"]), lambda: factorize_ints(r["item"]),
+        lambda: np.asarray(r["timestamp"], dtype=np.int64))
     rows = _lookup(item_file, iids, items["ids"], "item")
     genres, vocab = genre_matrix([items["genres"][k] for k in rows])
     item_features = {"genres": genres, "year_bucket": year_bucket(items["year"][rows])}
@@ -250,7 +251,7 @@ def _assemble(name: str, folder: Path, r: dict, items: dict, users: dict | None,
         meta["occupations"] = users["occupations"]
     return from_coo(
         name, u, i, len(uids), len(iids),
-        values=r["rating"], ratings=r["rating"], timestamps=r["timestamp"],
+        values=r["rating"], ratings=r["rating"], timestamps=times,
         user_features=user_features, item_features=item_features,
         user_ids=uids, item_ids=iids, meta=meta, owned=True,
     )
