@@ -340,6 +340,7 @@ def from_coo(name: str, users: np.ndarray, items: np.ndarray, n_users: int, n_it
     indptr = np.searchsorted(u, np.arange(n_users + 1, dtype=u.dtype)).astype(np.int64)
     mat = sp.csr_matrix((kept_vals, i.astype(np.int32, copy=not owned), indptr),
                         shape=(n_users, n_items))
+    mat.has_sorted_indices = True  # in (user, item) order by construction: no 20M-index scan
     return Interactions(
         name=name,
         matrix=mat,

@@ -391,12 +391,15 @@ def _csv_release(name: str, data_dir, cache, verify=False) -> Interactions:
     folder = dataset_folder(name, data_dir, cache, verify=_flag(verify, "verify"))
     ratings = folder / "ratings.csv"
 
+    def parse() -> dict:
+        _check_ratings_header(ratings)
+        return read_ratings(ratings, b",", header=True)
+
     def build(r: dict | None = None) -> Interactions:
-        if r is None:
-            _check_ratings_header(ratings)
-            r = read_ratings(ratings, b",", header=True)
-        return _assemble(name, folder, r, read_items_csv(folder / "movies.csv"), None,
-                         folder / "movies.csv", None)
+        # movies.csv (Python's csv reader) is read while polars parses the ratings
+        r, items = concurrently(parse if r is None else lambda: r,
+                                lambda: read_items_csv(folder / "movies.csv"))
+        return _assemble(name, folder, r, items, None, folder / "movies.csv", None)
 
     return _cached_build(name, [ratings, folder / "movies.csv"], data_dir is None, cache, build,
                          rebuild=build)
