@@ -167,3 +167,11 @@ def test_bad_lines_fall_back_to_name_the_line(tmp_path, body, expect):
     p = write(tmp_path, "user,item,rating\n" + body)
     with pytest.raises(DatasetError, match=expect):
         load("file", path=str(p))
+
+
+def test_bad_utf8_past_the_first_64_kib_is_named(tmp_path):
+    lines = "".join(f"u{k},i{k % 50},3\n" for k in range(8000))
+    p = write(tmp_path, ("user,item,rating\n" + lines).encode() + b"caf\xe9,i1,3\n")
+    with pytest.raises(DatasetError, match=r"line 8002, column 4 \(byte 93311\): byte 0xe9 is "
+                       "not valid UTF-8"):
+        load("file", path=str(p))
