@@ -141,7 +141,7 @@ def _time_column(path, col: np.ndarray, first: int, j: int) -> np.ndarray:
     except DatasetError as exc:
         if "not a finite number" not in str(exc):
             raise
-    import polars as pl  # a core dependency; only needed for dates
+    import polars as pl  # lazy: polars, only needed to read dates
 
     text = np.char.decode(col, "utf-8", "replace") if col.dtype.kind == "S" else col.astype(str)
     return epoch_seconds(pl.Series(text.tolist(), dtype=pl.String), path,
