@@ -231,9 +231,12 @@ def _cached_build(name: str, files: list[Path], owned: bool, cache, build, rebui
 
 def _assemble(name: str, folder: Path, r: dict, items: dict, users: dict | None,
               item_file: Path, user_file: Path | None) -> Interactions:
-    (uids, u), (iids, i), times = concurrently(
+    # the column work in threads; the matrix values and the ratings get their own copies
+    (uids, u), (iids, i), times, values, ratings = concurrently(
         lambda: factorize_ints(r["user"]), lambda: factorize_ints(r["item"]),
-        lambda: np.asarray(r["timestamp"], dtype=np.int64))
+        lambda: np.asarray(r["timestamp"], dtype=np.int64),
+        lambda: np.array(r["rating"], dtype=np.float32), lambda: np.array(r["rating"],
+                                                                          dtype=np.float32))
     rows = _lookup(item_file, iids, items["ids"], "item")
     genres, vocab = genre_matrix([items["genres"][k] for k in rows])
     item_features = {"genres": genres, "year_bucket": year_bucket(items["year"][rows])}
@@ -251,7 +254,7 @@ def _assemble(name: str, folder: Path, r: dict, items: dict, users: dict | None,
         meta["occupations"] = users["occupations"]
     return from_coo(
         name, u, i, len(uids), len(iids),
-        values=r["rating"], ratings=r["rating"], timestamps=times,
+        values=values, ratings=ratings, timestamps=times,
         user_features=user_features, item_features=item_features,
         user_ids=uids, item_ids=iids, meta=meta, owned=True,
     )

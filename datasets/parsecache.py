@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .core import Interactions
+from .core import Interactions, concurrently
 from .download import HASH_ON_LOAD_BYTES, cache_root, file_digest
 
 FORMAT = 1
@@ -208,11 +208,12 @@ def _pack(data) -> tuple[dict, dict]:
         for k, v in feats.items():
             out[prefix + k] = np.asarray(v)
     restore = {}
-    for name in ("indices", "data", "timestamps", "ratings"):
-        if name in out:
-            out[name], how = _compact(out[name])
-            if how is not None:
-                restore[name] = how
+    names = [n for n in ("indices", "data", "timestamps", "ratings") if n in out]
+    for name, (small, how) in zip(names, concurrently(
+            *(lambda n=n: _compact(out[n]) for n in names)), strict=True):
+        out[name] = small
+        if how is not None:
+            restore[name] = how
     return out, restore
 
 
