@@ -18,10 +18,14 @@ ALIASES = {
              "businessid", "article", "articleid"),
     "rating": ("rating", "ratings", "score", "value", "stars", "count", "counts", "plays",
                "playcount", "clicks", "weight"),
-    "timestamp": ("timestamp", "time", "ts", "unixtime", "unixtimestamp"),
+    "timestamp": ("timestamp", "time", "ts", "unixtime", "unixtimestamp", "date", "datetime"),
 }
 ROLES = ("user", "item", "rating", "timestamp")
+# Value columns that count events (compared like ALIASES): repeated (user, item) rows add up
+COUNT_NAMES = ("count", "counts", "plays", "playcount", "clicks", "weight", "views", "listens",
+               "listencount", "quantity", "purchases", "visits")
 _HEADER_WORDS = {a for names in ALIASES.values() for a in names} | {"date", "moviename", "title"}
+_DROP_WORDS = ("", "none", "false", "no")  # a *_col value that means "no such column"
 _SEP_CANDIDATES = (b"\t", b"::", b",", b";", b"|")
 
 
@@ -132,6 +136,9 @@ def resolve_columns(specs: dict, names: list[str] | None, ncols: int, path) -> d
     cols: dict[str, int | None] = {}
     for w in ROLES:
         spec = specs.get(w)
+        if isinstance(spec, str) and spec.strip().lower() in _DROP_WORDS and not (
+                names is not None and spec in names):
+            spec = False  # timestamp_col='' / none: skip the column
         if spec is False:
             if w in ("user", "item"):
                 raise DatasetError(f"{path}: {w}_col=false: the {w} column cannot be dropped")
@@ -182,3 +189,16 @@ def resolve_columns(specs: dict, names: list[str] | None, ncols: int, path) -> d
                                f"{fix}")
         cols[w] = None
     return {w: cols[w] for w in ROLES}
+
+
+def duplicate_rule(names: list[str] | None, rating_col: int | None) -> tuple[str, str]:
+    """(rule, reason) for repeated (user, item) rows: ``"sum"`` when the value column counts
+    events (named like :data:`COUNT_NAMES`) or there is none (each row is one event), else
+    ``"last"`` (a rating: the latest one replaces the earlier)."""
+    if rating_col is None:
+        return "sum", "no value column: each row is one event"
+    name = names[rating_col] if names is not None else None
+    if name is not None and _norm_name(name) in COUNT_NAMES:
+        return "sum", f"value column {name!r} counts events"
+    label = repr(name) if name is not None else f"column {rating_col + 1}"
+    return "last", f"value column {label} is a rating (not named like a count)"

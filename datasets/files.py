@@ -1,29 +1,37 @@
-"""The generic ``file`` loader: interactions from any CSV/TSV (or Parquet, when ``pyarrow`` is
-importable) of ``user, item[, rating][, timestamp]``.
+"""The generic ``file`` loader: interactions from any CSV/TSV or Parquet file of
+``user, item[, rating][, timestamp]``.
 
 Raw ids may be integers or strings; they are mapped to indices 0..n-1 in **sorted** order
 (numerically when every id of the column is an integer, otherwise as strings). Duplicate
-(user, item) pairs keep the latest event (see ``from_coo``).
+(user, item) pairs are summed when the value column counts events (or there is none), else the
+latest event is kept (:func:`~mfsoftmax.datasets.columns.duplicate_rule`, ``from_coo``).
 
 Input handling (see :func:`file_loader`): gzip, bzip2, xz and single-file zip input is
 decompressed transparently (recognised by its magic bytes, whatever the file is called); a UTF-8
 byte-order mark is dropped and UTF-16/32 with a BOM is decoded; other text must be UTF-8 unless
 ``encoding=`` says otherwise (``decode``). The separator is the candidate giving a consistent
 number of mostly numeric fields, and two roles never share a column (``columns``); with a
-separator other than the comma, ``1,5`` is read as 1.5. All-numeric tables take the fast path
-(``textparse``), others are parsed token by token (``tokens``); integer ids must fit 64 bits.
+separator other than the comma, ``1,5`` is read as 1.5. polars reads the file first
+(:mod:`fastread`: one-byte separators, plain or gzip, and Parquet); when it cannot read it
+strictly, the exact parser reads it again and names the bad line: all-numeric tables by
+``textparse``, others token by token (``tokens``). Integer ids must fit 64 bits. Timestamps may be
+numbers, ISO-8601 date-times or dates (:data:`fastread.TIME_FORMATS`).
 """
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .columns import detect_header, detect_sep, resolve_columns
+from .columns import _split_line, detect_header, detect_sep, duplicate_rule, resolve_columns
 from .core import DatasetError, Interactions, from_coo
 from .decode import _COMPRESSED_SUFFIXES, decompress, read_bytes, sniff_format, to_utf8
+from .fastread import epoch_seconds, parquet_names, read_parquet, read_text
 from .registry import register
 from .textparse import (
     _SEP_NAMES,
@@ -33,13 +41,50 @@ from .textparse import (
     factorize_ints,
     parse_numeric,
 )
-from .tokens import _INT64_MAX, _exact_int_column, _ids, _int_column, _number_column, _token_table
+from .tokens import _exact_int_column, _ids, _int_column, _number_column, _token_table
+
+_PEEK = (1 << 16) + 1  # bytes read to detect the layout (one more than detect_sep looks at)
+_UNICODE_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _layout(path, text: bytes, sep=None, header=None, specs=None) -> dict:
+    """Separator, header, column names and role columns of a table from its first bytes
+    ``text`` (UTF-8), plus ``samples``: each role's tokens on the first data lines."""
+    if not text or text.isspace():
+        raise DatasetError(f"{path}: empty file")
+    if sep is None:
+        sep_b = detect_sep(path, text)
+    else:
+        sep_b = {"tab": b"\t", "\\t": b"\t", "space": b" "}.get(sep, sep.encode() if isinstance(sep, str) else sep)
+    decimal_comma = sep_b != b","
+    head = text
+    if sep_b == b" ":  # runs of blanks -> one tab
+        head = re.sub(rb"(?m)^[ \t]+|[ \t]+$", b"", re.sub(rb"[ \t]+", b"\t", head))
+    split_sep = b"\t" if sep_b == b" " else sep_b
+    lines = [ln.rstrip(b"\r") for ln in head.split(b"\n")[:22]]
+    if len(text) >= _PEEK and len(lines) > 1:
+        lines = lines[:-1]  # the last one may be cut
+    f1 = _split_line(lines[0], split_sep)
+    ncols = len(f1)
+    second = _split_line(lines[1], split_sep) if len(lines) > 1 and lines[1] else None
+    if header is None or header == "auto":
+        header = detect_header(f1, second, decimal_comma)
+    names = [f.strip().strip(b'"').decode("utf-8", "replace") for f in f1] if header else None
+    if ncols < 2:
+        raise DatasetError(f"{path}, line 1: expected at least 2 fields (user, item), found {ncols}; "
+                           "wrong separator? pass sep=")
+    cols = resolve_columns(specs or {}, names, ncols, path)
+    rows = [_split_line(ln, split_sep) for ln in lines[1 if header else 0:] if ln.strip()]
+    samples = {w: [r[j] for r in rows if len(r) == ncols] for w, j in cols.items() if j is not None}
+    return {"sep": sep_b, "header": bool(header), "names": names, "ncols": ncols, "columns": cols,
+            "decimal_comma": decimal_comma, "samples": samples}
 
 
 def read_interactions_table(path, sep=None, header=None, user_col=None, item_col=None,
                             rating_col=None, timestamp_col=None, encoding=None,
                             buf: bytes | None = None) -> dict:
-    """Read a text table of interactions into arrays (see :func:`file_loader`).
+    """Read a text table of interactions into arrays with the exact parser (see
+    :func:`file_loader`); errors name the line and field.
 
     ``buf`` (already read, decompressed and UTF-8) skips reading ``path``, which then only
     labels the messages.
@@ -48,29 +93,14 @@ def read_interactions_table(path, sep=None, header=None, user_col=None, item_col
         buf, label = decompress(path, read_bytes(path))
         buf = to_utf8(label, buf, encoding)
         path = label
-    if not buf or buf.isspace():
-        raise DatasetError(f"{path}: empty file")
-    if sep is None:
-        sep_b = detect_sep(path, buf)
-    else:
-        sep_b = {"tab": b"\t", "\\t": b"\t", "space": b" "}.get(sep, sep.encode() if isinstance(sep, str) else sep)
-    decimal_comma = sep_b != b","
+    specs = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
+    lay = _layout(path, buf[:_PEEK], sep, header, specs)
+    sep_b, header, cols, ncols = lay["sep"], lay["header"], lay["columns"], lay["ncols"]
     if sep_b == b" ":  # runs of blanks -> one tab
         buf = re.sub(rb"(?m)^[ \t]+|[ \t]+$", b"", re.sub(rb"[ \t]+", b"\t", buf))
         sep_b = b"\t"
     buf, sep1 = _normalise(buf, sep_b)
-    first_line, rest = _split_header(buf)
-    f1 = first_line.rstrip(b"\r").split(sep1)
-    ncols = len(f1)
-    second = rest[: rest.find(b"\n")].rstrip(b"\r").split(sep1) if rest else None
-    if header is None or header == "auto":
-        header = detect_header(f1, second, decimal_comma)
-    names = [f.strip().strip(b'"').decode("utf-8", "replace") for f in f1] if header else None
-    if ncols < 2:
-        raise DatasetError(f"{path}, line 1: expected at least 2 fields (user, item), found {ncols}; "
-                           "wrong separator? pass sep=")
-    cols = resolve_columns({"user": user_col, "item": item_col, "rating": rating_col,
-                            "timestamp": timestamp_col}, names, ncols, path)
+    _, rest = _split_header(buf)
     body, first = (rest, 2) if header else (buf, 1)
     if not body.strip():
         raise DatasetError(f"{path}: no data lines after the header")
@@ -81,7 +111,7 @@ def read_interactions_table(path, sep=None, header=None, user_col=None, item_col
                                      first_line=first)
         except NotNumeric:
             table = None
-    out = {"names": names, "columns": cols, "first_line": first}
+    out = {"names": lay["names"], "columns": cols, "first_line": first}
     int_roles = [w for w in ("user", "item", "timestamp") if cols[w] is not None]
     if table is not None and all(_exact_int_column(table[:, cols[w]]) for w in int_roles):
         for w in ("user", "item"):
@@ -91,60 +121,99 @@ def read_interactions_table(path, sep=None, header=None, user_col=None, item_col
         if cols["timestamp"] is not None:
             out["timestamp"] = table[:, cols["timestamp"]].astype(np.int64)
         return out
-    # strings, quotes, decimal commas, or integers too large for float64: exact token parsing
+    # strings, quotes, decimal commas, dates, or integers too large for float64: exact tokens
     tok = _token_table(path, body, sep1, ncols, first)
     for w in ("user", "item"):
         out[w] = _ids(path, tok[cols[w]], first, w, cols[w])
     if cols["rating"] is not None:
         out["rating"] = _number_column(path, tok[cols["rating"]], first, "rating",
-                                       cols["rating"] + 1, decimal_comma)
+                                       cols["rating"] + 1, lay["decimal_comma"])
     if cols["timestamp"] is not None:
-        out["timestamp"] = _int_column(path, tok[cols["timestamp"]], first, "timestamp",
-                                       cols["timestamp"])
+        out["timestamp"] = _time_column(path, tok[cols["timestamp"]], first, cols["timestamp"])
     return out
+
+
+def _time_column(path, col: np.ndarray, first: int, j: int) -> np.ndarray:
+    """int64 seconds of a timestamp token column: integers exactly, decimals floored, else
+    ISO-8601 date-times and dates (:func:`fastread.epoch_seconds`)."""
+    try:
+        return _int_column(path, col, first, "timestamp", j)
+    except DatasetError as exc:
+        if "not a finite number" not in str(exc):
+            raise
+    import polars as pl  # lazy: polars, only needed to read dates
+
+    text = np.char.decode(col, "utf-8", "replace") if col.dtype.kind == "S" else col.astype(str)
+    return epoch_seconds(pl.Series(text.tolist(), dtype=pl.String), path,
+                         lambda k: f"line {first + k}", j + 1)
 
 
 def read_parquet_table(path, user_col=None, item_col=None, rating_col=None, timestamp_col=None) -> dict:
-    """Read a Parquet table (needs ``pyarrow``, which is optional)."""
-    try:
-        import pyarrow.parquet as pq  # optional: pyarrow (not a core dependency)
-    except ImportError as exc:
-        raise DatasetError(f"{path}: reading Parquet needs the optional package pyarrow, which is "
-                           "not installed (pip install pyarrow), or convert the file to CSV") from exc
-    if not Path(path).exists():
-        raise DatasetError(f"{path}: file not found")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises its own ArrowInvalid/ArrowIOError/OSError
-        raise DatasetError(f"{path}: not a readable Parquet file ({exc})") from exc
-    names = list(table.column_names)
-    ncols = len(names)
+    """Read a Parquet table by role with polars; a missing (null) or empty id, a non-finite
+    rating or an unreadable time is an error naming the row and column."""
+    names = parquet_names(path)
     cols = resolve_columns({"user": user_col, "item": item_col, "rating": rating_col,
-                            "timestamp": timestamp_col}, names, ncols, path)
-    if table.num_rows == 0:
-        raise DatasetError(f"{path}: empty file")
-    out = {"names": names, "columns": cols, "first_line": 1, "rows": "row"}
-    for w in ("user", "item"):
-        arr = table.column(cols[w]).to_numpy(zero_copy_only=False)
-        if arr.dtype.kind == "u" and arr.size and arr.max() > _INT64_MAX:
-            k = int(np.argmax(arr > _INT64_MAX))
-            raise DatasetError(f"{path}, row {k + 1}, column {cols[w] + 1}: {w} id {arr[k]} does "
-                               "not fit in a 64-bit integer")
-        if arr.dtype.kind not in "iu":
-            arr = arr.astype(str)
-        uniq, inv = np.unique(arr, return_inverse=True)
-        out[w] = (uniq, inv.ravel())
-    for w in ("rating", "timestamp"):
-        if cols[w] is not None:
-            arr = table.column(cols[w]).to_numpy(zero_copy_only=False)
-            if arr.dtype.kind == "M":
-                arr = arr.astype("datetime64[s]").astype(np.int64)
-            vals = np.asarray(arr, dtype=np.float64)
-            bad = np.flatnonzero(~np.isfinite(vals))
-            if bad.size:
-                raise DatasetError(f"{path}, row {int(bad[0]) + 1}: {w} is not a finite number")
-            out[w] = vals if w == "rating" else vals.astype(np.int64)
-    return out
+                            "timestamp": timestamp_col}, names, len(names), path)
+    return read_parquet(path, cols, names)
+
+
+def _peek(p: Path) -> bytes:
+    """The first :data:`_PEEK` bytes of ``p`` (missing, unreadable or empty: DatasetError)."""
+    if not p.is_file():
+        read_bytes(p)  # raises "file not found" / "not a regular file"
+    try:
+        with open(p, "rb") as f:
+            head = f.read(_PEEK)
+    except OSError as exc:
+        raise DatasetError(f"{p}: cannot read ({exc})") from exc
+    if not head or head.isspace():
+        read_bytes(p)  # raises "empty file" (or reads a file of blanks past the peek)
+    return head
+
+
+def _text_head(p: Path, head: bytes, encoding) -> bytes | None:
+    """The first bytes of the text of ``p`` when polars can read the file as it is (plain or
+    gzip UTF-8 without a byte-order mark), else None."""
+    if encoding is not None:
+        return None
+    fmt = sniff_format(head[:16])
+    if fmt == "gzip":
+        try:
+            with gzip.open(p, "rb") as f:
+                head = f.read(_PEEK)
+        except (OSError, EOFError, zlib.error):
+            return None  # the exact path names the corruption
+    elif fmt is not None:
+        return None
+    if head.startswith(_UNICODE_BOMS) or b"\x00" in head:
+        return None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut by the peek
+            return None
+    return head
+
+
+def read_text_file(p: Path, sep=None, header=None, specs=None, encoding=None) -> dict:
+    """A delimited file by role: polars first (:func:`fastread.read_text`), the exact parser
+    (:func:`read_interactions_table`) when that fails, to name the bad line."""
+    specs = specs or {}
+    head = _peek(p)
+    text = _text_head(p, head, encoding)
+    if text is not None:
+        lay = _layout(p, text, sep, header, specs)
+        got = read_text(p, lay["sep"], lay["header"], lay["ncols"], lay["columns"], lay["samples"])
+        if got is not None:
+            return {"names": lay["names"], "columns": lay["columns"],
+                    "first_line": 2 if lay["header"] else 1, **got}
+    buf, label = decompress(p, read_bytes(p))
+    if sniff_format(buf[:16]) == "parquet":
+        raise DatasetError(f"{label}: a compressed Parquet file: decompress it first")
+    buf = to_utf8(label, buf, encoding)
+    return read_interactions_table(label, sep, header, buf=buf, **{f"{w}_col": specs.get(w)
+                                                                  for w in ("user", "item",
+                                                                            "rating", "timestamp")})
 
 
 def _stem(p: Path) -> str:
@@ -156,7 +225,7 @@ def _stem(p: Path) -> str:
     return Path(name).stem or name
 
 
-@register("file", "Any CSV/TSV (or Parquet with pyarrow) of user, item[, rating][, timestamp], "
+@register("file", "Any CSV/TSV or Parquet of user, item[, rating][, timestamp], "
           "plain or gzip/bz2/xz/zip; --param path=FILE")
 def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, item_col=None,
                 rating_col=None, timestamp_col=None, name=None, encoding=None,
@@ -180,9 +249,10 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
     user_col, item_col, rating_col, timestamp_col : int or str, optional
         0-based positions or header names. By default the header names (:data:`ALIASES`: user,
         userId, user_id, customer...; item, itemId, movieId, product, asin...; rating, score...;
-        timestamp, time, ts) or positions 0, 1, 2, 3 as far as there are columns and no other role
-        holds them. ``False`` drops the rating or timestamp column. Two roles never share a
-        column; when the user or item column is ambiguous this is an error.
+        timestamp, time, ts, date) or positions 0, 1, 2, 3 as far as there are columns and no
+        other role holds them. ``False``, ``""`` or ``"none"`` drops the rating or timestamp
+        column. Two roles never share a column; when the user or item column is ambiguous this
+        is an error.
     encoding : str, optional
         Text encoding, e.g. ``latin-1`` or ``cp1252``. By default the file must be UTF-8 (a
         byte-order mark is dropped; UTF-16/32 with a byte-order mark is read too), and a
@@ -203,17 +273,11 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
     p = Path(str(path)).expanduser()
     if data_dir is not None and not p.is_absolute():
         p = Path(data_dir) / p
-    raw = None if p.suffix.lower() in (".parquet", ".pq") else read_bytes(p)
-    if raw is None or sniff_format(raw[:16]) == "parquet":
+    specs = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
+    if p.suffix.lower() in (".parquet", ".pq") or sniff_format(_peek(p)[:16]) == "parquet":
         t = read_parquet_table(p, user_col, item_col, rating_col, timestamp_col)
     else:
-        buf, label = decompress(p, raw)
-        del raw
-        if sniff_format(buf[:16]) == "parquet":
-            raise DatasetError(f"{label}: a compressed Parquet file: decompress it first")
-        buf = to_utf8(label, buf, encoding)
-        t = read_interactions_table(label, sep, header, user_col, item_col, rating_col,
-                                    timestamp_col, buf=buf)
+        t = read_text_file(p, sep, header, specs, encoding)
     (uids, u), (iids, i) = t["user"], t["item"]
     ratings = t.get("rating")
     meta = {"source": str(p), "columns": {k: v for k, v in t["columns"].items() if v is not None},
@@ -225,11 +289,14 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
             meta["nonpositive_ratings"] = {
                 "count": int(low.size), "first": f"{t.get('rows', 'line')} {t['first_line'] + k}",
                 "value": float(ratings[k]), "min": float(ratings[low].min())}
+    rule, why = duplicate_rule(t["names"], t["columns"]["rating"])
     data = from_coo(
         name or _stem(p), u, i, len(uids), len(iids),
         values=ratings, ratings=ratings, timestamps=t.get("timestamp"),
-        user_ids=uids, item_ids=iids, meta=meta,
+        user_ids=uids, item_ids=iids, meta=meta, duplicates=rule, owned=True,
     )
+    if "duplicates" in data.meta:
+        data.meta["duplicates"]["why"] = why
     from .sidetables import attach_side_tables  # lazy: polars, off `datasets` (the list)
 
     return attach_side_tables(data, t.get("names"), t["columns"], data_dir, encoding,

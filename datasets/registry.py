@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,10 +89,36 @@ def load(spec: str, data_dir=None, min_rating: float | None = None, min_user: in
             known = ", ".join(k for k in accepted if k != "data_dir") or "none"
             raise DatasetError(f"dataset {spec!r}: unknown parameter(s) {', '.join(unknown)}; "
                                f"it takes: {known}")
+    check_param_types(spec, builder, params)
     raw = builder(data_dir=data_dir, **params)
     if binary and min_rating is None:
         _refuse_nonpositive_positives(spec, raw)
     return preprocess(raw, **opts)
+
+
+def check_param_types(spec: str, builder, params: dict) -> None:
+    """Refuse a builder parameter whose value has the wrong type for its default (an integer
+    parameter given ``"abc"``, ``1.5`` or ``true``; a number given a string), naming it.
+
+    Ranges are the builder's to check (it raises :class:`DatasetError` naming the parameter).
+    """
+    sig = inspect.signature(builder).parameters
+    for key, value in params.items():
+        default = sig[key].default if key in sig else None
+        if isinstance(default, bool) or default is None or value is None:
+            continue
+        if isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            want = "an integer"
+        elif isinstance(default, float):
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
+            want = "a finite number"
+        else:
+            continue
+        if not ok:
+            raise DatasetError(f"dataset {spec!r}: parameter {key}={value}: expected {want} "
+                               f"(default {default!r})")
 
 
 def _refuse_nonpositive_positives(spec: str, data: Interactions) -> None:

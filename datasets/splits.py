@@ -8,6 +8,7 @@ Each split is deterministic given the seed, and validation and test are disjoint
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,12 +138,45 @@ def holdout(data: Interactions, seed: int = 0, test_frac: float = 0.2, valid_sha
     train = data.select(~is_target)
     held = data.select(is_target)
     users = np.flatnonzero(held.user_activity() > 0)
+    if len(users) == 0:
+        raise DatasetError(
+            f"{data.name}: {'temporal' if temporal else 'holdout'} protocol needs at least one "
+            "user with >= 2 interactions (one to train on, one to hold out; 2 such users for a "
+            f"validation user too); {_what_we_have(data, 0, 2)}")
     valid_users, test_users = _split_users(users, valid_share, rng)
     return Split(
         protocol="temporal" if temporal else "holdout", data=data, train=train,
         valid=_eval_set(held, train, valid_users, True), test=_eval_set(held, train, test_users, True),
         seed=seed,
     )
+
+
+def _what_we_have(data: Interactions, eligible: int, min_activity: int) -> str:
+    """"this dataset has ..." for the split errors, with merged duplicate rows when any."""
+    dup = data.meta.get("duplicates")
+    merged = (f"; its {dup['rows']} rows hold {dup['pairs']} distinct (user, item) pairs"
+              if dup else "")
+    users = f"{data.n_users} user" + ("s" if data.n_users != 1 else "")
+    return (f"this dataset has {users}, {eligible} with >= {min_activity} "
+            f"interactions{merged}")
+
+
+def _strong_minimum(data, n, n_heldout, heldout_frac, min_activity, eligible) -> str:
+    """The error of a strong split that cannot be made, stating the real minimum."""
+    have = _what_we_have(data, eligible, min_activity)
+    if n < 1:
+        if n_heldout is not None:
+            return f"{data.name}: strong protocol: n_heldout={n_heldout} must be >= 1"
+        need = math.ceil(0.5 / heldout_frac)
+        while int(round(heldout_frac * need)) < 1:
+            need += 1
+        return (f"{data.name}: strong protocol: heldout_frac={heldout_frac} of {data.n_users} "
+                f"users rounds to 0 held-out users; it needs at least {need} users, and at least "
+                f"3 with >= {min_activity} interactions (a validation user, a test user and one "
+                f"to train on); {have}")
+    return (f"{data.name}: strong protocol holds out {n} validation and {n} test users with >= "
+            f"{min_activity} interactions and needs one more to train on: at least {2 * n + 1} "
+            f"such users; {have}")
 
 
 def strong(data: Interactions, seed: int = 0, heldout_frac: float = 0.1, n_heldout: int | None = None,
@@ -153,10 +187,8 @@ def strong(data: Interactions, seed: int = 0, heldout_frac: float = 0.1, n_heldo
     eligible = np.flatnonzero(data.user_activity() >= min_activity)
     n = n_heldout if n_heldout is not None else int(round(heldout_frac * data.n_users))
     if n < 1 or 2 * n >= len(eligible):
-        raise DatasetError(
-            f"{data.name}: strong protocol needs 2 x {n} held-out users with >= {min_activity} "
-            f"interactions and some left to train on; {len(eligible)} are eligible"
-        )
+        raise DatasetError(_strong_minimum(data, n, n_heldout, heldout_frac, min_activity,
+                                           len(eligible)))
     chosen = rng.choice(eligible, size=2 * n, replace=False)
     valid_users, test_users = np.sort(chosen[:n]), np.sort(chosen[n:])
     heldout = np.zeros(data.n_users, dtype=bool)

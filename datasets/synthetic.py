@@ -41,7 +41,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .core import Interactions, from_coo
+from .core import DatasetError, Interactions, from_coo
 
 # draws per missing item in each round of topping up the users that drew an item twice
 FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0)
@@ -121,6 +121,28 @@ def _in_group_by_keys(weights, item_groups, group_start, group_size, user_groups
     return keys
 
 
+def _check_ranges(**p) -> None:
+    """Raise :class:`DatasetError` naming the first parameter outside its valid range."""
+    def need(ok, key, valid):
+        if not ok:
+            raise DatasetError(f"dataset 'synthetic': parameter {key}={p[key]} is out of range: "
+                               f"valid is {valid}")
+
+    need(p["n_groups"] >= 1, "n_groups", "an integer >= 1")
+    for key in ("n_users", "n_items"):
+        need(p[key] >= p["n_groups"], key, f"an integer >= n_groups ({p['n_groups']})")
+    need(0.0 <= p["noise"] <= 1.0, "noise", "[0, 1]")
+    need(p["n_groups"] >= 2 or p["noise"] == 0, "noise", "0 when n_groups=1")
+    need(0.0 <= p["feature_noise"] <= 1.0, "feature_noise", "[0, 1]")
+    for key in ("latent_dim", "n_tastes"):
+        need(p[key] >= 1, key, "an integer >= 1")
+    need(p["in_group"] in ("draws", "keys"), "in_group", "'draws' or 'keys'")
+    for key in ("zipf", "taste", "activity_sigma"):
+        need(p[key] >= 0, key, "a number >= 0")
+    need(p["mean_activity"] > 0, "mean_activity", "a number > 0")
+    need(p["min_activity"] >= 0, "min_activity", "an integer >= 0")
+
+
 def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
               mean_activity: float = 20.0, activity_sigma: float = 0.9, zipf: float = 1.0,
               noise: float = 0.2, feature_noise: float = 0.5, latent_dim: int = 8,
@@ -162,20 +184,10 @@ def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
     seed : int
         Seed of the generator; the same seed gives the same dataset.
     """
-    if not (n_groups >= 1 and n_users >= n_groups and n_items >= n_groups):
-        raise ValueError(f"n_groups={n_groups} needs n_users and n_items >= n_groups")
-    if not 0.0 <= noise <= 1.0:
-        raise ValueError(f"noise={noise} must be in [0, 1]")
-    if n_groups == 1 and noise > 0:
-        raise ValueError("noise > 0 needs n_groups >= 2")
-    if not 0.0 <= feature_noise <= 1.0:
-        raise ValueError(f"feature_noise={feature_noise} must be in [0, 1]")
-    if latent_dim < 1 or n_tastes < 1:
-        raise ValueError(f"latent_dim={latent_dim} and n_tastes={n_tastes} must be >= 1")
-    if in_group not in ("draws", "keys"):
-        raise ValueError(f"in_group={in_group!r}: choose 'draws' or 'keys'")
-    if zipf < 0 or taste < 0 or activity_sigma < 0 or not mean_activity > 0:
-        raise ValueError("zipf, taste and activity_sigma must be >= 0, mean_activity > 0")
+    _check_ranges(n_users=n_users, n_items=n_items, n_groups=n_groups, noise=noise,
+                  feature_noise=feature_noise, latent_dim=latent_dim, n_tastes=n_tastes,
+                  in_group=in_group, zipf=zipf, taste=taste, activity_sigma=activity_sigma,
+                  mean_activity=mean_activity, min_activity=min_activity)
     rng = np.random.default_rng(seed)
     user_groups = np.sort(rng.permutation(np.arange(n_users) % n_groups))
     item_groups = np.arange(n_items) * n_groups // n_items  # contiguous blocks

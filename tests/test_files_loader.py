@@ -93,17 +93,14 @@ def test_missing_file_and_path(tmp_path):
 
 
 def test_parquet(tmp_path):
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        with pytest.raises(DatasetError, match="needs the optional package pyarrow"):
-            F.file_loader(path=str(tmp_path / "x.parquet"))
-        return
-    table = pa.table({"user": ["a", "b"], "item": [1, 2], "rating": [3.0, 4.0]})
-    pq.write_table(table, tmp_path / "x.parquet")
+    import polars as pl  # Parquet is read by polars, a core dependency (no pyarrow needed)
+
+    pl.DataFrame({"user": ["a", "b"], "item": [1, 2], "rating": [3.0, 4.0]}).write_parquet(
+        tmp_path / "x.parquet")
     d = F.file_loader(path=str(tmp_path / "x.parquet"))
     assert d.matrix.toarray().tolist() == [[3, 0], [0, 4]]
+    with pytest.raises(DatasetError, match="file not found"):
+        F.file_loader(path=str(tmp_path / "y.parquet"))
 
 
 # ----------------------------------------------------------------------------- numeric parser

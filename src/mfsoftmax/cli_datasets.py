@@ -115,6 +115,12 @@ def main(args) -> int:
     for side in ("user_features", "item_features"):
         cols = ", ".join(f"{k} ({v})" for k, v in stats[side].items()) or "none"
         print(f"{side.replace('_', ' '):<14} {cols}")
+    dup = stats.get("duplicates")
+    if dup:
+        how = ("values summed" if dup["rule"] == "sum" else "the latest kept")
+        why = f"; {dup['why']}" if dup.get("why") else ""
+        print(f"duplicates     {dup['rows'] - dup['pairs']} repeated (user, item) rows merged "
+              f"into {dup['pairs']} pairs: {how}{why}")
     if stats["planted_groups"]:
         print(f"planted groups {stats['planted_groups']}")
     for line in side_table_lines(data.meta):
