@@ -337,24 +337,21 @@ def check_split(cfg: dict, where: str) -> None:
 
 
 def check_dataset_params(cfg: dict, where: str) -> None:
-    """Each ``dataset.params`` value has the type of the builder's default for it: a number where
-    it takes a number (``--param n_users=abc`` is refused here, naming the key, not inside the
-    builder), true/false where it takes a boolean. Unknown keys are the registry's to refuse."""
+    """Each ``dataset.params`` value has the type of the builder's default for it (the registry's
+    rule, :func:`~mfsoftmax.datasets.registry.param_type_problem`): ``--param n_users=abc`` is
+    refused here, naming the key, before any data loads. Unknown keys and ranges are the
+    registry's and the builder's to refuse."""
     from mfsoftmax.datasets import REGISTRY  # lazy: numpy+scipy, off --help
+    from mfsoftmax.datasets.registry import param_type_problem  # lazy: as REGISTRY
 
     ds = cfg["dataset"]
     loader = REGISTRY.get(ds["name"])
     if loader is None:  # a composite spec (twin(A)) or an unknown name: the registry says
         return
-    sig = inspect.signature(loader.builder).parameters
     for key, val in ds["params"].items():
-        default = sig[key].default if key in sig else None
-        if isinstance(default, bool):
-            if not isinstance(val, bool):
-                raise ConfigError(f"{where}: dataset.params.{key} must be true or false, got {val!r}")
-        elif isinstance(default, (int, float)) and (
-                isinstance(val, (bool, str)) or not isinstance(val, (int, float))):
-            raise ConfigError(f"{where}: dataset.params.{key} must be a number, got {val!r}")
+        want = param_type_problem(loader.builder, key, val)
+        if want:
+            raise ConfigError(f"{where}: dataset.params.{key} must be {want}, got {key}={val}")
 
 
 def split_for_protocol(split: dict, protocol: str) -> tuple[dict, list]:

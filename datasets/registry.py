@@ -96,27 +96,37 @@ def load(spec: str, data_dir=None, min_rating: float | None = None, min_user: in
     return preprocess(raw, **opts)
 
 
+def param_type_problem(builder, key: str, value) -> str | None:
+    """What ``value`` should be for ``builder``'s parameter ``key`` ("an integer", "a finite
+    number", "true or false": the type of its default), or None when it has that type or the
+    parameter has no typed default. Ranges are the builder's to check."""
+    default = inspect.signature(builder).parameters.get(key)
+    default = None if default is None else default.default
+    if default is None or default is inspect.Parameter.empty or value is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "an integer"
+    if isinstance(default, float):
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
+        return None if ok else "a finite number"
+    return None
+
+
 def check_param_types(spec: str, builder, params: dict) -> None:
     """Refuse a builder parameter whose value has the wrong type for its default (an integer
-    parameter given ``"abc"``, ``1.5`` or ``true``; a number given a string), naming it.
+    parameter given ``"abc"``, ``1.5`` or ``true``; a number given a string; a flag given
+    anything but true/false), naming it (:func:`param_type_problem`).
 
     Ranges are the builder's to check (it raises :class:`DatasetError` naming the parameter).
     """
-    sig = inspect.signature(builder).parameters
     for key, value in params.items():
-        default = sig[key].default if key in sig else None
-        if isinstance(default, bool) or default is None or value is None:
-            continue
-        if isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-            want = "an integer"
-        elif isinstance(default, float):
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-                  and math.isfinite(value))
-            want = "a finite number"
-        else:
-            continue
-        if not ok:
+        want = param_type_problem(builder, key, value)
+        if want:
+            default = inspect.signature(builder).parameters[key].default
             raise DatasetError(f"dataset {spec!r}: parameter {key}={value}: expected {want} "
                                f"(default {default!r})")
 

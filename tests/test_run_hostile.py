@@ -116,11 +116,14 @@ def test_explicit_param_wins_over_quick_data_caps(capsys):
     assert "--param n_users=400 replaces --quick's n_users=1500" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("param", ["n_users=abc", "n_users=true", "noise=[0.1]"])
-def test_a_dataset_param_of_the_wrong_type_is_refused_even_under_quick(tmp_path, capsys, param):
+@pytest.mark.parametrize("param, want", [("n_users=abc", "an integer"),
+                                         ("n_users=true", "an integer"),
+                                         ("noise=[0.1]", "a finite number")])
+def test_a_dataset_param_of_the_wrong_type_is_refused_even_under_quick(tmp_path, capsys, param,
+                                                                        want):
     code, err = _run(capsys, *SMALL, "--param", param, "--out", str(tmp_path / "o"))
     assert code == 2
-    assert f"dataset.params.{param.split('=')[0]} must be a number" in _one_line_error(err)
+    assert f"dataset.params.{param.split('=')[0]} must be {want}" in _one_line_error(err)
     assert not (tmp_path / "o").exists()
 
 
