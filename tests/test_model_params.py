@@ -152,11 +152,11 @@ def test_data_parallel_divergence_is_raised_as_such():
 
 @pytest.mark.parametrize("section, words", [
     ({"models": {"w": {"kind": "wals", "params": {"iterations": 0}}}},
-     "models.w.params: WALS: bad parameter iterations=0: expected an integer >= 1"),
+     "models.w.params.iterations: iterations must be an integer >= 1, got iterations=0"),
     ({"models": {"s": {"kind": "softmax", "params": {"loss": "in-batch", "batch_size": 1}}}},
-     "models.s.params: SoftmaxDNN: bad parameter batch_size=1: loss='in-batch' needs"),
+     "models.s.params.batch_size: loss='in-batch' needs batch_size >= 2"),
     ({"models": {"s": {"kind": "softmax", "search": {"workers": [1, 1.5]}}}},
-     "models.s.search.workers: SoftmaxDNN: bad parameter workers=1.5"),
+     "models.s.search.workers: workers must be an integer >= 1, got workers=1.5"),
     ({"models": {"w": {"kind": "wals"}}, "spark": {"master": "sprak://x"}},
      "spark.master: expected a Spark master URL"),
     ({"models": {"w": {"kind": "wals"}}, "spark": {"conf": {"spark.driver.memory": "1m"}}},
@@ -174,7 +174,7 @@ def test_run_set_names_the_range_of_a_declared_parameter(tmp_path, capsys):
     args = ["run", "--quick", "--out", str(tmp_path / "run"), "--set", "models.wals.params.dim=nan"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "models.wals.params: WALS: bad parameter dim='nan': expected an integer >= 1" in err
+    assert "models.wals.params.dim: dim must be an integer >= 1, got dim='nan'" in err
     assert not (tmp_path / "run").exists()
 
 
