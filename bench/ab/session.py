@@ -1,0 +1,133 @@
+"""Running the kernels: one long-lived worker process per commit, rounds interleaved.
+
+Each round measures every kernel still running once on each side, base and head back to back,
+the order alternating from round to round (so neither side always runs on a cache the other
+warmed). A kernel stops after ``min_rounds`` once its interval is settled (wholly below or above
+the threshold, :func:`~mfsoftmax.bench.ab.stats.settled`), or at ``max_rounds``, or when the
+gate's time budget is spent: noisy kernels get more rounds, quiet ones stop early.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..compare.load import CompareError
+from . import stats
+from .worktree import CommitEnv
+
+WORKER = Path(__file__).with_name("worker.py")
+SLOWDOWN_ENV = "MFSOFTMAX_AB_SLOWDOWN"
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+KERNELS = ("train.wals_iteration", "train.dnn_sampled_epoch", "train.dnn_inbatch_epoch",
+           "serve.wals_one", "serve.dnn_one", "harness.evaluate", "data.load_file")
+
+
+class Worker:
+    """One commit's kernel worker (bench/ab/worker.py run by that commit's interpreter)."""
+
+    def __init__(self, env: CommitEnv, slowdown: str | None = None):
+        self.env = env
+        drop = (SLOWDOWN_ENV, "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
+        penv = {k: v for k, v in os.environ.items() if k not in drop}
+        penv.update({k: "1" for k in THREAD_VARS}, PYTHONHASHSEED="0")
+        if slowdown:
+            penv[SLOWDOWN_ENV] = slowdown
+        self.proc = subprocess.Popen([env.python, "-s", str(WORKER)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, env=penv, cwd=str(env.src))
+
+    def ask(self, msg: dict) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError as exc:
+            raise CompareError(f"ab: the worker of {self.env.label} died: {exc}") from exc
+        if not line:
+            raise CompareError(f"ab: the worker of {self.env.label} ({self.env.python}) ended "
+                               f"with status {self.proc.wait()} during {msg['cmd']}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write('{"cmd": "quit"}\n')
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@dataclass
+class Plan:
+    """How many rounds: at least ``min_rounds``, at most ``max_rounds``, within ``budget_s``."""
+
+    kernels: tuple = KERNELS
+    min_rounds: int = 8
+    max_rounds: int = 40
+    budget_s: float = 420.0
+    max_slowdown: float = stats.MAX_SLOWDOWN
+
+
+@dataclass
+class Measured:
+    """Everything the gate measured: samples per kernel and side, and each worker's info."""
+
+    samples: dict = field(default_factory=dict)  # kernel -> {"base": [...], "head": [...]}
+    info: dict = field(default_factory=dict)  # "base"/"head" -> the worker's setup answer
+    wall_s: float = 0.0
+    stopped: dict = field(default_factory=dict)  # kernel -> why it stopped
+
+
+def measure(base: CommitEnv, head: CommitEnv, plan: Plan, slowdown: str | None = None,
+            log=print) -> Measured:
+    """Run ``plan.kernels`` on both commits, interleaved round after round."""
+    t0 = time.perf_counter()
+    workers = {"base": Worker(base), "head": Worker(head, slowdown)}
+    out = Measured()
+    try:
+        for side, w in workers.items():
+            out.info[side] = w.ask({"cmd": "setup", "kernels": list(plan.kernels)})
+            log(f"ab: {side} {w.env.label} ready ({w.env.python})")
+        running = [k for k in plan.kernels
+                   if not any(k in out.info[s]["missing"] for s in workers)]
+        out.samples = {k: {"base": [], "head": [], "base_wall": [], "head_wall": []}
+                       for k in running}
+        n = 0
+        while running:
+            n += 1
+            order = ("base", "head") if n % 2 else ("head", "base")
+            for k in running:
+                for side in order:
+                    got = workers[side].ask({"cmd": "run", "kernel": k})
+                    out.samples[k][side].append(got["cpu_s"])
+                    out.samples[k][side + "_wall"].append(got["wall_s"])
+            over = time.perf_counter() - t0 > plan.budget_s
+            running = [k for k in running if not _stop(k, n, plan, over, out)]
+    finally:
+        for w in workers.values():
+            w.close()
+    out.wall_s = time.perf_counter() - t0
+    return out
+
+
+def _stop(kernel: str, n: int, plan: Plan, over_budget: bool, out: Measured) -> bool:
+    """Whether ``kernel`` is done after round ``n`` (recording why in ``out.stopped``)."""
+    if n < plan.min_rounds:
+        return False
+    s = out.samples[kernel]
+    if stats.settled(stats.estimate(s["base"], s["head"]), plan.max_slowdown):
+        out.stopped[kernel] = "settled"
+    elif n >= plan.max_rounds:
+        out.stopped[kernel] = "round cap"
+    elif over_budget:
+        out.stopped[kernel] = "time budget"
+    return kernel in out.stopped
