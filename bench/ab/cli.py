@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,8 +94,6 @@ def run(args) -> report.AbResult:
     envs = {"base": _env(repo, args.base, cache), "head": _env(repo, args.head, cache)}
     slowdown = args.inject
     if slowdown is None:
-        import os
-
         slowdown = os.environ.get(SLOWDOWN_ENV)
     measured = measure(envs["base"], envs["head"], plan, slowdown, log=_log)
     _check_imports(measured, envs)

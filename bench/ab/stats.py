@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 MAX_SLOWDOWN = 1.15  # fail only at a slowdown at least this large ...
 CONFIDENCE = 0.95  # ... whose interval at this level lies above 1 (significant)
 N_BOOT = 2000
@@ -45,6 +43,8 @@ def estimate(base, head, confidence: float = CONFIDENCE, n_boot: int = N_BOOT,
     n_boot, seed : int
         Bootstrap resamples and their seed (the interval is reproducible).
     """
+    import numpy as np  # lazy: `mfsoftmax --help` stays light
+
     b, h = np.asarray(base, float), np.asarray(head, float)
     if b.shape != h.shape or b.size < 2:
         raise ValueError(f"need two paired series of >= 2 rounds, got {b.size} and {h.size}")

@@ -20,6 +20,7 @@ the kernel: real extra CPU work, not a sleep. The gate passes it to the head wor
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -62,7 +63,7 @@ def spin(seconds: float) -> None:
 # ---- synthetic kernels: no mfsoftmax needed (the tests' fast version of the gate) ----------
 
 def _synthetic_kernels() -> dict:
-    import numpy as np
+    import numpy as np  # lazy: after main() pins the BLAS threads
 
     a = np.random.default_rng(SEED).standard_normal((96, 96))
 
@@ -89,19 +90,19 @@ class Fixture:
 
     def split(self):
         if self._split is None:
-            from mfsoftmax.datasets import load, make_split
+            from mfsoftmax.datasets import load, make_split  # lazy: the commit's code, on use
 
             data = load("synthetic", n_users=N_USERS, n_items=N_ITEMS, seed=SEED)
             self._split = make_split(data, "strong", seed=SEED, heldout_frac=0.1)
         return self._split
 
     def wals(self, iterations=5):
-        from mfsoftmax.models.wals import WALS
+        from mfsoftmax.models.wals import WALS  # lazy: the commit's code, on use
 
         return WALS(dim=32, iterations=iterations, track_loss=False, seed=SEED, threads=1)
 
     def dnn(self, loss, epochs=1):
-        from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+        from mfsoftmax.models.softmax_dnn import SoftmaxDNN  # lazy: the commit's code, on use
 
         return SoftmaxDNN(dim=32, hidden=(64,), loss=loss, epochs=epochs, patience=epochs,
                           batch_size=256, seed=SEED, threads=1)
@@ -119,7 +120,7 @@ class Fixture:
     def request(self):
         """One known user with a median-length history: ``(user, history ids)``."""
         if self._request is None:
-            import numpy as np
+            import numpy as np  # lazy: after main() pins the BLAS threads
 
             m = self.split().train.matrix
             lens = np.diff(m.indptr)
@@ -146,7 +147,7 @@ def _serve(fx: Fixture, fitted):
 
 
 def _harness(fx: Fixture):
-    from mfsoftmax.evaluation import evaluate
+    from mfsoftmax.evaluation import evaluate  # lazy: the commit's code, on use
 
     model, test = fx.fitted_wals(), fx.split().test
     return lambda: evaluate(model, test, ks=(10, 20))
@@ -154,9 +155,9 @@ def _harness(fx: Fixture):
 
 def _load_file(fx: Fixture):
     """Parse a CSV of the synthetic data's interactions through the ``file`` loader."""
-    import numpy as np
+    import numpy as np  # lazy: after main() pins the BLAS threads
 
-    from mfsoftmax.datasets import load
+    from mfsoftmax.datasets import load  # lazy: the commit's code, on use
 
     coo = fx.split().data.matrix.tocoo()
     path = Path(tempfile.mkdtemp(prefix="mfsoftmax-ab-")) / "interactions.csv"
@@ -184,14 +185,14 @@ def _pin_threads() -> dict:
     info = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                            "MKL_NUM_THREADS")}
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional: an old env may lack it
 
         threadpool_limits(limits=1)
         info["threadpoolctl"] = 1
     except ImportError:
         pass
     if "torch" in sys.modules or _has("torch"):
-        import torch
+        import torch  # lazy: only when installed, after the thread variables
 
         torch.set_num_threads(1)
         info["torch_threads"] = torch.get_num_threads()
@@ -199,8 +200,6 @@ def _pin_threads() -> dict:
 
 
 def _has(name: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None
 
 
@@ -209,7 +208,7 @@ def _setup(names: list[str], factors: dict) -> tuple[dict, dict]:
     info = {"python": sys.executable, "pid": os.getpid(), "threads": _pin_threads(),
             "slowdown": factors, "missing": {}}
     try:
-        import mfsoftmax
+        import mfsoftmax  # lazy: the commit's code, after the thread variables
 
         info["mfsoftmax"] = str(Path(mfsoftmax.__file__).resolve().parent)
         makers.update(_model_kernels())

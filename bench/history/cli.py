@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from ..compare.load import CompareError
-from . import store, views
 
 
 def add_arguments(p) -> None:
@@ -33,6 +32,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def main(args) -> int:
+    from . import store, views  # lazy: numpy and sqlite only when a command runs
+
     try:
         if args.history_cmd == "add":
             commit, n = store.add(Path(args.store), Path(args.results), args.commit)

@@ -52,10 +52,10 @@ def format_json(entries: list[dict], runs: list[dict]) -> str:
 
 def _plot(e: dict) -> str:
     """One figure's trend as a base64 PNG; each step marked at its first commit."""
-    import matplotlib
+    import matplotlib  # lazy: only for --html
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: only for --html
 
     fig, ax = plt.subplots(figsize=(6, 2.2), dpi=72)
     x = list(range(len(e["value"])))
