@@ -2,8 +2,8 @@
 
 ``src/`` is the commit's tree (``git archive``: a plain snapshot, so the repository's worktree
 list is not touched and nothing needs pruning); ``venv/`` is a virtual environment made with the
-current interpreter (``venv --without-pip``) whose site-packages holds a ``.pth`` line naming
-the current environment's site-packages, so every third-party package (torch, implicit, ...) is
+current interpreter (``venv --without-pip``) whose site-packages holds a ``.pth`` naming the
+current environment's site-packages folders (those of ``sysconfig`` and any on ``sys.path``), so every third-party package (torch, implicit, ...) is
 shared and nothing is downloaded. The ``.pth`` is a plain path, so the current environment's own
 ``.pth`` files (its editable install of mfsoftmax) are not run; the commit is then installed into
 the venv with ``pip install --no-deps --no-build-isolation -e src`` (seconds). ``ready`` marks
@@ -108,8 +108,9 @@ def _make_venv(dest: Path) -> None:
     """A venv of the current interpreter seeing the current environment's packages."""
     base = Path(getattr(sys, "_base_executable", sys.executable))
     subprocess.run([str(base), "-m", "venv", "--without-pip", str(dest)], check=True)
-    shared = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    shared = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+    shared += [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
     sp = subprocess.run([str(dest / "bin" / "python"), "-c",
                          "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                         capture_output=True, text=True, check=True).stdout.strip()
-    (Path(sp) / "_mfsoftmax_ab_shared.pth").write_text("\n".join(sorted(shared)) + "\n")
+    (Path(sp) / "_mfsoftmax_ab_shared.pth").write_text("\n".join(dict.fromkeys(shared)) + "\n")
