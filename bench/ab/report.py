@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from ..compare.cells import cut, fmt_ratio
+from ..compare.text import _wrap
 from . import stats
 from .session import Measured
 
@@ -113,7 +114,7 @@ def format_text(res: AbResult) -> str:
     """Header, summary, the table; notes (why a kernel stopped or is missing) under it."""
     table = [list(COLUMNS)] + [_cells(r) for r in res.rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = [cut(x, 100) for x in _header(res)] + ["", _summary(res), ""]
+    lines = _wrap(_header(res)) + ["", _summary(res), ""]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
               for row in table[:1]]
     lines.append("  ".join("-" * w for w in widths))
