@@ -76,7 +76,7 @@ def test_slowdown_spec_parses_and_names_a_bad_factor():
 
 def test_identical_commits_pass_under_a_concurrent_busy_process(busy):
     res = run(_args("--base", ".", "--head", ".", "--kernels", *SYNTH, "--min-rounds", "6",
-                    "--max-rounds", "30"))
+                    "--max-rounds", "16"))
     assert res.exit_code == 0, format_text(res)
     for r in res.rows:
         assert r.verdict != "SLOWER", format_text(res)
@@ -84,7 +84,7 @@ def test_identical_commits_pass_under_a_concurrent_busy_process(busy):
 
 def test_an_injected_slowdown_fails_the_gate(busy):
     res = run(_args("--base", ".", "--head", ".", "--kernels", *SYNTH, "--min-rounds", "6",
-                    "--max-rounds", "30", "--inject", "synthetic.matmul=1.25"))
+                    "--max-rounds", "16", "--inject", "synthetic.matmul=1.25"))
     rows = {r.kernel: r for r in res.rows}
     assert rows["synthetic.matmul"].verdict == "SLOWER", format_text(res)
     assert 1.15 < rows["synthetic.matmul"].ratio < 1.4
@@ -140,3 +140,13 @@ def test_commit_env_runs_its_own_code_and_a_missing_api_is_reported(tmp_path):
 
     (row,) = build(measured, ["data.load_file"], 1.15)
     assert row.verdict == "missing in base" and not row.failed
+
+
+def test_a_worker_that_dies_is_a_clear_error():
+    from mfsoftmax.bench.ab.session import Plan, measure
+    from mfsoftmax.bench.ab.worktree import CommitEnv, head_env
+    from mfsoftmax.bench.compare.load import CompareError
+
+    broken = CommitEnv("broken", "", "/bin/false", REPO)
+    with pytest.raises(CompareError, match="worker of broken .* ended with status 1 during setup"):
+        measure(broken, head_env(REPO), Plan(tuple(SYNTH), 2, 2), log=lambda m: None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,9 @@ class Worker:
         penv.update({k: "1" for k in THREAD_VARS}, PYTHONHASHSEED="0")
         if slowdown:
             penv[SLOWDOWN_ENV] = slowdown
+        self.err = tempfile.TemporaryFile()  # the worker's stderr, for the message if it dies
         self.proc = subprocess.Popen([env.python, "-s", str(WORKER)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.err,
                                      text=True, env=penv, cwd=str(env.src))
 
     def ask(self, msg: dict) -> dict:
@@ -46,12 +48,19 @@ class Worker:
             self.proc.stdin.write(json.dumps(msg) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
-        except OSError as exc:
-            raise CompareError(f"ab: the worker of {self.env.label} died: {exc}") from exc
+        except OSError:
+            line = ""
         if not line:
-            raise CompareError(f"ab: the worker of {self.env.label} ({self.env.python}) ended "
-                               f"with status {self.proc.wait()} during {msg['cmd']}")
+            raise self._died(msg["cmd"])
         return json.loads(line)
+
+    def _died(self, cmd: str) -> CompareError:
+        """The error of a worker that ended: its status and last stderr line."""
+        status = self.proc.wait()
+        self.err.seek(0)
+        last = (self.err.read().decode(errors="replace").strip().splitlines() or [""])[-1]
+        return CompareError(f"ab: the worker of {self.env.label} ({self.env.python}) ended "
+                            f"with status {status} during {cmd}: {last[:200]}")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -64,6 +73,7 @@ class Worker:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self.err.close()
 
 
 @dataclass
