@@ -109,6 +109,8 @@ def run(args) -> report.AbResult:
 
 
 def main(args) -> int:
+    from mfsoftmax.runtime import atomic_write_text  # lazy: it loads numpy
+
     try:
         res = run(args)
     except CompareError as exc:
@@ -121,6 +123,6 @@ def main(args) -> int:
              "json": report.format_json}
     for path, fmt in ((args.markdown_out, "markdown"), (args.json_out, "json")):
         if path:
-            Path(path).write_text(views[fmt](res))
+            atomic_write_text(path, views[fmt](res))
     sys.stdout.write(views[args.format](res))
     return res.exit_code

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -24,14 +23,9 @@ def add_arguments(p) -> None:
     s.add_argument("--format", choices=("text", "json"), default="text")
 
 
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` whole or not at all (a temporary file renamed over ``path``)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main(args) -> int:
+    from mfsoftmax.runtime import atomic_write_text  # lazy: it loads numpy
+
     from . import store, views  # lazy: numpy and sqlite only when a command runs
 
     try:
@@ -46,7 +40,7 @@ def main(args) -> int:
             page = Path(args.html)
             if not page.parent.is_dir():
                 raise CompareError(f"--html {page}: folder {page.parent} does not exist")
-            _write(page, views.format_html(entries, runs))
+            atomic_write_text(page, views.format_html(entries, runs))
         fmt = views.format_json if args.format == "json" else views.format_text
         sys.stdout.write(fmt(entries, runs))
         return 0
