@@ -20,9 +20,11 @@ the kernel: real extra CPU work, not a sleep. The gate passes it to the head wor
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -160,7 +162,9 @@ def _load_file(fx: Fixture):
     from mfsoftmax.datasets import load  # lazy: the commit's code, on use
 
     coo = fx.split().data.matrix.tocoo()
-    path = Path(tempfile.mkdtemp(prefix="mfsoftmax-ab-")) / "interactions.csv"
+    folder = tempfile.mkdtemp(prefix="mfsoftmax-ab-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "interactions.csv"
     rows = np.column_stack([coo.row, coo.col, np.ones_like(coo.row)])
     np.savetxt(path, rows, fmt="%d", delimiter=",", header="user,item,rating", comments="")
     return lambda: load("file", path=str(path))
