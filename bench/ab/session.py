@@ -19,11 +19,10 @@ from pathlib import Path
 
 from ..compare.load import CompareError
 from . import stats
+from .worker import SLOWDOWN_ENV, THREAD_VARS
 from .worktree import CommitEnv
 
 WORKER = Path(__file__).with_name("worker.py")
-SLOWDOWN_ENV = "MFSOFTMAX_AB_SLOWDOWN"
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 KERNELS = ("train.wals_iteration", "train.dnn_sampled_epoch", "train.dnn_inbatch_epoch",
            "serve.wals_one", "serve.dnn_one", "harness.evaluate", "data.load_file")
 

@@ -36,6 +36,7 @@ SERVE_CALLS = 100  # single queries per call of a serving kernel
 PER_CALL = {"serve.wals_one": SERVE_CALLS, "serve.dnn_one": SERVE_CALLS}  # times per query
 SAMPLE_S = 0.05  # a sample repeats a kernel to at least this much CPU time (set at warm-up)
 SLOWDOWN_ENV = "MFSOFTMAX_AB_SLOWDOWN"
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def slowdowns(text: str | None) -> dict:
@@ -186,8 +187,7 @@ def _model_kernels() -> dict:
 # ---- the loop ---------------------------------------------------------------------------------
 
 def _pin_threads() -> dict:
-    info = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                           "MKL_NUM_THREADS")}
+    info = {k: os.environ.get(k) for k in THREAD_VARS}
     try:
         from threadpoolctl import threadpool_limits  # optional: an old env may lack it
 
@@ -253,7 +253,7 @@ def _sample(body, reps: int, per_call: int, factor: float) -> dict:
 def main() -> int:
     if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
         del sys.path[0]  # head's bench/ab modules must not shadow anything of the commit's
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in THREAD_VARS:
         os.environ[var] = "1"  # before numpy loads its BLAS
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything printed by the libraries goes to stderr
