@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from mfsoftmax.bench.ab.worktree import commit_env
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = ["synthetic.matmul", "synthetic.python"]
+BASELINE_FILE = REPO / "bench" / "baselines" / "default-quick.json"
 
 
 def _args(*argv):
@@ -150,3 +152,43 @@ def test_a_worker_that_dies_is_a_clear_error():
     broken = CommitEnv("broken", "", "/bin/false", REPO)
     with pytest.raises(CompareError, match="worker of broken .* ended with status 1 during setup"):
         measure(broken, head_env(REPO), Plan(tuple(SYNTH), 2, 2), log=lambda m: None)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                           *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_ci_base_is_the_merge_base_then_the_baselines_commit_then_nothing(tmp_path):
+    """.ci/ab-base: the merge base with main; on main itself the commit the committed baseline
+    was made from; in a clone without either, nothing (CI then skips the gate, saying so)."""
+    repo = tmp_path / "r"
+    (repo / ".ci").mkdir(parents=True)
+    (repo / ".ci" / "ab-base").write_text((REPO / ".ci" / "ab-base").read_text())
+    (repo / "bench" / "baselines").mkdir(parents=True)
+    _git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "first")
+    first = _git(repo, "rev-parse", "HEAD")
+    base = json.loads(BASELINE_FILE.read_text())
+    base["run"]["git_commit"] = first + "-dirty"
+    (repo / "bench" / "baselines" / "default-quick.json").write_text(json.dumps(base))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "baseline")
+
+    def ab_base(r: Path, **env) -> str:
+        return subprocess.run(["bash", str(r / ".ci" / "ab-base")], capture_output=True,
+                              text=True, check=True, env={**os.environ, **env}).stdout.strip()
+
+    assert ab_base(repo) == first  # on main: the baseline's commit
+    main_tip = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-qb", "feature")
+    (repo / "x").write_text("x")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "feature")
+    assert ab_base(repo) == main_tip  # a branch: its merge base with main
+    assert ab_base(repo, AB_BASE="abc") == "abc"
+    single = tmp_path / "single"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(single)],
+                   check=True, capture_output=True)
+    assert ab_base(single) == ""  # no history: no base
