@@ -32,6 +32,9 @@ def add_arguments(p) -> None:
     p.add_argument("--budget-s", type=float, default=Plan.budget_s, metavar="S",
                    help="after this many seconds every kernel stops at its next check "
                         f"(default {Plan.budget_s:g})")
+    p.add_argument("--rotate", type=int, default=Plan.rotate, metavar="N",
+                   help="fresh worker processes every N rounds (default "
+                        f"{Plan.rotate}; 0: one pair for the whole gate)")
     p.add_argument("--max-slowdown", type=float, default=stats.MAX_SLOWDOWN, metavar="RATIO",
                    help="fail at a significant ratio head/base at least this large "
                         f"(default {stats.MAX_SLOWDOWN:g})")
@@ -56,6 +59,8 @@ def _check(args) -> Plan:
                            f"({args.min_rounds})")
     if not args.max_slowdown > 1.0:
         raise CompareError(f"--max-slowdown must be > 1 (a ratio), got {args.max_slowdown}")
+    if args.rotate < 0:
+        raise CompareError(f"--rotate must be >= 0, got {args.rotate}")
     if not args.budget_s > 0:
         raise CompareError(f"--budget-s must be > 0, got {args.budget_s}")
     try:
@@ -63,7 +68,7 @@ def _check(args) -> Plan:
     except ValueError as exc:
         raise CompareError(f"--inject {args.inject!r}: {exc}") from None
     return Plan(tuple(dict.fromkeys(args.kernels)), args.min_rounds, args.max_rounds,
-                args.budget_s, args.max_slowdown)
+                args.budget_s, args.max_slowdown, args.rotate)
 
 
 def _env(repo: Path, ref: str, cache: Path) -> CommitEnv:
@@ -99,7 +104,8 @@ def run(args) -> report.AbResult:
     _check_imports(measured, envs)
     settings = {"max_slowdown": plan.max_slowdown, "confidence": stats.CONFIDENCE,
                 "min_rounds": plan.min_rounds, "max_rounds": plan.max_rounds,
-                "budget_s": plan.budget_s, "kernels": list(plan.kernels),
+                "budget_s": plan.budget_s, "rotate": plan.rotate,
+                "kernels": list(plan.kernels),
                 "slowdown": slowdown or "", "statistic": "thread CPU time per call"}
     side = {s: {"label": e.label, "sha": e.sha, "python": e.python, "src": str(e.src)}
             for s, e in envs.items()}
