@@ -2,8 +2,9 @@
 
 ``mfsoftmax ab --base REF [--head REF|.]`` installs REF into its own environment (cached by
 commit under .ab-cache/<sha>: the commit's tree and a venv sharing this environment's packages,
-made in seconds), starts one worker process per commit (each imports its own commit's code) and
-times a fixed set of kernels, base and head back to back, round after round:
+made in seconds), starts one worker process per commit (each imports its own commit's code;
+both pinned to one CPU, a fresh pair every --rotate rounds) and times a fixed set of kernels,
+base and head back to back, round after round:
 
   train.wals_iteration     one WALS (implicit ALS) iteration
   train.dnn_sampled_epoch  one softmax-DNN epoch, sampled-uniform loss
