@@ -19,6 +19,8 @@ COMMANDS = {
     "report": ("mfsoftmax.reports.cli", "render report.md/report.html from results.json files"),
     "compare": ("mfsoftmax.bench.compare", "compare two results.json files; exit 1 on regression"),
     "findings": ("mfsoftmax.reports.findings", "refresh a findings page's quoted tables from runs"),
+    "ab": ("mfsoftmax.bench.ab", "A/B gate: time kernels of two commits side by side; exit 1 if slower"),
+    "history": ("mfsoftmax.bench.history", "keep gated figures over commits; trends and change points"),
 }
 
 

@@ -1,0 +1,116 @@
+"""One environment per commit for the A/B gate, cached under ``.ab-cache/<sha>/``.
+
+``src/`` is the commit's tree (``git archive``: a plain snapshot, so the repository's worktree
+list is not touched and nothing needs pruning); ``venv/`` is a virtual environment made with the
+current interpreter (``venv --without-pip``) whose site-packages holds a ``.pth`` naming the
+current environment's site-packages folders (those of ``sysconfig`` and any on ``sys.path``), so every third-party package (torch, implicit, ...) is
+shared and nothing is downloaded. The ``.pth`` is a plain path, so the current environment's own
+``.pth`` files (its editable install of mfsoftmax) are not run; the commit is then installed into
+the venv with ``pip install --no-deps --no-build-isolation -e src`` (seconds). ``ready`` marks
+a finished environment; a half-made one is rebuilt.
+
+``.`` (the default head) is the running checkout and its interpreter as they are, uncommitted
+changes included.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..compare.load import CompareError
+
+
+@dataclass
+class CommitEnv:
+    """Where one side of the gate runs: its label, commit and interpreter."""
+
+    label: str  # the REF as given
+    sha: str  # full commit id ('' for the working tree)
+    python: str
+    src: Path
+
+
+def git(repo: Path, *args: str) -> str:
+    """Output of ``git -C repo ARGS`` (stripped); CompareError with git's message on failure."""
+    try:
+        res = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                             check=False)
+    except OSError as exc:
+        raise CompareError(f"git: {exc}") from exc
+    if res.returncode:
+        err = (res.stderr.strip().splitlines() or ["failed"])[-1]
+        raise CompareError(f"git {' '.join(args)}: {err}")
+    return res.stdout.strip()
+
+
+def resolve(repo: Path, ref: str) -> str:
+    """The full commit id of ``ref`` (commit, branch, tag); CompareError naming ``--base``'s
+    value when git does not know it."""
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except CompareError:
+        raise CompareError(f"--base/--head: unknown git revision {ref!r} in {repo} (a shallow "
+                           "clone may lack it: fetch more history)") from None
+
+
+def head_env(repo: Path) -> CommitEnv:
+    """The running checkout with the current interpreter (``--head .``)."""
+    try:
+        sha = git(repo, "rev-parse", "HEAD")
+    except CompareError:
+        sha = ""
+    return CommitEnv(".", sha, sys.executable, repo)
+
+
+def commit_env(repo: Path, ref: str, cache: Path, log=print) -> CommitEnv:
+    """The cached environment of ``ref`` (made when missing): its snapshot and interpreter."""
+    sha = resolve(repo, ref)
+    root = cache / sha
+    python = root / "venv" / "bin" / "python"
+    if (root / "ready").exists() and python.exists():
+        return CommitEnv(ref, sha, str(python), root / "src")
+    log(f"ab: building the environment of {ref} ({sha[:10]}) in {root}")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    _export(repo, sha, root / "src")
+    _make_venv(root / "venv")
+    res = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
+                          "--no-build-isolation", "--disable-pip-version-check", "-e",
+                          str(root / "src")], capture_output=True, text=True, check=False)
+    if res.returncode:
+        err = (res.stderr.strip().splitlines() or ["failed"])[-1]
+        raise CompareError(f"installing {ref} ({sha[:10]}) into {root / 'venv'}: {err}")
+    (root / "ready").write_text(sha + "\n")
+    return CommitEnv(ref, sha, str(python), root / "src")
+
+
+def _export(repo: Path, sha: str, dest: Path) -> None:
+    """The commit's tree into ``dest`` (``git archive``)."""
+    with tempfile.TemporaryFile() as tar:
+        res = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", sha],
+                             stdout=tar, stderr=subprocess.PIPE, check=False)
+        if res.returncode:
+            raise CompareError(f"git archive {sha[:10]}: {res.stderr.decode().strip()}")
+        tar.seek(0)
+        with tarfile.open(fileobj=tar) as tf:
+            tf.extractall(dest, filter="data") if hasattr(tarfile, "data_filter") \
+                else tf.extractall(dest)  # noqa: S202 - our own repository's tree
+
+
+def _make_venv(dest: Path) -> None:
+    """A venv of the current interpreter seeing the current environment's packages."""
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    subprocess.run([str(base), "-m", "venv", "--without-pip", str(dest)], check=True)
+    shared = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+    shared += [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    sp = subprocess.run([str(dest / "bin" / "python"), "-c",
+                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                        capture_output=True, text=True, check=True).stdout.strip()
+    (Path(sp) / "_mfsoftmax_ab_shared.pth").write_text("\n".join(dict.fromkeys(shared)) + "\n")
