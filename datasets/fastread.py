@@ -170,11 +170,7 @@ def read_parquet(path: Path, cols: dict, names: list[str]) -> dict:
     for w in ("user", "item"):
         out[w] = series_ids(df.get_column(names[cols[w]]), path, where, w, cols[w] + 1)
     if cols["rating"] is not None:
-        s = df.get_column(names[cols["rating"]])
-        if s.null_count():
-            k = int(s.is_null().arg_true()[0])
-            raise DatasetError(f"{path}, {where(k)}, column {cols['rating'] + 1}: missing rating "
-                               "(null)")
+        s = _no_nulls(df.get_column(names[cols["rating"]]), path, where, cols["rating"], "rating")
         try:
             vals = s.cast(pl.Float32 if s.dtype == pl.Float32 else pl.Float64).to_numpy()
         except pl.exceptions.PolarsError:
@@ -182,11 +178,8 @@ def read_parquet(path: Path, cols: dict, names: list[str]) -> dict:
         out["rating"] = vals
         _check_values(out, str(path), lambda k: f"{where(k)}, column {cols['rating'] + 1}")
     if cols["timestamp"] is not None:
-        s = df.get_column(names[cols["timestamp"]])
-        if s.null_count():
-            k = int(s.is_null().arg_true()[0])
-            raise DatasetError(f"{path}, {where(k)}, column {cols['timestamp'] + 1}: missing "
-                               "timestamp (null)")
+        s = _no_nulls(df.get_column(names[cols["timestamp"]]), path, where, cols["timestamp"],
+                      "timestamp")
         out["timestamp"] = epoch_seconds(s, str(path), where, cols["timestamp"] + 1)
     return out
 
@@ -268,3 +261,12 @@ def read_text(source, sep: bytes, header: bool, ncols: int, cols: dict,
         if not np.isfinite(out["rating"]).all():
             return None
     return out
+
+
+def _no_nulls(series, path, where, col: int, what: str):
+    """``series`` (a Parquet column, 0-based ``col``) when it has no null; else DatasetError
+    naming the file, the first null's row and the column."""
+    if series.null_count():
+        k = int(series.is_null().arg_true()[0])
+        raise DatasetError(f"{path}, {where(k)}, column {col + 1}: missing {what} (null)")
+    return series
