@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from mfsoftmax.bench.ab import add_arguments
@@ -152,6 +153,7 @@ def test_a_worker_that_dies_is_a_clear_error():
     broken = CommitEnv("broken", "", "/bin/false", REPO)
     with pytest.raises(CompareError, match="worker of broken .* ended with status 1 during setup"):
         measure(broken, head_env(REPO), Plan(tuple(SYNTH), 2, 2), log=lambda m: None)
+    assert not psutil.Process().children(), "the head worker was left running"
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -8,7 +8,8 @@ itself is shown by which threads run (per-thread CPU time), its cost by
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mfsoftmax.bench.floor import contention_flags, floor_profiles
-from mfsoftmax.bench.serving import REQUEST_THREADS, request_threads, serving_profiles
+from mfsoftmax.bench.serving import REQUEST_THREADS, serving_profiles
 from mfsoftmax.datasets import make_split
 from mfsoftmax.models import softmax_dnn
 from mfsoftmax.models.softmax_dnn import SoftmaxDNN
@@ -38,46 +39,72 @@ def two_threads():
     torch.set_num_threads(prev)
 
 
-def _helper_ticks() -> int:
-    """CPU ticks of every thread of this process except the calling one."""
-    me, total = str(__import__("threading").get_native_id()), 0
+_MECHANISM = """
+import os, sys, threading, time
+from pathlib import Path
+import numpy as np
+import torch
+from threadpoolctl import threadpool_info, threadpool_limits
+from mfsoftmax.bench.serving import request_threads
+
+
+def blas_threads():
+    return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+
+def helper_ticks():
+    me, total = str(threading.get_native_id()), 0
     for tid in os.listdir("/proc/self/task"):
         if tid == me:
             continue
         try:
             fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended
+        except OSError:
             continue
         total += int(fields[11]) + int(fields[12])
     return total
 
 
-def _batch_then_request(V, q, Q, VT, n=60):
-    """A batch's torch scores (a torch parallel region) then one request's ``V @ q``."""
+def batch_then_request(V, q, Q, VT, n=60):
     for _ in range(n):
         Q @ VT
         V @ q
 
 
-def test_two_runtimes_pools_run_helper_threads_one_request_thread_does_not(two_threads):
-    """The mechanism of the contention: at 2 threads a torch batch and a request's ``V @ q``
-    wake the worker threads of two pools (libgomp's and OpenBLAS's), which then compete for
-    the cores; under ``request_threads`` the request runs on the calling thread alone."""
+torch.set_num_threads(2)
+with threadpool_limits(limits=2):
     rng = np.random.default_rng(0)
     V = rng.standard_normal((26_744, 64), dtype=np.float32)
     q, Q = V[0].copy(), torch.randn(256, 64)
     VT = torch.from_numpy(V).T
-    _batch_then_request(V, q, Q, VT, n=3)  # the pools' threads exist
-    before = _helper_ticks()
-    _batch_then_request(V, q, Q, VT)
-    fighting = _helper_ticks() - before
+    batch_then_request(V, q, Q, VT, n=3)
+    before = helper_ticks()
+    batch_then_request(V, q, Q, VT)
+    fighting = helper_ticks() - before
     with request_threads():
-        assert torch.get_num_threads() == 1 and _blas_threads() == 1
-        _batch_then_request(V, q, Q, VT, n=3)
-        before = _helper_ticks()
-        _batch_then_request(V, q, Q, VT)
-        one = _helper_ticks() - before
-    assert torch.get_num_threads() == 2 and _blas_threads() == 2  # restored
+        assert torch.get_num_threads() == 1 and blas_threads() == 1
+        batch_then_request(V, q, Q, VT, n=3)
+        time.sleep(0.5)  # the 2-thread phase's workers stop spinning (they spin, then sleep)
+        before = helper_ticks()
+        batch_then_request(V, q, Q, VT)
+        one = helper_ticks() - before
+    assert torch.get_num_threads() == 2 and blas_threads() == 2
+print(fighting, one)
+"""
+
+
+def test_two_runtimes_pools_run_helper_threads_one_request_thread_does_not():
+    """The mechanism of the contention: at 2 threads a torch batch and a request's ``V @ q``
+    wake the worker threads of two pools (libgomp's and OpenBLAS's), which then compete for
+    the cores; under ``request_threads`` the request runs on the calling thread alone. Counted
+    in a fresh process (per-thread CPU ticks of every thread but the caller's), so no thread
+    left by another test is counted."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", _MECHANISM], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    fighting, one = map(int, out.stdout.split())
     assert fighting > 0, "at 2 threads the pools' workers ran"
     assert one <= 1, f"one request's thread only, yet helper threads ran {one} ticks"
 

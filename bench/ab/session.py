@@ -113,13 +113,18 @@ def _start(base: CommitEnv, head: CommitEnv, kernels, slowdown, out: Measured, l
     """A fresh pair of workers, set up for ``kernels`` (their answers kept in ``out.info``)."""
     cpu = _cpu()
     workers = {"base": Worker(base, cpu=cpu), "head": Worker(head, slowdown, cpu=cpu)}
-    for side, w in workers.items():
-        answer = w.ask({"cmd": "setup", "kernels": list(kernels)})
-        if side in out.info:  # a later pair: the first pair's answer stays the record
-            out.info[side]["workers"] += 1
-        else:
-            out.info[side] = {**answer, "cpu": cpu, "workers": 1}
-            log(f"ab: {side} {w.env.label} ready ({w.env.python})")
+    try:
+        for side, w in workers.items():
+            answer = w.ask({"cmd": "setup", "kernels": list(kernels)})
+            if side in out.info:  # a later pair: the first pair's answer stays the record
+                out.info[side]["workers"] += 1
+            else:
+                out.info[side] = {**answer, "cpu": cpu, "workers": 1}
+                log(f"ab: {side} {w.env.label} ready ({w.env.python})")
+    except BaseException:  # one side died at setup: the other is not left waiting on its stdin
+        for w in workers.values():
+            w.close()
+        raise
     return workers
 
 
