@@ -410,34 +410,8 @@ def validate(cfg: dict, where: str = "config") -> None:
     scopes = cfg["hashing"]["scopes"]
     if not scopes or any(sc not in ("inputs", "all") for sc in scopes):
         raise ConfigError(f"{where}: hashing.scopes must list 'inputs' and/or 'all', got {scopes!r}")
-    sw = cfg["sweeps"]
-    for key in ("train_models", "train_params"):
-        names = list(sw[key])
-        if key == "train_models" and (not isinstance(sw[key], list)
-                                      or not all(isinstance(n, str) for n in names)):
-            raise ConfigError(f"{where}: sweeps.train_models must be a list of model names")
-        unknown = [n for n in names if n not in cfg["models"]]
-        if unknown:
-            raise ConfigError(f"{where}: sweeps.{key} names {', '.join(map(repr, unknown))}, not "
-                              f"in [models] ({', '.join(cfg['models']) or 'none'})")
-    for name, params in sw["train_params"].items():
-        if not isinstance(params, dict):
-            raise ConfigError(f"{where}: sweeps.train_params.{name} must be a table of params")
-        check_model(name, {**cfg["models"][name],
-                           "params": {**cfg["models"][name].get("params", {}), **params}},
-                    f"{where} (sweeps.train_params)")
-    eng = cfg["engines"]
-    if eng["mf"] not in ("implicit", "spark"):
-        raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")
-    _int_at_least(cfg, "engines.dnn_workers", 1, where)
-    from mfsoftmax.models.params import ParamError  # lazy: torch, as check_model
-    from mfsoftmax.models.spark_settings import check_settings  # lazy: the models' own check
-
-    try:  # before any JVM: the WALS models on Spark get these (bench/context.py spark_defaults)
-        check_settings(cfg["spark"]["master"], cfg["spark"]["conf"])
-    except ParamError as exc:
-        key = "spark.master" if exc.param == "spark_master" else "spark.conf"
-        raise ConfigError(f"{where}: {key}: {exc.expected}, got {exc.value!r}") from None
+    _check_sweeps(cfg, where)
+    _check_engines(cfg, where)
     for key, val in cfg["budgets"].items():
         stage = key.removesuffix("_s")
         if not key.endswith("_s") or (stage != "total" and stage not in STAGES):
@@ -456,3 +430,39 @@ def validate(cfg: dict, where: str = "config") -> None:
     from .stages.strata import check_config  # cycle: the stage imports ConfigError from here
 
     check_config(cfg, where)
+
+
+def _check_sweeps(cfg: dict, where: str) -> None:
+    """``sweeps.train_models`` / ``train_params`` name configured models, with params they take."""
+    sw = cfg["sweeps"]
+    for key in ("train_models", "train_params"):
+        names = list(sw[key])
+        if key == "train_models" and (not isinstance(sw[key], list)
+                                      or not all(isinstance(n, str) for n in names)):
+            raise ConfigError(f"{where}: sweeps.train_models must be a list of model names")
+        unknown = [n for n in names if n not in cfg["models"]]
+        if unknown:
+            raise ConfigError(f"{where}: sweeps.{key} names {', '.join(map(repr, unknown))}, not "
+                              f"in [models] ({', '.join(cfg['models']) or 'none'})")
+    for name, params in sw["train_params"].items():
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}: sweeps.train_params.{name} must be a table of params")
+        check_model(name, {**cfg["models"][name],
+                           "params": {**cfg["models"][name].get("params", {}), **params}},
+                    f"{where} (sweeps.train_params)")
+
+
+def _check_engines(cfg: dict, where: str) -> None:
+    """``engines`` and the ``[spark]`` master and conf (checked before any JVM starts)."""
+    eng = cfg["engines"]
+    if eng["mf"] not in ("implicit", "spark"):
+        raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")
+    _int_at_least(cfg, "engines.dnn_workers", 1, where)
+    from mfsoftmax.models.params import ParamError  # lazy: torch, as check_model
+    from mfsoftmax.models.spark_settings import check_settings  # lazy: the models' own check
+
+    try:  # before any JVM: the WALS models on Spark get these (bench/context.py spark_defaults)
+        check_settings(cfg["spark"]["master"], cfg["spark"]["conf"])
+    except ParamError as exc:
+        key = "spark.master" if exc.param == "spark_master" else "spark.conf"
+        raise ConfigError(f"{where}: {key}: {exc.expected}, got {exc.value!r}") from None
