@@ -23,6 +23,7 @@ from mfsoftmax import runtime  # by module: tests replace its writers (a full di
 from mfsoftmax.datasets import DatasetError, load, make_split
 from mfsoftmax.datasets.preprocess import drop_empty
 from mfsoftmax.reports.verdicts import headline
+from mfsoftmax.results.schema import SCHEMA_VERSION, validate
 from mfsoftmax.runtime import sample_calibration, to_jsonable
 
 from . import stages
@@ -30,7 +31,6 @@ from .config import QUICK_CAPS, STAGES
 from .context import MissingInput, RunContext, Section, StageFailed, build_model, deep_merge
 from .measure import RssMonitor, sample_precision_peaks
 from .progress import Log
-from .schema import SCHEMA_VERSION, validate
 
 __all__ = ["Runner", "StageOverBudget", "build_model", "stage_budget"]
 
@@ -300,7 +300,7 @@ class Runner:
             if name not in self.results["stages"] and self.cfg["stages"].get(name, True):
                 self.results["stages"][name] = {"status": "not run", "error": None, "wall_s": 0.0}
         self.results["run"]["status"] = "interrupted" if interrupted else "complete"
-        # the one validator (bench/schema.py, docs/results.md) on what this run is about to write
+        # the one validator (src/mfsoftmax/results/schema.py, docs/results.md) on what this run is about to write
         self.contract_problems = validate(to_jsonable(self.results), "results.json")
         for problem in self.contract_problems[:10]:
             self.say(f"WARNING: results contract: {problem}")

@@ -14,7 +14,6 @@ import warnings
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullLocator
 
-from mfsoftmax.bench.schema import feature_pairs
 from mfsoftmax.reports import fmt
 from mfsoftmax.reports.colors import model_color
 from mfsoftmax.reports.plots import STYLE, encode
@@ -28,6 +27,7 @@ from mfsoftmax.reports.verdicts import (
     served_p50,
     serving_at_recall,
 )
+from mfsoftmax.results.schema import feature_pairs
 
 SIZE = (1.9, 0.75)  # inches: a sparkline beside a table row
 DPI = 220           # PNG at twice the report's 110 dpi; shown at half its pixel width

@@ -1,12 +1,12 @@
 """Read and check results.json files for the report (the contract: docs/results.md and the JSON
-Schema ``mfsoftmax/bench/results.schema.json``; the one validator is
-:func:`mfsoftmax.bench.schema.validate`)."""
+Schema ``mfsoftmax/results/results.schema.json``; the one validator is
+:func:`mfsoftmax.results.schema.validate`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mfsoftmax.bench.schema import SCHEMA_VERSION, ensure_valid, read_results
+from mfsoftmax.results.schema import SCHEMA_VERSION, ensure_valid, read_results
 
 __all__ = ["SCHEMA_VERSION", "ReportInputError", "load_results", "unfinished", "validate"]
 

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from mfsoftmax.bench.schema import feature_pairs
 from mfsoftmax.reports import fmt
 from mfsoftmax.reports.verdicts import (
     FAMILY_LABEL,
@@ -23,6 +22,7 @@ from mfsoftmax.reports.verdicts import (
     served_p50,
     w0_effect,
 )
+from mfsoftmax.results.schema import feature_pairs
 
 
 @dataclass

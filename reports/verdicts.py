@@ -11,9 +11,9 @@ import math
 import warnings
 from dataclasses import dataclass
 
-from mfsoftmax.bench.schema import feature_pairs
 from mfsoftmax.reports import fmt
 from mfsoftmax.reports.shorten import shorten
+from mfsoftmax.results.schema import feature_pairs
 
 SE_MULTIPLIER = 2.0     # a quality gap is a win if > 2 se of the gap (paired when recorded)
 REL_TOL = 0.05          # quality gap without standard errors: a win if > 5% of the larger value

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mfsoftmax.bench import ann
-from mfsoftmax.bench.schema import validate
 from mfsoftmax.bench.sweeps import serving_vs_corpus
 from mfsoftmax.reports.verdicts import family_of
+from mfsoftmax.results.schema import validate
 from tests.fixtures.results_fixture import make_results
 
 HAS_FAISS = ann.faiss_or_none() is not None

@@ -1,5 +1,5 @@
-"""The results contract: docs/results.md + bench/results.schema.json, one validator
-(`mfsoftmax.bench.schema.validate`) for `run`, `report` and `compare`."""
+"""The results contract: docs/results.md + src/mfsoftmax/results/results.schema.json, one validator
+(`mfsoftmax.results.schema.validate`) for `run`, `report` and `compare`."""
 
 import copy
 import json
@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from mfsoftmax.bench.schema import (
+from mfsoftmax.cli import main
+from mfsoftmax.reports.load import ReportInputError
+from mfsoftmax.reports.load import validate as report_validate
+from mfsoftmax.results.schema import (
     SCHEMA_VERSION,
     ResultsError,
     check_results,
@@ -18,9 +21,6 @@ from mfsoftmax.bench.schema import (
     schema,
     validate,
 )
-from mfsoftmax.cli import main
-from mfsoftmax.reports.load import ReportInputError
-from mfsoftmax.reports.load import validate as report_validate
 from tests.fixtures.results_fixture import make_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_schema_is_valid_versioned_and_packaged():
     assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert doc["$id"] and doc["version"] == SCHEMA_VERSION
     assert doc["properties"]["schema_version"]["const"] == SCHEMA_VERSION
-    packaged = resources.files("mfsoftmax.bench").joinpath("results.schema.json")
+    packaged = resources.files("mfsoftmax.results").joinpath("results.schema.json")
     assert json.loads(packaged.read_text()) == doc
     assert not (ROOT / "docs" / "results.schema.json").exists()  # one copy, linked from docs
 
@@ -65,7 +65,7 @@ def _required_keys(node, out):
 
 def test_prose_contract_names_every_required_key():
     text = (ROOT / "docs" / "results.md").read_text()
-    assert "bench/results.schema.json" in text
+    assert "src/mfsoftmax/results/results.schema.json" in text
     missing = sorted(k for k in _required_keys(schema(), set()) if f"{k}" not in text)
     assert missing == []
 

@@ -130,7 +130,7 @@ def test_stage_rows_carry_the_floor(models, split):
     assert dnn["lean_eager_p50_us"] > 0 and dnn["lean_embed_us"] > 0 and dnn["lean_embed_eager_us"] > 0
     wals = next(r for r in rows if r["model"] == "wals")
     assert "lean_runtime" not in wals and "lean_eager_p50_us" not in wals
-    from mfsoftmax.bench.schema import validate
+    from mfsoftmax.results.schema import validate
 
     problems = validate({"schema_version": 1, "serving": rows}, partial=True)
     assert not [p for p in problems if "serving" in p], problems

@@ -14,7 +14,6 @@ import pytest
 import scipy.sparse as sp
 
 from mfsoftmax.bench.config import ConfigError, load_config, merge, validate
-from mfsoftmax.bench.schema import validate as validate_results
 from mfsoftmax.bench.stages.strata import item_strata, measure, user_strata
 from mfsoftmax.cli import main
 from mfsoftmax.datasets import EvalSet
@@ -22,6 +21,7 @@ from mfsoftmax.evaluation import evaluate, restrict_targets
 from mfsoftmax.reports.render import render_report
 from mfsoftmax.reports.sections.strata import family_gaps
 from mfsoftmax.reports.verdicts import CLAIMS, headline
+from mfsoftmax.results.schema import validate as validate_results
 
 
 class ScoreModel:

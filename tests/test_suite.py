@@ -6,8 +6,8 @@ import os
 import pytest
 
 from mfsoftmax.bench.config import ConfigError, load_config, shrink
-from mfsoftmax.bench.schema import check_results
 from mfsoftmax.cli import main
+from mfsoftmax.results.schema import check_results
 from tests.test_headline_glance import check_report_headline, check_terminal_headline
 
 

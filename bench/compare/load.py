@@ -1,7 +1,7 @@
 """Reading and validating the two results files ``compare`` lines up.
 
 One results.json is read and checked against the results contract (docs/results.md, the one
-validator of bench/schema.py, read as partial); bad input raises :class:`CompareError`, which
+validator of src/mfsoftmax/results/schema.py, read as partial); bad input raises :class:`CompareError`, which
 names the file and makes the CLI exit with status 2. Also the two readers of raw figures the
 engine needs: :func:`finite_num` (a finite float or None) and :func:`best_gflops` (a run's
 calibration).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..schema import ensure_valid, read_results
+from mfsoftmax.results.schema import ensure_valid, read_results
 
 
 class CompareError(ValueError):
@@ -28,7 +28,7 @@ def load_results(path: str | Path) -> dict:
 
 def validate(data, label: str = "results") -> None:
     """Check ``data`` against the results contract (docs/results.md; the one validator of
-    bench/schema.py, read as partial: absent figures become missing rows) plus what compare
+    src/mfsoftmax/results/schema.py, read as partial: absent figures become missing rows) plus what compare
     needs."""
     ensure_valid(data, label, CompareError, partial=True)
     if not isinstance(data.get("models"), dict):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfsoftmax.evaluation import paired_standard_errors
-
-from ..schema import feature_pairs
+from mfsoftmax.results.schema import feature_pairs
 
 
 def paired_rows(per_users: dict, **extra) -> list:

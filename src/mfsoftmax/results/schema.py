@@ -90,8 +90,8 @@ def feature_pairs(ablation: list, switch: str = "user_features") -> list[tuple[i
 
 @functools.lru_cache(maxsize=1)
 def schema() -> dict:
-    """The JSON Schema of results.json (package data ``mfsoftmax.bench/results.schema.json``)."""
-    text = resources.files("mfsoftmax.bench").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    """The JSON Schema of results.json (package data ``mfsoftmax.src/mfsoftmax/results/results.schema.json``)."""
+    text = resources.files("mfsoftmax.results").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
     return json.loads(text)
 
 
