@@ -194,7 +194,8 @@ def shrink(cfg: dict) -> dict:
 
     for spec in out["models"].values():
         params = spec.setdefault("params", {})
-        caps = getattr(MODELS.get(spec.get("kind")), "quick_caps", {})  # declared by the class
+        cls = MODELS.get(spec.get("kind"))
+        caps = cls.suite.quick_caps if cls is not None else {}  # declared by the class
         for key, cap in caps.items():
             params[key] = min(params.get(key, cap), cap)
         spec["search"] = {}

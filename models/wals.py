@@ -34,7 +34,7 @@ from mfsoftmax.runtime import atomic_write_bytes
 
 from . import wals_linalg as la
 from . import wals_spark
-from .base import Queries, RecommenderBase
+from .base import Queries, RecommenderBase, SuiteSpec
 from .params import Choice, Flag, Num, ParamError, Table, Text, Whole
 from .spark_settings import check_settings
 from .wals_features import FeatureMeans, encode_features
@@ -124,11 +124,12 @@ class WALS(RecommenderBase):
 
     name = "wals"
     family = "mf"
-    serving_modes = ("known-user", "fold-in")
-    ablation_inputs = (True, False, "interactions; user features only through the zero-history heuristic")
-    one_pass = {"iterations": 1}
-    quick_caps = {"iterations": 4}
-    folding_sweep = "w0"
+    suite = SuiteSpec(
+        serving_modes=("known-user", "fold-in"),
+        ablation_inputs=(True, False, "interactions; user features only through the zero-history "
+                                      "heuristic"),
+        one_pass={"iterations": 1}, quick_caps={"iterations": 4}, folding_sweep="w0",
+        memory_params=("dim",))
     PARAMS = {
         "dim": Whole(low=1), "w0": Num(low=0), "weight": Choice(values=WEIGHTS),
         "alpha": Num(low=0), "eps": Num(low=0, open_low=True), "reg": Num(low=0),
@@ -139,7 +140,6 @@ class WALS(RecommenderBase):
         "track_loss": Flag(), "engine": Choice(values=ENGINES), "spark_master": Text(),
         "spark_conf": Table(none=True), "spark_reg": Num(low=0, none=True),
     }
-    memory_params = ("dim",)
 
     def embedding_role(self) -> str:
         return "mf"
@@ -200,17 +200,6 @@ class WALS(RecommenderBase):
         self._cache: dict = {}
 
     # ------------------------------------------------------------------ params
-    def get_params(self) -> dict:
-        return {
-            "dim": self.dim, "w0": self.w0, "weight": self.weight, "alpha": self.alpha, "eps": self.eps,
-            "reg": self.reg, "iterations": self.iterations, "solver": self.solver,
-            "cg_steps": self.cg_steps, "seed": self.seed, "threads": self.threads,
-            "device": self.device, "cold_user": self.cold_user, "progress": self.progress,
-            "init_scale": self.init_scale, "track_loss": self.track_loss,
-            "engine": self.engine, "spark_master": self.spark_master,
-            "spark_conf": dict(self.spark_conf), "spark_reg": self.spark_reg,
-        }
-
     def weights_of(self, values: np.ndarray) -> np.ndarray:
         """Observed weights w_ij for interaction ``values`` under the weight scheme."""
         if self.weight == "binary":
