@@ -82,9 +82,18 @@ def test_plugin_declarations_are_read_from_its_suite_spec(plugin):
         PureSVD.suite.quick_caps["dim"] = 1
 
 
-def test_a_plugin_declaring_the_old_class_attributes_is_refused_naming_them():
+def test_a_plugin_declaring_the_old_class_attributes_is_refused_naming_them(tmp_path, monkeypatch):
     """Declarations as loose class attributes (before ``SuiteSpec``) would be ignored silently;
     the class is refused instead, and a plugin of that kind is warned about and left out."""
+    (tmp_path / "old_plugin.py").write_text(
+        "from tests.example_model import PureSVD\n\n"
+        "class OldSVD(PureSVD):\n    quick_caps = {'dim': 8}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    old = EntryPoint(name="old-svd", value="old_plugin:OldSVD", group=models.ENTRY_POINT_GROUP)
+    with pytest.warns(UserWarning, match="'old-svd'.*not loaded: TypeError: OldSVD: declare "
+                                         "quick_caps in one class attribute"):
+        assert models.load_plugins([old]) == []
+    assert "old-svd" not in models.MODELS
     with pytest.raises(TypeError, match=r"OldStyle: declare quick_caps, folding_sweep in one "
                                         r"class attribute suite = SuiteSpec\(quick_caps=\.\.\.\)"):
         type("OldStyle", (PureSVD,), {"quick_caps": {"dim": 8}, "folding_sweep": "dim"})
