@@ -262,8 +262,8 @@ def new_item_path(model, train, features: dict):
     """How ``model`` scores items that only a side table lists: ``(path, score_fn)`` with
     ``score_fn(queries) -> (B x m)``, or ``(None, None)`` when it has no way to (popularity:
     no interaction, no score). The DNN runs its item tower; an MF model gets the feature-average
-    heuristic (:func:`~mfsoftmax.models.wals_features.new_row_embeddings`)."""
-    from mfsoftmax.models.wals_features import new_row_embeddings  # lazy: torch+implicit via models
+    heuristic (:func:`~mfsoftmax.models.wals.features.new_row_embeddings`)."""
+    from mfsoftmax.models.wals.features import new_row_embeddings  # lazy: torch+implicit via models
 
     if hasattr(model, "feature_item_scores") and getattr(model, "item_tower", None) is not None:
         return "item tower", lambda q: model.feature_item_scores(q, features)

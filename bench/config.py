@@ -96,7 +96,7 @@ DEFAULTS: dict = {
     "budgets": {},
     # for WALS models with params.engine = "spark": the Spark master URL ("local[*]",
     # "local-cluster[2,1,1024]", "spark://host:7077") and Spark settings (a table of
-    # "spark.*" = value) over the offline-safe defaults of models/wals_spark.py
+    # "spark.*" = value) over the offline-safe defaults of models/wals/spark_session.py
     "spark": {"master": "local[*]", "conf": {}},
     # engines of every MF / softmax model the suite builds (a model's own params override):
     # mf = "implicit" | "spark" (WALS's engine), dnn_workers = data-parallel ranks of SoftmaxDNN
@@ -194,7 +194,8 @@ def shrink(cfg: dict) -> dict:
 
     for spec in out["models"].values():
         params = spec.setdefault("params", {})
-        caps = getattr(MODELS.get(spec.get("kind")), "quick_caps", {})  # declared by the class
+        cls = MODELS.get(spec.get("kind"))
+        caps = cls.suite.quick_caps if cls is not None else {}  # declared by the class
         for key, cap in caps.items():
             params[key] = min(params.get(key, cap), cap)
         spec["search"] = {}
@@ -459,7 +460,7 @@ def _check_engines(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: engines.mf must be 'implicit' or 'spark', got {eng['mf']!r}")
     _int_at_least(cfg, "engines.dnn_workers", 1, where)
     from mfsoftmax.models.params import ParamError  # lazy: torch, as check_model
-    from mfsoftmax.models.spark_settings import check_settings  # lazy: the models' own check
+    from mfsoftmax.models.wals.spark_settings import check_settings  # lazy: the models' own check
 
     try:  # before any JVM: the WALS models on Spark get these (bench/context.py spark_defaults)
         check_settings(cfg["spark"]["master"], cfg["spark"]["conf"])

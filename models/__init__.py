@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from importlib.metadata import entry_points as _installed
 
-from .base import Queries, RecommenderBase, mask_history, topk
+from .base import Queries, RecommenderBase, SuiteSpec, mask_history, topk
 from .feature_popularity import FeaturePopularity
 from .popularity import Popularity
 from .softmax_dnn import SoftmaxDNN
@@ -66,5 +66,5 @@ BUILTIN = frozenset(MODELS)
 load_plugins()
 
 __all__ = ["ENTRY_POINT_GROUP", "MODELS", "FeaturePopularity", "Popularity", "Queries",
-           "RecommenderBase", "SoftmaxDNN", "WALS", "load_plugins", "mask_history",
+           "RecommenderBase", "SoftmaxDNN", "SuiteSpec", "WALS", "load_plugins", "mask_history",
            "register_model", "topk"]

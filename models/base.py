@@ -21,8 +21,14 @@ from mfsoftmax.ranking import Queries, mask_history, topk
 from mfsoftmax.runtime import atomic_write_json
 
 from .params import ParamError, check_memory, check_params
+from .suite_spec import HOOKS, SuiteSpec
 
-__all__ = ["Queries", "RecommenderBase", "mask_history", "topk", "topk_one"]
+__all__ = ["Queries", "RecommenderBase", "SuiteSpec", "mask_history", "topk", "topk_one"]
+
+
+def _copy(value):
+    """``value``, with a dict or list copied (a parameter read out must not alias the model)."""
+    return dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
 
 
 def topk_one(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,31 +66,26 @@ class RecommenderBase(abc.ABC):
     name = "base"
     family = "baseline"
 
-    # ---- what the suite needs to know of a model (read by the runner, config and reports;
-    # nothing there branches on a model's kind or name)
-    #: The serving path of a known user's request and of a new user's (None: a new user takes
-    #: the known user's path, so it is not measured apart).
-    serving_modes: tuple = ("lookup", None)
-    #: The model's reference row in the query-features ablation: (uses history, uses user
-    #: features, what it sees); None leaves it out.
-    ablation_inputs: tuple | None = None
-    #: The parameters that switch history and user features off, for a model the ablation
-    #: refits without each (None: not ablated itself).
-    ablation_switches: tuple | None = None
-    #: Parameters that make ``fit`` one pass over the data (an iteration, an epoch), for timing.
-    one_pass: dict = {}
-    #: Caps of the ``--quick`` smoke run, e.g. ``{"epochs": 2}``.
-    quick_caps: dict = {}
-    #: Parameters a refit needs to embed items unseen in training (the new-items stage).
-    new_item_params: dict = {}
-    #: What the folding stage sweeps: "w0" (w0 at each dim), "dim", "reference" (measured
-    #: once, a non-personalised level), or None (not measured).
-    folding_sweep: str | None = None
+    #: What the suite needs to know of the class (serving paths, ablation, timing, quick caps,
+    #: new items, folding, memory): one :class:`SuiteSpec`, read by the runner, the config and
+    #: the stages; nothing there branches on a model's kind or name.
+    suite: SuiteSpec = SuiteSpec()
     #: The constructor's parameters: name -> :class:`~mfsoftmax.models.params.Param` (type and
     #: valid range), checked by :meth:`checked_params` for every path that builds a model.
     PARAMS: dict = {}
-    #: The parameters that set the size of a fit's arrays (named when it cannot fit in memory).
-    memory_params: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        """Refuse a class that declares :class:`SuiteSpec`'s fields as attributes of its own
+        (the pre-``SuiteSpec`` way, which the suite no longer reads) or a ``suite`` that is
+        not a :class:`SuiteSpec`: TypeError naming the attributes."""
+        super().__init_subclass__(**kwargs)
+        loose = [h for h in HOOKS if h in vars(cls)]
+        if loose:
+            raise TypeError(f"{cls.__name__}: declare {', '.join(loose)} in one class attribute "
+                            f"suite = SuiteSpec({loose[0]}=...), not as attributes of the class "
+                            f"(docs/models.md, 'Adding a model')")
+        if not isinstance(cls.suite, SuiteSpec):
+            raise TypeError(f"{cls.__name__}: suite must be a SuiteSpec, got {cls.suite!r}")
 
     @classmethod
     def checked_params(cls, values: dict) -> dict:
@@ -113,11 +114,11 @@ class RecommenderBase(abc.ABC):
         return {}
 
     def check_memory(self, train, available: float | None = None) -> float:
-        """Refuse (:class:`ParamError`, naming :attr:`memory_params`) a fit on ``train`` whose
-        :meth:`memory_parts` exceed the memory available; returns the estimate in bytes."""
+        """Refuse (:class:`ParamError`, naming the spec's ``memory_params``) a fit on ``train``
+        whose :meth:`memory_parts` exceed the memory available; returns the estimate in bytes."""
         m, n = train.matrix.shape
         parts = self.memory_parts(int(m), int(n), int(train.matrix.nnz))
-        params = {p: getattr(self, p) for p in self.memory_params}
+        params = {p: getattr(self, p) for p in self.suite.memory_names(self)}
         if not parts or not params:
             return float(sum(parts.values()))
         return check_memory(type(self).__name__, parts, params, available)
@@ -218,8 +219,10 @@ class RecommenderBase(abc.ABC):
         return ids[0], scores[0]
 
     def get_params(self) -> dict:
-        """Hyper-parameters, JSON-serialisable."""
-        return {}
+        """Hyper-parameters, JSON-serialisable: each declared parameter (:attr:`PARAMS`, in
+        the constructor's order) read from the attribute of the same name, tables and lists
+        copied (empty when the class declares none)."""
+        return {name: _copy(getattr(self, name)) for name in self.PARAMS}
 
     # --------------------------------------------------------------- persistence
     def save(self, path) -> None:

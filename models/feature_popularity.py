@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from mfsoftmax.runtime import atomic_write_bytes
 
-from .base import Queries, RecommenderBase
+from .base import Queries, RecommenderBase, SuiteSpec
 from .params import ListOf, Num, Text
 
 
@@ -44,7 +44,7 @@ class FeaturePopularity(RecommenderBase):
     """
 
     family = "baseline"
-    ablation_inputs = (None, True, "user features only (popularity per feature value)")
+    suite = SuiteSpec(ablation_inputs=(None, True, "user features only (popularity per feature value)"))
     user_independent = False
     PARAMS = {"features": ListOf(item=Text(), none=True), "shrinkage": Num(low=0), "name": Text()}
 
@@ -56,9 +56,6 @@ class FeaturePopularity(RecommenderBase):
         self.tables: dict[str, np.ndarray] = {}
         self.codes: dict[str, np.ndarray] = {}
         self.global_p = None
-
-    def get_params(self) -> dict:
-        return {"features": self.features, "shrinkage": self.shrinkage, "name": self.name}
 
     def fit(self, train, valid=None, callback=None) -> FeaturePopularity:
         m = train.matrix.tocsr()

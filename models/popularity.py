@@ -8,7 +8,7 @@ import numpy as np
 
 from mfsoftmax.runtime import atomic_write_bytes
 
-from .base import Queries, RecommenderBase
+from .base import Queries, RecommenderBase, SuiteSpec
 
 
 class Popularity(RecommenderBase):
@@ -16,8 +16,8 @@ class Popularity(RecommenderBase):
 
     name = "popularity"
     family = "baseline"
-    ablation_inputs = (None, None, "none (item popularity)")
-    folding_sweep = "reference"
+    suite = SuiteSpec(ablation_inputs=(None, None, "none (item popularity)"),
+                      folding_sweep="reference")
     user_independent = True  # every query gets the same ranking
 
     def __init__(self):

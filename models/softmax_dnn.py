@@ -91,7 +91,7 @@ import torch
 from mfsoftmax.datasets.core import check_users_items
 
 from . import softmax_persist, softmax_train
-from .base import Queries, RecommenderBase, topk_one
+from .base import Queries, RecommenderBase, SuiteSpec, topk_one
 from .params import Choice, Flag, ListOf, Num, ParamError, Text, Whole
 from .softmax_bags import bag_inputs
 from .softmax_optim import KINDS
@@ -292,12 +292,13 @@ class SoftmaxDNN(RecommenderBase):
     """
 
     family = "softmax"
-    serving_modes = ("query-tower", None)
-    ablation_switches = ("use_history", "use_user_features")
-    one_pass = {"epochs": 1}
-    quick_caps = {"epochs": 2, "patience": 1}
-    new_item_params = {"item_tower": "add"}
-    folding_sweep = "dim"
+    suite = SuiteSpec(
+        serving_modes=("query-tower", None), ablation_switches=("use_history", "use_user_features"),
+        one_pass={"epochs": 1}, quick_caps={"epochs": 2, "patience": 1},
+        new_item_params={"item_tower": "add"}, folding_sweep="dim",
+        # what sets a fit's size: dim, and workers (a copy per rank) when > 1 (the full loss's
+        # batch x items logits show as a part of their own)
+        memory_params=lambda model: ("dim", *(("workers",) if model.workers > 1 else ())))
 
     PARAMS = {
         "dim": Whole(low=1), "hidden": ListOf(item=Whole(low=1)), "layer_norm": Flag(),
@@ -321,12 +322,6 @@ class SoftmaxDNN(RecommenderBase):
         "device": Choice(values=("cpu", "cuda")), "threads": Whole(low=1), "progress": Flag(),
         "name": Text(none=True),
     }
-
-    @property
-    def memory_params(self) -> tuple:
-        """What sets a fit's size: ``dim``, and ``workers`` (a copy per rank) when > 1 (the
-        ``full`` loss's batch x items logits show as a part of their own)."""
-        return ("dim", *(("workers",) if self.workers > 1 else ()))
 
     def embedding_role(self) -> str:
         return "no-negatives" if self.loss == "positives-only" else "negatives"

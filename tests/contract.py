@@ -63,23 +63,24 @@ class RecommenderContract:
         assert isinstance(model.name, str) and model.name
 
     def test_suite_declarations(self, fitted):
-        """What the suite reads from the class (serving, ablation, timing, quick caps, new items,
-        folding, embeddings) is well-formed and names only parameters the class takes."""
+        """What the suite reads from the class (one ``suite = SuiteSpec(...)``: serving, ablation,
+        timing, quick caps, new items, folding, memory; and the embeddings) is well-formed and
+        names only parameters the class takes; ``get_params`` gives what the constructor takes."""
         import inspect
+
+        from mfsoftmax.models import SuiteSpec
 
         model, _ = fitted
         cls = type(model)
         params = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        known, new = cls.serving_modes
+        spec = cls.suite
+        assert isinstance(spec, SuiteSpec)
+        known, new = spec.serving_modes
         assert isinstance(known, str) and known and (new is None or isinstance(new, str))
-        assert cls.ablation_inputs is None or (len(cls.ablation_inputs) == 3
-                                               and isinstance(cls.ablation_inputs[2], str))
-        assert cls.ablation_switches is None or set(cls.ablation_switches) <= params
-        for declared in (cls.one_pass, cls.quick_caps, cls.new_item_params):
-            assert set(declared) <= params, (cls.__name__, declared)
-        assert cls.folding_sweep in (None, "w0", "dim", "reference")
-        if cls.folding_sweep in ("w0", "dim"):
-            assert cls.folding_sweep in params
+        assert spec.parameter_names() <= params, (cls.__name__, spec.parameter_names() - params)
+        assert set(spec.memory_names(model)) <= params
+        assert set(model.get_params()) <= params
+        assert not cls.PARAMS or set(cls.PARAMS) == params  # declared: every parameter
         role = model.embedding_role()
         assert role in (None, "mf", "no-negatives", "negatives")
         if role is not None:

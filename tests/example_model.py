@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import svds
 
-from mfsoftmax.models import Queries, RecommenderBase
+from mfsoftmax.models import Queries, RecommenderBase, SuiteSpec
 
 
 class PureSVD(RecommenderBase):
@@ -19,8 +19,7 @@ class PureSVD(RecommenderBase):
 
     name = "pure-svd"
     family = "mf"
-    serving_modes = ("known-user", None)
-    quick_caps = {"dim": 16}
+    suite = SuiteSpec(serving_modes=("known-user", None), quick_caps={"dim": 16})
 
     def __init__(self, dim: int = 32, seed: int = 0):
         if int(dim) < 1:

@@ -82,9 +82,9 @@ def strong_wals(synthetic):
 @pytest.fixture(scope="module")
 def new_items_wals(synthetic):
     # what the new-items stage fits: each model on the new-items split with its
-    # new_item_params (none for WALS: it folds a new item in from its revealed users)
+    # suite.new_item_params (none for WALS: it folds a new item in from its revealed users)
     split = make_split(synthetic, "new-items", seed=0, item_frac=0.1)
-    assert WALS.new_item_params == {}
+    assert WALS.suite.new_item_params == {}
     models = {"wals": WALS(dim=32, w0=0.05, reg=1.0, iterations=8, solver="cg").fit(split.train),
               "input-blind": _InputBlind(split.data.n_users, split.data.n_items)}
     return split, models

@@ -95,6 +95,7 @@ def test_memory_estimate_refuses_before_allocating(train, monkeypatch):
             model.check_memory(train, available=8 * 2**30)
         msg = str(err.value)
         assert err.value.param == "dim" and "GiB" in msg and "8 GiB is available" in msg
+        assert "workers" not in msg  # one rank: only dim sets the size (SuiteSpec.memory_params)
     monkeypatch.setattr(P, "available_bytes", lambda: 2**30)  # a 1 GiB machine
     t0 = time.perf_counter()
     with pytest.raises(ParamError, match="dim=100000000"):

@@ -68,3 +68,47 @@ def test_broken_or_clashing_plugins_are_warned_and_left_out():
     assert len(seen) == 3
     assert models.MODELS["wals"] is models.WALS
     assert "broken" not in models.MODELS and "notmodel" not in models.MODELS
+
+
+def test_plugin_declarations_are_read_from_its_suite_spec(plugin):
+    from mfsoftmax.bench.config import DEFAULTS, merge, shrink
+
+    cfg = merge(DEFAULTS, {"models": {"pure-svd": {"kind": "pure-svd", "params": {"dim": 64}},
+                                      "other": {"kind": "no-such-kind", "params": {"dim": 64}}}})
+    small = shrink(cfg)
+    assert small["models"]["pure-svd"]["params"]["dim"] == 16  # PureSVD.suite.quick_caps
+    assert small["models"]["other"]["params"]["dim"] == 64  # an unknown kind: nothing capped
+    with pytest.raises(TypeError):  # read-only: shared by every instance of the class
+        PureSVD.suite.quick_caps["dim"] = 1
+
+
+def test_a_plugin_declaring_the_old_class_attributes_is_refused_naming_them(tmp_path, monkeypatch):
+    """Declarations as loose class attributes (before ``SuiteSpec``) would be ignored silently;
+    the class is refused instead, and a plugin of that kind is warned about and left out."""
+    (tmp_path / "old_plugin.py").write_text(
+        "from tests.example_model import PureSVD\n\n"
+        "class OldSVD(PureSVD):\n    quick_caps = {'dim': 8}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    old = EntryPoint(name="old-svd", value="old_plugin:OldSVD", group=models.ENTRY_POINT_GROUP)
+    with pytest.warns(UserWarning, match="'old-svd'.*not loaded: TypeError: OldSVD: declare "
+                                         "quick_caps in one class attribute"):
+        assert models.load_plugins([old]) == []
+    assert "old-svd" not in models.MODELS
+    with pytest.raises(TypeError, match=r"OldStyle: declare quick_caps, folding_sweep in one "
+                                        r"class attribute suite = SuiteSpec\(quick_caps=\.\.\.\)"):
+        type("OldStyle", (PureSVD,), {"quick_caps": {"dim": 8}, "folding_sweep": "dim"})
+    with pytest.raises(TypeError, match="suite must be a SuiteSpec"):
+        type("NoSpec", (PureSVD,), {"suite": {"quick_caps": {"dim": 8}}})
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"serving_modes": ("known-user",)}, "serving_modes"),
+    ({"ablation_inputs": (True, False)}, "ablation_inputs"),
+    ({"ablation_switches": ("use_history",)}, "ablation_switches"),
+    ({"folding_sweep": "lr"}, "folding_sweep"),
+    ({"memory_params": "dim"}, "memory_params"),
+    ({"one_pass": ["epochs"]}, "one_pass"),
+])
+def test_suite_spec_refuses_what_the_suite_could_not_read(kwargs, field):
+    with pytest.raises(TypeError, match=f"SuiteSpec: (bad )?{field}"):
+        models.SuiteSpec(**kwargs)

@@ -112,8 +112,6 @@ def test_two_runtimes_pools_run_helper_threads_one_request_thread_does_not():
 class _Probe:
     """A model that records the torch and BLAS threads of every call."""
 
-    serving_modes = ("probe", None)
-
     def __init__(self):
         self.single, self.batch = set(), set()
 

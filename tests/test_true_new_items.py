@@ -6,7 +6,7 @@ import pytest
 from mfsoftmax.bench.coldstart import new_item_path, true_new_item_ranks
 from mfsoftmax.datasets import make_split
 from mfsoftmax.models import WALS, Popularity, SoftmaxDNN
-from mfsoftmax.models.wals_features import new_row_embeddings
+from mfsoftmax.models.wals.features import new_row_embeddings
 from mfsoftmax.ranking import Queries
 from tests.contract import checkerboard
 

@@ -6,9 +6,9 @@ import scipy.sparse as sp
 
 from mfsoftmax.datasets import Interactions, make_split
 from mfsoftmax.models import Queries
-from mfsoftmax.models import wals_linalg as la
 from mfsoftmax.models.wals import WALS
-from mfsoftmax.models.wals_features import FeatureMeans
+from mfsoftmax.models.wals import linalg as la
+from mfsoftmax.models.wals.features import FeatureMeans
 from tests import wals_reference as ref
 from tests.contract import RecommenderContract, checkerboard
 
@@ -248,3 +248,74 @@ def test_log_weights_follow_hu_koren_volinsky():
     np.testing.assert_allclose(WALS(weight="linear", alpha=3.0).weights_of(c), 1.0 + 3.0 * c)
     with pytest.raises(ValueError, match="eps"):
         WALS(weight="log", eps=0.0)
+
+
+@pytest.mark.parametrize("params, key, cls", [
+    ({}, "implicit-cpu", "ImplicitCPU"),
+    ({"solver": "cholesky"}, "implicit-cpu", "ImplicitCPU"),
+    ({"device": "cuda"}, "implicit-gpu", "ImplicitGPU"),
+    ({"solver": "direct", "w0": 0.0}, "direct", "Direct"),
+    ({"engine": "spark", "solver": "direct"}, "spark", "SparkEngine"),
+])
+def test_the_factory_picks_one_engine_module_per_engine(params, key, cls):
+    from mfsoftmax.models.wals import engines
+
+    model = WALS(**params)
+    assert engines.engine_key(model.engine, model.solver, model.device) == key
+    engine = engines.make_engine(model.engine, model.solver, model.device)
+    assert type(engine).__name__ == cls
+    assert type(engine).__module__ == f"mfsoftmax.models.wals.{engines._CLASSES[key][0]}"
+
+
+def test_fit_runs_the_engine_the_factory_gives(monkeypatch):
+    """WALS.fit has no engine branch of its own: whatever the factory returns fits, and the
+    numpy code after the fit (objective, fold-in, scoring) runs on the factors it set."""
+    from mfsoftmax.models.wals import model as wals_model
+
+    asked = []
+
+    class Planted:  # an engine that plants the reference solver's factors in one step
+        def check(self, owner, p):
+            pass
+
+        def fit(self, model, matrix, init=None, callback=None):
+            W = (matrix.toarray() > 0).astype(np.float64)  # binary weights
+            U, V, _ = ref.fit(W, model.w0, model.reg, *model.init_factors(*matrix.shape), 10)
+            model.U, model.V = U.astype(np.float32), V.astype(np.float32)
+            model.fit_seconds = 0.0
+            model.iteration_done(0, callback)
+
+    def factory(engine, solver, device):
+        asked.append((engine, solver, device))
+        return Planted()
+
+    data = tiny()
+    monkeypatch.setattr(wals_model, "make_engine", factory)
+    model = WALS(dim=2, w0=0.5, reg=0.1, solver="cholesky").fit(data)
+    assert asked == [("implicit", "cholesky", "cpu")] * 2  # the constructor's check, the fit
+    assert model.iterations_run == 1 and len(model.loss_history) == 1
+    assert model.loss_history[0] == pytest.approx(model.objective())
+    assert model.score(Queries(np.arange(2), data.matrix[:2], known=True)).shape == (2, data.n_items)
+
+
+def test_get_params_is_the_declared_parameters_and_rebuilds_the_model():
+    import inspect
+
+    model = WALS(dim=8, w0=0.2, weight="log", solver="cholesky", spark_conf={"spark.x": "1"})
+    params = model.get_params()
+    assert list(params) == list(WALS.PARAMS) == list(inspect.signature(WALS).parameters)
+    assert params["dim"] == 8 and params["weight"] == "log" and params["spark_conf"] == {"spark.x": "1"}
+    params["spark_conf"]["spark.y"] = "2"  # a copy: the model's table is not touched
+    assert model.spark_conf == {"spark.x": "1"}
+    assert WALS(**model.get_params()).get_params() == model.get_params()
+    assert WALS().get_params()["spark_conf"] == {} and WALS().get_params()["spark_reg"] is None
+
+
+def test_wals_is_one_package_without_the_old_module_paths():
+    import importlib.util
+
+    from mfsoftmax import models
+
+    assert models.WALS is WALS and WALS.__module__ == "mfsoftmax.models.wals.model"
+    for old in ("wals_spark", "wals_linalg", "wals_features", "spark_settings"):
+        assert importlib.util.find_spec(f"mfsoftmax.models.{old}") is None, old

@@ -1,7 +1,7 @@
-"""WALS on Spark MLlib (``WALS(engine="spark")``, ``models/wals_spark.py``): the mapping to WALS,
+"""WALS on Spark MLlib (``WALS(engine="spark")``, ``models/wals/spark.py``): the mapping to WALS,
 factor alignment, quality parity with the `implicit` engine, the eval CLI, separate executors.
 
-Tolerances (stated in the module docstring of ``models/wals_spark.py`` too):
+Tolerances (stated in the module docstring of ``models/wals/spark.py`` too):
 
 * a Spark half-step against the reference solver's exact half-step on the same fixed factors:
   ``atol = 1e-5`` on factors of size ~1 (Spark solves in float64 and stores float32);
@@ -29,9 +29,9 @@ import scipy.sparse as sp
 
 from mfsoftmax.datasets import Interactions, make_split
 from mfsoftmax.evaluation import evaluate
-from mfsoftmax.models import spark_settings, wals_spark
-from mfsoftmax.models import wals_linalg as la
-from mfsoftmax.models.wals import WALS
+from mfsoftmax.models.wals import WALS, spark_session, spark_settings
+from mfsoftmax.models.wals import linalg as la
+from mfsoftmax.models.wals import spark as wals_spark
 from tests import wals_reference as ref
 
 MASTER = "local[2]"
@@ -40,7 +40,7 @@ MASTER = "local[2]"
 CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
         "spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
 SPARK = dict(engine="spark", spark_master=MASTER, spark_conf=CONF)
-HAVE_SPARK = wals_spark.available()
+HAVE_SPARK = spark_session.available()
 HAVE_JAVA = shutil.which("java") is not None
 needs_spark = pytest.mark.skipif(
     not (HAVE_SPARK and HAVE_JAVA),
@@ -53,11 +53,11 @@ needs_spark = pytest.mark.skipif(
 def spark():
     """One local[2] session for the module's Spark tests; its JVM is ended afterwards."""
     try:
-        session = wals_spark.get_session(MASTER, CONF)
+        session = spark_session.get_session(MASTER, CONF)
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"Spark could not start a local session here: {exc}")
     yield session
-    wals_spark.stop_session(jvm=True)
+    spark_session.stop_session(jvm=True)
 
 
 # ------------------------------------------------------------------ designs
@@ -177,13 +177,13 @@ def test_engine_parameters_validated():
 
 
 def test_session_settings_offline_safe_for_local_masters_only():
-    local = wals_spark.session_conf("local[*]", {"spark.executor.memory": "2g"})
+    local = spark_session.session_conf("local[*]", {"spark.executor.memory": "2g"})
     assert local["spark.driver.host"] == local["spark.driver.bindAddress"] == "127.0.0.1"
     assert local["spark.ui.enabled"] == "false"
     assert local["spark.sql.execution.arrow.pyspark.enabled"] == "true"
     assert local["spark.executor.memory"] == "2g"
-    assert wals_spark.is_local("local-cluster[2,1,1024]") and wals_spark.is_local("local")
-    cluster = wals_spark.session_conf("spark://head:7077", {"spark.driver.host": "10.0.0.5"})
+    assert spark_session.is_local("local-cluster[2,1,1024]") and spark_session.is_local("local")
+    cluster = spark_session.session_conf("spark://head:7077", {"spark.driver.host": "10.0.0.5"})
     assert cluster["spark.driver.host"] == "10.0.0.5" and "spark.driver.bindAddress" not in cluster
 
 
@@ -192,7 +192,7 @@ def test_missing_pyspark_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyspark", None)
     with pytest.raises(ImportError, match=r"pip install 'mfsoftmax\[spark\]'"):
         WALS(engine="spark", iterations=1).fit(regular())
-    assert not wals_spark.available()
+    assert not spark_session.available()
 
 
 # ----------------------------------------------------------- Spark fits
@@ -295,15 +295,15 @@ def test_separate_executor_processes(spark):
     master = "local-cluster[2,1,1024]"
     data = regular(m=20, c=4, seed=2)
     try:
-        wals_spark.get_session(master, CONF)
+        spark_session.get_session(master, CONF)
     except Exception as exc:  # noqa: BLE001
-        wals_spark.stop_session()
+        spark_session.stop_session()
         pytest.skip(f"the JVM could not start {master} here: {exc}")
     try:
         model = WALS(dim=3, w0=0.2, reg=0.4, iterations=2, seed=0,
                      **dict(SPARK, spark_master=master)).fit(data)
     finally:
-        wals_spark.stop_session()
+        spark_session.stop_session()
     assert model.spark_info["executor_processes"] == 2
     assert model.spark_info["jvm_executors_peak_rss_mb"] > 0
     W = data.matrix.toarray().astype(float)
@@ -359,7 +359,7 @@ def test_unreachable_master_is_named_within_the_timeout():
 def test_eval_refuses_bad_spark_settings_in_one_line_without_a_jvm(capsys):
     from mfsoftmax.cli import main
 
-    before = wals_spark._STATE["spark"]
+    before = spark_session._STATE["spark"]
     for setting in ("spark_master=foo://x", f"spark_master=spark://127.0.0.1:{_closed_port()}",
                     'spark_conf={"spark.driver.memory": "1m"}'):
         args = ["eval", "--model", "wals", "--param", "n_users=200", "--param", "n_items=100",
@@ -367,7 +367,7 @@ def test_eval_refuses_bad_spark_settings_in_one_line_without_a_jvm(capsys):
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and ("spark_master=" in err or "spark_conf=" in err), err
-    assert wals_spark._STATE["spark"] is before  # no session started, none stopped
+    assert spark_session._STATE["spark"] is before  # no session started, none stopped
 
 
 @pytest.mark.skipif(not HAVE_SPARK, reason="needs pyspark (the spark extra)")
@@ -383,16 +383,16 @@ def test_a_session_that_does_not_start_is_one_line_naming_the_setting(monkeypatc
                            "\n\norg.apache.spark.api.java.JavaSparkContext.<init>(...)\n")
 
     monkeypatch.setattr(SparkSession.Builder, "getOrCreate", refuse)
-    monkeypatch.setattr(wals_spark, "check_reachable", lambda master: None)  # the port answers
+    monkeypatch.setattr(spark_session, "check_reachable", lambda master: None)  # the port answers
     for key in ("spark", "key", "checkpoint"):  # the module's shared session stays untouched
-        monkeypatch.setitem(wals_spark._STATE, key, None)
+        monkeypatch.setitem(spark_session._STATE, key, None)
     with pytest.raises(ValueError) as err:
-        wals_spark.get_session("spark://head:7077", {})
+        spark_session.get_session("spark://head:7077", {})
     assert str(err.value) == (
         "WALS: bad parameter spark_master='spark://head:7077': Spark did not start an "
         "application there (java.lang.IllegalStateException: Cannot call methods on a stopped "
         "SparkContext.); is it a running Spark master reachable from here?")
     with pytest.raises(ValueError, match=r"bad parameter spark_conf=\{'spark.x': '1'\}: Spark "
                                          r"did not start with these settings on local\[2\]"):
-        wals_spark.get_session("local[2]", {"spark.x": "1"})
-    shutil.rmtree(wals_spark._STATE["checkpoint"] or "", ignore_errors=True)
+        spark_session.get_session("local[2]", {"spark.x": "1"})
+    shutil.rmtree(spark_session._STATE["checkpoint"] or "", ignore_errors=True)

@@ -100,7 +100,7 @@ class Fixture:
         return self._split
 
     def wals(self, iterations=5):
-        from mfsoftmax.models.wals import WALS  # lazy: the commit's code, on use
+        from mfsoftmax.models import WALS  # lazy: the commit's code, on use (both layouts)
 
         return WALS(dim=32, iterations=iterations, track_loss=False, seed=SEED, threads=1)
 

@@ -1,8 +1,8 @@
-"""Feature ablation: the best (or ``ablation.base``) model with ``ablation_switches``
+"""Feature ablation: the best (or ``ablation.base``) model with ``suite.ablation_switches``
 refitted with history only, user features only, and both (when the data has user features);
 when it has item features and the model an ``item_tower``, also with item features switched
 on and off (the rest as tuned); next to every model's declared reference row
-(``ablation_inputs``); warm and with 0 revealed items, lifts paired by user. Each row says
+(``suite.ablation_inputs``); warm and with 0 revealed items, lifts paired by user. Each row says
 which inputs it had (``history``, ``user_features``, ``item_features``)."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ NEEDS = "features"  # user or item features (bench/runner.py)
 
 
 def run(ctx: RunContext) -> Section:
-    switchable = [n for n, _ in ctx.model_specs() if ctx.model_class(n).ablation_switches]
+    switchable = [n for n, _ in ctx.model_specs() if ctx.model_class(n).suite.ablation_switches]
     base = ctx.cfg["ablation"].get("base") or ctx.best_softmax(switchable)
     if base is None:
         raise MissingInput("no fitted model with ablation switches (use_history, "
                            "use_user_features) to ablate")
-    hist_key, feat_key = ctx.model_class(base).ablation_switches
+    hist_key, feat_key = ctx.model_class(base).suite.ablation_switches
     split, reuse = ctx.cold_split()
     has_uf = bool(ctx.data.user_features)
     variants = ([("history", True, False), ("user features", False, True), ("both", True, True)]
@@ -47,7 +47,7 @@ def run(ctx: RunContext) -> Section:
         rows.append(_row(ctx, base, model, split, hist, feats, new_user_curve, label, pers))
         rows[-1]["item_features"] = not tower
     for name, _ in ctx.model_specs():
-        inputs = ctx.model_class(name).ablation_inputs
+        inputs = ctx.model_class(name).suite.ablation_inputs
         if inputs is not None and name in ctx.best_params:
             model = ctx.fitted_on(split, reuse, name)
             hist, feats, label = inputs

@@ -1,5 +1,5 @@
 """New-item stage: Recall@10 on items unseen in training as n_known of their interactions are
-revealed; each model refitted on the new-items split with its ``new_item_params`` (the DNN's
+revealed; each model refitted on the new-items split with its ``suite.new_item_params`` (the DNN's
 item tower), every pair paired by user at every point. When an item side table lists items with
 no interaction at all (``meta["new_items"]``), the same models also rank those true new items
 at n_known = 0 (``cold_items_new``: how many, and where each model puts them; no targets, so no
@@ -21,7 +21,7 @@ def run(ctx: RunContext) -> Section:
     names = [n for n in (cs.get("models") or list(ctx.best_params)) if n in ctx.best_params]
     models = {}
     for name in ctx.log.steps(names, "new-item refits", plain=True):
-        models[name] = ctx.fitted_on(split, False, name, **ctx.model_class(name).new_item_params)
+        models[name] = ctx.fitted_on(split, False, name, **ctx.model_class(name).suite.new_item_params)
     curves, per = new_item_curve(models, split, n_known=cs["n_known_items"], ks=(10,),
                                  seed=ctx.seed, per_user=True)
     for name, rows in curves.items():

@@ -79,7 +79,7 @@ def run(ctx: RunContext) -> Section:
 
     # popularity: the reference level of leakage for a non-personalised list
     def sweeping(kind):
-        return [n for n, _ in ctx.model_specs() if ctx.model_class(n).folding_sweep == kind]
+        return [n for n, _ in ctx.model_specs() if ctx.model_class(n).suite.folding_sweep == kind]
 
     for name in sweeping("reference"):
         res = _measure(fit(name), split, data, k)

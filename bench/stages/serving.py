@@ -1,5 +1,5 @@
 """Serving stage: single-query latency and batch throughput of every fitted model, on the path
-its class declares (``serving_modes``: known user, and new user where it differs). Every
+its class declares (``suite.serving_modes``: known user, and new user where it differs). Every
 (model, path) is measured in rounds that alternate across all of them (``serving_profiles``),
 so a burst of load on a shared machine lands on one round of each rather than on one model.
 
@@ -53,7 +53,7 @@ def run(ctx: RunContext) -> Section:
     new_q = Queries(test.users, test.history, known=test.known_users)
     specs, owners = [], []  # owners[i] = (model name, whether it is the model's main profile)
     for name, model in ctx.fitted.items():
-        known_mode, new_mode = model.serving_modes
+        known_mode, new_mode = model.suite.serving_modes
         specs.append((model, known_q, known_mode))
         owners.append((name, True))
         if new_mode and not test.known_users:

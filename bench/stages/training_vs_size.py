@@ -1,4 +1,4 @@
-"""Training cost of one pass (the class's ``one_pass`` parameters: an ALS iteration, a DNN
+"""Training cost of one pass (the class's ``suite.one_pass`` parameters: an ALS iteration, a DNN
 epoch) against the data size, for ``sweeps.train_models`` (default: the first MF model and
 ``sweeps.train_dnn``), each with its tuned params, ``sweeps.train_params`` over them and its
 ``[engines]`` (so a scale-out config lines up engines and worker counts side by side)."""
@@ -24,7 +24,7 @@ def run(ctx: RunContext) -> Section:
     builders, families = {}, {}
     for n in chosen_models(ctx):
         p = {**ctx.tuned_params(n), **(sw.get("train_params") or {}).get(n, {}),
-             **ctx.model_class(n).one_pass}
+             **ctx.model_class(n).suite.one_pass}
         builders[n] = lambda n=n, p=p: ctx.build(n, p)
         families[n] = ctx.family(n)
     rows = training_vs_size(sw["train_sizes"], builders, n_items=int(sw["train_items"]),

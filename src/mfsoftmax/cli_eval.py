@@ -62,7 +62,7 @@ def main(args) -> int:
     from mfsoftmax.evaluation import evaluate  # lazy: numpy+scipy, off --help
     from mfsoftmax.models import MODELS  # lazy: torch (~2-5 s), off --help
     from mfsoftmax.models.params import ParamError  # lazy: torch, off --help
-    from mfsoftmax.models.wals_spark import SparkUnavailable  # lazy: torch, off --help
+    from mfsoftmax.models.wals.spark_session import SparkUnavailable  # lazy: torch, off --help
     from mfsoftmax.runtime import pin_threads  # lazy: numpy, off --help
 
     pin_threads(args.threads)

@@ -1,64 +1,39 @@
-"""WALS matrix factorization trained through `implicit`'s ALS (DEFINITIONS.md, "WALS").
+"""WALS matrix factorization: the model API (DEFINITIONS.md, "WALS").
 
 Objective (w_ij observed weight, w0 unobserved weight, lambda = ``reg``)::
 
     sum_Omega w_ij (1 - <U_i,V_j>)^2 + w0 sum_{not Omega} <U_i,V_j>^2 + lambda (|U|^2 + |V|^2)
 
-Divided by w0 it is `implicit`'s objective with confidence c_ij = w_ij / w0 on observed entries
-(preference 1), confidence 1 elsewhere and regularization lambda / w0; `implicit` 0.7 does not
-rescale the regularization by the number of observations (its per-row system is
-Y^T Y + reg I + sum_I (c_ij - 1) y_j y_j^T, right-hand side sum_I c_ij y_j), so the minimiser
-and every exact half-step are WALS's. We pass one users x items CSR sharing the training
-matrix's index arrays with data w_ij / w0 and ``alpha=1`` (no further copy in `implicit`).
-``solver="cholesky"`` is `implicit`'s exact ``use_cg=False``; ``"cg"`` is its approximate
-conjugate-gradient solver (``cg_steps`` per row per half-step).
-
-``engine="spark"`` fits with Spark MLlib's implicit ALS instead (``models/wals_spark.py``, where
-the mapping is stated: confidence exact with Spark's ``alpha = 1/w0 - 1``; Spark's ALS-WR
+The fit is an engine's (:mod:`.engines`, one module each, chosen from ``engine``, ``solver``
+and ``device``): `implicit`'s ALS on the CPU (:mod:`.implicit_cpu`, where the exact mapping to
+`implicit`'s objective is stated) or the GPU (:mod:`.implicit_gpu`), exact ALS in numpy
+(``solver="direct"``, :mod:`.direct`), or Spark MLlib's implicit ALS (``engine="spark"``,
+:mod:`.spark`: confidence exact with Spark's ``alpha = 1/w0 - 1``; Spark's ALS-WR
 regularization ``regParam * n_u`` per row equals the flat ``reg / w0`` only on a regular design,
-so ``spark_reg`` is Spark's own ``regParam``). The factors come back as numpy; everything after
-the fit is the same code for both engines.
+so ``spark_reg`` is Spark's own ``regParam``). The factors are numpy; everything after the fit
+(fold-in and the objective, :mod:`.linalg`; the cold-start heuristics, :mod:`.features`) is the
+same code for every engine.
 """
 
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
 
 from mfsoftmax.datasets.core import check_users_items
 from mfsoftmax.runtime import atomic_write_bytes
 
-from . import wals_linalg as la
-from . import wals_spark
-from .base import Queries, RecommenderBase
-from .params import Choice, Flag, Num, ParamError, Table, Text, Whole
-from .spark_settings import check_settings
-from .wals_features import FeatureMeans, encode_features
+from ..base import Queries, RecommenderBase, SuiteSpec
+from ..params import Choice, Flag, Num, Table, Text, Whole
+from . import linalg as la
+from .engines import ENGINES, make_engine
+from .features import FeatureMeans, encode_features
 
 WEIGHTS = ("binary", "linear", "log")
 SOLVERS = ("cg", "cholesky", "direct")
 COLD_USER = ("features", "popularity", "zero")
-ENGINES = ("implicit", "spark")
-
-
-_BLAS = {}
-
-
-def _blas_one_thread():
-    """Context limiting BLAS to one thread (the controller is built once per process)."""
-    if "controller" not in _BLAS:
-        import implicit.cpu.als  # noqa: F401  lazy: implicit (~0.3 s), only a WALS fit needs it; loads its BLAS before the inspection
-
-        _BLAS["controller"] = ThreadpoolController()
-    return _BLAS["controller"].limit(limits=1, user_api="blas")
-
-
-class _StopTraining(Exception):
-    """Raised inside implicit's fit callback when the suite's callback asks to stop."""
 
 
 class WALS(RecommenderBase):
@@ -114,7 +89,7 @@ class WALS(RecommenderBase):
         ``"spark://host:7077"``, ...
     spark_conf : dict or None
         Extra Spark settings (``{"spark.executor.memory": "4g"}``) over the offline-safe
-        defaults of :mod:`~mfsoftmax.models.wals_spark`.
+        defaults of :mod:`~mfsoftmax.models.wals.spark_session`.
     spark_reg : float or None
         Spark's ``regParam`` (ALS-WR: multiplied by each row's count). None: derived from
         ``reg`` as ``(reg / w0) / nbar``, nbar = 2 nnz / (n_users + n_items) -- exact on a
@@ -124,11 +99,12 @@ class WALS(RecommenderBase):
 
     name = "wals"
     family = "mf"
-    serving_modes = ("known-user", "fold-in")
-    ablation_inputs = (True, False, "interactions; user features only through the zero-history heuristic")
-    one_pass = {"iterations": 1}
-    quick_caps = {"iterations": 4}
-    folding_sweep = "w0"
+    suite = SuiteSpec(
+        serving_modes=("known-user", "fold-in"),
+        ablation_inputs=(True, False, "interactions; user features only through the zero-history "
+                                      "heuristic"),
+        one_pass={"iterations": 1}, quick_caps={"iterations": 4}, folding_sweep="w0",
+        memory_params=("dim",))
     PARAMS = {
         "dim": Whole(low=1), "w0": Num(low=0), "weight": Choice(values=WEIGHTS),
         "alpha": Num(low=0), "eps": Num(low=0, open_low=True), "reg": Num(low=0),
@@ -139,7 +115,6 @@ class WALS(RecommenderBase):
         "track_loss": Flag(), "engine": Choice(values=ENGINES), "spark_master": Text(),
         "spark_conf": Table(none=True), "spark_reg": Num(low=0, none=True),
     }
-    memory_params = ("dim",)
 
     def embedding_role(self) -> str:
         return "mf"
@@ -158,33 +133,10 @@ class WALS(RecommenderBase):
                  engine: str = "implicit", spark_master: str = "local[*]",
                  spark_conf: dict | None = None, spark_reg: float | None = None):
         p = self.checked_params(locals())  # type and range of each (PARAMS)
-        dim, w0, reg, iterations, threads, seed = (p["dim"], p["w0"], p["reg"], p["iterations"],
-                                                   p["threads"], p["seed"])
-        cg_steps, alpha, eps, init_scale = p["cg_steps"], p["alpha"], p["eps"], p["init_scale"]
-        checks = (  # what the ranges cannot say: combinations
-            ("w0", w0 > 0 or solver == "direct"),
-            ("solver", not (solver == "direct" and device == "cuda")),
-        )
-        if engine == "spark":  # Spark's confidence 1 + alpha r reaches w / w0 only for w0 < 1
-            checks += (("w0", 0 < w0 < 1), ("device", device == "cpu"))
-        for param, ok in checks:
-            if not ok:
-                hint = "w0 = 0 needs solver='direct'" if param == "w0" else "solver='direct' runs on the CPU"
-                if engine == "spark" and param in ("w0", "device"):
-                    hint = ("engine='spark' needs 0 < w0 < 1: Spark's confidence 1 + alpha r "
-                            "maps to w / w0 only when w > w0" if param == "w0"
-                            else "engine='spark' fits on the CPU")
-                raise ParamError(type(self).__name__, param, locals()[param], hint)
-        if engine == "spark":
-            check_settings(spark_master, spark_conf)
-        self.dim, self.w0, self.weight, self.alpha, self.reg = int(dim), float(w0), weight, float(alpha), float(reg)
-        self.eps = float(eps)
-        self.iterations, self.solver, self.cg_steps = int(iterations), solver, int(cg_steps)
-        self.seed, self.threads, self.device, self.cold_user = int(seed), int(threads), device, cold_user
-        self.progress, self.init_scale, self.track_loss = bool(progress), float(init_scale), bool(track_loss)
-        self.engine, self.spark_master = engine, spark_master
-        self.spark_conf = dict(spark_conf) if spark_conf else {}
-        self.spark_reg = None if spark_reg is None else float(spark_reg)
+        # what the ranges cannot say: the combinations the engine cannot fit
+        make_engine(p["engine"], p["solver"], p["device"]).check(type(self).__name__, p)
+        vars(self).update(p)  # each parameter, converted, under its own name (get_params)
+        self.spark_conf = p["spark_conf"] or {}
         self.reg_flat = self.reg  # the flat lambda of the numpy stages after fit (see spark_reg)
         self.spark_info: dict = {}
         self.U = self.V = None
@@ -200,17 +152,6 @@ class WALS(RecommenderBase):
         self._cache: dict = {}
 
     # ------------------------------------------------------------------ params
-    def get_params(self) -> dict:
-        return {
-            "dim": self.dim, "w0": self.w0, "weight": self.weight, "alpha": self.alpha, "eps": self.eps,
-            "reg": self.reg, "iterations": self.iterations, "solver": self.solver,
-            "cg_steps": self.cg_steps, "seed": self.seed, "threads": self.threads,
-            "device": self.device, "cold_user": self.cold_user, "progress": self.progress,
-            "init_scale": self.init_scale, "track_loss": self.track_loss,
-            "engine": self.engine, "spark_master": self.spark_master,
-            "spark_conf": dict(self.spark_conf), "spark_reg": self.spark_reg,
-        }
-
     def weights_of(self, values: np.ndarray) -> np.ndarray:
         """Observed weights w_ij for interaction ``values`` under the weight scheme."""
         if self.weight == "binary":
@@ -229,27 +170,6 @@ class WALS(RecommenderBase):
                 "confidences": 4.0 * nnz}
 
     # --------------------------------------------------------------------- fit
-    def _implicit_model(self):
-        kwargs = dict(factors=self.dim, regularization=self.reg / self.w0, alpha=1.0,
-                      iterations=self.iterations, calculate_training_loss=False, random_state=self.seed)
-        if self.device == "cuda":
-            import implicit.gpu  # lazy: implicit, as in _blas_one_thread
-
-            if not implicit.gpu.HAS_CUDA:
-                raise RuntimeError("WALS(device='cuda'): this implicit build has no CUDA support "
-                                   "(implicit.gpu.HAS_CUDA is False); use device='cpu'")
-            if self.solver != "cg":
-                raise ValueError("WALS(device='cuda') supports solver='cg' only (implicit.gpu has no Cholesky)")
-            import implicit.gpu.als  # lazy: implicit
-
-            model = implicit.gpu.als.AlternatingLeastSquares(**kwargs)
-        else:
-            from implicit.cpu.als import AlternatingLeastSquares  # lazy: implicit
-
-            model = AlternatingLeastSquares(use_cg=self.solver == "cg", num_threads=self.threads, **kwargs)
-        model.cg_steps = self.cg_steps
-        return model
-
     def init_factors(self, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
         """Initial (U, V): uniform [0, init_scale), users drawn first (as `implicit` does)."""
         rng = np.random.default_rng(self.seed)
@@ -272,105 +192,34 @@ class WALS(RecommenderBase):
         self.loss_history = []
         self.iterations_run = 0
         self.reg_flat = self.reg
-        if self.engine == "spark":
-            return self._fit_spark(matrix, init)
-        if self.solver == "direct":
-            return self._fit_direct(matrix, init, callback)
-        # confidences c_ij = w_ij / w0 on the training pattern (shares indices and indptr)
-        conf = sp.csr_matrix((self.weights_of(matrix.data) / np.float32(self.w0), matrix.indices,
-                              matrix.indptr), shape=matrix.shape, copy=False)
-        U, V = init if init is not None else self.init_factors(m, n)
+        make_engine(self.engine, self.solver, self.device).fit(self, matrix, init, callback)
+        self._cache = {}
+        return self
+
+    def start_factors(self, init, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        """The factors a fit starts from: ``init`` (U0, V0) as float32 C arrays, checked against
+        the data's shape, or :meth:`init_factors`."""
+        U, V = init if init is not None else self.init_factors(n_users, n_items)
         U = np.array(U, dtype=np.float32, order="C")
         V = np.array(V, dtype=np.float32, order="C")
-        if U.shape != (m, self.dim) or V.shape != (n, self.dim):
+        if U.shape != (n_users, self.dim) or V.shape != (n_items, self.dim):
             raise ValueError(f"init factors have shapes {U.shape}, {V.shape}; expected "
-                             f"({m}, {self.dim}) and ({n}, {self.dim})")
-        gpu = self.device == "cuda"
-        track = self.track_loss
+                             f"({n_users}, {self.dim}) and ({n_items}, {self.dim})")
+        return U, V
 
-        def on_iteration(iteration, elapsed, loss):
-            self.iterations_run = iteration + 1
-            if gpu:
-                self.U, self.V = model.user_factors.to_numpy(), model.item_factors.to_numpy()
-            self._cache = {}
-            if track:
-                self.loss_history.append(self.objective())
-            if callback is not None and callback(iteration, self):
-                raise _StopTraining
-
-        t0 = time.perf_counter()
-        with _blas_one_thread():  # also around the model's creation: implicit checks BLAS there
-            model = self._implicit_model()
-            if gpu:
-                import implicit.gpu  # lazy: implicit
-
-                model.user_factors, model.item_factors = implicit.gpu.Matrix(U), implicit.gpu.Matrix(V)
-            else:
-                model.user_factors, model.item_factors = U, V  # updated in place by implicit
-            self.U, self.V = U, V
-            try:
-                model.fit(conf, show_progress=self.progress, callback=on_iteration)
-            except _StopTraining:
-                pass
-        self.fit_seconds = time.perf_counter() - t0
-        if gpu:
-            self.U, self.V = model.user_factors.to_numpy(), model.item_factors.to_numpy()
-        self._cache = {}
-        return self
-
-    def _fit_direct(self, matrix, init, callback) -> WALS:
-        """Exact ALS: each half-step solves every row's normal equations against the other
-        side's factors (:func:`wals_linalg.fold_in`, the same solve as a new user's fold-in)."""
-        m, n = matrix.shape
-        U, V = init if init is not None else self.init_factors(m, n)
-        self.U = np.array(U, dtype=np.float32, order="C")
-        self.V = np.array(V, dtype=np.float32, order="C")
-        if self.U.shape != (m, self.dim) or self.V.shape != (n, self.dim):
-            raise ValueError(f"init factors have shapes {self.U.shape}, {self.V.shape}; expected "
-                             f"({m}, {self.dim}) and ({n}, {self.dim})")
-        by_item = matrix.T.tocsr()
-        w_users, w_items = self.weights_of(matrix.data), self.weights_of(by_item.data)
-        t0 = time.perf_counter()
-        with _blas_one_thread():
-            for it in range(self.iterations):
-                self.U = la.fold_in(self.V, la.gramian(self.V, self.w0, self.reg), matrix, w_users, self.w0)
-                self.V = la.fold_in(self.U, la.gramian(self.U, self.w0, self.reg), by_item, w_items, self.w0)
-                self.iterations_run = it + 1
-                self._cache = {}
-                if self.track_loss:
-                    self.loss_history.append(self.objective())
-                if callback is not None and callback(it, self):
-                    break
-        self.fit_seconds = time.perf_counter() - t0
-        self._cache = {}
-        return self
-
-    def _fit_spark(self, matrix, init) -> WALS:
-        """Fit with Spark MLlib's implicit ALS (:mod:`wals_spark`); the factors come back as
-        numpy aligned with the matrix (rows without training entries: zero)."""
-        wals_spark.require_pyspark()
-        if init is not None:
-            raise ValueError("WALS(engine='spark') cannot start from given factors (Spark's ALS "
-                             "draws its own); use engine='implicit'")
-        if self.spark_reg is None:
-            reg_param = wals_spark.default_spark_reg(self.reg, self.w0, matrix)
-        else:
-            reg_param = self.spark_reg
-            self.reg_flat = wals_spark.flat_reg(self.spark_reg, self.w0, matrix)
-        ratings = wals_spark.spark_ratings(self.weights_of(matrix.data), self.w0)
-        U, V, info = wals_spark.fit_als(
-            matrix, ratings, dim=self.dim, iterations=self.iterations, reg_param=reg_param,
-            alpha=wals_spark.spark_alpha(self.w0), seed=self.seed, master=self.spark_master,
-            conf=self.spark_conf)
-        self.fit_seconds = float(info["seconds"])  # ratings frame + ALS + collect (no JVM start)
-        info.update(reg_flat=self.reg_flat, mean_count=wals_spark.mean_count(matrix))
-        self.spark_info = info
-        self.U, self.V = U, V
-        self.iterations_run = self.iterations
-        self._cache = {}
+    def iteration_done(self, iteration: int, callback=None) -> bool:
+        """Called by the engine after iteration ``iteration`` (0-based), ``U`` and ``V``
+        current: records it (and the objective, with ``track_loss``) and returns whether
+        ``callback(iteration, self)`` asks to stop."""
+        self.iterations_run = iteration + 1
+        self.clear_cache()
         if self.track_loss:
             self.loss_history.append(self.objective())
-        return self
+        return bool(callback is not None and callback(iteration, self))
+
+    def clear_cache(self) -> None:
+        """Forget what was derived from the factors (Gramians, feature means): they changed."""
+        self._cache = {}
 
     def objective(self) -> float:
         """The full WALS objective of the current factors on the training matrix."""
@@ -502,7 +351,7 @@ class WALS(RecommenderBase):
     @classmethod
     def load(cls, path) -> WALS:
         params = cls._read_params(path)
-        init = {k: params[k] for k in cls().get_params() if k in params}
+        init = {k: params[k] for k in cls.PARAMS if k in params}
         model = cls(**init)
         with np.load(f"{path}/factors.npz") as z:
             model.U, model.V = z["U"], z["V"]

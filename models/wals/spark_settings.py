@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import socket
 
-from .params import ParamError
+from ..params import ParamError
 
 #: the master URLs Spark takes (SparkContext.createTaskScheduler's patterns)
 MASTER_FORMS = ("local, local[N], local[*], local[N,F], local-cluster[N,C,M], "
