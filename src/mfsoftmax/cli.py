@@ -17,10 +17,10 @@ COMMANDS = {
     "eval": ("mfsoftmax.cli_eval", "fit one model on one split and print the harness metrics"),
     "run": ("mfsoftmax.bench.suite", "run the benchmark suite and write results.json + report"),
     "report": ("mfsoftmax.reports.cli", "render report.md/report.html from results.json files"),
-    "compare": ("mfsoftmax.bench.compare", "compare two results.json files; exit 1 on regression"),
+    "compare": ("mfsoftmax.compare", "compare two results.json files; exit 1 on regression"),
     "findings": ("mfsoftmax.reports.findings", "refresh a findings page's quoted tables from runs"),
     "ab": ("mfsoftmax.bench.ab", "A/B gate: time kernels of two commits side by side; exit 1 if slower"),
-    "history": ("mfsoftmax.bench.history", "keep gated figures over commits; trends and change points"),
+    "history": ("mfsoftmax.history", "keep gated figures over commits; trends and change points"),
 }
 
 
