@@ -39,6 +39,7 @@ def _loaded_after(code: str) -> set[str]:
     ("mfsoftmax --help (every subcommand's parser)",
      "import mfsoftmax.cli as c\nc.build_parser().format_help()", ("jsonschema", "numpy")),
     ("import mfsoftmax.compare", "import mfsoftmax.compare", ("jsonschema", "numpy")),
+    ("import mfsoftmax.history", "import mfsoftmax.history", ("jsonschema", "numpy")),
     ("mfsoftmax compare (a real comparison)",
      "import contextlib, io\nfrom mfsoftmax.cli import main\n"
      "with contextlib.redirect_stdout(io.StringIO()):\n"
