@@ -22,7 +22,6 @@ import numpy as np
 from mfsoftmax import runtime  # by module: tests replace its writers (a full disk)
 from mfsoftmax.datasets import DatasetError, load, make_split
 from mfsoftmax.datasets.preprocess import drop_empty
-from mfsoftmax.reports.verdicts import headline
 from mfsoftmax.results.schema import SCHEMA_VERSION, validate
 from mfsoftmax.runtime import sample_calibration, to_jsonable
 
@@ -33,8 +32,6 @@ from .measure import RssMonitor, sample_precision_peaks
 from .progress import Log
 
 __all__ = ["Runner", "StageOverBudget", "build_model", "stage_budget"]
-
-HEADLINE_COLS = 120  # the printed headline: one line per claim, at most this many columns
 
 
 class StageOverBudget(BaseException):
@@ -326,17 +323,6 @@ class Runner:
         self.write_error = None
         self.saved_once = True
         return path
-
-    def headline_text(self) -> str:
-        """The report's headline verdicts, one line per textbook claim, each within
-        HEADLINE_COLS columns (the short form; the report has the full sentence)."""
-        try:
-            rows = headline(to_jsonable(self.results))
-        except Exception as exc:  # the summary must print even if a verdict cannot be read
-            return f"\nheadline: not available ({type(exc).__name__}: {exc})"
-        width = max(len(r.claim.title) for r in rows)
-        return "\nheadline (textbook claim: verdict)\n" + "\n".join(
-            f"  {r.claim.title:<{width}}  {r.short_line(HEADLINE_COLS - 4 - width)}" for r in rows)
 
     def summary_table(self) -> str:
         head = f"{'model':<32} {'recall@20':>9} {'ndcg@20':>8} {'train_s':>8} {'p50_us':>8} " \

@@ -1,20 +1,8 @@
-"""Run the benchmark suite: both families plus the popularity baseline on one dataset and one
-split; measure quality, training cost, serving, query-feature ablation, cold start, folding and
-the scaling sweeps; write results.json (and the report) atomically.
-
-Examples
---------
-  mfsoftmax run                                   # default config: synthetic planted groups
-  mfsoftmax run --quick                           # smoke run (small data at any catalogue size)
-  mfsoftmax run --config ml-100k --data-dir ../shared/datasets
-  mfsoftmax run --config scale                    # the scaling sweeps
-  mfsoftmax run --models popularity wals --stages quality,serving --set tuning.trials=8
-
-Exit status: 0 when every stage succeeded, 1 when a stage failed (results still written, the
-stage marked failed, or results.json could not be written), 2 on a bad config, dataset or
---out (or an --out another run is writing), 130 when interrupted (Ctrl-C), 143 on SIGTERM, 129
-on SIGHUP. results.json is rewritten atomically after every stage, so a killed run keeps every
-stage it finished. Each run claims its own folder atomically: two runs never share one.
+"""The suite's run lifecycle behind ``mfsoftmax run`` (the command is ``mfsoftmax.cli.run``): the
+flags and config resolved, the run folder claimed, the stages run and results.json written,
+signals and failures turned into exit statuses. The suite is the writer of results.json and
+imports no reader: the command passes in :class:`Readers` (render the report, the terminal
+headline), which this module calls at the right points.
 """
 
 from __future__ import annotations
@@ -25,7 +13,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from .config import (
     QUICK_DATASET,
@@ -273,7 +263,18 @@ def _stopped(exc: KeyboardInterrupt) -> tuple[int, str]:
     return 130, "interrupted"
 
 
-def main(args) -> int:
+class Readers(NamedTuple):
+    """What the command composes around the run (the readers of results.json, which the suite
+    does not import): ``render(results, run_dir, sources) -> dict`` writes the report into the
+    run folder and returns what it wrote; ``headline(results) -> str`` is the terminal headline,
+    printed under the summary table."""
+
+    render: Callable[[dict, Path, list], dict]
+    headline: Callable[[dict], str]
+
+
+def main(args, readers: Readers) -> int:
+    """Run the suite for the parsed ``mfsoftmax run`` flags ``args``; the exit status."""
     from mfsoftmax.datasets import DatasetError  # lazy: numpy+scipy, off a bad config's exit
 
     t_start = time.perf_counter()
@@ -287,7 +288,7 @@ def main(args) -> int:
     previous = {s: signal.signal(s, _on_signal) for s in SIGNALS
                 if signal.getsignal(s) is not signal.SIG_IGN}
     try:
-        return _run(cfg, args, run_dir, t_start, DatasetError)
+        return _run(cfg, args, run_dir, t_start, DatasetError, readers)
     except KeyboardInterrupt as exc:  # before any stage ran: nothing to keep
         code, why = _stopped(exc)
         print(f"\nmfsoftmax run: {why} before the first stage; nothing written", file=sys.stderr)
@@ -297,7 +298,7 @@ def main(args) -> int:
             signal.signal(sig, handler)
 
 
-def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
+def _run(cfg, args, run_dir: Path, t_start: float, DatasetError, readers: Readers) -> int:
     from .runner import Runner  # lazy: torch+implicit, once the config is valid
 
     runner = Runner(cfg, run_dir)
@@ -309,7 +310,7 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
         return 2
     runner.move_to(run_dir)
     try:
-        return _stages(runner, cfg, args, t_start)
+        return _stages(runner, cfg, args, t_start, readers)
     except KeyboardInterrupt as exc:  # a second signal while closing the run
         code, why = _stopped(exc)
         print(f"\nmfsoftmax run: {why} while closing the run; {run_dir / 'results.json'} is as "
@@ -322,7 +323,7 @@ def _run(cfg, args, run_dir: Path, t_start: float, DatasetError) -> int:
                 run_dir.rmdir()
 
 
-def _stages(runner, cfg, args, t_start: float) -> int:
+def _stages(runner, cfg, args, t_start: float, readers: Readers) -> int:
     """Run the stages, close the run, render the report and print the summary."""
     run_dir = runner.run_dir
     code = 0
@@ -340,11 +341,11 @@ def _stages(runner, cfg, args, t_start: float) -> int:
             print(f"mfsoftmax run: {warn}", file=sys.stderr)
     report = None
     if path is not None and cfg["run"].get("report", True) and not code:
-        report, code = _render(runner, path)
+        report, code = _render(runner, path, readers.render)
     elif path is not None and code:
         runner.say(f"report not rendered (run stopped); render it with: mfsoftmax report {run_dir}")
     print(runner.summary_table())
-    print(runner.headline_text())
+    print(readers.headline(runner.results))
     print(f"\ntotal time: {time.perf_counter() - t_start:.1f} s")
     if path is None:
         print(f"mfsoftmax run: could not write {run_dir / 'results.json'}: {runner.write_error}; "
@@ -368,18 +369,15 @@ def _stages(runner, cfg, args, t_start: float) -> int:
     return code
 
 
-def _render(runner, path: Path) -> tuple[dict | None, int]:
-    """Render the report into the run folder from the stored results, as `mfsoftmax report`
-    would; returns what it wrote and the exit status (1: it failed; 130/143/129: a signal
-    stopped it, the results being complete: says so, and how to render them)."""
+def _render(runner, path: Path, render) -> tuple[dict | None, int]:
+    """Render the report into the run folder from the stored results with ``render``
+    (:class:`Readers`), as `mfsoftmax report` would; returns what it wrote and the exit status
+    (1: it failed; 130/143/129: a signal stopped it, the results being complete: says so, and
+    how to render them)."""
     run_dir = runner.run_dir
     runner.say(f"rendering the report into {run_dir} ...")
     try:
-        from mfsoftmax.reports import (
-            render_report,  # lazy: matplotlib (~0.5 s), only after the stages
-        )
-
-        return render_report(json.loads(path.read_text()), run_dir, sources=[str(path)]), 0
+        return render(json.loads(path.read_text()), run_dir, [str(path)]), 0
     except KeyboardInterrupt as exc:
         code, why = _stopped(exc)
         print(f"\nmfsoftmax run: {why} while rendering the report; the results are complete "
@@ -390,4 +388,4 @@ def _render(runner, path: Path) -> tuple[dict | None, int]:
         return None, 1
 
 
-__all__ = ["add_arguments", "main", "resolve_config", "merge"]
+__all__ = ["Readers", "add_arguments", "main", "resolve_config", "merge"]

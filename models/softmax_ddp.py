@@ -625,7 +625,7 @@ def _clean_error_files(procs) -> None:
 # ---------------------------------------------------------------------------------- torchrun
 def main(argv=None) -> int:
     """Entry point under torchrun: train on a dataset's split, rank 0 saves and reports."""
-    from mfsoftmax.cli_datasets import (  # lazy: the torchrun entry point alone
+    from mfsoftmax.dataset_args import (  # lazy: the torchrun entry point alone
         add_dataset_options,
         load_from_args,
         parse_params,

@@ -148,7 +148,7 @@ def test_commit_env_runs_its_own_code_and_a_missing_api_is_reported(tmp_path):
 def test_a_worker_that_dies_is_a_clear_error():
     from mfsoftmax.bench.ab.session import Plan, measure
     from mfsoftmax.bench.ab.worktree import CommitEnv, head_env
-    from mfsoftmax.bench.compare.load import CompareError
+    from mfsoftmax.compare.load import CompareError
 
     broken = CommitEnv("broken", "", "/bin/false", REPO)
     with pytest.raises(CompareError, match="worker of broken .* ended with status 1 during setup"):

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from mfsoftmax.bench.compare import (
+from mfsoftmax.cli import main as cli_main
+from mfsoftmax.compare import (
     DEFAULT_MAX_SLOWDOWN,
     MAX_WIDTH,
     CompareError,
@@ -17,7 +18,6 @@ from mfsoftmax.bench.compare import (
     format_markdown,
     format_text,
 )
-from mfsoftmax.cli import main as cli_main
 
 
 def make_results(gflops=100.0) -> dict:

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from mfsoftmax.bench.compare import GATED_TIMINGS, compare, format_text
+from mfsoftmax.compare import GATED_TIMINGS, compare, format_text
 
 SERVING = {"queries": 200, "warmup": 10, "batch_sizes": [1, 16], "k": 10, "rounds": 5,
            "min_time": 0.05, "max_batches": 50}

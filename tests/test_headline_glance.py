@@ -10,8 +10,7 @@ from importlib import resources
 
 import pytest
 
-from mfsoftmax.bench.config import DEFAULTS, merge
-from mfsoftmax.bench.runner import HEADLINE_COLS, Runner
+from mfsoftmax.cli.run import HEADLINE_COLS, headline_text
 from mfsoftmax.reports import render_report
 from mfsoftmax.reports.glance import SPARKLINES
 from mfsoftmax.reports.shorten import shorten
@@ -173,13 +172,7 @@ def test_fixture_report_headline(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the terminal
-def test_terminal_headline_is_one_short_line_per_claim(tmp_path, monkeypatch):
-    import mfsoftmax.runtime as rt
-
-    monkeypatch.setattr(rt, "run_info", lambda seed, cfg, threads: {"calibration": {}})
-    monkeypatch.setattr(rt, "pin_threads", lambda n: {})
-    runner = Runner(merge(DEFAULTS, {"run": {"progress": False}}), tmp_path / "run")
-    runner.results = baseline()
-    text = runner.headline_text()
+def test_terminal_headline_is_one_short_line_per_claim():
+    text = headline_text(baseline())  # what `mfsoftmax run` prints under the summary table
     check_terminal_headline(text)
     assert "softmax faster at n ∈ {1k, 10k}" in text  # the serving verdict keeps its reason

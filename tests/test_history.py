@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfsoftmax.bench.history.changepoints import change_points
 from mfsoftmax.cli import main as cli
+from mfsoftmax.history.changepoints import change_points
 
 BASELINE = Path(__file__).resolve().parents[1] / "bench" / "baselines" / "default-quick.json"
 N_RUNS, STEP_AT = 24, 15

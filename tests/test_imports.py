@@ -38,7 +38,8 @@ def _loaded_after(code: str) -> set[str]:
     ("import mfsoftmax.cli", "import mfsoftmax.cli", ("jsonschema", "numpy")),
     ("mfsoftmax --help (every subcommand's parser)",
      "import mfsoftmax.cli as c\nc.build_parser().format_help()", ("jsonschema", "numpy")),
-    ("import mfsoftmax.bench.compare", "import mfsoftmax.bench.compare", ("jsonschema", "numpy")),
+    ("import mfsoftmax.compare", "import mfsoftmax.compare", ("jsonschema", "numpy")),
+    ("import mfsoftmax.history", "import mfsoftmax.history", ("jsonschema", "numpy")),
     ("mfsoftmax compare (a real comparison)",
      "import contextlib, io\nfrom mfsoftmax.cli import main\n"
      "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -57,7 +58,7 @@ def test_light_paths_do_not_load_heavy_packages(label, code, extra):
 # Function-level imports (inside a def) are kept only where they buy start-up time, for an
 # optional dependency, or to break an import cycle, and then say so in a trailing comment.
 REASON = re.compile(r"#.*\b(lazy|optional|cycle):")
-PACKAGE_DIRS = ("src/mfsoftmax", "datasets", "models", "bench", "reports")
+PACKAGE_DIRS = ("src/mfsoftmax", "datasets", "models", "bench", "reports", "compare", "history")
 
 
 def _function_imports(path: Path):

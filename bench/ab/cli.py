@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..compare.load import CompareError
+from mfsoftmax.compare.load import CompareError
+
 from . import report, stats
 from .session import KERNELS, SLOWDOWN_ENV, Plan, measure
 from .worker import slowdowns

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from ..compare.cells import cut, fmt_ratio
-from ..compare.text import _wrap
+from mfsoftmax.compare.cells import cut, fmt_ratio
+from mfsoftmax.compare.text import _wrap
+
 from . import stats
 from .session import Measured
 

@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..compare.load import CompareError
+from mfsoftmax.compare.load import CompareError
+
 from . import stats
 from .worker import SLOWDOWN_ENV, THREAD_VARS
 from .worktree import CommitEnv

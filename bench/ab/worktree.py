@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..compare.load import CompareError
+from mfsoftmax.compare.load import CompareError
 
 
 @dataclass

@@ -14,8 +14,8 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from ..compare import compare, load_results
-from ..compare.load import CompareError, best_gflops
+from mfsoftmax.compare import compare, load_results
+from mfsoftmax.compare.load import CompareError, best_gflops
 
 FILE = "history.sqlite"
 SCHEMA = """

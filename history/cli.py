@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..compare.load import CompareError
+from mfsoftmax.compare.load import CompareError
 
 
 def add_arguments(p) -> None:

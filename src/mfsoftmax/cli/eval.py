@@ -20,7 +20,7 @@ import inspect
 import json
 import sys
 
-from mfsoftmax.cli_datasets import add_dataset_options, load_from_args, parse_params
+from mfsoftmax.dataset_args import add_dataset_options, load_from_args, parse_params
 
 
 def add_arguments(p) -> None:

@@ -1,7 +1,10 @@
-"""The `mfsoftmax` command: datasets, eval, run, report, compare, findings.
+"""The `mfsoftmax` command: datasets, eval, run, report, compare, findings, ab, history.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
-``main(args) -> int``; heavy imports happen inside ``main`` so ``--help`` stays fast.
+``main(args) -> int``; heavy imports happen inside ``main`` so ``--help`` stays fast. The
+commands that are only CLI live in this package (``datasets``, ``eval``, ``run``: the suite
+composed with the report); the others in the package they drive. Nothing outside this package
+imports it, so the core modules (evaluation, runtime, ranking, folding) stay leaves.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import sys
 from mfsoftmax import __version__
 
 COMMANDS = {
-    "datasets": ("mfsoftmax.cli_datasets", "list the dataset registry, or show one dataset's stats"),
-    "eval": ("mfsoftmax.cli_eval", "fit one model on one split and print the harness metrics"),
-    "run": ("mfsoftmax.bench.suite", "run the benchmark suite and write results.json + report"),
+    "datasets": ("mfsoftmax.cli.datasets", "list the dataset registry, or show one dataset's stats"),
+    "eval": ("mfsoftmax.cli.eval", "fit one model on one split and print the harness metrics"),
+    "run": ("mfsoftmax.cli.run", "run the benchmark suite and write results.json + report"),
     "report": ("mfsoftmax.reports.cli", "render report.md/report.html from results.json files"),
-    "compare": ("mfsoftmax.bench.compare", "compare two results.json files; exit 1 on regression"),
+    "compare": ("mfsoftmax.compare", "compare two results.json files; exit 1 on regression"),
     "findings": ("mfsoftmax.reports.findings", "refresh a findings page's quoted tables from runs"),
     "ab": ("mfsoftmax.bench.ab", "A/B gate: time kernels of two commits side by side; exit 1 if slower"),
-    "history": ("mfsoftmax.bench.history", "keep gated figures over commits; trends and change points"),
+    "history": ("mfsoftmax.history", "keep gated figures over commits; trends and change points"),
 }
 
 

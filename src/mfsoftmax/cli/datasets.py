@@ -17,38 +17,7 @@ from __future__ import annotations
 import json
 import sys
 
-
-def add_dataset_options(p) -> None:
-    """Options shared by every command that loads a dataset."""
-    p.add_argument("--data-dir", help="folder with an unpacked copy of the dataset (offline use)")
-    p.add_argument("--min-rating", type=float, default=None,
-                   help="keep interactions with rating >= this (positive threshold)")
-    p.add_argument("--min-user", type=int, default=0, help="k-core: minimum interactions per user")
-    p.add_argument("--min-item", type=int, default=0, help="k-core: minimum interactions per item")
-    p.add_argument("--no-binarize", action="store_true", help="keep rating values instead of 1.0")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="builder parameter, e.g. --param n_users=10000 (repeatable)")
-
-
-def parse_params(items) -> dict:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (JSON values where they parse)."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"mfsoftmax: --param {item!r}: expected KEY=VALUE")
-        key, val = item.split("=", 1)
-        try:
-            out[key] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key] = val
-    return out
-
-
-def load_from_args(args, name: str):
-    from mfsoftmax.datasets import load  # lazy: numpy+scipy (~0.7 s), off --help
-
-    return load(name, data_dir=args.data_dir, min_rating=args.min_rating, min_user=args.min_user,
-                min_item=args.min_item, binary=not args.no_binarize, **parse_params(args.param))
+from mfsoftmax.dataset_args import add_dataset_options, load_from_args
 
 
 def add_arguments(p) -> None:
@@ -92,7 +61,7 @@ def main(args) -> int:
     if args.action == "verify":
         return _verify(args)
     if args.action == "inspect":
-        from .cli_inspect import inspect_files  # lazy: numpy+polars, off --help
+        from .datasets_inspect import inspect_files  # lazy: numpy+polars, off --help
 
         return inspect_files(args)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from mfsoftmax.bench.config import CONFIG_DIR
-from mfsoftmax.cli_datasets import side_table_lines
+from mfsoftmax.cli.datasets import side_table_lines
 from mfsoftmax.datasets import DatasetError, load
 from mfsoftmax.datasets.columns import _split_line, detect_header, detect_sep
 from mfsoftmax.datasets.decode import decompress, read_bytes, sniff_format, to_utf8

@@ -2,7 +2,7 @@
 
 Which figures are higher-is-better quality metrics, which timings are gated (robust
 statistics) and which are informational, and the default drop/slowdown/noise-floor thresholds
-the CLI and :func:`~mfsoftmax.bench.compare.engine.compare` start from.
+the CLI and :func:`~mfsoftmax.compare.engine.compare` start from.
 """
 
 from __future__ import annotations
