@@ -16,18 +16,14 @@ from matplotlib.ticker import NullLocator
 
 from mfsoftmax.reports import fmt
 from mfsoftmax.reports.colors import model_color
+from mfsoftmax.reports.judge import COLD_MAX_KNOWN
 from mfsoftmax.reports.plots import STYLE, encode
-from mfsoftmax.reports.verdicts import (
-    COLD_MAX_KNOWN,
-    FAMILIES,
-    _quality_metric,
-    headline,
-    pass_times,
-    role_of,
-    served_p50,
-    serving_at_recall,
-)
+from mfsoftmax.reports.sections.quality import quality_metric
+from mfsoftmax.reports.sections.serving import served_p50, serving_at_recall
+from mfsoftmax.reports.sections.training import pass_times
+from mfsoftmax.reports.verdicts import headline
 from mfsoftmax.results.schema import feature_pairs
+from mfsoftmax.results.vocabulary import COMPARED, SWEEP_NAME, role_of
 
 SIZE = (1.9, 0.75)  # inches: a sparkline beside a table row
 DPI = 220           # PNG at twice the report's 110 dpi; shown at half its pixel width
@@ -87,9 +83,9 @@ def _model(results, name) -> dict:
 
 def quality(res, results):
     """Each family's best model: its recall (± se) as a bar."""
-    metric = _quality_metric(results)
+    metric = quality_metric(results)
     items = []
-    for fam in FAMILIES:
+    for fam in COMPARED:
         m = _model(results, res.models.get(fam))
         v = m.get("quality", {}).get(metric)
         if fmt.is_num(v):
@@ -102,7 +98,7 @@ def query_features(res, results):
     """The feature lift of each family's model: its figure without and with user features."""
     rows = results.get("ablation", [])
     items = []
-    for fam in FAMILIES:
+    for fam in COMPARED:
         name = res.models.get(fam)
         metric = "cold_recall@20" if "cold_recall@20" in res.figures.get(fam, "") else "recall@20"
         for i, j in feature_pairs(rows):
@@ -118,7 +114,7 @@ def query_features(res, results):
 
 def _cold(res, results, side):
     series = []
-    for fam in FAMILIES:
+    for fam in COMPARED:
         name = res.models.get(fam)
         pts = sorted((int(p["n_known"]), p["recall@10"])
                      for p in _model(results, name).get("cold_start", {}).get(side, [])
@@ -135,7 +131,7 @@ def _cold(res, results, side):
 def folding(res, results):
     """Leakage@10 of each family's best model, and of a DNN trained without negatives."""
     items = []
-    for fam in FAMILIES:
+    for fam in COMPARED:
         v = _model(results, res.models.get(fam)).get("folding", {}).get("leakage@10")
         if fmt.is_num(v):
             items.append((SHORT[fam], v, None, model_color(res.models[fam])))
@@ -150,7 +146,7 @@ def folding(res, results):
 def training(res, results):
     """Seconds per pass against data size (log-log), each line named by its growth exponent."""
     series = []
-    for fam in FAMILIES:
+    for fam in COMPARED:
         name = res.models.get(fam)
         rows = [r for r in results.get("sweeps", {}).get("training_vs_size", [])
                 if r.get("model") == name]
@@ -161,7 +157,7 @@ def training(res, results):
             series.append((f"{SHORT[fam]} {expo}".strip(), xs, ys, model_color(name)))
     if len(series) == 2:
         return _lines(series, "interactions N (log-log)", log=True)
-    items = [(SHORT[f], v, None, model_color(res.models[f])) for f in FAMILIES
+    items = [(SHORT[f], v, None, model_color(res.models[f])) for f in COMPARED
              if fmt.is_num(v := _model(results, res.models.get(f)).get("training", {}).get("wall_s"))]
     return _bars(items, fmt.seconds) if len(items) == 2 else None
 
@@ -172,11 +168,11 @@ def serving(res, results):
     at = serving_at_recall(results)
     if len(at) >= 2:
         series = [(SHORT[f], list(at), [e[f]["total_us"] for e in at.values()],
-                   model_color({"mf": "mf", "softmax": "dnn"}[f])) for f in FAMILIES]
+                   model_color(SWEEP_NAME[f])) for f in COMPARED]
         rec = min(e["recall"] for e in at.values())
         return _lines(series, f"corpus items, recall@10 ≥ {rec:.2f} (log-log)", fmt.micros, log=True)
     items = []
-    for fam in FAMILIES:
+    for fam in COMPARED:
         v, _ = served_p50(_model(results, res.models.get(fam)).get("serving"))
         if v is not None:
             items.append((SHORT[fam], v, None, model_color(res.models[fam])))
@@ -211,7 +207,7 @@ def render(results) -> list:
                 plt.close("all")
                 continue
             if fig is not None:
-                models = " vs ".join(res.models[f] for f in FAMILIES if f in res.models)
+                models = " vs ".join(res.models[f] for f in COMPARED if f in res.models)
                 alt = f"{res.claim.title}: {models}" if models else res.claim.title
                 out.append((f"glance_{res.claim.key}", alt, *encode(fig, dpi=DPI)))
     return out

@@ -14,8 +14,9 @@ from mfsoftmax.bench.config import DEFAULTS, merge
 from mfsoftmax.bench.runner import HEADLINE_COLS, Runner
 from mfsoftmax.reports import render_report
 from mfsoftmax.reports.glance import SPARKLINES
+from mfsoftmax.reports.judge import SHORT_CHARS, Claim, ClaimResult
 from mfsoftmax.reports.shorten import shorten
-from mfsoftmax.reports.verdicts import CLAIMS, SHORT_CHARS, Claim, ClaimResult, headline
+from mfsoftmax.reports.verdicts import CLAIMS, headline
 from tests.fixtures.results_fixture import make_results
 
 SERVING = ("p50 30.8 µs (wals, lean) vs 188 µs (softmax-in-batch, lean, TorchScript tower), 6.1x, "
