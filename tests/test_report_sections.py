@@ -47,6 +47,8 @@ def test_every_section_module_declares_the_section_api():
         assert all(len(p) == 3 and callable(p[2]) for p in m.PLOTS), m
         for c in getattr(m, "CLAIMS", ()):
             assert isinstance(c, Claim) and callable(m.judge), m
+        claims = {c.key for c in getattr(m, "CLAIMS", ())}
+        assert set(getattr(m, "SPARKLINES", {})) <= claims, m  # a sparkline sits beside its own claim
         keys.append(m.KEY)
     plot_keys = [key for key, _, _ in sections.plots()]
     assert len(plot_keys) == len(set(plot_keys))

@@ -5,8 +5,10 @@ whose ``KEY`` an earlier module already has adds its tables and plots to that se
 hashing does to Training cost); ``tables(runs, labels) -> list`` (None entries are dropped);
 ``PLOTS``, a tuple of ``(key, title, build(results) -> Figure | None)``; and, when it judges
 a textbook claim, ``CLAIMS`` (:class:`~mfsoftmax.reports.judge.Claim`, each with its ``row``
-in the headline) and ``judge(claim, results) -> ClaimResult``. A module imports matplotlib only
-inside its plot builders: the headline (``mfsoftmax run``'s summary) reads every module.
+in the headline) and ``judge(claim, results) -> ClaimResult``, and optionally ``SPARKLINES``,
+``{claim key: build(res, results) -> Figure | None}``, its figure beside the headline row
+(:mod:`~mfsoftmax.reports.glance`). A module imports matplotlib only inside its plot and
+sparkline builders: the headline (``mfsoftmax run``'s summary) reads every module.
 
 :data:`MODULES` is the registry: ``render.py`` builds the report from it in this order, the
 headline (``reports/verdicts.py``) takes its claims from it. Adding a measurement: a stage

@@ -21,6 +21,7 @@ from mfsoftmax.reports.judge import (
     winner_of,
 )
 from mfsoftmax.reports.tables import keyed_table
+from mfsoftmax.results.vocabulary import COMPARED
 
 KEY = "cold-start"
 TITLE = "Cold start"
@@ -258,3 +259,28 @@ def plot(results):
 
 
 PLOTS = (("cold_start", "Cold start", plot),)
+
+
+# ----------------------------------------------------------------------------- sparkline
+def sparkline(res, results):
+    """The two families' Recall@10 curves against known interactions, the averaged range
+    shaded."""
+    from mfsoftmax.reports import glance  # lazy: matplotlib, off the headline
+
+    side = SIDES[res.claim.key]
+    series = []
+    for fam in COMPARED:
+        name = res.models.get(fam)
+        pts = sorted((int(p["n_known"]), p["recall@10"])
+                     for p in glance.entry(results, name).get("cold_start", {}).get(side, [])
+                     if fmt.is_num(p.get("recall@10")) and fmt.is_num(p.get("n_known")))
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            series.append((glance.SHORT[fam], xs, ys, model_color(name)))
+    if len(series) < 2:
+        return None
+    return glance.lines(series, f"known {side[:-1]} interactions (shaded: ≤ {COLD_MAX_KNOWN})",
+                  lambda v: f"{v:.3f}", shade_to=COLD_MAX_KNOWN)
+
+
+SPARKLINES = {"cold_users": sparkline, "cold_items": sparkline}

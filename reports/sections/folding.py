@@ -19,7 +19,7 @@ from mfsoftmax.reports.judge import (
     winner_of,
 )
 from mfsoftmax.reports.tables import keyed_table
-from mfsoftmax.results.vocabulary import role_of
+from mfsoftmax.results.vocabulary import COMPARED, role_of
 
 KEY = "folding"
 TITLE = "Folding"
@@ -281,3 +281,24 @@ PLOTS = (
     ("folding", "Folding", plot),
     ("embeddings_pca", "Embeddings (PCA)", embeddings_pca),
 )
+
+
+# ----------------------------------------------------------------------------- sparkline
+def sparkline(res, results):
+    """Leakage@10 of each family's best model, and of a DNN trained without negatives."""
+    from mfsoftmax.reports import glance  # lazy: matplotlib, off the headline
+
+    items = []
+    for fam in COMPARED:
+        v = glance.entry(results, res.models.get(fam)).get("folding", {}).get("leakage@10")
+        if fmt.is_num(v):
+            items.append((glance.SHORT[fam], v, None, model_color(res.models[fam])))
+    pos = [(n, m["folding"]["leakage@10"]) for n, m in results.get("models", {}).items()
+           if role_of(n, results) == "no-negatives"
+           and fmt.is_num(m.get("folding", {}).get("leakage@10"))]
+    if pos:
+        items.append(("DNN no neg.", pos[0][1], None, model_color(pos[0][0])))
+    return glance.bars(items, lambda v: f"{v:.3f}") if len(items) >= 2 else None
+
+
+SPARKLINES = {"folding": sparkline}

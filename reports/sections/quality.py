@@ -21,6 +21,7 @@ from mfsoftmax.reports.judge import (
     winner_of,
 )
 from mfsoftmax.reports.tables import keyed_table
+from mfsoftmax.results.vocabulary import COMPARED
 
 KEY = "quality"
 TITLE = "Quality"
@@ -284,3 +285,22 @@ PLOTS = (
     ("quality_vs_time", "Quality vs training time", quality_vs_time),
     ("validation_curves", "Validation curves", validation_curves),
 )
+
+
+# ----------------------------------------------------------------------------- sparkline
+def sparkline(res, results):
+    """Each family's best model: its recall (± se) as a bar."""
+    from mfsoftmax.reports import glance  # lazy: matplotlib, off the headline
+
+    metric = quality_metric(results)
+    items = []
+    for fam in COMPARED:
+        m = glance.entry(results, res.models.get(fam))
+        v = m.get("quality", {}).get(metric)
+        if fmt.is_num(v):
+            items.append((glance.SHORT[fam], v, m.get("quality_se", {}).get(metric),
+                          model_color(res.models[fam])))
+    return glance.bars(items, lambda v: f"{v:.3f}") if len(items) == 2 else None
+
+
+SPARKLINES = {"quality": sparkline}

@@ -6,6 +6,7 @@ headline's query-features claim.
 from __future__ import annotations
 
 from mfsoftmax.reports import fmt
+from mfsoftmax.reports.colors import model_color
 from mfsoftmax.reports.judge import Claim, ClaimResult, missing, quality_gap, verdict_of
 from mfsoftmax.reports.tables import keyed_table
 from mfsoftmax.results.schema import feature_pairs
@@ -127,3 +128,27 @@ def ablation_table(runs, labels):
                             "lift: this row minus the same model without user features (a "
                             "+item features row: without item features), ± the "
                             "standard error of the per-user differences (same users, paired).")
+
+
+# ----------------------------------------------------------------------------- sparkline
+def sparkline(res, results):
+    """The feature lift of each family's model: its figure without and with user features."""
+    from mfsoftmax.reports import glance  # lazy: matplotlib, off the headline
+
+    rows = results.get("ablation", [])
+    items = []
+    for fam in COMPARED:
+        name = res.models.get(fam)
+        metric = "cold_recall@20" if "cold_recall@20" in res.figures.get(fam, "") else "recall@20"
+        for i, j in feature_pairs(rows):
+            on, off = rows[i], rows[j]
+            if on.get("model") == name and fmt.is_num(on.get(metric)) and fmt.is_num(off.get(metric)):
+                color = model_color(name)
+                items += [(f"{glance.SHORT[fam]} −f", off[metric], None, "#c9ced8"),
+                          (f"{glance.SHORT[fam]} +f", on[metric], (on.get("lift_se") or {}).get(metric),
+                           color)]
+                break
+    return glance.bars(items, lambda v: f"{v:.3f}") if items else None
+
+
+SPARKLINES = {"query_features": sparkline}

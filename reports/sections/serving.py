@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from mfsoftmax.reports import fmt
+from mfsoftmax.reports.colors import model_color
 from mfsoftmax.reports.judge import (
     COST_RATIO,
     SERVING_RECALL,
@@ -357,3 +358,26 @@ def serving_table(runs, labels):
                        "path doing the same work on the model's arrays. recommend p50/p95/p99: "
                        "the generic batch API for one query (pooled over rounds). Throughput in "
                        "queries per second at each batch size.")
+
+
+# ----------------------------------------------------------------------------- sparkline
+def sparkline(res, results):
+    """Latency against corpus size at the same recall (the corpus sweep), else each family's
+    p50 on the production path as a bar."""
+    from mfsoftmax.reports import glance  # lazy: matplotlib, off the headline
+
+    at = serving_at_recall(results)
+    if len(at) >= 2:
+        series = [(glance.SHORT[f], list(at), [e[f]["total_us"] for e in at.values()],
+                   model_color(SWEEP_NAME[f])) for f in COMPARED]
+        rec = min(e["recall"] for e in at.values())
+        return glance.lines(series, f"corpus items, recall@10 ≥ {rec:.2f} (log-log)", fmt.micros, log=True)
+    items = []
+    for fam in COMPARED:
+        v, _ = served_p50(glance.entry(results, res.models.get(fam)).get("serving"))
+        if v is not None:
+            items.append((glance.SHORT[fam], v, None, model_color(res.models[fam])))
+    return glance.bars(items, fmt.micros) if len(items) == 2 else None
+
+
+SPARKLINES = {"serving": sparkline}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from mfsoftmax.reports import fmt
+from mfsoftmax.reports.colors import model_color
 from mfsoftmax.reports.judge import (
     EXPONENT_TOL,
     Claim,
@@ -153,3 +154,28 @@ def training_table(runs, labels):
                        best={"wall": min, "cpu": min, "peak RSS": min},
                        note="Wall and CPU time of the final fit; tuning = the search that chose "
                             "its parameters (same budget for every model).")
+
+
+# ----------------------------------------------------------------------------- sparkline
+def sparkline(res, results):
+    """Seconds per pass against data size (log-log), each line named by its growth exponent."""
+    from mfsoftmax.reports import glance  # lazy: matplotlib, off the headline
+
+    series = []
+    for fam in COMPARED:
+        name = res.models.get(fam)
+        rows = [r for r in results.get("sweeps", {}).get("training_vs_size", [])
+                if r.get("model") == name]
+        pts = [(n, t) for n, t, _ in pass_times(rows)]
+        if len(pts) >= 2:
+            xs, ys = zip(*pts, strict=True)
+            expo = res.figures.get(fam, "").split(";")[0]
+            series.append((f"{glance.SHORT[fam]} {expo}".strip(), xs, ys, model_color(name)))
+    if len(series) == 2:
+        return glance.lines(series, "interactions N (log-log)", log=True)
+    items = [(glance.SHORT[f], v, None, model_color(res.models[f])) for f in COMPARED
+             if fmt.is_num(v := glance.entry(results, res.models.get(f)).get("training", {}).get("wall_s"))]
+    return glance.bars(items, fmt.seconds) if len(items) == 2 else None
+
+
+SPARKLINES = {"training": sparkline}
