@@ -18,7 +18,7 @@ KEY = "serving"  # a part of the Serving section
 TITLE = "Serving"
 INTRO = ""
 #: panel order and titles (row ``model`` labels of the corpus sweep)
-FAMILIES = ((SWEEP_NAME["mf"], "MF (WALS) embeddings"), (SWEEP_NAME["softmax"], "softmax DNN embeddings"),
+PANELS = ((SWEEP_NAME["mf"], "MF (WALS) embeddings"), (SWEEP_NAME["softmax"], "softmax DNN embeddings"),
             ("random", "random Gaussian vectors (worst case)"))
 INDEX_COLORS = {"hnswlib": "#1f77b4", "faiss-hnsw": "#ff7f0e", "faiss-ivf": "#2ca02c",
                 "exact": "#444444"}
@@ -72,7 +72,7 @@ def ann_frontier(results, n_items: int | None = None):
         trained = [f["n_items"] for f in lines if f.get("vectors", "trained") == "trained"]
         n_items = max(trained or [f["n_items"] for f in lines])
     lines = [f for f in lines if f["n_items"] == n_items]
-    panels = [(fam, title) for fam, title in FAMILIES if any(f["model"] == fam for f in lines)]
+    panels = [(fam, title) for fam, title in PANELS if any(f["model"] == fam for f in lines)]
     panels += [(m, m) for m in sorted({f["model"] for f in lines} - {p for p, _ in panels})]
     if not panels:
         return None
