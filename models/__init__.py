@@ -12,6 +12,8 @@ from __future__ import annotations
 import warnings
 from importlib.metadata import entry_points as _installed
 
+from mfsoftmax.results.vocabulary import FAMILIES
+
 from .base import Queries, RecommenderBase, SuiteSpec, mask_history, topk
 from .feature_popularity import FeaturePopularity
 from .popularity import Popularity
@@ -19,7 +21,6 @@ from .softmax_dnn import SoftmaxDNN
 from .wals import WALS
 
 ENTRY_POINT_GROUP = "mfsoftmax.models"
-FAMILIES = ("mf", "softmax", "baseline")
 
 MODELS = {"popularity": Popularity, "feature-popularity": FeaturePopularity, "wals": WALS,
           "softmax": SoftmaxDNN}

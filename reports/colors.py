@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from mfsoftmax.results.vocabulary import SWEEP_NAME
+
 # Fixed colours for the model names the suite uses (MF in blues, softmax variants in warm/other hues).
 KNOWN = {
     "popularity": "#7f7f7f",
@@ -19,8 +21,8 @@ KNOWN = {
     "softmax-positives-only": "#9467bd",
 }
 
-# Aliases used by sweeps ("mf" / "dnn" rows of serving_vs_corpus).
-ALIASES = {"mf": "wals", "dnn": "softmax-full", "softmax": "softmax-full"}
+# Aliases used by sweeps (the family rows of serving_vs_corpus: SWEEP_NAME).
+ALIASES = {SWEEP_NAME["mf"]: "wals", SWEEP_NAME["softmax"]: "softmax-full", "softmax": "softmax-full"}
 
 # Fallback palette for unknown names (tab20 minus the colours above, roughly).
 PALETTE = (

@@ -14,10 +14,11 @@ from mfsoftmax.reports import glance
 from mfsoftmax.reports import plots as plotting
 from mfsoftmax.reports import sections as measured
 from mfsoftmax.reports import tables as tb
+from mfsoftmax.reports.judge import THRESHOLDS
 from mfsoftmax.reports.load import unfinished, validate
-from mfsoftmax.reports.scale import scale_tables
+from mfsoftmax.reports.sections.run import config_blocks
 from mfsoftmax.reports.style import CSS
-from mfsoftmax.reports.verdicts import THRESHOLDS
+from mfsoftmax.reports.verdicts import headline_table
 
 
 @dataclass
@@ -40,15 +41,12 @@ class Section:
 
 
 def build_sections(runs: list, labels: list, plots: list) -> list:
-    """The report's sections in order; a section with nothing measured is dropped."""
+    """The report's sections in order: the headline, then one per module of the registry
+    (``reports/sections/``; modules sharing a ``KEY`` fill one section); a section with nothing
+    measured is dropped."""
     by_key = {}
     for p in plots:
         by_key.setdefault(p.key, []).append(p)
-
-    def pl(*keys):
-        return [p for k in keys for p in by_key.get(k, [])]
-
-    sweeps = tb.sweep_tables(runs, labels)
     sections = [
         Section("headline", "Headline: MF vs softmax, claim by claim",
                 "Each row is one claim of the textbook's comparison table (Google's recommendation "
@@ -56,32 +54,16 @@ def build_sections(runs: list, labels: list, plots: list) -> list:
                 "and the verdict follow from the figures and the thresholds below. A long verdict "
                 "shows its gist; its full sentence is one click away (in report.md, numbered under "
                 "the table).",
-                [tb.headline_table(runs, labels)], [p for p in plots if p.key.startswith("glance_")]),
-        Section("quality", "Quality", "", tb.quality_tables(runs, labels) + [tb.paired_gap_table(runs, labels)],
-                pl("quality_vs_time", "validation_curves")),
-        *[Section(m.KEY, m.TITLE, m.INTRO, m.tables(runs, labels), pl(*(p[0] for p in m.PLOTS)))
-          for m in measured.modules()],  # one module per measurement (reports/sections/)
-        Section("training", "Training cost", "",
-                [tb.training_table(runs, labels)] + [t for t in sweeps if t.key == "hashing"],
-                pl("hashing")),
-        Section("scale", "Scale",
-                "Training cost of one pass (a WALS iteration, a DNN epoch) on synthetic data of "
-                "growing size N; growth exponents are least-squares slopes on log-log axes. "
-                "Distributed engines are measured on this one machine: a ratio above 1 is the "
-                "price of the engine here, not a prediction for a cluster.",
-                scale_tables(runs, labels), pl("training_vs_size")),
-        Section("serving", "Serving", "",
-                [tb.serving_table(runs, labels)] + [t for t in sweeps
-                                                    if t.key in ("serving_vs_corpus", "offline_topk")],
-                pl("serving_vs_corpus", "ann_frontier")),
-        Section("cold-start", "Cold start", "",
-                tb.cold_tables(runs, labels) + tb.cold_gap_tables(runs, labels)
-                + [tb.cold_seeds_table(runs, labels)], pl("cold_start")),
-        Section("features", "Query features", "", [tb.ablation_table(runs, labels)]),
-        Section("folding", "Folding", "", tb.folding_tables(runs, labels),
-                pl("folding", "embeddings_pca")),
-        Section("run", "Run", "", [tb.stages_table(runs, labels), tb.metadata_table(runs, labels)]),
+                [headline_table(runs, labels)], [p for p in plots if p.key.startswith("glance_")]),
     ]
+    for m in measured.modules():  # one module per measurement (reports/sections/), in order
+        shown = [p for key, _, _ in m.PLOTS for p in by_key.get(key, [])]
+        same = next((s for s in sections if s.key == m.KEY), None)
+        if same is None:
+            sections.append(Section(m.KEY, m.TITLE, m.INTRO, m.tables(runs, labels), shown))
+        else:
+            same.tables += m.tables(runs, labels)
+            same.plots += shown
     for s in sections:
         s.tables = [t for t in s.tables if t is not None]
     return [s for s in sections if s.tables or s.plots]
@@ -160,7 +142,7 @@ def to_markdown(runs, labels, sections) -> str:
             out += [table_md(t), ""]
         for p in s.plots if s.key != "headline" else ():  # the sparklines are the HTML's
             out += [f"![{p.title} ({labels[p.run]})]({p.file})", ""]
-    for i, config in tb.config_blocks(runs):
+    for i, config in config_blocks(runs):
         out += [f"### Config, {labels[i]}", "", "```json", config, "```", ""]
     return "\n".join(out)
 
@@ -284,7 +266,7 @@ def to_html(runs, labels, sections) -> str:
             body.append('<div class="plots">' + "".join(
                 plot_html(p, labels[p.run], multi) for p in s.plots) + "</div>")
         if s.key == "run":
-            for i, config in tb.config_blocks(runs):
+            for i, config in config_blocks(runs):
                 body.append(f"<details><summary>Resolved config, {_esc(labels[i])}</summary>"
                             f"<pre>{_esc(config)}</pre></details>")
         body.append("</section>")

@@ -8,8 +8,8 @@ import pytest
 
 from mfsoftmax.bench import ann
 from mfsoftmax.bench.sweeps import serving_vs_corpus
-from mfsoftmax.reports.verdicts import family_of
 from mfsoftmax.results.schema import validate
+from mfsoftmax.results.vocabulary import family_of
 from tests.fixtures.results_fixture import make_results
 
 HAS_FAISS = ann.faiss_or_none() is not None
@@ -209,7 +209,7 @@ def test_make_index_refuses_unknown_names_and_parameters():
 def test_frontier_plot_draws_from_fixture_and_sweep_rows():
     import matplotlib.pyplot as plt
 
-    from mfsoftmax.reports.plot_ann import ann_frontier
+    from mfsoftmax.reports.sections.serving_corpus import ann_frontier
 
     fig = ann_frontier(make_results())  # older rows: one point per index and size
     assert fig is not None

@@ -155,18 +155,19 @@ def test_interrupted_stage_keeps_what_it_registered_as_finished(tmp_path, monkey
 
 def test_report_stages_table_shows_budget_and_peak_rss():
     from reports import tables as tb
+    from reports.sections.run import stages_table
 
     results = {"stages": {
         "quality": {"status": "ok", "error": None, "wall_s": 12.0, "budget_s": 60.0, "peak_rss_mb": 2048.0},
         "serving": {"status": "skipped", "error": None, "wall_s": 0.0, "budget_s": 0.0,
                     "reason": "no time budget (budgets.serving_s is 0s)"}}}
-    t = tb.stages_table([results], ["A"])
+    t = stages_table([results], ["A"])
     cols = t.groups[0][1]
     assert cols == ["status", "wall", "budget", "peak RSS", "error"]
     rows = {k[0]: [tb.cell_text(v) for v in vals] for k, vals in t.rows}
     assert rows["quality"][2:4] == ["60.0 s", "2.00 GiB"]
     assert rows["serving"][3] == "—" and "budgets.serving_s is 0s" in rows["serving"][4]
-    old = tb.stages_table([{"stages": {"quality": {"status": "ok", "wall_s": 1.0}}}], ["A"])
+    old = stages_table([{"stages": {"quality": {"status": "ok", "wall_s": 1.0}}}], ["A"])
     assert old.groups[0][1] == ["status", "wall", "error"]  # files before budgets: no empty columns
 
 

@@ -13,8 +13,9 @@ import pytest
 from mfsoftmax.cli.run import HEADLINE_COLS, headline_text
 from mfsoftmax.reports import render_report
 from mfsoftmax.reports.glance import SPARKLINES
+from mfsoftmax.reports.judge import SHORT_CHARS, Claim, ClaimResult
 from mfsoftmax.reports.shorten import shorten
-from mfsoftmax.reports.verdicts import CLAIMS, SHORT_CHARS, Claim, ClaimResult, headline
+from mfsoftmax.reports.verdicts import CLAIMS, headline
 from tests.fixtures.results_fixture import make_results
 
 SERVING = ("p50 30.8 µs (wals, lean) vs 188 µs (softmax-in-batch, lean, TorchScript tower), 6.1x, "

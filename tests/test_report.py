@@ -12,13 +12,18 @@ import pytest
 
 from mfsoftmax.cli import main as cli_main
 from mfsoftmax.reports import ReportInputError, load_results, render_report
-from mfsoftmax.reports import tables as tb
 from mfsoftmax.reports.colors import KNOWN, model_color
 from mfsoftmax.reports.glance import SPARKLINES
+from mfsoftmax.reports.judge import quality_gap
 from mfsoftmax.reports.load import validate
-from mfsoftmax.reports.plots import PLOTS
-from mfsoftmax.reports.verdicts import CLAIMS, growth_exponent, headline, quality_gap
+from mfsoftmax.reports.sections import cold_start, folding, quality, query_features
+from mfsoftmax.reports.sections import plots as section_plots
+from mfsoftmax.reports.sections.training import growth_exponent
+from mfsoftmax.reports.verdicts import CLAIMS, headline
 from tests.fixtures.results_fixture import make_results
+
+#: every section's plots but strata's (the fixture records no strata: tests/test_strata.py)
+PLOTS = tuple(p for p in section_plots() if p[0] != "strata")
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
@@ -148,10 +153,10 @@ def test_cold_start_verdict_uses_paired_errors_per_point():
 
 def test_cold_gap_tables_pair_each_model_with_mf():
     r = light(make_results())
-    assert tb.cold_gap_tables([r], ["A"]) == []  # nothing paired recorded
+    assert cold_start.cold_gap_tables([r], ["A"]) == []  # nothing paired recorded
     r["cold_users_paired_se"] = [{"a": "wals", "b": "softmax-full", "n_known": n, "n_users": 300,
                                   "recall@10": 0.02} for n in (0, 1, 2, 5, 10, 20)]
-    (t,) = tb.cold_gap_tables([r], ["A"])
+    (t,) = cold_start.cold_gap_tables([r], ["A"])
     rows = {tuple(k): v for k, v in t.rows}
     assert list(rows) == [("softmax-full", "wals")]  # other models have no paired figure
     # softmax-full - wals: 0.05, 0.05, 0.045, 0.03, 0.025, 0.025; beyond 2 * 0.02 only at 0..2
@@ -230,13 +235,13 @@ def test_quality_verdict_uses_the_paired_standard_error():
         f[f"recall@{k}"] = round(w[f"recall@{k}"] + 0.008, 4)
     # unpaired: 0.008 < 2 * hypot(0.004, 0.004) = 0.0113, a tie
     assert verdicts(r)["quality"].winner == "tie"
-    assert tb.paired_gap_table([r], ["A"]) is None  # nothing paired recorded
+    assert quality.paired_gap_table([r], ["A"]) is None  # nothing paired recorded
     r["quality_paired_se"] = [{"a": "softmax-full", "b": "wals", "n_users": 400,
                                **{f"recall@{k}": 0.002 for k in (10, 20, 50)}}]
     v = verdicts(r)["quality"]  # paired: 0.008 > 2 * 0.002
     assert v.winner == "softmax" and v.verdict == "confirmed"
     assert "gap +0.0080 ± 0.0020" in v.text and "2 paired se" in v.text
-    rows = {k[0]: vals for k, vals in tb.paired_gap_table([r], ["A"]).rows}
+    rows = {k[0]: vals for k, vals in quality.paired_gap_table([r], ["A"]).rows}
     assert rows["softmax-full"] == ["best", "best"]
     assert rows["wals"] == ["-0.0080 ± 0.0020 (4.0 se, behind)"] * 2
     assert "popularity" not in rows  # no paired figure for it
@@ -263,7 +268,7 @@ def test_query_features_verdict_uses_the_paired_lift_error():
     v = verdicts(r)["query_features"]
     assert v.winner == "softmax" and v.verdict == "confirmed"
     assert "+0.0800 ± 0.0020" in v.text  # new users, with history on: 0.17 - 0.09
-    rows = {tuple(k): vals for k, vals in tb.ablation_table([r], ["A"]).rows}
+    rows = {tuple(k): vals for k, vals in query_features.ablation_table([r], ["A"]).rows}
     # columns: recall@20, ndcg@20, cold_recall@20, lift at recall@20, lift at cold_recall@20
     assert rows[("softmax-full", "yes", "yes")][3:] == ["+0.0140 ± 0.0020", "+0.0800 ± 0.0020"]
     assert rows[("softmax-full", "no", "yes")][3:] == ["+0.0620 ± 0.0020", "+0.0720 ± 0.0020"]
@@ -481,16 +486,14 @@ def test_html_renders_in_headless_chromium(rendered, tmp_path):
 
 
 def test_w0_effect_reads_the_curve():
-    from mfsoftmax.reports.verdicts import w0_effect
 
-    assert w0_effect([(0.0, 0.8), (0.01, 0.2), (1.0, 0.6)]) == "helps up to w0 = 0.01, then hurts"
-    assert w0_effect([(0.0, 0.8), (1.0, 0.1)]) == "helps"
-    assert w0_effect([(0.0, 0.1), (1.0, 0.6)]) == "hurts"
-    assert w0_effect([(0.0, 0.10), (1.0, 0.11)]) == "no effect"
+    assert folding.w0_effect([(0.0, 0.8), (0.01, 0.2), (1.0, 0.6)]) == "helps up to w0 = 0.01, then hurts"
+    assert folding.w0_effect([(0.0, 0.8), (1.0, 0.1)]) == "helps"
+    assert folding.w0_effect([(0.0, 0.1), (1.0, 0.6)]) == "hurts"
+    assert folding.w0_effect([(0.0, 0.10), (1.0, 0.11)]) == "no effect"
 
 
 def test_folding_regimes_table_and_headline():
-    from mfsoftmax.reports.tables import folding_regime_table
 
     r = make_results()
     r["sweeps"]["folding_regimes"] = [
@@ -499,7 +502,7 @@ def test_folding_regimes_table_and_headline():
         for g, curve in ((10, [(0.0, 0.8), (0.1, 0.1), (1.0, 0.12)]),
                          (100, [(0.0, 0.9), (0.1, 0.5), (1.0, 0.95)]))
         for w, v in curve]
-    t = folding_regime_table([r], ["A"])
+    t = folding.folding_regime_table([r], ["A"])
     assert [k for k, _ in t.rows] == [["wals", "10", "8", "1.2"], ["wals", "100", "8", "12.5"]]
     assert t.rows[0][1][-1] == "helps" and t.rows[1][1][-1] == "helps up to w0 = 0.1, then hurts"
     line = next(c.line for c in headline(r) if c.claim.key == "folding")
@@ -516,7 +519,7 @@ def test_query_features_line_says_whether_item_features_were_measured():
                               item_lift_se={"recall@20": 0.004}))
     line = verdicts(r)["query_features"].line
     assert "; item features move softmax-full recall@20 by +0.0100 ± 0.0040" in line
-    rows = {tuple(k): vals for k, vals in tb.ablation_table([r], ["A"]).rows}
+    rows = {tuple(k): vals for k, vals in query_features.ablation_table([r], ["A"]).rows}
     assert rows[("softmax-full +item features", "yes", "yes")][3] == "+0.0100 ± 0.0040"
     assert rows[("softmax-full", "yes", "yes")][0] == f"{both['recall@20']:.4f}"  # not overwritten
     r["ablation"] = [row for row in r["ablation"] if row["model"] != "softmax-full"

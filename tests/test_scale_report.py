@@ -6,8 +6,8 @@ import pytest
 
 from mfsoftmax.reports import render_report
 from mfsoftmax.reports import tables as tb
-from mfsoftmax.reports.plots import training_vs_size
-from mfsoftmax.reports.scale import scale_tables, series
+from mfsoftmax.reports.sections.scale import series, training_vs_size
+from mfsoftmax.reports.sections.scale import tables as scale_tables
 from tests.fixtures.results_fixture import make_results
 
 SIZES = (10_000, 100_000, 1_000_000)

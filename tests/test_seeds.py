@@ -49,11 +49,11 @@ def test_quality_stage_trains_every_seed(tmp_path):
     row = next(r for r in res["quality_paired_se"] if {r["a"], r["b"]} == {"wals", "softmax-in-batch"})
     comp = row["components"]["recall@20"]
     assert comp["seeds"] > 0 and row["recall@20"] == pytest.approx(np.hypot(comp["users"], comp["seeds"]))
-    from mfsoftmax.reports.verdicts import seed_share
+    from mfsoftmax.reports.sections.quality import seed_share
 
     share = seed_share(res, "wals", "softmax-in-batch", "recall@20")
     assert 0.0 < share < 1.0
-    from mfsoftmax.reports.tables import paired_gap_table
+    from mfsoftmax.reports.sections.quality import paired_gap_table
 
     table = paired_gap_table([res], ["A"])
     cells = [str(c) for row in table.rows for c in (row.values() if isinstance(row, dict) else row)]

@@ -171,7 +171,8 @@ def test_floor_of_a_model_without_embeddings(split):
 
 
 def test_serving_verdict_names_the_dominant_part():
-    from reports.verdicts import CLAIMS, _serving
+    from reports.sections.serving import judge as _serving
+    from reports.verdicts import CLAIMS
 
     claim = next(c for c in CLAIMS if c.key == "serving")
     results = {"models": {
@@ -190,7 +191,8 @@ def test_serving_verdict_names_the_dominant_part():
 def test_serving_verdict_when_mf_is_the_slower():
     """MF at d = 256 against a DNN at d = 64 on a large catalogue: MF's scoring reads 4x the
     floats, the DNN's tower costs the other way; the verdict says which side is slower and why."""
-    from reports.verdicts import CLAIMS, _serving
+    from reports.sections.serving import judge as _serving
+    from reports.verdicts import CLAIMS
 
     claim = next(c for c in CLAIMS if c.key == "serving")
     results = {"models": {
@@ -238,7 +240,8 @@ def _serving_results(lean=True, sweep=True):
 
 
 def _serving_claim(results):
-    from reports.verdicts import CLAIMS, _serving
+    from reports.sections.serving import judge as _serving
+    from reports.verdicts import CLAIMS
 
     return _serving(next(c for c in CLAIMS if c.key == "serving"), results)
 
@@ -259,7 +262,7 @@ def test_serving_verdict_old_file_falls_back_to_generic():
 
 
 def test_serving_verdict_compares_at_the_same_recall_on_the_compiled_tower():
-    from reports.verdicts import serving_at_recall
+    from reports.sections.serving import serving_at_recall
 
     results = _serving_results()
     at = serving_at_recall(results)
@@ -285,7 +288,7 @@ def test_serving_verdict_compares_at_the_same_recall_on_the_compiled_tower():
 
 
 def test_serving_table_shows_the_served_path_and_generic():
-    from reports.tables import serving_table
+    from reports.sections.serving import serving_table
 
     t = serving_table([_serving_results(sweep=False)], ["run"])
     cols = t.groups[0][1]

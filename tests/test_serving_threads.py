@@ -21,7 +21,7 @@ from mfsoftmax.bench.serving import REQUEST_THREADS, serving_profiles
 from mfsoftmax.datasets import make_split
 from mfsoftmax.models import softmax_dnn
 from mfsoftmax.models.softmax_dnn import SoftmaxDNN
-from mfsoftmax.reports.tables import serving_table
+from mfsoftmax.reports.sections.serving import serving_table
 from tests.contract import checkerboard
 
 

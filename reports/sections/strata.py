@@ -3,7 +3,7 @@ popularity (results.json ``strata``, written by ``bench/stages/strata.py``; defi
 docs/definitions.md#strata). This claim's tables, plot and headline line.
 
 Per stratum, each family's best model by the first of ``strata.metrics``; the gap (softmax -
-MF) is judged by the quality claim's rule (:func:`~mfsoftmax.reports.verdicts.quality_gap`:
+MF) is judged by the quality claim's rule (:func:`~mfsoftmax.reports.judge.quality_gap`:
 more than 2 standard errors of the per-user differences of the two models in that stratum).
 """
 
@@ -13,16 +13,9 @@ from itertools import groupby
 
 from mfsoftmax.reports import fmt
 from mfsoftmax.reports.colors import model_color
+from mfsoftmax.reports.judge import SE_MULTIPLIER, Claim, ClaimResult, paired_se, quality_gap
 from mfsoftmax.reports.tables import keyed_table
-from mfsoftmax.reports.verdicts import (
-    FAMILIES,
-    FAMILY_LABEL,
-    SE_MULTIPLIER,
-    ClaimResult,
-    family_of,
-    paired_se,
-    quality_gap,
-)
+from mfsoftmax.results.vocabulary import COMPARED, FAMILY_LABEL, FAMILY_WORD, family_of
 
 KEY = "strata"
 TITLE = "Which family for whom"
@@ -31,8 +24,13 @@ INTRO = ("Quality of every model for light and heavy users (quantile strata of t
          "training popularity), and the gap between the best model of each family per stratum, "
          f"judged like overall quality: a win only beyond {SE_MULTIPLIER:g} standard errors of "
          "the per-user differences (same users, paired).")
+CLAIMS = (
+    Claim("strata", "Which family for whom", "simpler model, fewer inputs",
+          "captures more personalised preferences", "softmax",
+          "each family's best per stratum: users by history length, target items by "
+          "popularity (first of strata.metrics)", row=20),
+)
 SIDES = {"users": "user history length", "items": "target item popularity"}
-SHORT = {"mf": "MF", "softmax": "softmax"}
 
 
 def metric(results) -> str | None:
@@ -58,7 +56,7 @@ def family_gaps(results, side: str) -> list:
         best = {}
         for name, vals in (st.get("models") or {}).items():
             fam, v = family_of(name, results), vals.get(m)
-            if fam in FAMILIES and fmt.is_num(v) and (fam not in best or v > best[fam][1]):
+            if fam in COMPARED and fmt.is_num(v) and (fam not in best or v > best[fam][1]):
                 best[fam] = (name, v)
         row = {"stratum": st, "label": label(side, st), "best": best}
         if len(best) == 2:
@@ -127,10 +125,10 @@ def _gaps_table(runs, labels):
                 if "winner" not in g:
                     continue
                 cells = {FAMILY_LABEL[f]: f"{g['best'][f][1]:.4f} [{g['best'][f][0]}]"
-                         for f in ("mf", "softmax")}
+                         for f in COMPARED}
                 se = f" ± {g['se']:.4f}" if fmt.is_num(g["se"]) else ""
                 cells["gap (softmax − MF)"] = f"{g['gap']:+.4f}{se}"
-                cells["winner"] = {"mf": "MF", "softmax": "softmax", "tie": "tie"}[g["winner"]]
+                cells["winner"] = FAMILY_WORD[g["winner"]]
                 rows[(SIDES[side], g["label"])] = cells
         per_run.append(rows)
     return keyed_table("strata-gaps", f"Best of each family per stratum ({m}), paired by user",
@@ -169,7 +167,7 @@ def _parts(side: str, gaps: list) -> list:
     for fam, run in groupby(gaps, key=lambda g: g["winner"]):
         if fam != "tie":
             spans.setdefault(fam, []).append(_span(side, list(run), gaps))
-    return [f"{SHORT[fam]} ahead {_where(side, s)}" for fam, s in spans.items()]
+    return [f"{FAMILY_WORD[fam]} ahead {_where(side, s)}" for fam, s in spans.items()]
 
 
 def judge(claim, results) -> ClaimResult:
@@ -181,7 +179,7 @@ def judge(claim, results) -> ClaimResult:
                            "not measured (no stratum with both families)")
     winners = [g["winner"] for side in SIDES for g in gaps[side]]
     n = len(winners)
-    figures = {f: f"ahead in {winners.count(f)} of {n} strata" for f in FAMILIES}
+    figures = {f: f"ahead in {winners.count(f)} of {n} strata" for f in COMPARED}
     parts = [p for side in SIDES for p in _parts(side, gaps[side])]
     ahead = set(winners) - {"tie"}
     if not ahead:

@@ -24,13 +24,14 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from mfsoftmax.results.vocabulary import COMPARED
+
 SCHEMA_VERSION = 1
 SCHEMA_FILE = "results.schema.json"
 
 RUN_KEYS = ("id", "started_at", "finished_at", "git_commit", "python", "packages", "machine",
             "threads", "seed", "config", "calibration")
 DATASET_KEYS = ("name", "n_users", "n_items", "n_interactions", "protocol", "k")
-FAMILIES = ("mf", "softmax", "baseline")
 #: sections every MF and softmax model of a full default run has (``require_all``)
 MODEL_SECTIONS = ("quality", "training", "serving", "cold_start", "folding")
 #: sweeps a full default run writes (``require_all``)
@@ -250,7 +251,7 @@ def validate(results, source: str | None = None, *, partial: bool = False,
     if require_all:
         models = results.get("models")
         for name, m in (models.items() if isinstance(models, dict) else ()):
-            if isinstance(m, dict) and m.get("family") in ("mf", "softmax"):
+            if isinstance(m, dict) and m.get("family") in COMPARED:
                 problems += [f"models[{name!r}].{sec} missing" for sec in MODEL_SECTIONS
                              if sec not in m]
         sweeps = results.get("sweeps")

@@ -1,5 +1,6 @@
 """The report's Scale section: training cost per pass against data size (``sweeps.training_vs_size``),
-its growth exponents, the cost of distributed engines, and the series its figure plots.
+its growth exponents, the cost of distributed engines, and its figure. The training claim that
+this sweep judges is :mod:`~mfsoftmax.reports.sections.training`'s.
 
 Old results files lack the per-pass keys (``s_per_pass``, ``engine``, ``workers``, ...): the time
 of one pass falls back to the whole fit's ``wall_s`` and every missing figure shows a dash.
@@ -8,8 +9,17 @@ of one pass falls back to the whole fit's ``wall_s`` and every missing figure sh
 from __future__ import annotations
 
 from mfsoftmax.reports import fmt
+from mfsoftmax.reports.colors import model_color
+from mfsoftmax.reports.sections.training import growth_exponent, pass_times
 from mfsoftmax.reports.tables import Table, keyed_table
-from mfsoftmax.reports.verdicts import family_of, growth_exponent, pass_times
+from mfsoftmax.results.vocabulary import family_of
+
+KEY = "scale"
+TITLE = "Scale"
+INTRO = ("Training cost of one pass (a WALS iteration, a DNN epoch) on synthetic data of "
+         "growing size N; growth exponents are least-squares slopes on log-log axes. "
+         "Distributed engines are measured on this one machine: a ratio above 1 is the "
+         "price of the engine here, not a prediction for a cluster.")
 
 # The single-process engine each family's distributed configurations are compared with.
 REFERENCE_ENGINE = {"mf": "implicit", "softmax": "torch"}
@@ -84,7 +94,7 @@ def series(results) -> list:
     return out
 
 
-def scale_tables(runs, labels) -> list:
+def tables(runs, labels) -> list:
     """The Scale section's tables: cost per pass by size, growth exponents, and (when some family
     ran more than one engine configuration) the cost of distribution."""
     return [t for t in (cost_table(runs, labels), growth_table(runs, labels),
@@ -211,3 +221,38 @@ def distribution_table(runs, labels) -> Table | None:
                             "largest N both ran. Memory: own plus children's peak RSS. Measured "
                             "on one machine: a ratio above 1 is the engine's overhead here, not "
                             "a prediction for a cluster.")
+
+
+# ----------------------------------------------------------------------------- plot
+ENGINE_MARKERS = {"implicit": "o", "spark": "s", "torch": "^"}  # training_vs_size
+
+
+def training_vs_size(results):
+    """Seconds of one pass against data size, log-log, one line per model with its fitted growth
+    exponent; marker by engine, dashed when it ran on several workers."""
+    lines = series(results)
+    if not lines:
+        return None
+    from mfsoftmax.reports.plots import figure  # lazy: matplotlib, off the headline
+
+    fig, (ax,) = figure()
+    for name, engine, workers, xs, ys, b in lines:
+        how = [engine] if engine else []
+        if fmt.is_num(workers) and workers > 1:
+            how.append(f"{workers} workers")
+        if b is not None:
+            how.append(f"t ∝ $N^{{{b:.2f}}}$")
+        label = f"{name} ({'; '.join(how)})" if how else name
+        ax.plot(xs, ys, marker=ENGINE_MARKERS.get(engine, "D" if engine else "o"),
+                ls="--" if fmt.is_num(workers) and workers > 1 else "-",
+                color=model_color(name), label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("interactions N (log)")
+    ax.set_ylabel("seconds per pass (log)")
+    ax.set_title("Training cost vs data size (one pass)")
+    ax.legend()
+    return fig
+
+
+PLOTS = (("training_vs_size", "Training cost vs data size (one pass)", training_vs_size),)

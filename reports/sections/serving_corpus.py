@@ -1,19 +1,24 @@
-"""The ANN frontier plot: recall@10 against p50 latency per family, one line per index (the
-Pareto points of its search-parameter sweep), ann-benchmarks style."""
+"""Serving against corpus size (``sweeps.serving_vs_corpus``): latency at each index's operating
+point, the MF's offline top-k precomputation, the latency plot and the ANN frontier (recall@10
+against p50 latency per family, one line per index: the Pareto points of its search-parameter
+sweep, ann-benchmarks style). Shown in the Serving section (same ``KEY``), whose claim reads
+this sweep at the same recall (:func:`~mfsoftmax.reports.sections.serving.serving_at_recall`).
+"""
 
 from __future__ import annotations
 
 import math
 
-import matplotlib
+from mfsoftmax.reports import fmt
+from mfsoftmax.reports.colors import model_color
+from mfsoftmax.reports.tables import keyed_table, sweep_table
+from mfsoftmax.results.vocabulary import SWEEP_NAME
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from mfsoftmax.reports import fmt  # noqa: E402
-
+KEY = "serving"  # a part of the Serving section
+TITLE = "Serving"
+INTRO = ""
 #: panel order and titles (row ``model`` labels of the corpus sweep)
-FAMILIES = (("mf", "MF (WALS) embeddings"), ("dnn", "softmax DNN embeddings"),
+PANELS = ((SWEEP_NAME["mf"], "MF (WALS) embeddings"), (SWEEP_NAME["softmax"], "softmax DNN embeddings"),
             ("random", "random Gaussian vectors (worst case)"))
 INDEX_COLORS = {"hnswlib": "#1f77b4", "faiss-hnsw": "#ff7f0e", "faiss-ivf": "#2ca02c",
                 "exact": "#444444"}
@@ -67,10 +72,12 @@ def ann_frontier(results, n_items: int | None = None):
         trained = [f["n_items"] for f in lines if f.get("vectors", "trained") == "trained"]
         n_items = max(trained or [f["n_items"] for f in lines])
     lines = [f for f in lines if f["n_items"] == n_items]
-    panels = [(fam, title) for fam, title in FAMILIES if any(f["model"] == fam for f in lines)]
+    panels = [(fam, title) for fam, title in PANELS if any(f["model"] == fam for f in lines)]
     panels += [(m, m) for m in sorted({f["model"] for f in lines} - {p for p, _ in panels})]
     if not panels:
         return None
+    from mfsoftmax.reports.plots import plt  # lazy: matplotlib (Agg), off the headline
+
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.6, 4.2),
                              squeeze=False, sharey=True)
     target_r = next((f["target_recall"] for f in lines if fmt.is_num(f.get("target_recall"))), None)
@@ -102,3 +109,69 @@ def ann_frontier(results, n_items: int | None = None):
     axes[0][0].set_ylabel("recall@10 vs exact")
     fig.suptitle(f"ANN frontier at {fmt.count(n_items)} items (up and left is better)")
     return fig
+
+
+# ----------------------------------------------------------------------------- tables
+def tables(runs, labels) -> list:
+    """Latency per corpus size at each index's operating point, then the offline top-k."""
+    return [sweep_table(runs, labels, "serving_vs_corpus",
+                        "Serving latency vs corpus size (each index at its operating point)",
+                        ("model", "vectors", "index", "n_items"),
+                        (("p50_us", "p50", fmt.micros), ("p95_us", "p95", fmt.micros),
+                         ("recall_vs_exact", "recall vs exact", lambda v: f"{v:.3f}"))),
+            offline_topk_table(runs, labels)]
+
+
+def offline_topk_table(runs, labels):
+    """The MF's top-k for every user computed ahead: its wall time and size."""
+    per_run = []
+    for results in runs:
+        o = results.get("offline_topk")
+        rows = {}
+        if o:
+            rows[("all users",)] = {
+                "users": fmt.count(o.get("n_users")), "k": fmt.num(o.get("k")),
+                "wall": fmt.seconds(o.get("wall_s")),
+                "size": f"{fmt.num(o['bytes'] / 2**20)} MiB" if fmt.is_num(o.get("bytes")) else fmt.DASH}
+        per_run.append(rows)
+    return keyed_table("offline_topk", "Offline top-k precomputation (MF)", ["scope"], per_run, labels)
+
+
+# ----------------------------------------------------------------------------- plots
+def serving_vs_corpus(results):
+    """p50 latency against corpus size, log-log; exact solid, ANN dashed with its recall."""
+    rows = [r for r in results.get("sweeps", {}).get("serving_vs_corpus", [])
+            if fmt.is_num(r.get("p50_us")) and fmt.is_num(r.get("n_items"))
+            and r.get("operating_point", True) and r.get("vectors", "trained") != "random"]
+    if not rows:
+        return None
+    from mfsoftmax.reports.plots import figure  # lazy: matplotlib, off the headline
+
+    fig, (ax,) = figure()
+    lines = {}
+    for r in rows:
+        lines.setdefault((r["model"], r.get("index", "exact")), []).append(r)
+    for (model, index), rs in sorted(lines.items()):
+        rs = sorted(rs, key=lambda r: r["n_items"])
+        exact = index == "exact"
+        ax.plot([r["n_items"] for r in rs], [r["p50_us"] for r in rs], marker="o" if exact else "s",
+                ls="-" if exact else "--", color=model_color(model), label=f"{model} · {index}")
+        if not exact:
+            for r in rs:
+                if fmt.is_num(r.get("recall_vs_exact")):
+                    ax.annotate(f"r={r['recall_vs_exact']:.2f}", (r["n_items"], r["p50_us"]),
+                                textcoords="offset points", xytext=(0, -12), ha="center",
+                                fontsize=7, color=model_color(model))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("corpus size (items, log)")
+    ax.set_ylabel("p50 latency per query (µs, log)")
+    ax.set_title("Serving latency vs corpus size (ANN: r = recall vs exact)")
+    ax.legend()
+    return fig
+
+
+PLOTS = (
+    ("serving_vs_corpus", "Serving latency vs corpus size", serving_vs_corpus),
+    ("ann_frontier", "ANN frontier: recall vs latency", ann_frontier),
+)
