@@ -216,11 +216,13 @@ def contention_flags(prof: dict, embed_max: float = EMBED_IN_PATH_MAX,
                      lean_max: float = LEAN_SLOWER_MAX) -> list[str]:
     """What is wrong with a serving row's lean path, one sentence each (empty: nothing): the
     lean path slower than the model's generic ``recommend`` (``lean_p50_us`` > ``lean_max`` x
-    ``p50_min_us``), or the embed step inside the path (``embed_us``) over ``embed_max`` times
+    ``p50_us``: both medians pooled over all rounds, so like is compared with like; a row with
+    only ``p50_min_us`` uses that), or the embed step inside the path (``embed_us``) over ``embed_max`` times
     the same step alone (``embed_alone_us``). Either means the path's steps slow each other
     down (thread pools fighting for the cores), so its figure is not the model's cost."""
     flags = []
-    lean, generic = prof.get("lean_p50_us"), prof.get("p50_min_us")
+    lean = prof.get("lean_p50_us")
+    generic = prof.get("p50_us", prof.get("p50_min_us"))
     if _num(lean) and _num(generic) and lean > lean_max * generic:
         flags.append(f"lean path slower than generic recommend ({lean:.0f} vs {generic:.0f} us)")
     inside, alone = prof.get("embed_us"), prof.get("embed_alone_us")

@@ -151,6 +151,16 @@ def test_flags_on_injected_figures():
     assert len(contention_flags({"embed_us": 300.0, "embed_alone_us": 100.0})) == 1
 
 
+def test_lean_flag_compares_pooled_medians():
+    # the default quick run's feature-popularity row: its lean path *is* recommend (no
+    # embeddings), pooled 84 vs 81 us; against the fastest round's median (65 us) it read as
+    # "lean path slower than generic recommend". Pooled against pooled: no flag.
+    row = {"p50_us": 80.66, "p50_min_us": 65.30, "lean_p50_us": 83.95}
+    assert contention_flags(row) == []
+    slow = {"p50_us": 80.66, "p50_min_us": 65.30, "lean_p50_us": 95.0}
+    assert contention_flags(slow) == ["lean path slower than generic recommend (95 vs 81 us)"]
+
+
 def test_report_shows_flags():
     results = {"models": {"dnn": {"serving": {"mode": "query-tower", "p50_us": 900.0, "p95_us": 1.0,
                                               "p99_us": 1.0, "lean_p50_us": 7903.0,
