@@ -29,7 +29,7 @@ from mfsoftmax.bench.floor import FloorJob, floor_profiles, ratio_to_floor
 from mfsoftmax.datasets import load, make_split
 from mfsoftmax.models import Queries
 from mfsoftmax.models.popularity import Popularity
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+from mfsoftmax.models.softmax.model import SoftmaxDNN
 from mfsoftmax.models.wals import WALS
 
 K = 10

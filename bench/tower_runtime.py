@@ -28,8 +28,8 @@ import time
 import numpy as np
 import torch
 
-from mfsoftmax.models.softmax_bags import bag_inputs
-from mfsoftmax.models.softmax_dnn import OneQueryTower, trace_tower
+from mfsoftmax.models.softmax.bags import bag_inputs
+from mfsoftmax.models.softmax.model import OneQueryTower, trace_tower
 
 TOLERANCE = 1e-5
 

@@ -15,7 +15,7 @@ from importlib.metadata import entry_points as _installed
 from .base import Queries, RecommenderBase, mask_history, topk
 from .feature_popularity import FeaturePopularity
 from .popularity import Popularity
-from .softmax_dnn import SoftmaxDNN
+from .softmax import SoftmaxDNN
 from .wals import WALS
 
 ENTRY_POINT_GROUP = "mfsoftmax.models"

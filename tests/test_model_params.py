@@ -15,7 +15,7 @@ from mfsoftmax.datasets import load, make_split
 from mfsoftmax.models import BUILTIN, MODELS
 from mfsoftmax.models import params as P
 from mfsoftmax.models.params import ParamError, TrainingDiverged
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+from mfsoftmax.models.softmax.model import SoftmaxDNN
 from mfsoftmax.models.wals import WALS
 
 DATA = ["--param", "n_users=300", "--param", "n_items=200"]
@@ -140,7 +140,7 @@ def test_eval_refuses_with_one_line_and_exit_2(capsys, model, setting, words):
 
 
 def test_data_parallel_divergence_is_raised_as_such():
-    from mfsoftmax.models import softmax_ddp
+    from mfsoftmax.models.softmax import ddp as softmax_ddp
 
     model = SoftmaxDNN(workers=2, loss="in-batch", lr=1e30)
     line = ("rank {} raised mfsoftmax.models.params.TrainingDiverged: SoftmaxDNN: training "

@@ -94,7 +94,7 @@ def test_serving_stage_rows_carry_score_precision():
     from mfsoftmax.bench.stages import serving as stage
     from mfsoftmax.datasets import make_split
     from mfsoftmax.models.popularity import Popularity
-    from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+    from mfsoftmax.models.softmax.model import SoftmaxDNN
     from mfsoftmax.models.wals import WALS
     from tests.contract import checkerboard
 

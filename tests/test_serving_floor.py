@@ -13,7 +13,7 @@ from mfsoftmax.datasets import make_split
 from mfsoftmax.models import Queries
 from mfsoftmax.models.base import topk, topk_one
 from mfsoftmax.models.popularity import Popularity
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+from mfsoftmax.models.softmax.model import SoftmaxDNN
 from mfsoftmax.models.wals import WALS
 from tests.contract import checkerboard
 

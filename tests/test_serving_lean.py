@@ -12,8 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from mfsoftmax.datasets import make_split
-from mfsoftmax.models import Queries, softmax_dnn
-from mfsoftmax.models.softmax_dnn import LOSSES, SERVE_TOLERANCE, SoftmaxDNN
+from mfsoftmax.models import Queries
+from mfsoftmax.models.softmax import model as softmax_dnn
+from mfsoftmax.models.softmax.model import LOSSES, SERVE_TOLERANCE, SoftmaxDNN
 from tests.contract import checkerboard
 
 TINY = dict(dim=8, hidden=(16,), batch_size=32, epochs=2, patience=2, lr=0.01, eval_k=3,

@@ -19,8 +19,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from mfsoftmax.bench.floor import contention_flags, floor_profiles
 from mfsoftmax.bench.serving import REQUEST_THREADS, serving_profiles
 from mfsoftmax.datasets import make_split
-from mfsoftmax.models import softmax_dnn
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+from mfsoftmax.models.softmax import model as softmax_dnn
+from mfsoftmax.models.softmax.model import SoftmaxDNN
 from mfsoftmax.reports.tables import serving_table
 from tests.contract import checkerboard
 

@@ -18,8 +18,8 @@ import torch.distributed as dist
 from mfsoftmax.datasets import load, make_split
 from mfsoftmax.evaluation import evaluate
 from mfsoftmax.models import Queries
-from mfsoftmax.models.softmax_ddp import FAULT_ENV, SYNCS, _Rank
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+from mfsoftmax.models.softmax.ddp import FAULT_ENV, SYNCS, _Rank
+from mfsoftmax.models.softmax.model import SoftmaxDNN
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
@@ -175,7 +175,7 @@ def test_torchrun_entry_point(split, tmp_path):
     metrics; the same Recall@20 as the single-process fit."""
     sets = {**KW, "loss": "sampled-uniform", "table_sync": "touched"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "mfsoftmax.models.softmax_ddp", "--dataset", "synthetic", "--protocol", "holdout",
+           "-m", "mfsoftmax.models.softmax.ddp", "--dataset", "synthetic", "--protocol", "holdout",
            "--split", "valid", "--out", str(tmp_path / "model")]
     for key, val in DATA.items():
         cmd += ["--param", f"{key}={val}"]

@@ -12,7 +12,7 @@ Launch
 - The standard way, torchrun (``torch.distributed.run``), with the environment it sets
   (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)::
 
-    torchrun --nproc_per_node=2 -m mfsoftmax.models.softmax_ddp --dataset synthetic \\
+    torchrun --nproc_per_node=2 -m mfsoftmax.models.softmax.ddp --dataset synthetic \\
         --protocol holdout --set loss=in-batch --out runs/ddp-model
 
   Every rank loads the dataset and split (same seed, same data), rank 0 saves the model
@@ -123,10 +123,10 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp
 from torch.nn.parallel import DistributedDataParallel
 
-from . import softmax_train
-from .params import TrainingDiverged
-from .softmax_optim import LazyRowOptimizer
-from .softmax_train import Shard, batch_loss, batch_weights
+from ..params import TrainingDiverged
+from . import train as softmax_train
+from .optim import LazyRowOptimizer
+from .train import Shard, batch_loss, batch_weights
 
 SYNCS = ("gather", "touched", "dense", "sparse")
 FAULT_ENV = "MFSOFTMAX_DDP_FAULT"
@@ -426,7 +426,7 @@ def _watch_parent() -> None:
 
 def _spawned(rank: int, world: int, port: int, params: dict, train, valid, conn, want_callback: bool):
     """Entry point of a spawned rank (``fit``)."""
-    from .softmax_dnn import SoftmaxDNN  # cycle: softmax_dnn imports this module
+    from .model import SoftmaxDNN  # cycle: model imports this module
 
     _watch_parent()
     if rank != 0:
@@ -633,9 +633,9 @@ def main(argv=None) -> int:
     from mfsoftmax.datasets import make_split  # lazy: as above
     from mfsoftmax.evaluation import evaluate  # lazy: as above
 
-    from .softmax_dnn import SoftmaxDNN  # cycle: softmax_dnn imports this module
+    from .model import SoftmaxDNN  # cycle: model imports this module
 
-    p = argparse.ArgumentParser(prog="python -m mfsoftmax.models.softmax_ddp",
+    p = argparse.ArgumentParser(prog="python -m mfsoftmax.models.softmax.ddp",
                                 description="Data-parallel SoftmaxDNN training; run under torchrun.")
     p.add_argument("--dataset", default="synthetic")
     add_dataset_options(p)

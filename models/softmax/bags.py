@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .softmax_towers import DenseBags
+from .towers import DenseBags
 
 
 def bag_inputs(items: np.ndarray, starts: np.ndarray, lens: np.ndarray, skip: np.ndarray | None,

@@ -39,11 +39,11 @@ from tqdm.auto import tqdm
 
 from mfsoftmax.evaluation import evaluate
 
-from . import softmax_losses as L
-from .params import TrainingDiverged
-from .softmax_bags import bag_inputs, dense_bags
-from .softmax_optim import LazyRowOptimizer
-from .softmax_towers import table_rows
+from ..params import TrainingDiverged
+from . import losses as L
+from .bags import bag_inputs, dense_bags
+from .optim import LazyRowOptimizer
+from .towers import table_rows
 
 DENSE_POOL_MAX = 2 ** 25  # cells of the dense users x items pooling matrix (128 MiB float32)
 EXAMPLE_WEIGHTS = ("none", "linear", "log")

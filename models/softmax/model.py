@@ -73,7 +73,7 @@ Data-parallel training (``workers``)
 ------------------------------------
 - ``workers = 1`` is the single-process training above, unchanged. ``workers > 1`` trains with
   torch.distributed (``softmax_ddp``): ``fit`` spawns the ranks itself (gloo on CPU, NCCL on
-  CUDA, one GPU per rank), or run ``python -m mfsoftmax.models.softmax_ddp`` under torchrun.
+  CUDA, one GPU per rank), or run ``python -m mfsoftmax.models.softmax.ddp`` under torchrun.
   Global batch = ``batch_size`` (each rank computes ``batch_size / workers`` examples of it),
   the same ``lr``: every rank draws the same order, negatives and dropout, the gradients of
   the rank shards are summed, so a step is the single-process step up to float rounding
@@ -90,19 +90,20 @@ import torch
 
 from mfsoftmax.datasets.core import check_users_items
 
-from . import softmax_persist, softmax_train
-from .base import Queries, RecommenderBase, topk_one
-from .params import Choice, Flag, ListOf, Num, ParamError, Text, Whole
-from .softmax_bags import bag_inputs
-from .softmax_optim import KINDS
-from .softmax_towers import (
+from ..base import Queries, RecommenderBase, topk_one
+from ..params import Choice, Flag, ListOf, Num, ParamError, Text, Whole
+from . import persist as softmax_persist
+from . import train as softmax_train
+from .bags import bag_inputs
+from .optim import KINDS
+from .towers import (
     ItemSide,
     QueryTower,
     feature_specs,
     hash_ids,
     init_embeddings,
 )
-from .softmax_train import (
+from .train import (
     EXAMPLE_WEIGHTS,
     PRECISIONS,
     autocast,
@@ -522,7 +523,7 @@ class SoftmaxDNN(RecommenderBase):
         self.check_memory(train)  # before any array: refuse what cannot fit, saying how much
         self._prepare(train)
         if self.workers > 1:
-            from . import softmax_ddp  # lazy: only with workers > 1
+            from . import ddp as softmax_ddp  # lazy: only with workers > 1
 
             softmax_ddp.fit(self, train, valid, callback)
             return self
