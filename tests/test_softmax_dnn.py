@@ -7,10 +7,9 @@ import torch
 
 from mfsoftmax.datasets import make_split
 from mfsoftmax.evaluation import evaluate
-from mfsoftmax.models import Queries
+from mfsoftmax.models import Queries, SoftmaxDNN
 from mfsoftmax.models.softmax.bags import bag_inputs as _bags
 from mfsoftmax.models.softmax.losses import gravity as gravity_term
-from mfsoftmax.models.softmax.model import SoftmaxDNN
 from tests.contract import RecommenderContract, checkerboard
 
 SMALL = dict(dim=8, hidden=(16,), batch_size=32, epochs=12, patience=4, lr=0.01, eval_k=3, n_negatives=6)
