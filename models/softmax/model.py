@@ -1,5 +1,5 @@
-"""The softmax DNN recommender, :class:`SoftmaxDNN` (DEFINITIONS.md, "Softmax DNN"): a query tower and item embeddings
-trained with one of six losses (``losses``), optionally plus gravity.
+"""The softmax DNN recommender, :class:`SoftmaxDNN` (DEFINITIONS.md, "Softmax DNN"): a query
+tower and item embeddings trained with one of six losses (``losses``), optionally plus gravity.
 
 Training examples are the training (user, item) pairs; the query of a pair is the user's features
 plus the mean embedding of the user's *other* training items (the target is left out; with
@@ -48,6 +48,7 @@ Weighted implicit feedback
   ``1 + alpha c``, ``log`` ``1 + alpha log(1 + c / eps)``; a batch's loss is the weighted mean
   (history bags stay unweighted means). ``none`` (default) is the unweighted training, bit for
   bit. On binarized data (every c = 1) the weighted mean is the mean (up to rounding).
+
 Serving one request and data parallelism
 ----------------------------------------
 - ``recommend_one`` is a lean single-query path whose query tower runs eager or as a
