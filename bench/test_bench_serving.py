@@ -27,9 +27,8 @@ from threadpoolctl import threadpool_limits
 
 from mfsoftmax.bench.floor import FloorJob, floor_profiles, ratio_to_floor
 from mfsoftmax.datasets import load, make_split
-from mfsoftmax.models import Queries
+from mfsoftmax.models import Queries, SoftmaxDNN
 from mfsoftmax.models.popularity import Popularity
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
 from mfsoftmax.models.wals import WALS
 
 K = 10

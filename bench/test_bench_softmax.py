@@ -44,7 +44,7 @@ import torch
 
 from mfsoftmax.datasets import from_coo
 from mfsoftmax.models import Queries
-from mfsoftmax.models.softmax_dnn import LOSSES, SoftmaxDNN
+from mfsoftmax.models.softmax import LOSSES, SoftmaxDNN
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 CONF = dict(dim=64, hidden=(256,), batch_size=256, n_negatives=200, threads=1, seed=0)

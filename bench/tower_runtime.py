@@ -8,7 +8,7 @@ The runtimes wrap the model's own module (``model.net.query``, read-only) on the
 ``SoftmaxDNN._queries_forward`` builds for a one-row query (history bag, user features), so
 each times the tower's forward alone: the CSR-to-bag conversion is the ``embed`` step's cost
 outside the tower. The compiled runtimes wrap the model's own one-request tower
-(``softmax_dnn.OneQueryTower``: the history bag pooled with ``embedding_bag``) and are accepted
+(``models.softmax.serving.OneQueryTower``: the history bag pooled with ``embedding_bag``) and are accepted
 only when equal to eager on several history lengths.
 
 Measured choice: ``torch.compile`` (inductor, CPU) took about two minutes to compile a tiny
@@ -28,8 +28,8 @@ import time
 import numpy as np
 import torch
 
-from mfsoftmax.models.softmax_bags import bag_inputs
-from mfsoftmax.models.softmax_dnn import OneQueryTower, trace_tower
+from mfsoftmax.models.softmax.bags import bag_inputs
+from mfsoftmax.models.softmax.serving import OneQueryTower, trace_tower
 
 TOLERANCE = 1e-5
 

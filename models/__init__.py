@@ -17,7 +17,7 @@ from mfsoftmax.results.vocabulary import FAMILIES
 from .base import Queries, RecommenderBase, SuiteSpec, mask_history, topk
 from .feature_popularity import FeaturePopularity
 from .popularity import Popularity
-from .softmax_dnn import SoftmaxDNN
+from .softmax import SoftmaxDNN
 from .wals import WALS
 
 ENTRY_POINT_GROUP = "mfsoftmax.models"

@@ -12,10 +12,9 @@ import pytest
 
 from mfsoftmax.cli import main
 from mfsoftmax.datasets import load, make_split
-from mfsoftmax.models import BUILTIN, MODELS
+from mfsoftmax.models import BUILTIN, MODELS, SoftmaxDNN
 from mfsoftmax.models import params as P
 from mfsoftmax.models.params import ParamError, TrainingDiverged
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
 from mfsoftmax.models.wals import WALS
 
 DATA = ["--param", "n_users=300", "--param", "n_items=200"]
@@ -141,14 +140,14 @@ def test_eval_refuses_with_one_line_and_exit_2(capsys, model, setting, words):
 
 
 def test_data_parallel_divergence_is_raised_as_such():
-    from mfsoftmax.models import softmax_ddp
+    from mfsoftmax.models.softmax import spawn
 
     model = SoftmaxDNN(workers=2, loss="in-batch", lr=1e30)
     line = ("rank {} raised mfsoftmax.models.params.TrainingDiverged: SoftmaxDNN: training "
             "diverged (NaN loss) at epoch 3 with lr=1e+30 (table_lr=0.05); lower lr")
     with pytest.raises(TrainingDiverged, match="at epoch 3 with lr=1e"):
-        softmax_ddp._raise_diverged(model, [line.format(0), line.format(1)])
-    softmax_ddp._raise_diverged(model, [line.format(0), "rank 1 was killed by SIGKILL"])  # not only
+        spawn._raise_diverged(model, [line.format(0), line.format(1)])
+    spawn._raise_diverged(model, [line.format(0), "rank 1 was killed by SIGKILL"])  # not only
 
 
 @pytest.mark.parametrize("section, words", [

@@ -93,8 +93,8 @@ def test_config_checks_score_precision():
 def test_serving_stage_rows_carry_score_precision():
     from mfsoftmax.bench.stages import serving as stage
     from mfsoftmax.datasets import make_split
+    from mfsoftmax.models import SoftmaxDNN
     from mfsoftmax.models.popularity import Popularity
-    from mfsoftmax.models.softmax_dnn import SoftmaxDNN
     from mfsoftmax.models.wals import WALS
     from tests.contract import checkerboard
 

@@ -10,10 +10,9 @@ import pytest
 from bench.floor import floor_profiles, ratio_to_floor
 from bench.tower_runtime import build_runtimes, tower_flops, tower_profile
 from mfsoftmax.datasets import make_split
-from mfsoftmax.models import Queries
+from mfsoftmax.models import Queries, SoftmaxDNN
 from mfsoftmax.models.base import topk, topk_one
 from mfsoftmax.models.popularity import Popularity
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
 from mfsoftmax.models.wals import WALS
 from tests.contract import checkerboard
 

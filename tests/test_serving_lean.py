@@ -12,8 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from mfsoftmax.datasets import make_split
-from mfsoftmax.models import Queries, softmax_dnn
-from mfsoftmax.models.softmax_dnn import LOSSES, SERVE_TOLERANCE, SoftmaxDNN
+from mfsoftmax.models import Queries, SoftmaxDNN
+from mfsoftmax.models.softmax import LOSSES, serving
+from mfsoftmax.models.softmax.serving import SERVE_TOLERANCE
 from tests.contract import checkerboard
 
 TINY = dict(dim=8, hidden=(16,), batch_size=32, epochs=2, patience=2, lr=0.01, eval_k=3,
@@ -101,13 +102,13 @@ def test_eager_runtime_returns_recommends_items(fitted, split):
 
 
 def test_forced_mismatch_falls_back_to_eager(split, monkeypatch):
-    real = softmax_dnn._trace_query_tower
+    real = serving._trace_query_tower
 
     def off_by_one(model, example):
         traced = real(model, example)
         return lambda *args: traced(*args) + 1.0
 
-    monkeypatch.setattr(softmax_dnn, "_trace_query_tower", off_by_one)
+    monkeypatch.setattr(serving, "_trace_query_tower", off_by_one)
     model = SoftmaxDNN(**TINY).fit(split.train)
     info = model.serve_info()
     assert info["runtime"] == "eager" and "differs from eager" in info["reason"]
@@ -125,7 +126,7 @@ def test_trace_failure_falls_back_with_the_reason(split, monkeypatch):
     def broken(model, example):
         raise RuntimeError("cannot trace this")
 
-    monkeypatch.setattr(softmax_dnn, "_trace_query_tower", broken)
+    monkeypatch.setattr(serving, "_trace_query_tower", broken)
     model = SoftmaxDNN(**TINY).fit(split.train)
     info = model.serve_info()
     assert info["runtime"] == "eager" and "cannot trace this" in info["reason"]

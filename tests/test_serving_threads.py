@@ -19,8 +19,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from mfsoftmax.bench.floor import contention_flags, floor_profiles
 from mfsoftmax.bench.serving import REQUEST_THREADS, serving_profiles
 from mfsoftmax.datasets import make_split
-from mfsoftmax.models import softmax_dnn
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+from mfsoftmax.models import SoftmaxDNN
+from mfsoftmax.models.softmax import serving
 from mfsoftmax.reports.sections.serving import serving_table
 from tests.contract import checkerboard
 
@@ -203,7 +203,7 @@ def test_auto_runtime_is_the_fastest_inside_the_lean_path(split, monkeypatch):
         assert set(fns) == {"eager", "torchscript"} and requests
         return {"eager": 100.0, "torchscript": 400.0}  # TorchScript slower in the path
 
-    monkeypatch.setattr(softmax_dnn, "lean_timings", timings)
+    monkeypatch.setattr(serving, "lean_timings", timings)
     model = SoftmaxDNN(**TINY).fit(split.train)
     prev = torch.get_num_threads()
     try:
@@ -216,7 +216,7 @@ def test_auto_runtime_is_the_fastest_inside_the_lean_path(split, monkeypatch):
         torch.set_num_threads(2)
         model.recommend_one(0, [1, 2], k=3)
         assert calls == [1, 2] and model.serve_info()["threads"] == 2
-        monkeypatch.setattr(softmax_dnn, "lean_timings",
+        monkeypatch.setattr(serving, "lean_timings",
                             lambda *a, **kw: {"eager": 100.0, "torchscript": 110.0})
         torch.set_num_threads(1)
         assert model.serve_info()["runtime"] == "torchscript"  # eager not AUTO_MARGIN faster

@@ -1,4 +1,4 @@
-"""SoftmaxDNN data-parallel training (``workers > 1``, ``softmax_ddp``): two ranks against one,
+"""SoftmaxDNN data-parallel training (``workers > 1``, ``models/softmax/ddp.py``): two ranks against one,
 the table synchronisation methods, rank failures, the torchrun entry point."""
 
 import datetime
@@ -17,14 +17,13 @@ import torch.distributed as dist
 
 from mfsoftmax.datasets import load, make_split
 from mfsoftmax.evaluation import evaluate
-from mfsoftmax.models import Queries
-from mfsoftmax.models.softmax_ddp import FAULT_ENV, SYNCS, _Rank
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
+from mfsoftmax.models import Queries, SoftmaxDNN
+from mfsoftmax.models.softmax.ddp import FAULT_ENV, SYNCS, Rank
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
 
-# measured (softmax_ddp, "Equivalence"): 2 ranks follow 1 rank's trajectory up to float rounding,
+# measured (models/softmax/ddp.py, "Equivalence"): 2 ranks follow 1 rank's trajectory up to float rounding,
 # which grows over epochs; on this data (200 validation users) the largest per-epoch
 # |delta valid Recall@20| over 8 epochs was 0 (in-batch), 0.012 (full), 0.016 (sampled-uniform);
 # on the 5000-user set 0.0034
@@ -88,14 +87,14 @@ def test_two_ranks_match_one_rank(split):
 
 
 def _sync_in_threads(method: str, grads_by_rank, shapes):
-    """Run ``_Rank._sync_tables`` on two ranks in two threads (raw gloo process groups)."""
+    """Run ``Rank._sync_tables`` on two ranks in two threads (raw gloo process groups)."""
     store = dist.HashStore()
     out, errors = {}, []
 
     def rank(r):
         try:
             pg = dist.ProcessGroupGloo(dist.PrefixStore(method, store), r, 2, datetime.timedelta(seconds=30))
-            ctx = _Rank(r, 2, "gloo", method, pg=pg)
+            ctx = Rank(r, 2, "gloo", method, pg=pg)
             ctx.dev = torch.device("cpu")
             ctx.tables = [torch.nn.Parameter(torch.zeros(s, dtype=torch.float64)) for s in shapes]
             for p, g in zip(ctx.tables, grads_by_rank[r], strict=True):
@@ -171,11 +170,11 @@ def test_rank_failure_is_one_clear_error(split, monkeypatch, kind):
 
 
 def test_torchrun_entry_point(split, tmp_path):
-    """``torchrun -m mfsoftmax.models.softmax_ddp``: rank 0 saves the model and reports the
+    """``torchrun -m mfsoftmax.models.softmax.ddp``: rank 0 saves the model and reports the
     metrics; the same Recall@20 as the single-process fit."""
     sets = {**KW, "loss": "sampled-uniform", "table_sync": "touched"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "mfsoftmax.models.softmax_ddp", "--dataset", "synthetic", "--protocol", "holdout",
+           "-m", "mfsoftmax.models.softmax.ddp", "--dataset", "synthetic", "--protocol", "holdout",
            "--split", "valid", "--out", str(tmp_path / "model")]
     for key, val in DATA.items():
         cmd += ["--param", f"{key}={val}"]

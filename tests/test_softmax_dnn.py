@@ -7,10 +7,9 @@ import torch
 
 from mfsoftmax.datasets import make_split
 from mfsoftmax.evaluation import evaluate
-from mfsoftmax.models import Queries
-from mfsoftmax.models.softmax_bags import bag_inputs as _bags
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
-from mfsoftmax.models.softmax_losses import gravity as gravity_term
+from mfsoftmax.models import Queries, SoftmaxDNN
+from mfsoftmax.models.softmax.bags import bag_inputs as _bags
+from mfsoftmax.models.softmax.losses import gravity as gravity_term
 from tests.contract import RecommenderContract, checkerboard
 
 SMALL = dict(dim=8, hidden=(16,), batch_size=32, epochs=12, patience=4, lr=0.01, eval_k=3, n_negatives=6)
@@ -232,7 +231,7 @@ def test_positives_only_folds_more_than_full(data, split):
 
 @pytest.mark.parametrize("kind,fused", [("adam", True), ("adam", False), ("adagrad", False)])
 def test_lazy_row_optimizer_matches_torch_when_every_row_is_touched(kind, fused):
-    from mfsoftmax.models.softmax_optim import LazyRowOptimizer
+    from mfsoftmax.models.softmax.optim import LazyRowOptimizer
 
     g = torch.Generator().manual_seed(0)
     w0 = torch.randn(5, 3, generator=g, dtype=torch.float64)
@@ -254,7 +253,7 @@ def test_lazy_row_optimizer_matches_torch_when_every_row_is_touched(kind, fused)
 def test_rowwise_adagrad_matches_hand_computation():
     """state_i += mean_j(g_ij^2); w_i -= lr * g_i / (sqrt(state_i) + eps); untouched rows keep
     their state; duplicate lookups are summed first; L2 is added to the gradient."""
-    from mfsoftmax.models.softmax_optim import LazyRowOptimizer
+    from mfsoftmax.models.softmax.optim import LazyRowOptimizer
 
     w0 = np.array([[1.0, -2.0], [0.5, 0.5], [3.0, 1.0]])
     w = torch.nn.Parameter(torch.tensor(w0))
@@ -279,7 +278,7 @@ def test_rowwise_adagrad_matches_hand_computation():
 
 
 def test_table_optimizer_applies_to_sparse_tables_only():
-    from mfsoftmax.models.softmax_optim import LazyRowOptimizer
+    from mfsoftmax.models.softmax.optim import LazyRowOptimizer
 
     data = checkerboard()
     kinds = {}
@@ -302,7 +301,7 @@ def test_table_optimizer_params_are_checked(kw, word):
 
 
 def test_lazy_row_optimizer_leaves_untouched_rows():
-    from mfsoftmax.models.softmax_optim import LazyRowOptimizer
+    from mfsoftmax.models.softmax.optim import LazyRowOptimizer
 
     w = torch.nn.Parameter(torch.ones(4, 2))
     opt = LazyRowOptimizer([w], "adam", lr=0.1, weight_decay=0.5)
@@ -362,8 +361,8 @@ def test_log_popularity_bias_init(buckets):
 
 
 def test_dense_bags_match_bag_pooling(split):
-    from mfsoftmax.models.softmax_bags import dense_bags as _dense_bags
-    from mfsoftmax.models.softmax_towers import pool_dense
+    from mfsoftmax.models.softmax.bags import dense_bags as _dense_bags
+    from mfsoftmax.models.softmax.towers import pool_dense
 
     m = split.train.matrix
     lens = np.diff(m.indptr).astype(np.int64)
@@ -420,8 +419,8 @@ def test_pool_unique_matches_sparse_embedding_bag():
     """The training pool (distinct rows gathered once, bagged with a dense backward) gives the
     same bags as ``EmbeddingBag(sparse=True)`` and the same gradient, summed per distinct row:
     one gradient row per distinct table row, sorted, which the optimizer reads as it is."""
-    from mfsoftmax.models.softmax_optim import rows_of
-    from mfsoftmax.models.softmax_towers import pool_unique
+    from mfsoftmax.models.softmax.optim import rows_of
+    from mfsoftmax.models.softmax.towers import pool_unique
 
     g = torch.Generator().manual_seed(0)
     W0 = torch.randn(50, 4, generator=g, dtype=torch.float64)

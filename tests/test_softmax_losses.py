@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mfsoftmax.models import softmax_losses as L
+from mfsoftmax.models.softmax import losses as L
 
 
 @pytest.fixture

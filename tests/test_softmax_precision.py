@@ -12,10 +12,10 @@ from mfsoftmax.bench.engines import precision_of
 from mfsoftmax.bench.measure import sample_precision_peaks, timed_fit
 from mfsoftmax.datasets import load, make_split
 from mfsoftmax.evaluation import evaluate
-from mfsoftmax.models import softmax_train
+from mfsoftmax.models import SoftmaxDNN
 from mfsoftmax.models.popularity import Popularity
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
-from mfsoftmax.models.softmax_train import cpu_bf16_flags, resolve_precision
+from mfsoftmax.models.softmax import train as softmax_train
+from mfsoftmax.models.softmax.precision import cpu_bf16_flags, resolve_precision
 
 SMALL = dict(dim=32, hidden=(64,), n_negatives=50, epochs=4, patience=4, batch_size=256, lr=0.003)
 #: bf16 must reach the fp32 model's validation Recall@20 within this (absolute)

@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from mfsoftmax.datasets import from_coo
-from mfsoftmax.models import Queries
-from mfsoftmax.models import softmax_losses as L
-from mfsoftmax.models.softmax_dnn import SoftmaxDNN
-from mfsoftmax.models.softmax_train import example_weights
+from mfsoftmax.models import Queries, SoftmaxDNN
+from mfsoftmax.models.softmax import losses as L
+from mfsoftmax.models.softmax.batches import example_weights
 from mfsoftmax.models.wals import WALS
 from tests.contract import checkerboard
 from tests.test_softmax_dnn import SMALL

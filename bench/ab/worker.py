@@ -105,7 +105,7 @@ class Fixture:
         return WALS(dim=32, iterations=iterations, track_loss=False, seed=SEED, threads=1)
 
     def dnn(self, loss, epochs=1):
-        from mfsoftmax.models.softmax_dnn import SoftmaxDNN  # lazy: the commit's code, on use
+        from mfsoftmax.models import SoftmaxDNN  # lazy: the commit's code, on use
 
         return SoftmaxDNN(dim=32, hidden=(64,), loss=loss, epochs=epochs, patience=epochs,
                           batch_size=256, seed=SEED, threads=1)

@@ -1,5 +1,5 @@
 """The dataset options shared by every command that loads a dataset (``mfsoftmax datasets show``,
-``mfsoftmax eval``, the torchrun entry point of ``models/softmax_ddp.py``): a leaf of the core,
+``mfsoftmax eval``, the torchrun entry point of ``models/softmax/ddp.py``): a leaf of the core,
 so a model's entry point reads them without importing the CLI."""
 
 from __future__ import annotations

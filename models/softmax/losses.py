@@ -4,7 +4,7 @@ Pure functions on tensors, so each one is unit-tested against a direct computati
 ``q`` (B x d) query embeddings psi(x), ``pos`` (B,) positive item ids, ``V`` item embeddings.
 Every loss is a mean over the batch, or with per-example weights ``w`` (B,) the weighted
 sum ``sum_i w_i l_i`` (the caller normalises: ``w_i = c_i / sum c`` is the weighted mean;
-``softmax_ddp`` passes a rank's share of a global batch's normaliser). ``w=None`` runs the
+``ddp`` passes a rank's share of a global batch's normaliser). ``w=None`` runs the
 unweighted code unchanged (bit for bit).
 
 Item bias: every loss takes optional per-item biases ``b`` (``None`` = no bias) and uses the

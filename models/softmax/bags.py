@@ -2,8 +2,8 @@
 weights (mean pooling).
 
 Two forms: EmbeddingBag inputs (flat item ids, offsets, 1/len weights), built in numpy, and
-:class:`~.softmax_towers.DenseBags`, rows of a dense users x items 0/1 matrix gathered on the
-device (``full`` and gravity training, see ``softmax_train``).
+:class:`~.towers.DenseBags`, rows of a dense users x items 0/1 matrix gathered on the
+device (``full`` and gravity training, see ``train``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .softmax_towers import DenseBags
+from .towers import DenseBags
 
 
 def bag_inputs(items: np.ndarray, starts: np.ndarray, lens: np.ndarray, skip: np.ndarray | None,
