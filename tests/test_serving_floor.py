@@ -170,8 +170,8 @@ def test_floor_of_a_model_without_embeddings(split):
 
 
 def test_serving_verdict_names_the_dominant_part():
+    from mfsoftmax.reports.verdicts import CLAIMS
     from reports.sections.serving import judge as _serving
-    from reports.verdicts import CLAIMS
 
     claim = next(c for c in CLAIMS if c.key == "serving")
     results = {"models": {
@@ -190,8 +190,8 @@ def test_serving_verdict_names_the_dominant_part():
 def test_serving_verdict_when_mf_is_the_slower():
     """MF at d = 256 against a DNN at d = 64 on a large catalogue: MF's scoring reads 4x the
     floats, the DNN's tower costs the other way; the verdict says which side is slower and why."""
+    from mfsoftmax.reports.verdicts import CLAIMS
     from reports.sections.serving import judge as _serving
-    from reports.verdicts import CLAIMS
 
     claim = next(c for c in CLAIMS if c.key == "serving")
     results = {"models": {
@@ -239,8 +239,8 @@ def _serving_results(lean=True, sweep=True):
 
 
 def _serving_claim(results):
+    from mfsoftmax.reports.verdicts import CLAIMS
     from reports.sections.serving import judge as _serving
-    from reports.verdicts import CLAIMS
 
     return _serving(next(c for c in CLAIMS if c.key == "serving"), results)
 

@@ -5,10 +5,10 @@ run measured beside the fp32 one."""
 
 from __future__ import annotations
 
+from mfsoftmax.reports.verdicts import CLAIMS
 from reports.judge import precision_of
 from reports.sections.serving import judge as _serving
 from reports.sections.training import judge as _training
-from reports.verdicts import CLAIMS
 
 
 def _claim(key):
