@@ -10,7 +10,11 @@ import numpy as np
 from mfsoftmax.datasets import load
 from mfsoftmax.ranking import topk
 
-from . import ann
+from .ann import available, make_index
+from .ann.base import single_thread
+from .ann.catalogue import distinct_sources, n_duplicate_rows
+from .ann.exact import exact_topk
+from .ann.measure import measure_index, operating_point, pareto
 from .engines import engine_of, spawns_processes
 from .measure import RssMonitor
 
@@ -28,14 +32,14 @@ def serving_vs_corpus(sizes, vector_sets, k: int = 10,
     """Single-query MIPS cost against the corpus size, exact and through ANN indexes swept over
     their search parameter (ann-benchmarks style). Returns ``(rows, frontier)``.
 
-    ``vector_sets``: :class:`~.ann.VectorSet` per family (the fitted MF model's and the DNN's
+    ``vector_sets``: :class:`~.ann.catalogue.VectorSet` per family (the fitted MF model's and the DNN's
     item and query embeddings, grown to each size by perturbed copies; and random Gaussian
     vectors, the labelled worst case, up to ``random_max_items``). For each size and set: an
     ``exact`` row (matmul + top-k, the reference) and, for each index of ``indexes`` and each
     value of its search parameter, a row with p50/p95/p99 (µs, one query per call, one thread,
     the query embedding precomputed), recall@k against exact, build seconds and index bytes,
     once per way of searching by inner product in ``mips``: ``ip`` (the library's inner-product
-    metric) and ``l2`` (MIPS reduced to L2 nearest neighbours, :func:`~.ann.l2_reduction`).
+    metric) and ``l2`` (MIPS reduced to L2 nearest neighbours, :func:`~.ann.base.l2_reduction`).
     The row per (size, set, index) that is fastest at recall >= ``target_recall`` (else the
     most accurate) has ``operating_point: true``. ``frontier``: per (size, set, index) the
     Pareto points (recall vs p50) and that operating point.
@@ -66,18 +70,18 @@ def serving_vs_corpus(sizes, vector_sets, k: int = 10,
             rng = np.random.default_rng([int(seed), n, set_no])
             items, source = vs.catalogue(n, grow_noise, rng)
             queries = vs.query_vectors(n_queries, rng)
-            exact_ids = ann.exact_topk(items, queries, k)
+            exact_ids = exact_topk(items, queries, k)
             base.update(dim=int(items.shape[1]), n_queries=len(queries))
             if vs.vectors == "trained":
                 base.update(source_model=vs.source_model, trained_items=int(len(vs.items)),
                             query_embedding_us=vs.query_embedding_us, **vs.info)
                 if n > len(vs.items):
                     base.update(grow_noise=float(grow_noise),
-                                exact_duplicates=ann.n_duplicate_rows(items),
-                                top10_distinct_sources=ann.distinct_sources(exact_ids, source))
+                                exact_duplicates=n_duplicate_rows(items),
+                                top10_distinct_sources=distinct_sources(exact_ids, source))
             runs = [("exact", "ip")] + [(f, m) for f in indexes for m in mips]
             for family, how in runs:
-                why = ann.available(family)
+                why = available(family)
                 if why:
                     skip({**base, "mips": how}, family, why)
                     continue
@@ -116,13 +120,13 @@ def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_th
     """Build one index over ``items`` (searching by inner product the ``mips`` way), sweep its
     search parameter, and return its rows (the operating point marked); append its Pareto
     frontier to ``frontier``."""
-    index = ann.make_index(family, params, build_threads=build_threads if family != "exact" else 1,
+    index = make_index(family, params, build_threads=build_threads if family != "exact" else 1,
                            seed=seed, mips=mips).build(items)
     try:
-        measured = ann.measure_index(index, queries, exact_ids, k, warmup)
+        measured = measure_index(index, queries, exact_ids, k, warmup)
         nbytes = index.nbytes
     finally:
-        ann.single_thread()
+        single_thread()
     label = index.label
     built = {"build_s": float(index.build_s), "build_cpu_s": float(index.build_cpu_s),
              "build_threads": int(index.build_threads), "search_threads": 1,
@@ -135,7 +139,7 @@ def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_th
         if row.get("query_embedding_us") is not None:
             row["total_p50_us"] = row["p50_us"] + row["query_embedding_us"]
         out.append(row)
-    op = ann.operating_point(out, target_recall)
+    op = operating_point(out, target_recall)
     if op is not None:
         op["operating_point"] = True
     keep = ("param_value", "recall_vs_exact", "p50_us", "p99_us", "p50_cpu_us")
@@ -143,7 +147,7 @@ def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_th
         "model": base["model"], "vectors": base["vectors"], "n_items": base["n_items"],
         **({"source_model": base["source_model"]} if base.get("source_model") else {}),
         "index": label, "mips": MIPS_LABELS[mips], "param": index.param_name, **built,
-        "points": [{key: p[key] for key in keep} for p in ann.pareto(out)],
+        "points": [{key: p[key] for key in keep} for p in pareto(out)],
         "operating_point": {key: op[key] for key in keep} if op else None,
         "target_recall": float(target_recall), "target_p50_us": float(target_p50_us),
         "meets_target": bool(op and op["recall_vs_exact"] >= target_recall

@@ -15,7 +15,7 @@ import numpy as np
 
 from mfsoftmax.ranking import Queries
 
-from ..ann import VectorSet, with_bias
+from ..ann.catalogue import VectorSet, with_bias
 from ..context import RunContext, Section
 from ..score_precision import PRECISIONS, RERANK, precision_vs_corpus
 from ..serving import request_threads
@@ -62,7 +62,7 @@ def _one_request_us(model, queries) -> float:
 
 
 def trained_sets(ctx: RunContext, n_queries: int) -> list:
-    """A :class:`~..ann.VectorSet` per family (MF, DNN) from the fitted models: item
+    """A :class:`~..ann.catalogue.VectorSet` per family (MF, DNN) from the fitted models: item
     embeddings (the DNN's item biases folded in as one more coordinate) and the query
     embeddings of the test users (zero queries, which tie every item, dropped)."""
     sw = ctx.cfg["sweeps"]
