@@ -14,6 +14,17 @@ from mfsoftmax.ranking import Queries
 
 from ..context import RunContext, Section
 
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # groups: also sweep w0 on planted-groups probes with these group counts at regime_dims
+    # (synthetic data): where raising w0 helps and where it hurts. w0 = 0 fits directly.
+    "folding": {"probe": "auto", "k": 10, "w0": [0.0, 0.0001, 0.001, 0.01, 0.1, 1.0],
+                "variants": [], "dims": [], "dataset_params": {}, "groups": [],
+                "regime_dims": []},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"folding": {"w0": [0.001, 0.1], "dims": [], "groups": []}}
+
 
 def probe_data(ctx: RunContext):
     """The planted-groups data itself (or a variant from ``folding.dataset_params``), else the
