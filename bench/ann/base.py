@@ -50,18 +50,29 @@ class AnnIndex:
     """One index family. ``build(items)``, then ``search(queries, k, param)`` -> (B x k) ids;
     ``nbytes`` after building; ``sweep(n)`` the search-parameter values to measure (weakly
     increasing effort); ``exhaustive(n)`` a value at which the search is exact on a small
-    catalogue (tests). ``sweep_key``: the key of the sweep in its ``sweeps.ann_params`` table."""
+    catalogue (tests). ``sweep_key``: the key of the sweep in its ``sweeps.ann_params`` table;
+    the other keys of ``params`` are construction parameters, set as attributes."""
 
     family = ""
     param_name: str | None = None
     sweep_key: str | None = None
-    default_sweep: tuple = ()
+    #: the index module's grid (``PARAMS``): construction parameters and, under ``sweep_key``,
+    #: the values swept by default
+    params: dict = {}
 
-    def __init__(self, sweep=None, build_threads: int = 1, seed: int = 0, mips: str = "ip"):
+    def __init__(self, sweep=None, build_threads: int = 1, seed: int = 0, mips: str = "ip",
+                 **construction):
         if mips not in MIPS:
             raise ValueError(f"{self.family}: mips must be one of {', '.join(MIPS)}, got {mips!r}")
+        defaults = {k: v for k, v in self.params.items() if k != self.sweep_key}
+        unknown = sorted(set(construction) - set(defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no parameter {', '.join(unknown)}; it "
+                            f"takes {', '.join(defaults) or 'none'} and {self.sweep_key}")
+        for key, default in defaults.items():  # M, ef_construction, nlist_factor: their type
+            setattr(self, key, type(default)(construction.get(key, default)))
         self.mips = mips if self.family != "exact" else "ip"
-        self._sweep = tuple(sweep) if sweep else self.default_sweep
+        self._sweep = tuple(sweep) if sweep else tuple(self.params.get(self.sweep_key, ()))
         self.build_threads = max(1, int(build_threads))
         self.seed = int(seed)
         self.n = 0
@@ -69,9 +80,12 @@ class AnnIndex:
         self.build_s: float | None = None
         self.build_cpu_s: float | None = None
 
+    #: the row label, formatted with the index's attributes (``{M}``); the family when unset
+    label_format = ""
+
     @property
     def label(self) -> str:
-        return self.family
+        return self._tag(self.label_format.format(**vars(self))) if self.label_format else self.family
 
     def _tag(self, label: str) -> str:
         """``label`` with the MIPS method when it is the reduction to L2."""
@@ -88,7 +102,9 @@ class AnnIndex:
         return list(self._sweep)
 
     def exhaustive(self, n: int):
-        return None
+        """A value of the search parameter at which the search is exact on ``n`` items (an
+        HNSW graph's ``ef`` = n; None without a parameter)."""
+        return int(n) if self.param_name else None
 
     def build(self, items: np.ndarray) -> AnnIndex:
         items = f32(items)

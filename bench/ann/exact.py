@@ -28,6 +28,7 @@ class ExactIndex(AnnIndex):
     """Brute force: ``items @ q`` and argpartition (the reference every recall is against)."""
 
     family = "exact"
+    params = PARAMS
 
     def _build(self, items):
         self.items = items

@@ -16,19 +16,8 @@ class FaissHnswIndex(FaissIndex):
     family = "faiss-hnsw"
     param_name = "efSearch"
     sweep_key = "ef_search"
-    default_sweep = tuple(PARAMS["ef_search"])
-
-    def __init__(self, M: int = PARAMS["M"], ef_construction: int = PARAMS["ef_construction"],
-                 **kw):
-        super().__init__(**kw)
-        self.M, self.ef_construction = int(M), int(ef_construction)
-
-    @property
-    def label(self) -> str:
-        return self._tag(f"faiss-hnsw(M={self.M})")
-
-    def exhaustive(self, n):
-        return int(n)
+    params = PARAMS
+    label_format = "faiss-hnsw(M={M})"
 
     def _make(self, faiss, items):
         metric = faiss.METRIC_INNER_PRODUCT if self.mips == "ip" else faiss.METRIC_L2

@@ -21,12 +21,8 @@ class FaissIvfIndex(FaissIndex):
     family = "faiss-ivf"
     param_name = "nprobe"
     sweep_key = "nprobe"
-    default_sweep = tuple(PARAMS["nprobe"])
-
-    def __init__(self, nlist_factor: float = PARAMS["nlist_factor"], **kw):
-        super().__init__(**kw)
-        self.nlist_factor = float(nlist_factor)
-        self.nlist: int | None = None
+    params = PARAMS
+    nlist: int | None = None  # set by the build
 
     def nlist_for(self, n: int) -> int:
         return int(max(1, min(round(self.nlist_factor * math.sqrt(n)), n // 39)))

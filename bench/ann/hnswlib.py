@@ -19,20 +19,9 @@ class HnswlibIndex(AnnIndex):
     family = "hnswlib"
     param_name = "ef"
     sweep_key = "ef"
-    default_sweep = tuple(PARAMS["ef"])
-
-    def __init__(self, M: int = PARAMS["M"], ef_construction: int = PARAMS["ef_construction"],
-                 **kw):
-        super().__init__(**kw)
-        self.M, self.ef_construction = int(M), int(ef_construction)
-        self._ef = None
-
-    @property
-    def label(self) -> str:
-        return self._tag(f"hnswlib-hnsw(M={self.M})")
-
-    def exhaustive(self, n):
-        return int(n)
+    params = PARAMS
+    label_format = "hnswlib-hnsw(M={M})"
+    _ef = None
 
     def _build(self, items):
         import hnswlib  # optional: treated as optional (available() skips its rows without it)
