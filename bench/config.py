@@ -1,13 +1,16 @@
 """Suite configuration: TOML files in ``bench/configs/``, defaults, ``--quick`` and overrides.
 
-A config is a nested dict. Every key has a default here (``DEFAULTS``); a file overrides what it
-names; command-line flags override the file; the resolved config is stored in results.json.
+A config is a nested dict. Every key has a default (``DEFAULTS``: :data:`CORE` here, and each
+stage's own sections declared by its module, ``DEFAULTS`` / ``QUICK`` beside ``USES``); a file
+overrides what it names; command-line flags override the file; the resolved config is stored in
+results.json.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import inspect
 from pathlib import Path
 
@@ -16,11 +19,14 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
+from . import stages
 from .stages import STAGE_NAMES as STAGES  # the one list of stages (bench/stages/__init__.py)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-DEFAULTS: dict = {
+#: the sections no stage owns; each stage's own sections and their defaults are declared by its
+#: module (``DEFAULTS`` and ``QUICK`` in bench/stages/<stage>.py) and assembled by :func:`defaults`
+CORE: dict = {
     "run": {"seed": 0, "threads": 1, "k": [10, 20, 50, 100], "out": "runs", "report": True,
             "progress": None},
     # binarize: every kept interaction becomes 1.0 (false keeps the values, e.g. play counts,
@@ -31,64 +37,8 @@ DEFAULTS: dict = {
     "dataset": {"name": "synthetic", "data_dir": None, "protocol": "strong", "params": {},
                 "min_rating": None, "min_user": 0, "min_item": 0, "binarize": True, "split": {},
                 "max_items": None, "max_users": None, "max_interactions": None},
-    # sampler: "tpe" (Optuna's seeded TPE; trial 0 = the configured params) or "random"
-    "tuning": {"trials": 4, "metric": "recall@20", "sampler": "tpe"},
-    # seeds: train each tuned model with this many seeds (seed, seed + 1, ...): figures are means
-    # over seeds and every gap's error includes the seeds' spread
-    "quality": {"seeds": 1},
     "models": {},
     "stages": {name: True for name in STAGES},
-    # score_precision: one request's scoring of the whole catalogue in each of these precisions
-    # ("fp32", "bf16", "fp16", "int8"; bench/score_precision.py), every reduced one re-ranking
-    # its score_rerank best candidates in fp32; recall@k vs the exact fp32 top-k beside the p50
-    "serving": {"queries": 1000, "warmup": 50, "batch_sizes": [1, 32, 256], "k": 10,
-                "score_precision": ["fp32", "bf16", "fp16", "int8"], "score_rerank": 100},
-    # split_seeds: repeat the n_known = 0 new-user comparison on strong splits drawn with these
-    # seeds for seed_models (default: models, else every model), refitted per split;
-    # popularity and feature-popularity always included
-    "cold_start": {"n_known_users": [0, 1, 2, 5, 10, 20], "n_known_items": [0, 1, 2, 5, 10],
-                   "item_frac": 0.1, "k": 10, "models": [], "split_seeds": [], "seed_models": []},
-    "ablation": {"base": None},
-    # tables hashed into these shares of the item count (1.0 = exact); scopes: "inputs" (history
-    # and user-feature tables) and/or "all" (the item side too)
-    "hashing": {"base": None, "fractions": [1.0, 0.5, 0.1], "scopes": ["inputs", "all"]},
-    # groups: also sweep w0 on planted-groups probes with these group counts at regime_dims
-    # (synthetic data): where raising w0 helps and where it hurts. w0 = 0 fits directly.
-    "folding": {"probe": "auto", "k": 10, "w0": [0.0, 0.0001, 0.001, 0.01, 0.1, 1.0],
-                "variants": [], "dims": [], "dataset_params": {}, "groups": [],
-                "regime_dims": []},
-    # serving_vs_corpus: exact MIPS and each of ann_indexes ("hnswlib", "faiss-hnsw",
-    # "faiss-ivf"; faiss optional) swept over its search parameter (ann_params: construction
-    # parameters and the sweep) at each corpus size, once per ann_mips way of searching by inner
-    # product ("ip": the library's inner-product metric; "l2": MIPS reduced to L2 nearest
-    # neighbours by one extra coordinate), on ann_vectors: "trained" (the fitted MF
-    # model's and train_dnn's embeddings, else the best softmax's, grown to the size by copies
-    # perturbed by ann_grow_noise x the item cloud's spread) and "random" (N(0, I_dim), the
-    # worst case, up to ann_random_max_items; 0 = every size). ann_time_budget_s: the sweep's
-    # own budget (None: time_budget_s). ann_build_threads: threads for index BUILDS only
-    # (searches are single-threaded). The operating point: fastest at recall@10 >=
-    # ann_target_recall; the target: that at p50 <= ann_target_p50_us.
-    # training_vs_size: one pass (an ALS iteration, a DNN epoch) of each of train_models (names
-    # of [models]; [] = the first MF model and train_dnn) on synthetic data of each of
-    # train_sizes interactions over train_items items; train_params: per-model params for the
-    # sweep only, over the tuned ones (e.g. the literature's dims: wals = { dim = 256 }).
-    "sweeps": {"corpus_sizes": [1000, 10000], "dim": 64, "queries": 300,
-               "ann_indexes": ["hnswlib", "faiss-hnsw", "faiss-ivf"], "ann_mips": ["ip", "l2"],
-               "ann_vectors": ["trained", "random"],
-               "ann_params": {
-                   "hnswlib": {"M": 16, "ef_construction": 100,
-                               "ef": [10, 16, 32, 64, 128, 256, 512, 1024]},
-                   "faiss-hnsw": {"M": 32, "ef_construction": 80,
-                                  "ef_search": [16, 32, 64, 128, 256, 512, 1024]},
-                   "faiss-ivf": {"nlist_factor": 4.0,
-                                 "nprobe": [1, 2, 4, 8, 16, 32, 64, 128, 256]}},
-               "ann_grow_noise": 0.3, "ann_random_max_items": 100000, "ann_build_threads": 1,
-               "ann_warmup": 20, "ann_target_recall": 0.95, "ann_target_p50_us": 1000.0,
-               "ann_time_budget_s": None,
-               "train_sizes": [100000, 300000, 1000000],
-               "train_items": 10000, "train_dnn": "softmax-sampled-uniform",
-               "time_budget_s": 120, "train_models": [], "train_params": {}},
-    "offline_topk": {"k": 100},
     # per-stage time budgets in seconds: budgets.<stage>_s (e.g. quality_s) and budgets.total_s
     # (the whole run, loading included). A stage with no budget left is skipped; one that runs
     # past its budget is stopped; either is recorded as skipped with the reason (stages.<name>.
@@ -101,25 +51,33 @@ DEFAULTS: dict = {
     # engines of every MF / softmax model the suite builds (a model's own params override):
     # mf = "implicit" | "spark" (WALS's engine), dnn_workers = data-parallel ranks of SoftmaxDNN
     "engines": {"mf": "implicit", "dnn_workers": 1},
-    # strata (bench/stages/strata.py): test users in user_bins quantile strata of history length;
-    # target items in head / torso / tail, the most popular items holding item_shares (head,
-    # torso) of the training interactions; metrics per stratum (the headline judges the first)
-    "strata": {"user_bins": 5, "item_shares": [0.2, 0.3], "metrics": ["recall@10", "recall@20"]},
 }
 
-# What --quick shrinks (a smoke run; figures are not meaningful).
-QUICK: dict = {
-    "tuning": {"trials": 1},
-    "quality": {"seeds": 1},
-    "serving": {"queries": 200, "warmup": 10, "batch_sizes": [1, 32]},
-    "cold_start": {"n_known_users": [0, 1, 5], "n_known_items": [0, 1, 5]},
-    "folding": {"w0": [0.001, 0.1], "dims": [], "groups": []},
-    "hashing": {"fractions": [1.0, 0.25]},
-    "sweeps": {"corpus_sizes": [1000, 10000], "queries": 50, "train_sizes": [20000, 60000],
-               "train_items": 2000, "time_budget_s": 20, "ann_warmup": 5,
-               "ann_params": {"hnswlib": {"ef": [10, 64, 256]}, "faiss-hnsw": {"ef_search": [16, 64, 256]},
-                              "faiss-ivf": {"nprobe": [1, 8, 64]}}},
-}
+
+@functools.cache
+def defaults() -> dict:
+    """Every key's default: :data:`CORE` and the sections the stages declare (``DEFAULTS`` of
+    each stage module, in run order). Built on first use: the stage modules import numpy and
+    the models, which ``mfsoftmax --help`` does not load. ``config.DEFAULTS`` is this dict."""
+    return {**copy.deepcopy(CORE), **stages.declared("DEFAULTS")}
+
+
+@functools.cache
+def quick() -> dict:
+    """What ``--quick`` shrinks (a smoke run; figures are not meaningful): the stages' ``QUICK``
+    caps. ``config.QUICK`` is this dict."""
+    return stages.declared("QUICK")
+
+
+def __getattr__(name: str):
+    """``DEFAULTS`` and ``QUICK``, assembled from the stages on first use."""
+    if name == "DEFAULTS":
+        return defaults()
+    if name == "QUICK":
+        return quick()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # the smaller synthetic dataset of --quick (the default run uses the generator's defaults)
 QUICK_DATASET = {"synthetic": {"n_users": 1500, "n_items": 900, "n_groups": 12}}
 # --quick on any other dataset: at most this many items, users and interactions (the quick
@@ -175,7 +133,7 @@ def load_config(name_or_path: str | None = None) -> dict:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    cfg = merge(DEFAULTS, raw)
+    cfg = merge(defaults(), raw)
     cfg["run"]["config_file"] = str(path)
     validate(cfg, str(path))
     return cfg
@@ -183,7 +141,7 @@ def load_config(name_or_path: str | None = None) -> dict:
 
 def shrink(cfg: dict) -> dict:
     """The ``--quick`` smoke version of ``cfg``."""
-    out = merge(cfg, QUICK)
+    out = merge(cfg, quick())
     ds = out["dataset"]
     if ds["name"] in QUICK_DATASET:
         ds["params"] = merge(ds["params"], QUICK_DATASET[ds["name"]])
@@ -369,7 +327,7 @@ def split_for_protocol(split: dict, protocol: str) -> tuple[dict, list]:
 
 def validate(cfg: dict, where: str = "config") -> None:
     """Raise :class:`ConfigError` naming the key at fault."""
-    check_keys(cfg, DEFAULTS, where)
+    check_keys(cfg, defaults(), where)
     for key in cfg["stages"]:
         if key not in STAGES:
             raise ConfigError(f"{where}: unknown stage stages.{key}; known: {', '.join(STAGES)}")
@@ -428,9 +386,10 @@ def validate(cfg: dict, where: str = "config") -> None:
     ks = cfg["run"]["k"]
     if not ks or any(int(k) < 1 for k in ks):
         raise ConfigError(f"{where}: run.k must be a list of positive cut-offs")
-    from .stages.strata import check_config  # cycle: the stage imports ConfigError from here
-
-    check_config(cfg, where)
+    for name in stages.REGISTRY:  # a stage's checks of its own sections (strata's)
+        check = getattr(stages.load(name), "check_config", None)
+        if check is not None:
+            check(cfg, where)
 
 
 def _check_sweeps(cfg: dict, where: str) -> None:

@@ -218,10 +218,3 @@ class RunContext:
         if self.split.protocol == "strong":
             return self.split, True
         return self.split_for("strong"), False
-
-    def dataset_params(self, name: str, params: dict) -> dict:
-        """Builder parameters of dataset ``name`` (the synthetic generator takes the run's seed)."""
-        params = dict(params)
-        if name == "synthetic":
-            params.setdefault("seed", self.seed)
-        return params

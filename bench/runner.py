@@ -17,17 +17,15 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 from mfsoftmax import runtime  # by module: tests replace its writers (a full disk)
-from mfsoftmax.datasets import DatasetError, load, make_split
-from mfsoftmax.datasets.preprocess import drop_empty
+from mfsoftmax.datasets import DatasetError, make_split
 from mfsoftmax.results.schema import SCHEMA_VERSION, validate
 from mfsoftmax.runtime import sample_calibration, to_jsonable
 
 from . import stages
 from .config import QUICK_CAPS, STAGES
 from .context import MissingInput, RunContext, Section, StageFailed, build_model, deep_merge
+from .data import load_dataset
 from .measure import RssMonitor, sample_precision_peaks
 from .progress import Log
 
@@ -100,14 +98,7 @@ class Runner:
         """Load the dataset and make the main split (the run's context)."""
         ds = self.cfg["dataset"]
         t0 = time.perf_counter()
-        params = dict(ds["params"])
-        if ds["name"] in ("synthetic", "synthetic-20m"):
-            params.setdefault("seed", self.seed)
-        data = load(ds["name"], data_dir=ds["data_dir"], min_rating=ds["min_rating"],
-                    min_user=ds["min_user"], min_item=ds["min_item"],
-                    binary=bool(ds.get("binarize", True)), **params)
-        full = (data.n_users, data.n_items, data.n_interactions)
-        data = cap_size(data, *(ds.get(k) for k in QUICK_CAPS), seed=self.seed)
+        data, full = load_dataset(ds, self.seed)  # the folding probes load through it too
         split = make_split(data, ds["protocol"], seed=self.seed, **ds["split"])
         for label, part in (("test", split.test), ("validation", split.valid)):
             if len(part) == 0:
@@ -340,25 +331,6 @@ class Runner:
         st = ", ".join(f"{k}={v['status']}" for k, v in self.results["stages"].items())
         lines.append(f"\nstages: {st}")
         return "\n".join(lines)
-
-
-def cap_size(data, max_items: int | None = None, max_users: int | None = None,
-             max_interactions: int | None = None, seed: int = 0):
-    """``data`` restricted to its ``max_items`` most popular items (ties: the lower index), then
-    to a random sample of users (seeded; at least one) of at most ``max_users`` users holding at
-    most ``max_interactions`` interactions; order kept, empty rows and columns dropped. ``data``
-    itself when it is within every cap."""
-    if max_items and data.n_items > max_items:
-        top = np.argsort(-data.item_popularity(), kind="stable")[:max_items]
-        data = drop_empty(data.subset(items=np.sort(top)))
-    if (max_users and data.n_users > max_users) or (
-            max_interactions and data.n_interactions > max_interactions):
-        order = np.random.default_rng(seed).permutation(data.n_users)
-        held = np.cumsum(data.user_activity()[order])
-        n = min(max_users or data.n_users,
-                int(np.searchsorted(held, max_interactions or held[-1], side="right")))
-        data = drop_empty(data.subset(users=np.sort(order[:max(n, 1)])))
-    return data
 
 
 def _loadavg() -> list | None:

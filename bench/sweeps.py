@@ -4,13 +4,18 @@ MF's offline option (top-k for every user precomputed)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from mfsoftmax.datasets import load
 from mfsoftmax.ranking import topk
 
-from . import ann
+from .ann import available, make_index
+from .ann.base import single_thread
+from .ann.catalogue import distinct_sources, n_duplicate_rows
+from .ann.exact import exact_topk
+from .ann.measure import measure_index, operating_point, pareto
 from .engines import engine_of, spawns_processes
 from .measure import RssMonitor
 
@@ -28,14 +33,14 @@ def serving_vs_corpus(sizes, vector_sets, k: int = 10,
     """Single-query MIPS cost against the corpus size, exact and through ANN indexes swept over
     their search parameter (ann-benchmarks style). Returns ``(rows, frontier)``.
 
-    ``vector_sets``: :class:`~.ann.VectorSet` per family (the fitted MF model's and the DNN's
+    ``vector_sets``: :class:`~.ann.catalogue.VectorSet` per family (the fitted MF model's and the DNN's
     item and query embeddings, grown to each size by perturbed copies; and random Gaussian
     vectors, the labelled worst case, up to ``random_max_items``). For each size and set: an
     ``exact`` row (matmul + top-k, the reference) and, for each index of ``indexes`` and each
     value of its search parameter, a row with p50/p95/p99 (µs, one query per call, one thread,
     the query embedding precomputed), recall@k against exact, build seconds and index bytes,
     once per way of searching by inner product in ``mips``: ``ip`` (the library's inner-product
-    metric) and ``l2`` (MIPS reduced to L2 nearest neighbours, :func:`~.ann.l2_reduction`).
+    metric) and ``l2`` (MIPS reduced to L2 nearest neighbours, :func:`~.ann.base.l2_reduction`).
     The row per (size, set, index) that is fastest at recall >= ``target_recall`` (else the
     most accurate) has ``operating_point: true``. ``frontier``: per (size, set, index) the
     Pareto points (recall vs p50) and that operating point.
@@ -44,71 +49,111 @@ def serving_vs_corpus(sizes, vector_sets, k: int = 10,
     by the item count) would pass the budget is skipped with a row saying so (``index:
     "skipped"``). An index whose library is missing (faiss) is skipped the same way.
     """
-    index_params = index_params or {}
-    rows, frontier, t_start = [], [], time.perf_counter()
-    last_cost: dict = {}  # (set label, index family) -> (n, seconds) of its last measured block
+    sweep = _CorpusSweep(k=k, indexes=list(indexes), mips=list(mips),
+                         index_params=index_params or {}, n_queries=n_queries, warmup=warmup,
+                         grow_noise=grow_noise, build_threads=build_threads,
+                         target_recall=target_recall, target_p50_us=target_p50_us, seed=seed,
+                         time_budget_s=time_budget_s, log=log)
     task = log.task("corpus sizes", len(sizes)) if log is not None else None
-
-    def skip(base, family, note):
-        rows.append({**base, "index": "skipped", "skipped_index": family, "p50_us": None,
-                     "recall_vs_exact": None, "note": note})
-
     for n in sizes:
         n = int(n)
         for set_no, vs in enumerate(vector_sets):
-            base = {"model": vs.model, "vectors": vs.vectors, "n_items": n}
             if vs.vectors == "random" and random_max_items and n > int(random_max_items):
                 continue
-            spent = time.perf_counter() - t_start
-            if spent > time_budget_s:
-                skip(base, "all", f"time budget {time_budget_s:g}s spent")
-                continue
-            rng = np.random.default_rng([int(seed), n, set_no])
-            items, source = vs.catalogue(n, grow_noise, rng)
-            queries = vs.query_vectors(n_queries, rng)
-            exact_ids = ann.exact_topk(items, queries, k)
-            base.update(dim=int(items.shape[1]), n_queries=len(queries))
-            if vs.vectors == "trained":
-                base.update(source_model=vs.source_model, trained_items=int(len(vs.items)),
-                            query_embedding_us=vs.query_embedding_us, **vs.info)
-                if n > len(vs.items):
-                    base.update(grow_noise=float(grow_noise),
-                                exact_duplicates=ann.n_duplicate_rows(items),
-                                top10_distinct_sources=ann.distinct_sources(exact_ids, source))
-            runs = [("exact", "ip")] + [(f, m) for f in indexes for m in mips]
-            for family, how in runs:
-                why = ann.available(family)
-                if why:
-                    skip({**base, "mips": how}, family, why)
-                    continue
-                key = (vs.model, vs.vectors, family, how)
-                if key in last_cost:
-                    n0, sec0 = last_cost[key]
-                    predicted = sec0 * (n / n0) ** 1.1
-                    spent = time.perf_counter() - t_start
-                    if spent + predicted > time_budget_s:
-                        skip({**base, "mips": how}, family, f"predicted {predicted:.0f}s would pass the time budget "
-                                           f"{time_budget_s:g}s ({spent:.0f}s spent)")
-                        continue
-                t0 = time.perf_counter()
-                rows.extend(_ann_rows(family, how, items, queries, exact_ids, k, base,
-                                      index_params.get(family), build_threads, seed, warmup,
-                                      target_recall, target_p50_us, frontier))
-                last_cost[key] = (n, time.perf_counter() - t0)
-                if log is not None:
-                    f = frontier[-1]
-                    op = f["operating_point"] or {}
-                    log.say(f"  {n} items, {vs.model} ({vs.vectors}), {f['index']}: "
-                            f"recall {op.get('recall_vs_exact', float('nan')):.3f} at p50 "
-                            f"{op.get('p50_us', float('nan')):.0f} us"
-                            + (f" ({f['param']}={op.get('param_value')})" if f["param"] else "")
-                            + (f", build {f['build_s']:.1f}s" if f["param"] else ""))
-            del items
+            sweep.measure(n, set_no, vs)
         if task is not None:
             task.step(f"{n} items")
     if task is not None:
         task.close()
-    return rows, frontier
+    return sweep.rows, sweep.frontier
+
+
+@dataclass
+class _CorpusSweep:
+    """The state of :func:`serving_vs_corpus`: its options, the rows and frontier so far, and
+    each (set, index, mips)'s last measured cost (to predict the next size's)."""
+
+    k: int
+    indexes: list
+    mips: list
+    index_params: dict
+    n_queries: int
+    warmup: int
+    grow_noise: float
+    build_threads: int
+    target_recall: float
+    target_p50_us: float
+    seed: int
+    time_budget_s: float
+    log: object = None
+    rows: list = field(default_factory=list)
+    frontier: list = field(default_factory=list)
+    t_start: float = field(default_factory=time.perf_counter)
+    # (model, vectors, family, mips) -> (n, seconds) of its last measured block
+    last_cost: dict = field(default_factory=dict)
+
+    def spent(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def skip(self, base: dict, family: str, note: str) -> None:
+        self.rows.append({**base, "index": "skipped", "skipped_index": family, "p50_us": None,
+                          "recall_vs_exact": None, "note": note})
+
+    def measure(self, n: int, set_no: int, vs) -> None:
+        """Every index's rows on set ``vs``'s catalogue of ``n`` items."""
+        base = {"model": vs.model, "vectors": vs.vectors, "n_items": n}
+        if self.spent() > self.time_budget_s:
+            self.skip(base, "all", f"time budget {self.time_budget_s:g}s spent")
+            return
+        rng = np.random.default_rng([int(self.seed), n, set_no])
+        items, source = vs.catalogue(n, self.grow_noise, rng)
+        queries = vs.query_vectors(self.n_queries, rng)
+        exact_ids = exact_topk(items, queries, self.k)
+        base.update(dim=int(items.shape[1]), n_queries=len(queries))
+        if vs.vectors == "trained":
+            base.update(source_model=vs.source_model, trained_items=int(len(vs.items)),
+                        query_embedding_us=vs.query_embedding_us, **vs.info)
+            if n > len(vs.items):
+                base.update(grow_noise=float(self.grow_noise),
+                            exact_duplicates=n_duplicate_rows(items),
+                            top10_distinct_sources=distinct_sources(exact_ids, source))
+        for family, how in [("exact", "ip")] + [(f, m) for f in self.indexes for m in self.mips]:
+            why = available(family) or self.over_budget((vs.model, vs.vectors, family, how), n)
+            if why:
+                self.skip({**base, "mips": how}, family, why)
+                continue
+            t0 = time.perf_counter()
+            self.rows.extend(_ann_rows(family, how, items, queries, exact_ids, self.k, base,
+                                       self.index_params.get(family), self.build_threads,
+                                       self.seed, self.warmup, self.target_recall,
+                                       self.target_p50_us, self.frontier))
+            self.last_cost[(vs.model, vs.vectors, family, how)] = (n, time.perf_counter() - t0)
+            self.say_frontier(n, vs)
+
+    def over_budget(self, key: tuple, n: int) -> str | None:
+        """Why the block ``key`` at ``n`` items is not run (its last size's cost, scaled by the
+        item count, would pass the budget), else None."""
+        if key not in self.last_cost:
+            return None
+        n0, sec0 = self.last_cost[key]
+        predicted = sec0 * (n / n0) ** 1.1
+        spent = self.spent()
+        if spent + predicted > self.time_budget_s:
+            return (f"predicted {predicted:.0f}s would pass the time budget "
+                    f"{self.time_budget_s:g}s ({spent:.0f}s spent)")
+        return None
+
+    def say_frontier(self, n: int, vs) -> None:
+        """The log line of the block just measured (its operating point)."""
+        if self.log is None:
+            return
+        f = self.frontier[-1]
+        op = f["operating_point"] or {}
+        self.log.say(f"  {n} items, {vs.model} ({vs.vectors}), {f['index']}: "
+                     f"recall {op.get('recall_vs_exact', float('nan')):.3f} at p50 "
+                     f"{op.get('p50_us', float('nan')):.0f} us"
+                     + (f" ({f['param']}={op.get('param_value')})" if f["param"] else "")
+                     + (f", build {f['build_s']:.1f}s" if f["param"] else ""))
 
 
 def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_threads, seed,
@@ -116,13 +161,13 @@ def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_th
     """Build one index over ``items`` (searching by inner product the ``mips`` way), sweep its
     search parameter, and return its rows (the operating point marked); append its Pareto
     frontier to ``frontier``."""
-    index = ann.make_index(family, params, build_threads=build_threads if family != "exact" else 1,
+    index = make_index(family, params, build_threads=build_threads if family != "exact" else 1,
                            seed=seed, mips=mips).build(items)
     try:
-        measured = ann.measure_index(index, queries, exact_ids, k, warmup)
+        measured = measure_index(index, queries, exact_ids, k, warmup)
         nbytes = index.nbytes
     finally:
-        ann.single_thread()
+        single_thread()
     label = index.label
     built = {"build_s": float(index.build_s), "build_cpu_s": float(index.build_cpu_s),
              "build_threads": int(index.build_threads), "search_threads": 1,
@@ -135,7 +180,7 @@ def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_th
         if row.get("query_embedding_us") is not None:
             row["total_p50_us"] = row["p50_us"] + row["query_embedding_us"]
         out.append(row)
-    op = ann.operating_point(out, target_recall)
+    op = operating_point(out, target_recall)
     if op is not None:
         op["operating_point"] = True
     keep = ("param_value", "recall_vs_exact", "p50_us", "p99_us", "p50_cpu_us")
@@ -143,7 +188,7 @@ def _ann_rows(family, mips, items, queries, exact_ids, k, base, params, build_th
         "model": base["model"], "vectors": base["vectors"], "n_items": base["n_items"],
         **({"source_model": base["source_model"]} if base.get("source_model") else {}),
         "index": label, "mips": MIPS_LABELS[mips], "param": index.param_name, **built,
-        "points": [{key: p[key] for key in keep} for p in ann.pareto(out)],
+        "points": [{key: p[key] for key in keep} for p in pareto(out)],
         "operating_point": {key: op[key] for key in keep} if op else None,
         "target_recall": float(target_recall), "target_p50_us": float(target_p50_us),
         "meets_target": bool(op and op["recall_vs_exact"] >= target_recall

@@ -37,88 +37,12 @@ no m x n array is ever built (the keys are drawn for blocks of users x one group
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .core import DatasetError, Interactions, from_coo
-
-# draws per missing item in each round of topping up the users that drew an item twice
-FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0)
-
-
-def _bits(n: int) -> int:
-    return max(1, int(max(n, 1) - 1).bit_length())
-
-
-def _search_blocks(cdf: np.ndarray, block: np.ndarray, n_blocks: int, rng) -> np.ndarray:
-    """Inverse-CDF draw of one position per entry of ``block`` in its block (block b spans
-    [b, b + 1) of the concatenated ``cdf``). The queries are searched in sorted order (one value
-    sort of packed block, uniform and position), which keeps the binary search in cache: several
-    times faster than random order on a catalogue-sized CDF."""
-    n = len(block)
-    idx_bits, block_bits = _bits(n), _bits(n_blocks)
-    u_bits = min(40, 63 - idx_bits - block_bits, 52 - block_bits)
-    pos = np.empty(n, dtype=np.int64)
-    if u_bits < 24:  # too many draws to pack: argsort the float queries instead
-        query = block + rng.random(n)
-        order = np.argsort(query)
-        pos[order] = np.searchsorted(cdf, query[order], side="right")
-        return pos
-    packed = rng.integers(0, np.int64(1) << u_bits, size=n, dtype=np.int64)
-    packed <<= idx_bits
-    packed |= block.astype(np.int64) << (u_bits + idx_bits)
-    packed |= np.arange(n, dtype=np.int64)
-    packed.sort()
-    order = packed & ((np.int64(1) << idx_bits) - 1)
-    packed >>= idx_bits
-    query = packed.astype(np.float64)  # block * 2**u_bits + uniform: exact below 2**53
-    del packed
-    query += 0.5
-    query *= 1.0 / float(1 << u_bits)
-    pos[order] = np.searchsorted(cdf, query, side="right")
-    return pos
-
-
-def _in_group_by_keys(weights, item_groups, group_start, group_size, user_groups, primary,
-                      secondary, share, k_in, n_items, rng, cells: int = 1 << 20) -> np.ndarray:
-    """Sorted keys ``user * n_items + item`` of each user's ``k_in`` in-group items, drawn
-    without replacement from its taste mixture ``share * p(primary) + (1 - share) *
-    p(secondary)`` over its group's items (p: the taste's weights normalised in the group): the
-    ``k_in`` smallest exponential keys ``E_i / p_i`` (Efraimidis-Spirakis), for blocks of users
-    of one group at a time (at most ``cells`` user x item cells each; users sorted by ``k_in``
-    so a block's partition depth fits its users)."""
-    out = []
-    for g in range(len(group_size)):
-        lo, size = int(group_start[g]), int(group_size[g])
-        w = weights[lo:lo + size]
-        # (n_tastes, size): each taste's distribution in the group (float32: half the traffic)
-        p = (w / w.sum(axis=0)).T.astype(np.float32)
-        users = np.flatnonzero((user_groups == g) & (k_in > 0))
-        users = users[np.argsort(k_in[users], kind="stable")]
-        step = max(1, cells // size)
-        for start in range(0, len(users), step):
-            u = users[start:start + step]
-            k = k_in[u]
-            sh = share[u, None].astype(np.float32)
-            mix = sh * p[primary[u]]
-            mix += (1.0 - sh) * p[secondary[u]]
-            t = rng.standard_exponential((len(u), size), dtype=np.float32)
-            with np.errstate(divide="ignore"):  # an item of mass 0 in float32: never drawn
-                t /= mix
-            kmax = int(k.max())
-            if kmax < size:
-                part = np.argpartition(t, kmax - 1, axis=1)[:, :kmax]
-            else:
-                part = np.broadcast_to(np.arange(size), (len(u), size))
-            order = np.take_along_axis(part, np.argsort(np.take_along_axis(t, part, axis=1),
-                                                        axis=1), axis=1)
-            take = np.arange(kmax)[None, :] < k[:, None]
-            items = order[take] + lo
-            out.append(np.repeat(u, k) * np.int64(n_items) + items)
-    keys = np.concatenate(out) if out else np.zeros(0, np.int64)
-    keys.sort()
-    return keys
+from .synthetic_draws import Groups, Sampler, draw_distinct, in_group_by_keys
 
 
 def _check_ranges(**p) -> None:
@@ -189,14 +113,48 @@ def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
                   in_group=in_group, zipf=zipf, taste=taste, activity_sigma=activity_sigma,
                   mean_activity=mean_activity, min_activity=min_activity)
     rng = np.random.default_rng(seed)
+    groups = _groups(n_users, n_items, n_groups, rng)
+    affinity, weights = _item_weights(n_items, zipf, latent_dim, n_tastes, taste, rng)
+    users = _users(groups, n_items, n_tastes, mean_activity, activity_sigma, min_activity, noise,
+                   rng)
+    sampler = Sampler(groups, weights, users.share, users.primary, users.secondary, rng)
+    kept = []  # per round: the sorted keys of the kept draws
+    if in_group == "keys":
+        kept.append(in_group_by_keys(weights[:, :n_tastes], groups.items, groups.start,
+                                      groups.size, groups.users, users.primary, users.secondary,
+                                      users.share, users.k_in, n_items, rng))
+        users.need[0::2] = 0
+    keys = draw_distinct(sampler, users.need, n_users, n_items, kept)
+    users_idx, items = np.divmod(keys, np.int64(n_items))
+    del keys
+    t0 = 1_600_000_000
+    timestamps = t0 + rng.integers(0, 365 * 86400, size=len(users_idx))
+    user_features, item_features = _features(groups, users.primary, affinity, n_tastes,
+                                             feature_noise, rng)
+    return from_coo(
+        "synthetic", users_idx, items, n_users, n_items, timestamps=timestamps,
+        user_features=user_features, item_features=item_features,
+        user_groups=groups.users.astype(np.int64), item_groups=groups.items.astype(np.int64),
+        meta={"generator": "planted-groups-tastes", "seed": seed, "n_groups": n_groups,
+              "noise": noise, "zipf": zipf, "mean_activity": mean_activity, "taste": taste,
+              "n_tastes": n_tastes, "latent_dim": latent_dim, "feature_noise": feature_noise,
+              **({"in_group": in_group} if in_group != "draws" else {})},
+    )
+
+
+def _groups(n_users: int, n_items: int, n_groups: int, rng) -> Groups:
+    """Users spread evenly over the groups in random order; items in contiguous blocks."""
     user_groups = np.sort(rng.permutation(np.arange(n_users) % n_groups))
     item_groups = np.arange(n_items) * n_groups // n_items  # contiguous blocks
     rng.shuffle(user_groups)
-    group_start = np.searchsorted(item_groups, np.arange(n_groups))
-    group_size = np.bincount(item_groups, minlength=n_groups)
+    return Groups(user_groups, item_groups, np.searchsorted(item_groups, np.arange(n_groups)),
+                   np.bincount(item_groups, minlength=n_groups))
 
-    # --- items: global popularity and latent vectors; one weight column per taste, plus one
-    # for popularity alone (the noise draws)
+
+def _item_weights(n_items, zipf, latent_dim, n_tastes, taste, rng):
+    """``(affinity, weights)``: each item's affinity to each taste (n_items x n_tastes: mean 0,
+    variance 1) and its unnormalised weight under each taste, plus one last column for
+    popularity alone (the noise draws)."""
     log_pop = -zipf * np.log1p(rng.permutation(n_items))
     # unit vectors: no item is liked by every taste (shared popularity comes from the ranks)
     v = rng.standard_normal((n_items, latent_dim))
@@ -204,151 +162,64 @@ def synthetic(n_users: int = 4000, n_items: int = 2400, n_groups: int = 16,
     t = rng.standard_normal((n_tastes, latent_dim))
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     affinity = np.sqrt(latent_dim) * (v @ t.T)  # (n_items, n_tastes): mean 0, variance 1
-    n_cols = n_tastes + 1
-    logits = np.empty((n_items, n_cols))
+    logits = np.empty((n_items, n_tastes + 1))
     logits[:, :n_tastes] = taste * affinity + log_pop[:, None]
     logits[:, n_tastes] = log_pop
     logits -= logits.max(axis=0)
     weights = np.maximum(np.exp(logits), 1e-300)  # no block of zero mass, whatever zipf
-    del logits
+    return affinity, weights
 
-    # --- one CDF per (group, column) block, laid end to end: block b = g * n_cols + c spans
-    # [b, b + 1); item_at maps a position of the layout back to its item
-    cols = np.arange(n_cols)
-    flat = ((n_cols * group_start[item_groups] + np.arange(n_items) - group_start[item_groups])
-            [:, None] + cols[None, :] * group_size[item_groups][:, None])
-    w_flat = np.empty(n_items * n_cols)
-    w_flat[flat] = weights
-    item_at = np.empty(n_items * n_cols, dtype=np.int64)
-    item_at[flat] = np.arange(n_items)[:, None]
-    block_size = np.repeat(group_size, n_cols)
-    block_of = np.repeat(np.arange(n_groups * n_cols), block_size)
-    del flat
-    block_tot = np.bincount(block_of, weights=w_flat, minlength=n_groups * n_cols)
-    cdf = np.cumsum(w_flat) - np.repeat(np.cumsum(block_tot) - block_tot, block_size)
-    cdf /= block_tot[block_of]
-    cdf += block_of
-    cdf[np.cumsum(block_size) - 1] = np.arange(n_groups * n_cols) + 1.0  # exact upper ends
-    del w_flat, block_of
-    # the other groups by popularity mass (= global popularity outside the user's group)
-    mass = np.bincount(item_groups, weights=weights[:, n_tastes], minlength=n_groups)
-    mass_cdf = np.cumsum(mass) / mass.sum()
 
-    # --- users: two tastes each; distinct items per user split into in-group and noise ones
+@dataclass
+class _Users:
+    """Each user's two tastes and the primary's weight, its in-group item count and what each of
+    its segments still needs (segment ``2u``: in-group items, ``2u + 1``: noise items)."""
+
+    primary: np.ndarray
+    secondary: np.ndarray
+    share: np.ndarray
+    k_in: np.ndarray
+    need: np.ndarray
+
+
+def _users(groups: Groups, n_items, n_tastes, mean_activity, activity_sigma, min_activity,
+           noise, rng) -> _Users:
+    """Two tastes per user; distinct items per user split into in-group and noise ones."""
+    n_users = len(groups.users)
     primary = rng.integers(0, n_tastes, n_users)
     secondary = rng.integers(0, n_tastes, n_users)
     share = rng.uniform(0.5, 1.0, n_users)
     mu = np.log(mean_activity) - activity_sigma**2 / 2
     activity = np.maximum(min_activity, rng.lognormal(mu, activity_sigma, n_users).astype(np.int64))
     k_out = rng.binomial(activity, noise) if noise > 0 else np.zeros(n_users, dtype=np.int64)
-    size = group_size[user_groups]
+    size = groups.size[groups.users]
     k_in = np.minimum(activity - k_out, np.minimum(size, np.maximum(min_activity, size // 2)))
     k_out = np.minimum(k_out, n_items - size)
     need = np.stack([k_in, k_out], axis=1).ravel()  # segment 2u: in-group, 2u + 1: noise
+    return _Users(primary, secondary, share, k_in, need)
 
-    taste_block = [user_groups * n_cols + primary, user_groups * n_cols + secondary]
 
-    def draw(segs):
-        """One item per entry of ``segs`` (segment ids), from the segment's distribution."""
-        users = segs >> 1
-        block = np.where(rng.random(len(segs)) < share[users], taste_block[0][users],
-                         taste_block[1][users])
-        out = np.flatnonzero(segs & 1)
-        if len(out):
-            own = user_groups[users[out]]
-            other = np.minimum(np.searchsorted(mass_cdf, rng.random(len(out)), side="right"),
-                               n_groups - 1)
-            for _ in range(20):
-                again = np.flatnonzero(other == own)
-                if not len(again):
-                    break
-                other[again] = np.minimum(
-                    np.searchsorted(mass_cdf, rng.random(len(again)), side="right"), n_groups - 1)
-            stuck = np.flatnonzero(other == own)
-            other[stuck] = (own[stuck] + rng.integers(1, n_groups, len(stuck))) % n_groups
-            block[out] = other * n_cols + n_tastes
-        return item_at[_search_blocks(cdf, block, n_groups * n_cols, rng)]
-
-    # draw without replacement: draw what each segment still needs, keep the first draw of each
-    # new item, top up the segments that drew a repeat (more generously each round). A key is
-    # user * n_items + item (a user's in-group and noise items never coincide).
-    key_bits = _bits(n_users) + _bits(n_items)
-    kept = []  # per round: the sorted keys of the kept draws
-    if in_group == "keys":
-        kept.append(_in_group_by_keys(weights[:, :n_tastes], item_groups, group_start,
-                                      group_size, user_groups, primary, secondary, share, k_in,
-                                      n_items, rng))
-        need[0::2] = 0
-    active = np.flatnonzero(need > 0)
-    for factor in FACTORS:
-        if not len(active):
-            break
-        n_draw = np.ceil(need[active] * factor).astype(np.int64)
-        segs = np.repeat(active, n_draw)
-        keys = (segs >> 1) * np.int64(n_items) + draw(segs)
-        del segs
-        n = len(keys)
-        idx_bits = _bits(n)
-        if key_bits + idx_bits <= 63:  # stable order by key: one value sort of key and position
-            keys <<= idx_bits
-            keys |= np.arange(n, dtype=np.int64)
-            keys.sort()
-            order = keys & ((np.int64(1) << idx_bits) - 1)
-            keys >>= idx_bits
-        else:
-            order = np.argsort(keys, kind="stable")
-            keys = keys[order]
-        new = np.ones(n, dtype=bool)  # first draw of its key in this round ...
-        new[1:] = keys[1:] != keys[:-1]
-        for prev in kept:  # ... and not kept in an earlier round
-            at = np.minimum(np.searchsorted(prev, keys), len(prev) - 1)
-            new &= prev[at] != keys
-        fresh = np.zeros(n, dtype=bool)
-        fresh[order[new]] = True
-        # rank of each fresh draw among its segment's fresh draws, in draw order
-        rank = np.cumsum(fresh)
-        begin = np.concatenate([[0], np.cumsum(n_draw)[:-1]])
-        rank -= np.repeat(np.where(begin > 0, rank[begin - 1], 0), n_draw)
-        take = fresh & (rank <= np.repeat(need[active], n_draw))
-        del fresh, rank
-        need[active] -= np.add.reduceat(take, begin, dtype=np.int64)
-        if take.any():
-            kept.append(keys[take[order]])  # keys is sorted: so are the kept ones
-        active = active[need[active] > 0]
-        del keys, order, new, take
-    keys = np.concatenate(kept) if len(kept) > 1 else kept[0] if kept else np.zeros(0, np.int64)
-    del kept
-    keys.sort()  # (user, item) order: from_coo then has nothing to sort
-    users, items = np.divmod(keys, np.int64(n_items))
-    del keys
-    t0 = 1_600_000_000
-    timestamps = t0 + rng.integers(0, 365 * 86400, size=len(users))
-
+def _features(groups: Groups, primary, affinity, n_tastes, feature_noise, rng):
+    """``(user_features, item_features)``: coarse views of the hidden structure, each code
+    replaced by a random one with probability ``feature_noise``."""
     def noisy(labels, card):
         out = np.asarray(labels, dtype=np.int64).copy()
         flip = rng.random(len(out)) < feature_noise
         out[flip] = rng.integers(0, card, size=int(flip.sum()))
         return out
 
+    n_groups = groups.n
     n_regions = max(1, n_groups // 4)
     user_features = {
-        "segment": noisy(user_groups, n_groups),
-        "region": noisy(user_groups % n_regions, n_regions),
+        "segment": noisy(groups.users, n_groups),
+        "region": noisy(groups.users % n_regions, n_regions),
         "age_bucket": noisy(primary * 7 // n_tastes, 7),
     }
     item_features = {
-        "category": noisy(item_groups, n_groups),
+        "category": noisy(groups.items, n_groups),
         "year_bucket": noisy(np.argmax(affinity, axis=1) * 10 // n_tastes, 10),
     }
-    return from_coo(
-        "synthetic", users, items, n_users, n_items, timestamps=timestamps,
-        user_features=user_features, item_features=item_features,
-        user_groups=user_groups.astype(np.int64), item_groups=item_groups.astype(np.int64),
-        meta={"generator": "planted-groups-tastes", "seed": seed, "n_groups": n_groups,
-              "noise": noise, "zipf": zipf, "mean_activity": mean_activity, "taste": taste,
-              "n_tastes": n_tastes, "latent_dim": latent_dim, "feature_noise": feature_noise,
-              **({"in_group": in_group} if in_group != "draws" else {})},
-    )
+    return user_features, item_features
 
 
 #: MovieLens-20M's shape (Harper & Konstan 2015; the ml-20m ratings.csv): 138,493 users x 26,744

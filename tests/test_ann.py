@@ -1,4 +1,4 @@
-"""The ANN indexes of the corpus sweep (bench/ann.py), the sweep's rows and frontier, the
+"""The ANN indexes of the corpus sweep (bench/ann/), the sweep's rows and frontier, the
 perturbed-copies catalogue, and the frontier plot."""
 
 from __future__ import annotations
@@ -7,6 +7,17 @@ import numpy as np
 import pytest
 
 from mfsoftmax.bench import ann
+from mfsoftmax.bench.ann.base import l2_reduction
+from mfsoftmax.bench.ann.catalogue import (
+    VectorSet,
+    distinct_sources,
+    grow_catalogue,
+    n_duplicate_rows,
+    unique_rows,
+    with_bias,
+)
+from mfsoftmax.bench.ann.exact import exact_topk
+from mfsoftmax.bench.ann.measure import measure_index, pareto, recall_at_k
 from mfsoftmax.bench.sweeps import serving_vs_corpus
 from mfsoftmax.results.schema import validate
 from mfsoftmax.results.vocabulary import family_of
@@ -34,11 +45,11 @@ def _build(family, mips, items, **params):
 def test_exhaustive_setting_returns_the_exact_topk(family, mips):
     items = _cloud(300, 8)
     queries = _cloud(40, 8, seed=1)
-    exact = ann.exact_topk(items, queries, 10)
+    exact = exact_topk(items, queries, 10)
     index = _build(family, mips, items)
     found = index.search(queries, 10, index.exhaustive(len(items)))
     assert found.shape == (40, 10)
-    assert ann.recall_at_k(found, exact).mean() == 1.0
+    assert recall_at_k(found, exact).mean() == 1.0
     assert index.nbytes >= items.nbytes  # every index here stores the vectors
     index.close()
 
@@ -48,9 +59,9 @@ def test_exhaustive_setting_returns_the_exact_topk(family, mips):
 def test_recall_rises_with_the_search_parameter(family, mips):
     items = _cloud(4000, 16, seed=2, groups=30)
     queries = _cloud(100, 16, seed=3, groups=30)
-    exact = ann.exact_topk(items, queries, 10)
+    exact = exact_topk(items, queries, 10)
     index = _build(family, mips, items)
-    rows = ann.measure_index(index, queries, exact, 10, warmup=2)
+    rows = measure_index(index, queries, exact, 10, warmup=2)
     recalls = [r["recall_vs_exact"] for r in rows]
     assert len(rows) >= 3 and {r["param"] for r in rows} == {index.param_name}
     # weakly increasing (IVF: more probes are a superset; HNSW: a wider beam, up to noise)
@@ -58,7 +69,7 @@ def test_recall_rises_with_the_search_parameter(family, mips):
     assert recalls[-1] > recalls[0] or recalls[0] == 1.0
     assert recalls[-1] >= 0.95
     assert all(r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"] for r in rows)
-    pts = ann.pareto(rows)
+    pts = pareto(rows)
     assert pts and all(b["recall_vs_exact"] > a["recall_vs_exact"] and b["p50_us"] >= a["p50_us"]
                        for a, b in zip(pts, pts[1:], strict=False))
 
@@ -83,20 +94,20 @@ def test_indexes_search_by_inner_product_not_l2(family, mips):
 def test_l2_reduction_is_exact_mips():
     items = _cloud(500, 6, seed=5)
     queries = _cloud(30, 6, seed=6)
-    aug = ann.l2_reduction(items)
+    aug = l2_reduction(items)
     assert aug.shape == (500, 7)
     assert np.allclose(np.linalg.norm(aug, axis=1), np.linalg.norm(aug, axis=1).max(), rtol=1e-5)
     qa = np.hstack([queries, np.zeros((30, 1), dtype=np.float32)])
     d2 = (qa ** 2).sum(1)[:, None] + (aug ** 2).sum(1)[None] - 2 * qa @ aug.T
-    assert (np.argsort(d2, axis=1)[:, :10] == ann.exact_topk(items, queries, 10)).mean() > 0.99
+    assert (np.argsort(d2, axis=1)[:, :10] == exact_topk(items, queries, 10)).mean() > 0.99
 
 
 def test_bias_folded_into_the_inner_product():
     items, queries = _cloud(50, 4), _cloud(5, 4, seed=1)
     b = np.linspace(-1, 1, 50).astype(np.float32)
-    vi, vq = ann.with_bias(items, queries, b)
+    vi, vq = with_bias(items, queries, b)
     assert np.allclose(vq @ vi.T, queries @ items.T + b, atol=1e-5)
-    same_i, same_q = ann.with_bias(items, queries, np.zeros(50))
+    same_i, same_q = with_bias(items, queries, np.zeros(50))
     assert same_i.shape == items.shape and same_q.shape == queries.shape
 
 
@@ -105,10 +116,10 @@ def test_perturbed_copies_are_distinct_and_near_their_source():
     base = _cloud(400, 8, seed=8)
     base[10] = base[11] = 0.0  # exact duplicate rows in the trained table (zero factors)
     base[20] = base[21]
-    items, src = ann.grow_catalogue(base, 20_000, noise=0.1, rng=rng)
-    distinct = base[ann.unique_rows(base)]
+    items, src = grow_catalogue(base, 20_000, noise=0.1, rng=rng)
+    distinct = base[unique_rows(base)]
     assert items.shape == (20_000, 8) and items.dtype == np.float32
-    assert ann.n_duplicate_rows(items) == 0  # no exact copies: nothing ties in an exact top-k
+    assert n_duplicate_rows(items) == 0  # no exact copies: nothing ties in an exact top-k
     assert len(distinct) == 398 and np.array_equal(items[:398], distinct)
     offset = np.linalg.norm(items - distinct[src], axis=1)[398:]
     spread = np.sqrt(np.trace(np.cov(distinct, rowvar=False)))
@@ -119,22 +130,22 @@ def test_perturbed_copies_are_distinct_and_near_their_source():
     # the copies keep the cloud's shape: norms spread like the trained ones
     assert abs(np.median(np.linalg.norm(items, axis=1)) / np.median(np.linalg.norm(distinct, axis=1))
                - 1) < 0.1
-    sub, sub_src = ann.grow_catalogue(base, 100, noise=0.1, rng=rng)  # smaller: a subset
+    sub, sub_src = grow_catalogue(base, 100, noise=0.1, rng=rng)  # smaller: a subset
     assert np.array_equal(sub, distinct[sub_src])
     copy_of_0 = 398 + int(np.flatnonzero(src[398:] == 0)[0])
-    assert ann.distinct_sources(np.array([[0, copy_of_0, 1]]), src) == 2.0
+    assert distinct_sources(np.array([[0, copy_of_0, 1]]), src) == 2.0
 
 
 def _sets(seed=0):
     rng = np.random.default_rng(seed)
     mf_items = _cloud(600, 8, seed=seed)
     dnn_items = _cloud(600, 9, seed=seed + 1)
-    return [ann.VectorSet(model="mf", items=mf_items, queries=_cloud(30, 8, seed=seed + 2),
+    return [VectorSet(model="mf", items=mf_items, queries=_cloud(30, 8, seed=seed + 2),
                           source_model="wals", query_embedding_us=2.0),
-            ann.VectorSet(model="dnn", items=dnn_items, queries=_cloud(30, 9, seed=seed + 3),
+            VectorSet(model="dnn", items=dnn_items, queries=_cloud(30, 9, seed=seed + 3),
                           source_model="softmax-sampled-uniform",
                           query_embedding_us=float(rng.uniform(100, 200))),
-            ann.VectorSet(model="random", vectors="random", dim=8)]
+            VectorSet(model="random", vectors="random", dim=8)]
 
 
 def test_corpus_sweep_rows_honour_the_contract():
@@ -204,6 +215,27 @@ def test_make_index_refuses_unknown_names_and_parameters():
     with pytest.raises(ValueError, match="mips"):
         ann.make_index("hnswlib", mips="cosine")
     assert "faiss" in (ann.available("faiss-ivf") or "faiss") and ann.available("exact") is None
+
+
+def test_each_index_module_holds_its_grid_and_the_factory_uses_it():
+    # one module per index, its parameter grid beside it: the class's defaults, the sweep
+    # make_index builds without params, and the config's sweeps.ann_params come from it
+    for family, mod in ann.MODULES.items():
+        cls = ann.INDEXES[family]
+        assert cls.__module__ == mod.__name__
+        if not mod.PARAMS:
+            assert family == "exact" and cls.sweep_key is None
+            continue
+        index = ann.make_index(family)
+        assert index.sweep() == list(mod.PARAMS[cls.sweep_key])
+        built = {k: getattr(index, k) for k in mod.PARAMS if k != cls.sweep_key}
+        assert built == {k: v for k, v in mod.PARAMS.items() if k != cls.sweep_key}
+        assert set(mod.QUICK) == {cls.sweep_key}
+    assert ann.default_params() == {f: m.PARAMS for f, m in ann.MODULES.items() if m.PARAMS}
+    assert ann.default_params(quick=True)["hnswlib"] == ann.MODULES["hnswlib"].QUICK
+    grid = ann.default_params()
+    grid["hnswlib"]["ef"].append(1)  # a copy: the module's grid is untouched
+    assert 1 not in ann.MODULES["hnswlib"].PARAMS["ef"]
 
 
 def test_frontier_plot_draws_from_fixture_and_sweep_rows():

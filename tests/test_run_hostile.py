@@ -349,7 +349,7 @@ def test_cap_size_keeps_popular_items_and_a_bounded_user_sample():
     import numpy as np
     import scipy.sparse as sp
 
-    from mfsoftmax.bench.runner import cap_size
+    from mfsoftmax.bench.data import cap_size
     from mfsoftmax.datasets import Interactions
 
     rng = np.random.default_rng(1)

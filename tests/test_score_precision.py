@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfsoftmax.bench.ann import VectorSet
+from mfsoftmax.bench.ann.catalogue import VectorSet
 from mfsoftmax.bench.config import ConfigError, load_config, validate
 from mfsoftmax.bench.score_precision import (
     PRECISIONS,

@@ -15,6 +15,9 @@ from ..coldstart import new_user_curve
 from ..context import MissingInput, RunContext, Section
 from .paired import add_lift_se
 
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {"ablation": {"base": None}}
+
 NEEDS = "features"  # user or item features (bench/runner.py)
 
 

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 from ..coldstart import new_item_curve, true_new_item_ranks
 from ..context import RunContext, Section
+from . import require
 from .paired import paired_rows_by_point
+
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # item_frac: the share of items held out as new; k: the cut-off of the true new items' ranks
+    "cold_start": {"n_known_items": [0, 1, 2, 5, 10], "item_frac": 0.1, "k": 10, "models": []},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"cold_start": {"n_known_items": [0, 1, 5]}}
+#: what it needs from earlier stages: {RunContext attribute: the stage that fills it}
+USES = {"best_params": "quality"}
 
 NEEDS = "item_features"
 
 
 def run(ctx: RunContext) -> Section:
+    require(ctx, "cold_start_items", USES)
     out = Section()
     cs = ctx.cfg["cold_start"]
     split = ctx.split_for("new-items", item_frac=float(cs["item_frac"]))

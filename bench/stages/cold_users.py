@@ -8,10 +8,25 @@ from mfsoftmax.datasets import make_split
 
 from ..coldstart import new_user_curve
 from ..context import RunContext, Section
+from . import require
 from .paired import paired_rows_by_point
+
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # split_seeds: repeat the n_known = 0 new-user comparison on strong splits drawn with these
+    # seeds for seed_models (default: models, else every model), refitted per split;
+    # popularity and feature-popularity always included
+    "cold_start": {"n_known_users": [0, 1, 2, 5, 10, 20], "models": [], "split_seeds": [],
+                   "seed_models": []},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"cold_start": {"n_known_users": [0, 1, 5]}}
+#: what it needs from earlier stages: {RunContext attribute: the stage that fills it}
+USES = {"best_params": "quality"}
 
 
 def run(ctx: RunContext) -> Section:
+    require(ctx, "cold_start_users", USES)
     out = Section()
     cs = ctx.cfg["cold_start"]
     split, reuse = ctx.cold_split()

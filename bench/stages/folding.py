@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfsoftmax.datasets import load, make_split, twin
+from mfsoftmax.datasets import make_split, twin
 from mfsoftmax.evaluation import evaluate
 from mfsoftmax.folding import folding_metrics, pca2
 from mfsoftmax.ranking import Queries
 
 from ..context import RunContext, Section
+from ..data import load_dataset
+
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # groups: also sweep w0 on planted-groups probes with these group counts at regime_dims
+    # (synthetic data): where raising w0 helps and where it hurts. w0 = 0 fits directly.
+    "folding": {"probe": "auto", "k": 10, "w0": [0.0, 0.0001, 0.001, 0.01, 0.1, 1.0],
+                "variants": [], "dims": [], "dataset_params": {}, "groups": [],
+                "regime_dims": []},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"folding": {"w0": [0.001, 0.1], "dims": [], "groups": []}}
 
 
 def probe_data(ctx: RunContext):
@@ -26,9 +38,8 @@ def probe_data(ctx: RunContext):
         return twin(data), "twin"
     if data.user_groups is None:
         raise RuntimeError(f"folding.probe = {probe!r} needs planted groups; {data.name} has none")
-    if fcfg.get("dataset_params"):
-        params = ctx.dataset_params(ds["name"], {**ds["params"], **fcfg["dataset_params"]})
-        return load(ds["name"], data_dir=ds["data_dir"], **params), "planted"
+    if fcfg.get("dataset_params"):  # loaded as the run's data is (bench/data.py)
+        return load_dataset(ds, ctx.seed, {**ds["params"], **fcfg["dataset_params"]})[0], "planted"
     return data, "planted"
 
 
@@ -57,94 +68,131 @@ def _embedding_sample(model, split, data, n: int, rng) -> dict | None:
 
 
 def run(ctx: RunContext) -> Section:
-    out = Section()
-    fcfg = ctx.cfg["folding"]
-    k = int(fcfg["k"])
-    data, probe = probe_data(ctx)
-    reuse = data is ctx.data  # the planted groups of the main dataset: its split and models
-    split = ctx.split if reuse else make_split(data, "holdout", seed=ctx.seed)
-    rng = np.random.default_rng(ctx.seed)
-    label = f"{probe}:{data.name}"
-    ctx.say(f"  folding probe {label}: {data.n_users} users x {data.n_items} items, "
-            f"{int(data.user_groups.max()) + 1} groups")
-    sweeps = out.sweeps
-    samples, roles = {}, {}
-
-    def fit(name, **override):
-        params = ctx.tuned_params(name)
-        if reuse and name in ctx.fitted and all(params.get(k) == v for k, v in override.items()):
-            return ctx.fitted[name]
-        params.update(override)
-        return ctx.build(name, params).fit(split.train, valid=split.valid)
-
-    # popularity: the reference level of leakage for a non-personalised list
-    def sweeping(kind):
-        return [n for n, _ in ctx.model_specs() if ctx.model_class(n).suite.folding_sweep == kind]
-
-    for name in sweeping("reference"):
-        res = _measure(fit(name), split, data, k)
-        entry = out.model(name)
+    probe = _Probe(ctx)
+    ctx.say(f"  folding probe {probe.label}: {probe.data.n_users} users x {probe.data.n_items} "
+            f"items, {int(probe.data.user_groups.max()) + 1} groups")
+    for name in probe.sweeping("reference"):  # popularity: the level of a non-personal list
+        res = probe.measure(probe.fit(name))
+        entry = probe.out.model(name)
         if name not in ctx.results["models"]:
             entry["family"] = ctx.family(name)
-        entry["folding"] = {"probe": label, **res}
+        entry["folding"] = {"probe": probe.label, **res}
+    variants = ctx.cfg["folding"].get("variants") or probe.sweeping("dim")
+    task = ctx.log.task("folding fits", probe.n_fits(variants))
+    sweeps = probe.out.sweeps
+    sweeps["folding_vs_w0"] = _w0_rows(probe, task)
+    if ctx.cfg["folding"].get("groups"):
+        sweeps["folding_regimes"] = _regimes(ctx, probe.sweeping("w0"), probe.w0s_for, probe.k)
+    sweeps["folding_vs_variant"] = _variant_rows(probe, variants, task)
+    task.close()
+    _keep_embeddings(probe, sweeps["folding_vs_variant"])
+    return probe.out
 
-    def dims_for(tuned_dim):
+
+class _Probe:
+    """The folding stage's probe (:func:`probe_data`), its split, and what the stage gathers on
+    it: the Section, the embedding samples and each model's embedding role."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx, self.fcfg = ctx, ctx.cfg["folding"]
+        self.k = int(self.fcfg["k"])
+        self.data, kind = probe_data(ctx)
+        self.reuse = self.data is ctx.data  # the main dataset's groups: its split and models
+        self.split = ctx.split if self.reuse else make_split(self.data, "holdout", seed=ctx.seed)
+        self.rng = np.random.default_rng(ctx.seed)
+        self.label = f"{kind}:{self.data.name}"
+        self.out = Section()
+        self.samples: dict = {}
+        self.roles: dict = {}
+
+    def fit(self, name: str, **override):
+        """``name`` with its tuned params and ``override``, fitted on the probe (the quality
+        stage's fit when the probe is the main dataset and nothing is overridden)."""
+        ctx = self.ctx
+        params = ctx.tuned_params(name)
+        if (self.reuse and name in ctx.fitted
+                and all(params.get(k) == v for k, v in override.items())):
+            return ctx.fitted[name]
+        params.update(override)
+        return ctx.build(name, params).fit(self.split.train, valid=self.split.valid)
+
+    def measure(self, model) -> dict:
+        return _measure(model, self.split, self.data, self.k)
+
+    def sample(self, name: str, model) -> None:
+        """Keep a sample of ``model``'s embeddings for the PCA picture."""
+        self.samples[name] = _embedding_sample(model, self.split, self.data, 300, self.rng)
+
+    def sweeping(self, kind: str) -> list:
+        """The configured models whose class sweeps ``kind`` (``w0``, ``dim``, ``reference``)."""
+        ctx = self.ctx
+        return [n for n, _ in ctx.model_specs() if ctx.model_class(n).suite.folding_sweep == kind]
+
+    def dims_for(self, tuned_dim) -> list:
         """``folding.dims`` plus the model's tuned dim ([None] when neither is set)."""
-        extra = {int(d) for d in fcfg.get("dims") or []}
+        extra = {int(d) for d in self.fcfg.get("dims") or []}
         return sorted(extra | ({int(tuned_dim)} if tuned_dim else set())) or [None]
 
-    def w0s_for(tuned):
+    def w0s_for(self, tuned: dict) -> list:
         chosen = tuned.get("w0")
-        return sorted(set(float(w) for w in fcfg["w0"]) | ({float(chosen)} if chosen else set()))
+        return sorted(set(float(w) for w in self.fcfg["w0"]) | ({float(chosen)} if chosen else set()))
 
-    variants = fcfg.get("variants") or sweeping("dim")
-    total = sum(len(dims_for(ctx.tuned_params(n).get("dim"))) * len(w0s_for(ctx.tuned_params(n)))
-                for n in sweeping("w0"))
-    total += sum(len(dims_for(ctx.tuned_params(n).get("dim"))) for n in variants
-                 if n in ctx.cfg["models"])
-    task = ctx.log.task("folding fits", total)
+    def n_fits(self, variants: list) -> int:
+        """How many fits the w0 and variant sweeps make (the progress total)."""
+        tuned = self.ctx.tuned_params
+        total = sum(len(self.dims_for(tuned(n).get("dim"))) * len(self.w0s_for(tuned(n)))
+                    for n in self.sweeping("w0"))
+        return total + sum(len(self.dims_for(tuned(n).get("dim"))) for n in variants
+                           if n in self.ctx.cfg["models"])
 
-    rows = []
-    for name in sweeping("w0"):
+
+def _w0_rows(probe: _Probe, task) -> list:
+    """Leakage and Recall@10 of each model that sweeps w0, at each w0 and dim."""
+    ctx, rows = probe.ctx, []
+    for name in probe.sweeping("w0"):
         tuned = ctx.tuned_params(name)
         chosen, chosen_dim = tuned.get("w0"), tuned.get("dim")
-        w0s = w0s_for(tuned)
+        w0s = probe.w0s_for(tuned)
         # folding needs more groups than dimensions: sweep w0 at the tuned dim and the small ones
         w0_params = ctx.model_class(name).w0_params
-        for dim in dims_for(chosen_dim):
+        for dim in probe.dims_for(chosen_dim):
             for w0 in w0s:
-                model = fit(name, **w0_params(w0), **({"dim": dim} if dim else {}))
-                res = _measure(model, split, data, k)
+                model = probe.fit(name, **w0_params(w0), **({"dim": dim} if dim else {}))
+                res = probe.measure(model)
                 rows.append({"model": name, "w0": w0, "dim": dim, **res})
                 task.step(f"{name} w0={w0:g} d={dim}")
                 if (chosen is not None and np.isclose(w0, float(chosen)) and dim == chosen_dim
                         and name in ctx.results["models"]):
-                    out.model(name)["folding"] = {"probe": label, **res}
-                    samples[name] = _embedding_sample(model, split, data, 300, rng)
-                roles[name] = model.embedding_role()
-    sweeps["folding_vs_w0"] = rows
-    if fcfg.get("groups"):
-        sweeps["folding_regimes"] = _regimes(ctx, sweeping("w0"), w0s_for, k)
+                    probe.out.model(name)["folding"] = {"probe": probe.label, **res}
+                    probe.sample(name, model)
+                probe.roles[name] = model.embedding_role()
+    return rows
 
-    rows = []
+
+def _variant_rows(probe: _Probe, variants: list, task) -> list:
+    """Leakage and Recall@10 of each variant (each softmax model) at each dim."""
+    ctx, rows = probe.ctx, []
     for name in variants:
         if name not in ctx.cfg["models"]:
             raise RuntimeError(f"folding.variants: {name!r} is not a configured model")
         best_dim = ctx.tuned_params(name).get("dim")
-        for dim in dims_for(best_dim):
-            model = fit(name, **({"dim": dim} if dim else {}))
-            res = _measure(model, split, data, k)
+        for dim in probe.dims_for(best_dim):
+            model = probe.fit(name, **({"dim": dim} if dim else {}))
+            res = probe.measure(model)
             rows.append({"variant": name, "dim": dim, **res})
             task.step(f"{name} d={dim}")
             if dim == best_dim or dim is None:
                 if name in ctx.results["models"]:
-                    out.model(name)["folding"] = {"probe": label, **res}
-                samples[name] = _embedding_sample(model, split, data, 300, rng)
-                roles[name] = model.embedding_role()
-    sweeps["folding_vs_variant"] = rows
-    task.close()
-    # embeddings for the PCA picture: MF, the DNNs without negatives, and the best DNN with
-    # negatives (each model's embedding_role says which it is)
+                    probe.out.model(name)["folding"] = {"probe": probe.label, **res}
+                probe.sample(name, model)
+                probe.roles[name] = model.embedding_role()
+    return rows
+
+
+def _keep_embeddings(probe: _Probe, rows: list) -> None:
+    """Embeddings for the PCA picture: MF, the DNNs without negatives, and the best DNN with
+    negatives (each model's embedding_role says which it is)."""
+    ctx, roles, samples = probe.ctx, probe.roles, probe.samples
     dnn_rows = [r for r in rows if r["dim"] == ctx.tuned_params(r["variant"]).get("dim", r["dim"])]
     neg = [r for r in dnn_rows if roles.get(r["variant"]) == "negatives"]
     keep = [n for n in samples if roles.get(n) in ("mf", "no-negatives")]
@@ -152,8 +200,7 @@ def run(ctx: RunContext) -> Section:
         keep.append(max(neg, key=lambda r: r["recall@10"])["variant"])
     for name in keep:
         if samples.get(name) and name in ctx.results["models"]:
-            out.model(name)["embeddings"] = {**samples[name], "role": roles[name]}
-    return out
+            probe.out.model(name)["embeddings"] = {**samples[name], "role": roles[name]}
 
 
 def _regimes(ctx: RunContext, names: list, w0s_for, k: int) -> list:
@@ -172,10 +219,9 @@ def _regimes(ctx: RunContext, names: list, w0s_for, k: int) -> list:
     task = ctx.log.task("folding regimes", len(jobs))
     rows, probes = [], {}
     for g, name, dim, w0 in jobs:
-        if g not in probes:
-            params = ctx.dataset_params(ds["name"], {**ds["params"], **fcfg.get("dataset_params", {}),
-                                                     "n_groups": int(g)})
-            data = load(ds["name"], **params)
+        if g not in probes:  # loaded as the run's data is (bench/data.py), with g groups
+            data = load_dataset(ds, ctx.seed, {**ds["params"], **fcfg.get("dataset_params", {}),
+                                               "n_groups": int(g)})[0]
             probes[g] = (data, make_split(data, "holdout", seed=ctx.seed))
         data, split = probes[g]
         params = {**ctx.tuned_params(name), **ctx.model_class(name).w0_params(w0), "dim": dim}

@@ -10,6 +10,15 @@ from mfsoftmax.evaluation import evaluate
 from ..context import MissingInput, RunContext, Section
 from ..measure import timed_fit
 
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # tables hashed into these shares of the item count (1.0 = exact); scopes: "inputs" (history
+    # and user-feature tables) and/or "all" (the item side too)
+    "hashing": {"base": None, "fractions": [1.0, 0.5, 0.1], "scopes": ["inputs", "all"]},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"hashing": {"fractions": [1.0, 0.25]}}
+
 
 def run(ctx: RunContext) -> Section:
     hcfg = ctx.cfg["hashing"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from ..context import MissingInput, RunContext, Section
 from ..sweeps import offline_topk
 
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {"offline_topk": {"k": 100}}
+
 
 def run(ctx: RunContext) -> Section:
     mf = [n for n, m in ctx.fitted.items() if m.family == "mf"]

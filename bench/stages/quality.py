@@ -18,6 +18,17 @@ from ..measure import timed_fit
 from ..tuning import search as tune
 from .paired import paired_rows, paired_rows_seeds
 
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # sampler: "tpe" (Optuna's seeded TPE; trial 0 = the configured params) or "random"
+    "tuning": {"trials": 4, "metric": "recall@20", "sampler": "tpe"},
+    # seeds: train each tuned model with this many seeds (seed, seed + 1, ...): figures are means
+    # over seeds and every gap's error includes the seeds' spread
+    "quality": {"seeds": 1},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"tuning": {"trials": 1}, "quality": {"seeds": 1}}
+
 
 def run(ctx: RunContext) -> Section:
     out = Section()

@@ -39,9 +39,24 @@ from ..floor import contention_flags, floor_profiles, ratio_to_floor
 from ..score_precision import PRECISIONS, RERANK, score_precision_profile
 from ..serving import request_threads, serving_profiles
 from ..tower_runtime import tower_profile
+from . import require
+
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # score_precision: one request's scoring of the whole catalogue in each of these precisions
+    # ("fp32", "bf16", "fp16", "int8"; bench/score_precision.py), every reduced one re-ranking
+    # its score_rerank best candidates in fp32; recall@k vs the exact fp32 top-k beside the p50
+    "serving": {"queries": 1000, "warmup": 50, "batch_sizes": [1, 32, 256], "k": 10,
+                "score_precision": ["fp32", "bf16", "fp16", "int8"], "score_rerank": 100},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"serving": {"queries": 200, "warmup": 10, "batch_sizes": [1, 32]}}
+#: what it needs from earlier stages: {RunContext attribute: the stage that fills it}
+USES = {"fitted": "quality"}
 
 
 def run(ctx: RunContext) -> Section:
+    require(ctx, "serving", USES)
     out = Section()
     scfg = ctx.cfg["serving"]
     train = ctx.split.train

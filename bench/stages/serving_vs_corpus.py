@@ -15,11 +15,38 @@ import numpy as np
 
 from mfsoftmax.ranking import Queries
 
-from ..ann import VectorSet, with_bias
+from ..ann import INDEXES, MIPS, default_params
+from ..ann.catalogue import VectorSet, with_bias
 from ..context import RunContext, Section
 from ..score_precision import PRECISIONS, RERANK, precision_vs_corpus
 from ..serving import request_threads
 from ..sweeps import serving_vs_corpus
+
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # serving_vs_corpus: exact MIPS and each of ann_indexes ("hnswlib", "faiss-hnsw",
+    # "faiss-ivf"; faiss optional) swept over its search parameter (ann_params: construction
+    # parameters and the sweep, each index's grid in its module under bench/ann/) at each corpus
+    # size, once per ann_mips way of searching by inner product ("ip": the library's
+    # inner-product metric; "l2": MIPS reduced to L2 nearest neighbours by one extra
+    # coordinate), on ann_vectors: "trained" (the fitted MF model's and train_dnn's embeddings,
+    # else the best softmax's, grown to the size by copies perturbed by ann_grow_noise x the
+    # item cloud's spread) and "random" (N(0, I_dim), the worst case, up to
+    # ann_random_max_items; 0 = every size). ann_time_budget_s: the sweep's own budget (None:
+    # time_budget_s). ann_build_threads: threads for index BUILDS only (searches are
+    # single-threaded). The operating point: fastest at recall@10 >= ann_target_recall; the
+    # target: that at p50 <= ann_target_p50_us.
+    "sweeps": {"corpus_sizes": [1000, 10000], "dim": 64, "queries": 300,
+               "ann_indexes": [f for f in INDEXES if f != "exact"], "ann_mips": list(MIPS),
+               "ann_vectors": ["trained", "random"], "ann_params": default_params(),
+               "ann_grow_noise": 0.3, "ann_random_max_items": 100000, "ann_build_threads": 1,
+               "ann_warmup": 20, "ann_target_recall": 0.95, "ann_target_p50_us": 1000.0,
+               "ann_time_budget_s": None, "train_dnn": "softmax-sampled-uniform",
+               "time_budget_s": 120},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"sweeps": {"corpus_sizes": [1000, 10000], "queries": 50, "time_budget_s": 20,
+                     "ann_warmup": 5, "ann_params": default_params(quick=True)}}
 
 #: row labels of the two families (``reports.verdicts.SWEEP_FAMILIES`` maps them back)
 LABELS = {"mf": "mf", "softmax": "dnn"}
@@ -62,7 +89,7 @@ def _one_request_us(model, queries) -> float:
 
 
 def trained_sets(ctx: RunContext, n_queries: int) -> list:
-    """A :class:`~..ann.VectorSet` per family (MF, DNN) from the fitted models: item
+    """A :class:`~..ann.catalogue.VectorSet` per family (MF, DNN) from the fitted models: item
     embeddings (the DNN's item biases folded in as one more coordinate) and the query
     embeddings of the test users (zero queries, which tie every item, dropped)."""
     sw = ctx.cfg["sweeps"]

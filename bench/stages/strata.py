@@ -24,6 +24,14 @@ from ..context import RunContext, Section
 from . import require
 from .paired import paired_rows
 
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # test users in user_bins quantile strata of history length; target items in head / torso /
+    # tail, the most popular items holding item_shares (head, torso) of the training
+    # interactions; metrics per stratum (the headline judges the first)
+    "strata": {"user_bins": 5, "item_shares": [0.2, 0.3], "metrics": ["recall@10", "recall@20"]},
+}
+
 #: what this stage needs from earlier stages: {RunContext attribute: the stage that fills it}
 USES = {"fitted": "quality", "per_user": "quality"}
 ITEM_STRATA = ("head", "torso", "tail")

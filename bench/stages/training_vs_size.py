@@ -8,6 +8,19 @@ from __future__ import annotations
 from ..context import RunContext, Section
 from ..sweeps import training_vs_size
 
+#: this stage's config sections and their defaults (bench/config.py assembles them)
+DEFAULTS = {
+    # one pass (an ALS iteration, a DNN epoch) of each of train_models (names of [models]; [] =
+    # the first MF model and train_dnn) on synthetic data of each of train_sizes interactions
+    # over train_items items; train_params: per-model params for the sweep only, over the tuned
+    # ones (e.g. the literature's dims: wals = { dim = 256 }).
+    "sweeps": {"train_sizes": [100000, 300000, 1000000], "train_items": 10000,
+               "train_dnn": "softmax-sampled-uniform", "time_budget_s": 120, "train_models": [],
+               "train_params": {}},
+}
+#: what ``--quick`` shrinks them to (a smoke run)
+QUICK = {"sweeps": {"train_sizes": [20000, 60000], "train_items": 2000, "time_budget_s": 20}}
+
 
 def chosen_models(ctx: RunContext) -> list[str]:
     """The models the sweep times: ``sweeps.train_models``, else the first MF model and

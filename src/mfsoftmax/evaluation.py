@@ -149,18 +149,11 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
             raise ValueError(f"evaluate: item_popularity has shape {item_popularity.shape}, "
                              f"expected ({n_items},)")
     score = score_fn if score_fn is not None else model.score
-    cand = None  # ranked columns (sorted ids), None = all items
-    if evalset.candidates is not None:
-        cand = np.unique(np.asarray(evalset.candidates, dtype=np.int64))
-        if len(cand) and (cand[0] < 0 or cand[-1] >= n_items):
-            raise ValueError(f"evaluate: candidates out of range [0, {n_items})")
+    cand = _candidates(evalset)  # ranked columns (sorted ids), None = all items
     n_rankable = n_items if cand is None else len(cand)
     kmax = min(max(ks), n_rankable)
     batch = batch_rows(len(evalset), n_items, max_batch_elems)
-    names = [f"{m}@{k}" for k in ks for m in RANK_METRICS] + ["mrr"]
-    parts: dict[str, list] = {key: [] for key in names}
-    seen = {k: np.zeros(n_items, dtype=bool) for k in ks}
-    pop_parts = {k: [] for k in ks}
+    totals = _Totals(ks, n_items, item_popularity)
     for start in range(0, len(evalset), batch):
         stop = min(start + batch, len(evalset))
         q = Queries.from_evalset(evalset, start, stop)
@@ -175,32 +168,64 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
             s = s[:, cand]
         top, top_scores = topk(s, kmax)
         top = np.where(np.isneginf(top_scores), -1, top if cand is None else cand[top])
-        for key, val in rank_metrics(top, target, ks).items():
-            parts[key].append(val)
+        totals.add(top, s, target if cand is None else target[:, cand], target)
+    return totals.result(n_rankable, per_user)
+
+
+def _candidates(evalset) -> np.ndarray | None:
+    """The sorted distinct ids of ``evalset.candidates`` (None: every item is ranked)."""
+    if evalset.candidates is None:
+        return None
+    cand = np.unique(np.asarray(evalset.candidates, dtype=np.int64))
+    if len(cand) and (cand[0] < 0 or cand[-1] >= evalset.n_items):
+        raise ValueError(f"evaluate: candidates out of range [0, {evalset.n_items})")
+    return cand
+
+
+class _Totals:
+    """What :func:`evaluate` gathers batch by batch: the per-user metric arrays, the items seen
+    in any top-k (coverage) and the mean popularity of each user's top-k (``avg_pop@k``)."""
+
+    def __init__(self, ks: tuple, n_items: int, item_popularity: np.ndarray | None):
+        self.ks, self.item_popularity = ks, item_popularity
+        names = [f"{m}@{k}" for k in ks for m in RANK_METRICS] + ["mrr"]
+        self.parts: dict[str, list] = {key: [] for key in names}
+        self.seen = {k: np.zeros(n_items, dtype=bool) for k in ks}
+        self.pop_parts: dict = {k: [] for k in ks}
+
+    def add(self, top: np.ndarray, scores: np.ndarray, ranked_target, target) -> None:
+        """One batch: ``top`` (item ids, -1 for an empty slot), the ranked ``scores`` and their
+        columns of the target (``ranked_target``), and the batch's ``target`` rows."""
+        for key, val in rank_metrics(top, target, self.ks).items():
+            self.parts[key].append(val)
         has_t = np.diff(target.indptr) > 0
-        rr = full_rank_mrr(s, target if cand is None else target[:, cand])
-        parts["mrr"].append(np.where(has_t, np.nan_to_num(rr, nan=0.0), np.nan))
-        for k in ks:
+        rr = full_rank_mrr(scores, ranked_target)
+        self.parts["mrr"].append(np.where(has_t, np.nan_to_num(rr, nan=0.0), np.nan))
+        for k in self.ks:
             tk = top[has_t, :k]
-            seen[k][tk[tk >= 0]] = True
-            if item_popularity is not None:
+            self.seen[k][tk[tk >= 0]] = True
+            if self.item_popularity is not None:
                 ok = tk >= 0
-                tot = np.where(ok, item_popularity[np.maximum(tk, 0)], 0.0).sum(axis=1)
+                tot = np.where(ok, self.item_popularity[np.maximum(tk, 0)], 0.0).sum(axis=1)
                 cnt = ok.sum(axis=1)
-                pop_parts[k].append(tot[cnt > 0] / cnt[cnt > 0])
-    per = {key: np.concatenate(v) if v else np.zeros(0) for key, v in parts.items()}
-    valid = ~np.isnan(per["mrr"])
-    result = {key: float(np.mean(v[valid])) if valid.any() else float("nan")
-              for key, v in per.items()}
-    for k in ks:
-        result[f"coverage@{k}"] = float(seen[k].sum() / max(1, n_rankable))
-        if item_popularity is not None:
-            pops = np.concatenate(pop_parts[k]) if pop_parts[k] else np.zeros(0)
-            result[f"avg_pop@{k}"] = float(pops.mean()) if len(pops) else float("nan")
-    result["n_users"] = int(valid.sum())
-    if per_user:
-        return result, {key: v[valid] for key, v in per.items()}
-    return result
+                self.pop_parts[k].append(tot[cnt > 0] / cnt[cnt > 0])
+
+    def result(self, n_rankable: int, per_user: bool):
+        """:func:`evaluate`'s return value: the means over users with targets (and the per-user
+        arrays with ``per_user``)."""
+        per = {key: np.concatenate(v) if v else np.zeros(0) for key, v in self.parts.items()}
+        valid = ~np.isnan(per["mrr"])
+        result = {key: float(np.mean(v[valid])) if valid.any() else float("nan")
+                  for key, v in per.items()}
+        for k in self.ks:
+            result[f"coverage@{k}"] = float(self.seen[k].sum() / max(1, n_rankable))
+            if self.item_popularity is not None:
+                pops = np.concatenate(self.pop_parts[k]) if self.pop_parts[k] else np.zeros(0)
+                result[f"avg_pop@{k}"] = float(pops.mean()) if len(pops) else float("nan")
+        result["n_users"] = int(valid.sum())
+        if per_user:
+            return result, {key: v[valid] for key, v in per.items()}
+        return result
 
 
 def restrict_targets(evalset, items: np.ndarray):
