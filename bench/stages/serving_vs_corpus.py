@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from mfsoftmax.ranking import Queries
+from mfsoftmax.results.vocabulary import SWEEP_NAME
 
 from ..ann import INDEXES, MIPS, default_params
 from ..ann.catalogue import VectorSet, with_bias
@@ -48,8 +49,8 @@ DEFAULTS = {
 QUICK = {"sweeps": {"corpus_sizes": [1000, 10000], "queries": 50, "time_budget_s": 20,
                      "ann_warmup": 5, "ann_params": default_params(quick=True)}}
 
-#: row labels of the two families (``reports.verdicts.SWEEP_FAMILIES`` maps them back)
-LABELS = {"mf": "mf", "softmax": "dnn"}
+#: row labels of the two families: the one translation, ``results.vocabulary.SWEEP_NAME``
+LABELS = SWEEP_NAME
 
 
 def _pick(ctx: RunContext, family: str, prefer: str | None) -> str | None:
