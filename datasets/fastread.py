@@ -32,6 +32,22 @@ def _pl():
     return pl
 
 
+def numpy_column(series, dtype=None) -> np.ndarray:
+    """A numeric polars column (no nulls) as one numpy array of ``dtype`` (default its own):
+    filled chunk by chunk, so a column read in many chunks is neither rechunked first nor
+    copied a second time to widen it."""
+    chunks = series.get_chunks()
+    if len(chunks) == 1 and dtype is None:
+        return series.to_numpy()
+    parts = [c.to_numpy() for c in chunks]
+    out = np.empty(len(series), dtype=dtype or parts[0].dtype)
+    pos = 0
+    for part in parts:
+        out[pos:pos + len(part)] = part
+        pos += len(part)
+    return out
+
+
 def _sample_kind(tokens: list[bytes]) -> str:
     """"int", "float" or "text": the narrowest kind every sample token parses as."""
     kind = "int"
@@ -72,7 +88,7 @@ def epoch_seconds(series, label: str, where, field: int) -> np.ndarray:
     pl = _pl()
     s = series
     if s.dtype.is_integer() and s.dtype != pl.UInt64 and not s.null_count():
-        return s.to_numpy().astype(np.int64, copy=False)
+        return numpy_column(s, np.int64)
     if s.dtype == pl.String:
         s = s.str.strip_chars()
         as_num = s.cast(pl.Float64, strict=False)
@@ -136,7 +152,7 @@ def series_ids(series, label: str, where, what: str, field: int) -> tuple[np.nda
         if s.dtype in (pl.Int64, pl.UInt64, pl.UInt32) and len(s) and -(2**31) <= s.min() < 2**31 \
                 and s.max() < 2**31:
             s = s.cast(pl.Int32)  # half the memory to factorise (Parquet ids are often 64-bit)
-        return factorize_ints(s.to_numpy())
+        return factorize_ints(numpy_column(s))
     uniq = s.unique().sort()
     codes = uniq.search_sorted(s).to_numpy()
     return np.array(uniq.to_list(), dtype=str), codes
@@ -236,7 +252,6 @@ def read_text(source, sep: bytes, header: bool, ncols: int, cols: dict,
             continue
     if df is None or df.height == 0 or any(df.null_count().row(0)):
         return None
-    df = df.rechunk()  # contiguous: to_numpy is then a view, not a copy
     out = {}
     first = 2 if header else 1
 
@@ -257,7 +272,7 @@ def read_text(source, sep: bytes, header: bool, ncols: int, cols: dict,
     if cols["timestamp"] is not None:
         out["timestamp"] = got[2]
     if cols["rating"] is not None:
-        out["rating"] = column("rating").to_numpy()
+        out["rating"] = numpy_column(column("rating"))
         if not np.isfinite(out["rating"]).all():
             return None
     return out

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .core import Interactions, concurrently
+from .core import Interactions, concurrently, small_pages
 from .download import HASH_ON_LOAD_BYTES, cache_root, file_digest
 
 FORMAT = 1
@@ -322,6 +322,11 @@ def load_or_build(sources: list[Path], build: Callable[[], object], entry: Path,
     by file name (a verified manifest). ``options``: the loader's options that change what it
     builds (JSON values), part of the key: an entry written with other options is rebuilt. Off
     with the parse cache, and for a first source under :data:`MIN_BYTES`."""
+    with small_pages():  # each big array is allocated once: see small_pages
+        return _load_or_build(sources, build, entry, sha256, loader, rebuild, options)
+
+
+def _load_or_build(sources, build, entry, sha256, loader, rebuild, options):
     sources = [Path(p) for p in sources]
     sha256 = sha256 or {}
     try:
