@@ -56,20 +56,21 @@ def _present(s: pl.Series) -> pl.Series:
 
 def infer_kind(s: pl.Series) -> tuple[str, str | None]:
     """``(kind, multi-value separator or None)`` of a string column by the module's rule."""
-    vals = _present(s)
-    if not len(vals):
+    every = _present(s)
+    if not len(every):
         return "categorical", None
-    num = vals.cast(pl.Float64, strict=False)  # every cell: cheap
-    leading_zero = vals.str.contains(r"^0\d").any()
-    if len(vals) > INFER_SAMPLE:  # the string heuristics on a seeded sample
-        vals = vals.sample(INFER_SAMPLE, seed=0)
+    # the string heuristics on a seeded sample
+    vals = every.sample(INFER_SAMPLE, seed=0) if len(every) > INFER_SAMPLE else every
     for sep in MULTI_SEPARATORS:
         if vals.str.contains(sep, literal=True).mean() >= 0.1:
             parts = vals.str.split(sep).explode().str.strip_chars()
             if parts.str.len_chars().mean() <= 30:
                 return "multi", sep
-    if num.null_count() == 0 and not leading_zero and num.n_unique() > NUMERIC_MIN_DISTINCT:
-        return "numeric", None
+    if vals.cast(pl.Float64, strict=False).null_count() == 0:  # numbers: every cell checked
+        num = every.cast(pl.Float64, strict=False)
+        if num.null_count() == 0 and not every.str.contains(r"^0\d").any() \
+                and num.n_unique() > NUMERIC_MIN_DISTINCT:
+            return "numeric", None
     words = vals.str.count_matches(r"\S+").mean()
     if words >= 2 and vals.n_unique() > 0.5 * len(vals):
         return "text", None
@@ -188,11 +189,14 @@ def token_hash(words: pl.Series) -> np.ndarray:
     lens = words.str.len_bytes().fill_null(0).to_numpy().astype(np.int64)
     buf = np.frombuffer(words.fill_null("").str.join("").item().encode("utf-8"), np.uint8) \
         if n else np.zeros(0, np.uint8)
-    order = np.argsort(-lens, kind="stable")
+    longest = int(lens.max(initial=0))
+    # longest first; a stable sort of 16-bit keys is numpy's radix sort
+    order = np.argsort((longest - lens).astype(np.int16 if longest < 2**15 else np.int64),
+                       kind="stable")
     starts = (np.cumsum(lens) - lens)[order]
     neg = -lens[order]
     h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
-    for k in range(int(lens.max(initial=0))):
+    for k in range(longest):
         m = int(np.searchsorted(neg, -k, side="left"))  # the strings longer than k bytes
         h[:m] ^= buf[starts[:m] + k]
         h[:m] *= _FNV_PRIME
