@@ -290,6 +290,7 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
     data = parsecache.load_or_build(
         [p], lambda: _build(p, **opts), parsecache.entry_path(p, False, cache, CACHE_SUFFIX),
         loader="file", options=key)
+    data.meta["source"] = str(p)  # as given this time (an entry written via another spelling)
     return _attach(data, data_dir, encoding, user_features=user_features,
                    item_features=item_features, user_features_key=user_features_key,
                    item_features_key=item_features_key, user_feature_kinds=user_feature_kinds,

@@ -57,6 +57,11 @@ def test_second_load_is_a_cache_hit(tmp_path, builds):
     same(second, first)
     assert second.matrix.has_sorted_indices
     assert not list(src.parent.glob("*.npz"))  # nothing written beside the user's file
+    # the same file by another spelling: the same entry, the source as given this time
+    (tmp_path / "sub").mkdir()
+    third = load("file", path="sub/../plays.csv", data_dir=str(tmp_path), cache=str(cache))
+    assert len(builds) == 1 and len(entries(cache)) == 1
+    assert third.meta["source"] == str(tmp_path / "sub/../plays.csv")
 
 
 def test_changed_file_or_options_miss(tmp_path, builds):
