@@ -37,9 +37,9 @@ def numpy_column(series, dtype=None) -> np.ndarray:
     filled chunk by chunk, so a column read in many chunks is neither rechunked first nor
     copied a second time to widen it."""
     chunks = series.get_chunks()
-    if len(chunks) == 1 and dtype is None:
-        return series.to_numpy()
     parts = [c.to_numpy() for c in chunks]
+    if len(parts) == 1 and dtype in (None, parts[0].dtype):
+        return parts[0]
     out = np.empty(len(series), dtype=dtype or parts[0].dtype)
     pos = 0
     for part in parts:
@@ -149,10 +149,10 @@ def series_ids(series, label: str, where, what: str, field: int) -> tuple[np.nda
         if as_int.null_count() == 0:
             s = as_int
     if s.dtype.is_integer():
-        if s.dtype in (pl.Int64, pl.UInt64, pl.UInt32) and len(s) and -(2**31) <= s.min() < 2**31 \
-                and s.max() < 2**31:
-            s = s.cast(pl.Int32)  # half the memory to factorise (Parquet ids are often 64-bit)
-        return factorize_ints(numpy_column(s))
+        # 64-bit ids that fit are narrowed while copied out: half the memory to factorise
+        narrow = s.dtype in (pl.Int64, pl.UInt64, pl.UInt32) and len(s) \
+            and -(2**31) <= s.min() < 2**31 and s.max() < 2**31
+        return factorize_ints(numpy_column(s, np.int32 if narrow else None))
     uniq = s.unique().sort()
     codes = uniq.search_sorted(s).to_numpy()
     return np.array(uniq.to_list(), dtype=str), codes
@@ -183,8 +183,9 @@ def read_parquet(path: Path, cols: dict, names: list[str]) -> dict:
         return f"row {k + 1}"
 
     out = {"names": names, "columns": cols, "first_line": 1, "rows": "row"}
-    for w in ("user", "item"):
-        out[w] = series_ids(df.get_column(names[cols[w]]), path, where, w, cols[w] + 1)
+    out["user"], out["item"] = concurrently(
+        *(lambda w=w: series_ids(df.get_column(names[cols[w]]), path, where, w, cols[w] + 1)
+          for w in ("user", "item")))
     if cols["rating"] is not None:
         s = _no_nulls(df.get_column(names[cols["rating"]]), path, where, cols["rating"], "rating")
         try:
