@@ -79,15 +79,23 @@ def entry_path(source: Path, owned_folder: bool, cache: str | Path | None = None
     return root / "parsed" / f"{source.stem}-{tag}{suffix}"
 
 
-def _read(entry: Path) -> tuple[dict, dict] | None:
-    """(key, arrays) of an entry, or None when absent or unreadable."""
+def _unreadable(entry: Path, source: Path, exc: Exception) -> None:
+    """Say on stderr that ``entry`` cannot be read and ``source`` is parsed again."""
+    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(f"mfsoftmax: cache entry {entry} is unreadable ({why}): reading {source} again",
+          file=sys.stderr)
+
+
+def _read(entry: Path, source: Path) -> tuple[dict, dict] | None:
+    """(key, arrays) of an entry, or None when absent or unreadable (reported)."""
     try:
         with np.load(entry, allow_pickle=False) as z:
             key = json.loads(str(z["key"]))
             if not isinstance(key, dict) or key.get("format") != FORMAT:
                 return None
             arrays = {c: z[c] for c in COLUMNS}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        _unreadable(entry, source, exc)
         return None
     return key, arrays
 
@@ -166,7 +174,7 @@ def load_or_parse(source: Path, parse: Callable[[], dict], entry: Path,
         return parse()  # the parser names the problem
     if not enabled() or st.st_size < MIN_BYTES:
         return parse()
-    got = _read(entry) if entry.is_file() else None
+    got = _read(entry, source) if entry.is_file() else None
     if got is not None and _fresh(got[0], source, st, sha256):
         arrays = got[1]
         return {"user": arrays["user"].astype(np.int64, copy=False),
@@ -304,9 +312,7 @@ def _built_entry(entry: Path, sources: list[Path], stats: list, sha256: dict, lo
             else:
                 return None, False
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"mfsoftmax: cache entry {entry} is unreadable ({why}): reading "
-              f"{sources[0]} again", file=sys.stderr)
+        _unreadable(entry, sources[0], exc)
         return None, False  # rebuilt and rewritten
     return rebuild(columns_of(old)), False
 
