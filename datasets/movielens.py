@@ -65,8 +65,10 @@ def genre_matrix(lists: list[list[str]]) -> tuple[np.ndarray, list[str]]:
     vocab += extra
     index = {g: k for k, g in enumerate(vocab)}
     out = np.zeros((len(lists), len(vocab)), dtype=np.uint8)
-    for row, gs in enumerate(names):
-        out[row, [index[g] for g in gs]] = 1
+    counts = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
+    cols = np.fromiter((index[g] for gs in names for g in gs), dtype=np.int64,
+                       count=int(counts.sum()))
+    out[np.repeat(np.arange(len(names)), counts), cols] = 1  # one assignment, not one per item
     return out, vocab
 
 
