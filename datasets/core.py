@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -19,6 +20,29 @@ def concurrently(*calls):
     with ThreadPoolExecutor(len(calls)) as pool:
         futures = [pool.submit(c) for c in calls]
         return [f.result() for f in futures]
+
+
+@contextmanager
+def small_pages():
+    """Within it, numpy's big allocations are not advised to use transparent huge pages.
+
+    numpy asks the kernel for huge pages (``madvise``) on every array of 4 MiB or more. Where
+    the kernel's THP ``defrag`` setting is ``madvise`` (a common default), touching such fresh
+    memory can stall in direct compaction: on the project's shared machine the first 256 MB
+    took 1.5-1.7 s to touch, against 0.3 s in 4 KiB pages. A loader allocates each of its big
+    arrays once, so it loses more to the stall than huge pages give back. Arrays keep the
+    pages they were given; numpy's setting is restored on exit (a no-op where numpy has no
+    such switch)."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage as switch
+    except ImportError:  # pragma: no cover - numpy < 2 or a build without it
+        switch = None
+    before = switch(False) if switch is not None else None
+    try:
+        yield
+    finally:
+        if switch is not None:
+            switch(before)
 
 
 class DatasetError(ValueError):

@@ -32,6 +32,22 @@ def _pl():
     return pl
 
 
+def numpy_column(series, dtype=None) -> np.ndarray:
+    """A numeric polars column (no nulls) as one numpy array of ``dtype`` (default its own):
+    filled chunk by chunk, so a column read in many chunks is neither rechunked first nor
+    copied a second time to widen it."""
+    chunks = series.get_chunks()
+    parts = [c.to_numpy() for c in chunks]
+    if len(parts) == 1 and dtype in (None, parts[0].dtype):
+        return parts[0]
+    out = np.empty(len(series), dtype=dtype or parts[0].dtype)
+    pos = 0
+    for part in parts:
+        out[pos:pos + len(part)] = part
+        pos += len(part)
+    return out
+
+
 def _sample_kind(tokens: list[bytes]) -> str:
     """"int", "float" or "text": the narrowest kind every sample token parses as."""
     kind = "int"
@@ -72,7 +88,7 @@ def epoch_seconds(series, label: str, where, field: int) -> np.ndarray:
     pl = _pl()
     s = series
     if s.dtype.is_integer() and s.dtype != pl.UInt64 and not s.null_count():
-        return s.to_numpy().astype(np.int64, copy=False)
+        return numpy_column(s, np.int64)
     if s.dtype == pl.String:
         s = s.str.strip_chars()
         as_num = s.cast(pl.Float64, strict=False)
@@ -133,10 +149,10 @@ def series_ids(series, label: str, where, what: str, field: int) -> tuple[np.nda
         if as_int.null_count() == 0:
             s = as_int
     if s.dtype.is_integer():
-        if s.dtype in (pl.Int64, pl.UInt64, pl.UInt32) and len(s) and -(2**31) <= s.min() < 2**31 \
-                and s.max() < 2**31:
-            s = s.cast(pl.Int32)  # half the memory to factorise (Parquet ids are often 64-bit)
-        return factorize_ints(s.to_numpy())
+        # 64-bit ids that fit are narrowed while copied out: half the memory to factorise
+        narrow = s.dtype in (pl.Int64, pl.UInt64, pl.UInt32) and len(s) \
+            and -(2**31) <= s.min() < 2**31 and s.max() < 2**31
+        return factorize_ints(numpy_column(s, np.int32 if narrow else None))
     uniq = s.unique().sort()
     codes = uniq.search_sorted(s).to_numpy()
     return np.array(uniq.to_list(), dtype=str), codes
@@ -167,8 +183,9 @@ def read_parquet(path: Path, cols: dict, names: list[str]) -> dict:
         return f"row {k + 1}"
 
     out = {"names": names, "columns": cols, "first_line": 1, "rows": "row"}
-    for w in ("user", "item"):
-        out[w] = series_ids(df.get_column(names[cols[w]]), path, where, w, cols[w] + 1)
+    out["user"], out["item"] = concurrently(
+        *(lambda w=w: series_ids(df.get_column(names[cols[w]]), path, where, w, cols[w] + 1)
+          for w in ("user", "item")))
     if cols["rating"] is not None:
         s = _no_nulls(df.get_column(names[cols["rating"]]), path, where, cols["rating"], "rating")
         try:
@@ -236,7 +253,6 @@ def read_text(source, sep: bytes, header: bool, ncols: int, cols: dict,
             continue
     if df is None or df.height == 0 or any(df.null_count().row(0)):
         return None
-    df = df.rechunk()  # contiguous: to_numpy is then a view, not a copy
     out = {}
     first = 2 if header else 1
 
@@ -257,7 +273,7 @@ def read_text(source, sep: bytes, header: bool, ncols: int, cols: dict,
     if cols["timestamp"] is not None:
         out["timestamp"] = got[2]
     if cols["rating"] is not None:
-        out["rating"] = column("rating").to_numpy()
+        out["rating"] = numpy_column(column("rating"))
         if not np.isfinite(out["rating"]).all():
             return None
     return out

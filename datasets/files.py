@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import parsecache
 from .columns import _split_line, detect_header, detect_sep, duplicate_rule, resolve_columns
 from .core import DatasetError, Interactions, from_coo
 from .decode import _COMPRESSED_SUFFIXES, decompress, read_bytes, sniff_format, to_utf8
@@ -45,6 +46,10 @@ from .tokens import _exact_int_column, _ids, _int_column, _number_column, _token
 
 _PEEK = (1 << 16) + 1  # bytes read to detect the layout (one more than detect_sep looks at)
 _UNICODE_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+#: version of what the loader builds from a file: part of its cache key, bumped when the parse
+#: or the assembly changes (older entries are then rebuilt)
+FILE_FORMAT = 1
+CACHE_SUFFIX = ".file.npz"
 
 
 def _layout(path, text: bytes, sep=None, header=None, specs=None) -> dict:
@@ -231,7 +236,7 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
                 rating_col=None, timestamp_col=None, name=None, encoding=None,
                 user_features=None, item_features=None, user_features_key=None,
                 item_features_key=None, user_feature_kinds=None,
-                item_feature_kinds=None) -> Interactions:
+                item_feature_kinds=None, cache=None) -> Interactions:
     """Load interactions from a delimited text file or a Parquet file.
 
     Parameters
@@ -260,6 +265,11 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
     user_features, item_features, *_features_key, *_feature_kinds : optional
         Side tables keyed by the raw ids, their key column and kind overrides
         (:mod:`~.sidetables`).
+    cache : str, optional
+        The cache root for the parsed file (default ``$MFSOFTMAX_DATA``, else
+        ``~/.cache/mfsoftmax``): files of 8 MiB or more are cached there after their first load
+        (:mod:`~.parsecache`, keyed by the file's size, mtime and content checks, and these
+        options); ``MFSOFTMAX_PARSE_CACHE=0`` turns it off. Side tables are read every time.
 
     Returns
     -------
@@ -273,6 +283,23 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
     p = Path(str(path)).expanduser()
     if data_dir is not None and not p.is_absolute():
         p = Path(data_dir) / p
+    opts = {"sep": sep, "header": header, "user_col": user_col, "item_col": item_col,
+            "rating_col": rating_col, "timestamp_col": timestamp_col, "encoding": encoding,
+            "name": name}
+    key = {"format": FILE_FORMAT, **{k: v for k, v in opts.items() if v is not None}}
+    data = parsecache.load_or_build(
+        [p], lambda: _build(p, **opts), parsecache.entry_path(p, False, cache, CACHE_SUFFIX),
+        loader="file", options=key)
+    data.meta["source"] = str(p)  # as given this time (an entry written via another spelling)
+    return _attach(data, data_dir, encoding, user_features=user_features,
+                   item_features=item_features, user_features_key=user_features_key,
+                   item_features_key=item_features_key, user_feature_kinds=user_feature_kinds,
+                   item_feature_kinds=item_feature_kinds)
+
+
+def _build(p: Path, sep=None, header=None, user_col=None, item_col=None, rating_col=None,
+           timestamp_col=None, encoding=None, name=None) -> Interactions:
+    """The interactions of ``p`` (no side tables): parsed, ids factorised, duplicates merged."""
     specs = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
     if p.suffix.lower() in (".parquet", ".pq") or sniff_format(_peek(p)[:16]) == "parquet":
         t = read_parquet_table(p, user_col, item_col, rating_col, timestamp_col)
@@ -281,7 +308,7 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
     (uids, u), (iids, i) = t["user"], t["item"]
     ratings = t.get("rating")
     meta = {"source": str(p), "columns": {k: v for k, v in t["columns"].items() if v is not None},
-            "id_order": "sorted"}
+            "column_names": t.get("names"), "id_order": "sorted"}
     if ratings is not None:
         low = np.flatnonzero(ratings <= 0)
         if low.size:
@@ -297,11 +324,11 @@ def file_loader(data_dir=None, path=None, sep=None, header=None, user_col=None, 
     )
     if "duplicates" in data.meta:
         data.meta["duplicates"]["why"] = why
+    return data
+
+
+def _attach(data: Interactions, data_dir, encoding, **params) -> Interactions:
     from .sidetables import attach_side_tables  # lazy: polars, off `datasets` (the list)
 
-    return attach_side_tables(data, t.get("names"), t["columns"], data_dir, encoding,
-                              user_features=user_features, item_features=item_features,
-                              user_features_key=user_features_key,
-                              item_features_key=item_features_key,
-                              user_feature_kinds=user_feature_kinds,
-                              item_feature_kinds=item_feature_kinds)
+    return attach_side_tables(data, data.meta.get("column_names"), data.meta["columns"],
+                              data_dir, encoding, **params)

@@ -30,6 +30,7 @@ from . import parsecache
 from .core import DatasetError, Interactions, concurrently, from_coo
 from .decode import read_bytes
 from .download import dataset_folder, read_marker
+from .fastread import numpy_column
 from .registry import register
 from .textparse import factorize_ints, integer_column, parse_numeric
 
@@ -64,8 +65,10 @@ def genre_matrix(lists: list[list[str]]) -> tuple[np.ndarray, list[str]]:
     vocab += extra
     index = {g: k for k, g in enumerate(vocab)}
     out = np.zeros((len(lists), len(vocab)), dtype=np.uint8)
-    for row, gs in enumerate(names):
-        out[row, [index[g] for g in gs]] = 1
+    counts = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
+    cols = np.fromiter((index[g] for gs in names for g in gs), dtype=np.int64,
+                       count=int(counts.sum()))
+    out[np.repeat(np.arange(len(names)), counts), cols] = 1  # one assignment, not one per item
     return out, vocab
 
 
@@ -171,8 +174,8 @@ def _read_ratings_polars(pl, source, sep: bytes, header: bool) -> dict | None:
     nulls = df.null_count().row(0, named=True)
     if any(nulls[c] for c in _COLS) or any(nulls[n] != df.height for n in names if n[0] == "_"):
         return None
-    df = df.select(_COLS).rechunk()  # contiguous: to_numpy is then a view, not a copy
-    out = {c: df.get_column(c).to_numpy() for c in _COLS}
+    out = {c: numpy_column(df.get_column(c), np.int64 if c == "timestamp" else None)
+           for c in _COLS}  # chunk by chunk: no rechunk copy; timestamps widened once
     out["rating"] = out["rating"].astype(np.float32, copy=False)
     if not np.isfinite(out["rating"]).all():
         return None
@@ -231,12 +234,13 @@ def _cached_build(name: str, files: list[Path], owned: bool, cache, build, rebui
 
 def _assemble(name: str, folder: Path, r: dict, items: dict, users: dict | None,
               item_file: Path, user_file: Path | None) -> Interactions:
-    # the column work in threads; the matrix values and the ratings get their own copies
+    # the column work in threads; the matrix values take the parsed ratings (``r`` is not
+    # used again: from_coo copies them if they are read-only), the ratings a copy
     (uids, u), (iids, i), times, values, ratings = concurrently(
         lambda: factorize_ints(r["user"]), lambda: factorize_ints(r["item"]),
         lambda: np.asarray(r["timestamp"], dtype=np.int64),
-        lambda: np.array(r["rating"], dtype=np.float32), lambda: np.array(r["rating"],
-                                                                          dtype=np.float32))
+        lambda: np.asarray(r["rating"], dtype=np.float32), lambda: np.array(r["rating"],
+                                                                            dtype=np.float32))
     rows = _lookup(item_file, iids, items["ids"], "item")
     genres, vocab = genre_matrix([items["genres"][k] for k in rows])
     item_features = {"genres": genres, "year_bucket": year_bucket(items["year"][rows])}

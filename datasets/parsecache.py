@@ -14,8 +14,11 @@ SHA-256). Where it lives:
 
 An entry is used when the size matches and either the mtime matches too or the SHA-256 does
 (files up to :data:`~mfsoftmax.datasets.download.HASH_ON_LOAD_BYTES` are always re-hashed, as
-the download cache does). Anything else (stale key, unreadable or truncated entry, other format)
-means a re-parse and a rewrite. Entries are written to a temporary file and renamed into place;
+the download cache does). For a bigger file keyed by size and mtime, the SHA-256 of its first and
+last :data:`EDGE_BYTES` (``edges``) must match too: a cheap check that catches a same-size file
+put in place with its mtime kept. Anything else (stale key, unreadable or truncated entry, other format)
+means a re-parse and a rewrite; an entry that cannot be read at all (corrupt, truncated) is
+reported on stderr before the re-parse. Entries are written to a temporary file and renamed into place;
 a cache that cannot be written is skipped silently (the load still works). Only files of at
 least :data:`MIN_BYTES` are cached; ``MFSOFTMAX_PARSE_CACHE=0`` turns the cache off.
 
@@ -23,7 +26,9 @@ A second entry, ``<stem>.interactions.npz`` beside the first (:func:`load_or_bui
 finished :class:`~mfsoftmax.datasets.core.Interactions` the loader assembles from the columns
 (the CSR arrays, timestamps, ratings, raw ids, features, meta), keyed by every source file the
 loader reads (ratings and movies) and :data:`BUILT_FORMAT`: a second load of ml-20m reads arrays
-instead of factorising ids, de-duplicating and sorting 20M rows again.
+instead of factorising ids, de-duplicating and sorting 20M rows again. The ``file`` loader
+uses the same entries (``<stem>-<hash>.file.npz`` in the cache root), with its options
+(separator, columns, encoding...) in the key.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -40,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .core import Interactions, concurrently
+from .core import Interactions, concurrently, small_pages
 from .download import HASH_ON_LOAD_BYTES, cache_root, file_digest
 
 FORMAT = 1
@@ -51,6 +57,7 @@ BUILT_SUFFIX = ".interactions.npz"
 MIN_BYTES = 8 << 20  # smaller files parse in well under a second: not worth a cache entry
 SUFFIX = ".parsed.npz"
 COLUMNS = ("user", "item", "rating", "timestamp")
+EDGE_BYTES = 1 << 16  # head and tail hashed for big files keyed by size and mtime
 
 
 def enabled() -> bool:
@@ -72,17 +79,36 @@ def entry_path(source: Path, owned_folder: bool, cache: str | Path | None = None
     return root / "parsed" / f"{source.stem}-{tag}{suffix}"
 
 
-def _read(entry: Path) -> tuple[dict, dict] | None:
-    """(key, arrays) of an entry, or None when absent or unreadable."""
+def _unreadable(entry: Path, source: Path, exc: Exception) -> None:
+    """Say on stderr that ``entry`` cannot be read and ``source`` is parsed again."""
+    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(f"mfsoftmax: cache entry {entry} is unreadable ({why}): reading {source} again",
+          file=sys.stderr)
+
+
+def _read(entry: Path, source: Path) -> tuple[dict, dict] | None:
+    """(key, arrays) of an entry, or None when absent or unreadable (reported)."""
     try:
         with np.load(entry, allow_pickle=False) as z:
             key = json.loads(str(z["key"]))
             if not isinstance(key, dict) or key.get("format") != FORMAT:
                 return None
             arrays = {c: z[c] for c in COLUMNS}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        _unreadable(entry, source, exc)
         return None
     return key, arrays
+
+
+def edge_digest(path: Path, size: int) -> str:
+    """SHA-256 of the first and last :data:`EDGE_BYTES` of a file (a big file's cheap content
+    check: two small reads instead of hashing it all)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(EDGE_BYTES))
+        f.seek(max(size - EDGE_BYTES, 0))
+        h.update(f.read(EDGE_BYTES))
+    return h.hexdigest()
 
 
 def _fresh(key: dict, source: Path, st: os.stat_result, sha256: str | None) -> bool:
@@ -91,10 +117,18 @@ def _fresh(key: dict, source: Path, st: os.stat_result, sha256: str | None) -> b
     if sha256 is not None:  # verified by the download cache's manifest
         return key.get("sha256") == sha256
     if key.get("mtime_ns") == st.st_mtime_ns and st.st_size > HASH_ON_LOAD_BYTES:
-        return True
+        return key.get("edges") in (None, edge_digest(source, st.st_size))
     if key.get("sha256") is None:  # a big file keyed by size and mtime only: changed
         return False
     return key.get("sha256") == file_digest(source)
+
+
+def _edges_for_key(source: Path, st: os.stat_result, sha256: str | None) -> str | None:
+    """The head-and-tail digest an entry's key records for a big file without a known
+    SHA-256 (:func:`edge_digest`), else None."""
+    if sha256 is None and st.st_size > HASH_ON_LOAD_BYTES:
+        return edge_digest(source, st.st_size)
+    return None
 
 
 def _digest_for_key(source: Path, st: os.stat_result, sha256: str | None) -> str | None:
@@ -140,7 +174,7 @@ def load_or_parse(source: Path, parse: Callable[[], dict], entry: Path,
         return parse()  # the parser names the problem
     if not enabled() or st.st_size < MIN_BYTES:
         return parse()
-    got = _read(entry) if entry.is_file() else None
+    got = _read(entry, source) if entry.is_file() else None
     if got is not None and _fresh(got[0], source, st, sha256):
         arrays = got[1]
         return {"user": arrays["user"].astype(np.int64, copy=False),
@@ -150,7 +184,8 @@ def load_or_parse(source: Path, parse: Callable[[], dict], entry: Path,
     result = parse()
     try:
         key = {"format": FORMAT, "source": source.name, "size": st.st_size,
-               "mtime_ns": st.st_mtime_ns, "sha256": _digest_for_key(source, st, sha256)}
+               "mtime_ns": st.st_mtime_ns, "sha256": _digest_for_key(source, st, sha256),
+               "edges": _edges_for_key(source, st, sha256)}
         if source.stat().st_mtime_ns == st.st_mtime_ns:  # not changed while we parsed it
             _write(entry, key, result)
     except OSError:
@@ -161,7 +196,7 @@ def load_or_parse(source: Path, parse: Callable[[], dict], entry: Path,
 # ------------------------------------------------------------------ finished Interactions
 def _source_key(path: Path, st: os.stat_result, sha256: str | None) -> dict:
     return {"source": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "sha256": _digest_for_key(path, st, sha256)}
+            "sha256": _digest_for_key(path, st, sha256), "edges": _edges_for_key(path, st, sha256)}
 
 
 _BLOCK = 1 << 20  # elements per block when compacting: temporaries stay in cache
@@ -253,15 +288,17 @@ def columns_of(data) -> dict:
 
 
 def _built_entry(entry: Path, sources: list[Path], stats: list, sha256: dict, loader: str,
-                 rebuild: Callable[[dict], object] | None) -> tuple[object, bool]:
+                 rebuild: Callable[[dict], object] | None,
+                 options: dict | None = None) -> tuple[object, bool]:
     """(Interactions, True) from a fresh entry; (``rebuild(columns)``, False) from a stale one
     whose first source (the ratings) is still fresh; (None, False) otherwise (unreadable,
-    another layout, stale ratings)."""
+    another layout or other options, stale ratings). An unreadable entry is reported on
+    stderr."""
     try:
         with np.load(entry, allow_pickle=False) as z:
             key = json.loads(str(z["key"]))
             if not (isinstance(key, dict) and key.get("format") == BUILT_FORMAT
-                    and key.get("loader") == loader
+                    and key.get("loader") == loader and key.get("options") == options
                     and len(key.get("sources", [])) == len(sources)
                     and all(k.get("source") == p.name
                             for k, p in zip(key["sources"], sources, strict=True))):
@@ -274,21 +311,28 @@ def _built_entry(entry: Path, sources: list[Path], stats: list, sha256: dict, lo
                 old = _unpack(z, key["name"], key["meta"], key.get("restore"))
             else:
                 return None, False
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
-        return None, False  # unreadable or another layout: rebuild it
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+        _unreadable(entry, sources[0], exc)
+        return None, False  # rebuilt and rewritten
     return rebuild(columns_of(old)), False
 
 
 def load_or_build(sources: list[Path], build: Callable[[], object], entry: Path,
                   sha256: dict | None = None, loader: str = "",
-                  rebuild: Callable[[dict], object] | None = None):
+                  rebuild: Callable[[dict], object] | None = None, options: dict | None = None):
     """The :class:`Interactions` ``build()`` makes from ``sources`` (the files it reads): from
     ``entry`` when its key matches every source (same freshness rule as :func:`load_or_parse`),
     else ``build()``, then stored in ``entry``. When only the other sources changed (a new
     ``movies.csv``), ``rebuild(columns)`` re-assembles from the entry's own columns
     (:func:`columns_of`) instead of parsing the first source again. ``sha256``: known checksums
-    by file name (a verified manifest). Off with the parse cache, and for a first source under
-    :data:`MIN_BYTES`."""
+    by file name (a verified manifest). ``options``: the loader's options that change what it
+    builds (JSON values), part of the key: an entry written with other options is rebuilt. Off
+    with the parse cache, and for a first source under :data:`MIN_BYTES`."""
+    with small_pages():  # each big array is allocated once: see small_pages
+        return _load_or_build(sources, build, entry, sha256, loader, rebuild, options)
+
+
+def _load_or_build(sources, build, entry, sha256, loader, rebuild, options):
     sources = [Path(p) for p in sources]
     sha256 = sha256 or {}
     try:
@@ -297,7 +341,8 @@ def load_or_build(sources: list[Path], build: Callable[[], object], entry: Path,
         return build()  # the builder names the problem
     if not enabled() or stats[0].st_size < MIN_BYTES:
         return build()
-    data, hit = _built_entry(entry, sources, stats, sha256, loader, rebuild) \
+    options = None if options is None else json.loads(json.dumps(options))
+    data, hit = _built_entry(entry, sources, stats, sha256, loader, rebuild, options) \
         if entry.is_file() else (None, False)
     if hit:
         return data
@@ -306,8 +351,8 @@ def load_or_build(sources: list[Path], build: Callable[[], object], entry: Path,
     try:
         meta = json.loads(json.dumps(data.meta))  # only JSON-able meta is cached
         arrays, restore = _pack(data)
-        key = {"format": BUILT_FORMAT, "loader": loader, "name": data.name, "meta": meta,
-               "restore": restore,
+        key = {"format": BUILT_FORMAT, "loader": loader, "options": options, "name": data.name,
+               "meta": meta, "restore": restore,
                "sources": [_source_key(p, st, sha256.get(p.name))
                            for p, st in zip(sources, stats, strict=True)]}
         if all(p.stat().st_mtime_ns == st.st_mtime_ns for p, st in zip(sources, stats, strict=True)):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import scipy.sparse as sp
 
-from .core import DatasetError, Interactions
+from .core import DatasetError, Interactions, small_pages
 
 
 def threshold(data: Interactions, min_rating: float | None) -> Interactions:
@@ -42,8 +43,16 @@ def k_core(data: Interactions, min_user: int = 0, min_item: int = 0) -> Interact
 
 
 def binarize(data: Interactions) -> Interactions:
-    """Set every interaction value to 1 (ratings stay available in ``data.ratings``)."""
-    return replace(data, matrix=data.binary())
+    """Set every interaction value to 1 (ratings stay available in ``data.ratings``).
+
+    The new matrix shares ``indices`` and ``indptr`` with ``data.matrix`` (a 20M-interaction
+    matrix is not copied for it); only its values are new."""
+    m = data.matrix
+    with small_pages():
+        ones = np.ones(m.nnz, dtype=np.float32)
+    b = sp.csr_matrix((ones, m.indices, m.indptr), shape=m.shape, copy=False)
+    b.has_sorted_indices = m.has_sorted_indices
+    return replace(data, matrix=b)
 
 
 def drop_empty(data: Interactions) -> Interactions:

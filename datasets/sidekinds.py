@@ -14,8 +14,10 @@ Kinds and the inference rule (:func:`infer_kind`), tried in this order on the no
    missing code.
 3. **text**: cells average at least 2 words and more than half the cells are distinct.
    Output: a bag of words (lower-cased ``\\w+`` tokens of each cell's first
-   ``MAX_TEXT_CHARS`` characters) hashed (polars' hash, fixed seeds: stable for a polars
-   version) into ``TEXT_BUCKETS`` columns, uint8 0/1.
+   ``MAX_TEXT_CHARS`` characters) hashed into ``TEXT_BUCKETS`` columns, uint8 0/1. The hash
+   is this package's own (:func:`token_hash`: 64-bit FNV-1a of the token's UTF-8 bytes,
+   finished by splitmix64's mixer), so a token's bucket is the same whatever the polars, numpy
+   or Python version.
 4. **categorical** otherwise: codes 0..n-1 over the values in sorted order (the
    ``MAX_CATEGORIES - 1`` most frequent when there are more, then ``(other)``), then
    ``(missing)`` when a cell is empty.
@@ -38,7 +40,9 @@ MAX_CELL_VALUES = 10_000
 NUMERIC_BUCKETS = 10
 NUMERIC_MIN_DISTINCT = 32
 TEXT_BUCKETS = 256
-HASH_SEED = 0  # polars' token hash, fixed seed (stable within a polars version)
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 INFER_SAMPLE = 100_000  # cells the string heuristics of infer_kind look at (seeded sample)
 MAX_TEXT_CHARS = 2000
 MULTI_SEPARATORS = ("|", ";")
@@ -52,20 +56,21 @@ def _present(s: pl.Series) -> pl.Series:
 
 def infer_kind(s: pl.Series) -> tuple[str, str | None]:
     """``(kind, multi-value separator or None)`` of a string column by the module's rule."""
-    vals = _present(s)
-    if not len(vals):
+    every = _present(s)
+    if not len(every):
         return "categorical", None
-    num = vals.cast(pl.Float64, strict=False)  # every cell: cheap
-    leading_zero = vals.str.contains(r"^0\d").any()
-    if len(vals) > INFER_SAMPLE:  # the string heuristics on a seeded sample
-        vals = vals.sample(INFER_SAMPLE, seed=0)
+    # the string heuristics on a seeded sample
+    vals = every.sample(INFER_SAMPLE, seed=0) if len(every) > INFER_SAMPLE else every
     for sep in MULTI_SEPARATORS:
         if vals.str.contains(sep, literal=True).mean() >= 0.1:
             parts = vals.str.split(sep).explode().str.strip_chars()
             if parts.str.len_chars().mean() <= 30:
                 return "multi", sep
-    if num.null_count() == 0 and not leading_zero and num.n_unique() > NUMERIC_MIN_DISTINCT:
-        return "numeric", None
+    if vals.cast(pl.Float64, strict=False).null_count() == 0:  # numbers: every cell checked
+        num = every.cast(pl.Float64, strict=False)
+        if num.null_count() == 0 and not every.str.contains(r"^0\d").any() \
+                and num.n_unique() > NUMERIC_MIN_DISTINCT:
+            return "numeric", None
     words = vals.str.count_matches(r"\S+").mean()
     if words >= 2 and vals.n_unique() > 0.5 * len(vals):
         return "text", None
@@ -176,14 +181,46 @@ def split_multi(s: pl.Series, sep: str) -> pl.Series:
     return s.str.split(sep, inclusive=False)
 
 
+def token_hash(words: pl.Series) -> np.ndarray:
+    """uint64 hash of each string: FNV-1a (64-bit) over its UTF-8 bytes, then splitmix64's
+    finaliser (so that the low bits mix). Vectorised over the strings: one numpy step per byte
+    position, the strings sorted by length so that each step touches those still going."""
+    n = len(words)
+    lens = words.str.len_bytes().fill_null(0).to_numpy().astype(np.int64)
+    buf = np.frombuffer(words.fill_null("").str.join("").item().encode("utf-8"), np.uint8) \
+        if n else np.zeros(0, np.uint8)
+    longest = int(lens.max(initial=0))
+    # longest first; a stable sort of 16-bit keys is numpy's radix sort
+    order = np.argsort((longest - lens).astype(np.int16 if longest < 2**15 else np.int64),
+                       kind="stable")
+    starts = (np.cumsum(lens) - lens)[order]
+    neg = -lens[order]
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    for k in range(longest):
+        m = int(np.searchsorted(neg, -k, side="left"))  # the strings longer than k bytes
+        h[:m] ^= buf[starts[:m] + k]
+        h[:m] *= _FNV_PRIME
+    out = np.empty(n, dtype=np.uint64)
+    out[order] = h
+    out ^= out >> np.uint64(30)
+    out *= _MIX[0]
+    out ^= out >> np.uint64(27)
+    out *= _MIX[1]
+    out ^= out >> np.uint64(31)
+    return out
+
+
 def encode_text(s: pl.Series) -> tuple[np.ndarray, dict]:
-    """Hashed bag of words (uint8 0/1, rows x ``TEXT_BUCKETS``) of a text column."""
+    """Hashed bag of words (uint8 0/1, rows x ``TEXT_BUCKETS``) of a text column: each
+    distinct token hashed once (:func:`token_hash`)."""
     s = s.fill_null("")
     truncated = int((s.str.len_chars() > MAX_TEXT_CHARS).sum())
     tokens = s.str.slice(0, MAX_TEXT_CHARS).str.to_lowercase().str.extract_all(r"\w+")
     n_tok = tokens.list.len().fill_null(0).to_numpy()
     flat = tokens.explode().drop_nulls()
-    col = (flat.hash(seed=HASH_SEED) % TEXT_BUCKETS).cast(pl.Int64).to_numpy()
+    uniq = flat.unique()
+    buckets = (token_hash(uniq) % np.uint64(TEXT_BUCKETS)).astype(np.int64)
+    col = flat.replace_strict(uniq, buckets, return_dtype=pl.Int64).to_numpy()
     hot = _multi_hot(np.repeat(np.arange(len(s)), n_tok), col, len(s), TEXT_BUCKETS)
     return hot, {"kind": "text", "size": TEXT_BUCKETS, "tokens": int(len(flat)),
                  "truncated_cells": truncated}

@@ -33,7 +33,7 @@ import polars as pl
 
 from . import sidekinds as sk
 from .columns import ALIASES, _norm_name, detect_sep
-from .core import DatasetError, Interactions
+from .core import DatasetError, Interactions, small_pages
 from .decode import decompress, read_bytes, sniff_format, to_utf8
 
 _ENCODE_ORDER = {"categorical": 0, "numeric": 0, "multi": 1, "text": 2}
@@ -95,33 +95,38 @@ def _where(label: str, rows: str, first: int):
 
 
 def match_ids(keys: pl.Series, raw_ids: np.ndarray, where) -> np.ndarray:
-    """Index of each key in ``raw_ids`` (-1 when absent); a null key, or a non-integer key when
-    the interactions' ids are integers, is an error naming its line."""
-    k = keys.str.strip_chars()
-    null = np.flatnonzero((k.is_null() | (k == "")).to_numpy())
+    """Index of each key in ``raw_ids`` (-1 when absent): a binary search for integer ids
+    (sorted, as the loader maps them), a polars join for strings; a null key, or a
+    non-integer key when the interactions' ids are integers, is an error naming its line."""
+    k = keys.str.strip_chars() if keys.dtype == pl.String else keys
+    empty = k.is_null() | (k == "") if k.dtype == pl.String else k.is_null()
+    null = np.flatnonzero(empty.to_numpy())
     if null.size:
         raise DatasetError(f"{where(null[0])}: the id column {keys.name!r} is empty (null/NaN ids "
                            f"cannot be matched; {null.size} such rows)")
     if raw_ids.dtype.kind in "iu":
-        ints = k.cast(pl.Int64, strict=False)
-        bad = np.flatnonzero(ints.is_null().to_numpy())
+        vals = k if k.dtype.is_integer() else k.cast(pl.Int64, strict=False)
+        bad = np.flatnonzero(vals.is_null().to_numpy())
         if bad.size:
             raise DatasetError(f"{where(bad[0])}: id {k[int(bad[0])]!r} in column {keys.name!r} "
                                "is not an integer (the interactions' ids are integers)")
-        vals = ints.to_numpy()
-    else:
-        vals, raw_ids = k.to_numpy().astype(str), raw_ids.astype(str)
-    order = np.argsort(raw_ids, kind="stable")
-    pos = np.minimum(np.searchsorted(raw_ids[order], vals), max(len(order) - 1, 0))
-    found = raw_ids[order][pos] == vals if len(order) else np.zeros(len(vals), bool)
-    return np.where(found, order[pos], -1)
+        ref = np.asarray(raw_ids, np.int64)
+        order = np.arange(len(ref)) if np.all(ref[1:] > ref[:-1]) else np.argsort(ref)
+        vals = vals.cast(pl.Int64).to_numpy()
+        pos = np.minimum(np.searchsorted(ref[order], vals), max(len(ref) - 1, 0))
+        found = ref[order][pos] == vals if len(ref) else np.zeros(len(vals), bool)
+        return np.where(found, order[pos], -1)
+    vals, ref = k.cast(pl.String), pl.Series(np.asarray(raw_ids).astype(str))
+    table = pl.DataFrame({"k": ref, "i": np.arange(len(raw_ids), dtype=np.int64)})
+    got = pl.DataFrame({"k": vals}).join(table, on="k", how="left", maintain_order="left")
+    return got["i"].fill_null(-1).to_numpy()
 
 
-def collapse(df: pl.DataFrame, key: str, kinds: dict, where,
-             param: str) -> tuple[pl.DataFrame, int]:
+def collapse(df: pl.DataFrame, key: str, kinds: dict, where, param: str,
+             repeated: bool = True) -> tuple[pl.DataFrame, int]:
     """One row per key (first-appearance order, ``_row``: its first row in ``df``); multi
     columns become lists. Returns the frame and the number of exact duplicate rows. Conflicting
-    single values are an error."""
+    single values are an error. ``repeated=False``: the caller knows every key is distinct."""
     values = [c for c in df.columns if c != key]
     df = df.with_row_index("_row")
     for col in values:
@@ -129,7 +134,7 @@ def collapse(df: pl.DataFrame, key: str, kinds: dict, where,
         if kind == "multi":
             df = df.with_columns(sk.split_multi(pl.col(col), sep) if sep else
                                  pl.concat_list(pl.col(col)).list.drop_nulls())
-    if df[key].n_unique() == df.height:
+    if not repeated or df[key].n_unique() == df.height:
         return df, 0
     n_dup = df.height - df.drop("_row").unique().height
     single = [c for c in values if kinds[c][0] != "multi"]
@@ -147,13 +152,14 @@ def collapse(df: pl.DataFrame, key: str, kinds: dict, where,
             other = rows.filter(pl.col(c).ne_missing(df[c][first]))["_row"][0]
             line = where(first).rsplit(", ", 1)[1]
             raise DatasetError(
-                f"{where(other)}: id {k!r} appears again (first on {line}) with a different "
+                f"{where(other)}: id {str(k)!r} appears again (first on {line}) with a different "
                 f"{c!r} ({df[c][int(other)]!r} vs {df[c][first]!r}); declare {c!r} "
                 f"multi-valued ({param}={c}:multi) for a long-format table")
     return out.sort("_row").select(["_row", key, *values]), n_dup
 
 
-def resolve_kinds(df: pl.DataFrame, key: str, declared: dict, label: str, param: str) -> dict:
+def resolve_kinds(df: pl.DataFrame, key: str, declared: dict, label: str, param: str,
+                  repeated: bool = True) -> dict:
     """``{column: (kind, sep)}`` for every value column: declared, else inferred; long format
     (repeated keys, one value column that varies) makes that column multi."""
     values = [c for c in df.columns if c != key]
@@ -162,7 +168,8 @@ def resolve_kinds(df: pl.DataFrame, key: str, declared: dict, label: str, param:
         raise DatasetError(f"{label}: {param}: no value column {', '.join(map(repr, unknown))}; "
                            f"columns: {', '.join(values)}")
     kinds = {c: declared.get(c) or sk.infer_kind(df[c]) for c in values}
-    if len(values) == 1 and values[0] not in declared and df[key].n_unique() < df.height:
+    if len(values) == 1 and values[0] not in declared and repeated \
+            and df[key].n_unique() < df.height:
         c = values[0]
         if df.group_by(key).agg(pl.col(c).n_unique().alias("n"))["n"].max() > 1:
             kinds[c] = ("multi", None)
@@ -218,21 +225,23 @@ def attach(data: Interactions, side: str, path, key=None, kinds=None, id_name=No
     declared = sk.parse_kinds(kinds, f"{side}_feature_kinds")
     df = df.with_columns(pl.col(kcol).str.strip_chars())
     raw = data.user_ids if side == "user" else data.item_ids
-    match_ids(df[kcol], raw, where)  # null / non-integer ids: an error naming the line
+    idx_all = match_ids(df[kcol], raw, where)  # null / non-integer ids: an error naming the line
     if raw.dtype.kind in "iu":  # "010" and "10" are one id
-        df = df.with_columns(pl.col(kcol).cast(pl.Int64).cast(pl.Utf8))
-    kind_of = resolve_kinds(df, kcol, declared, label, f"{side}_feature_kinds")
-    table, n_dup = collapse(df, kcol, kind_of, where, f"{side}_feature_kinds")
-    idx = match_ids(table[kcol], raw, where)
+        df = df.with_columns(pl.col(kcol).cast(pl.Int64))
+    repeated = df[kcol].n_unique() < df.height
+    kind_of = resolve_kinds(df, kcol, declared, label, f"{side}_feature_kinds", repeated)
+    table, n_dup = collapse(df, kcol, kind_of, where, f"{side}_feature_kinds", repeated)
+    rows = table["_row"].to_numpy()
+    idx = idx_all[rows]
     n, new = len(raw), np.flatnonzero(idx < 0)
     slot = idx.copy()
     slot[new] = n + np.arange(len(new))
-    full = pl.DataFrame({"_slot": np.arange(n + len(new))}).join(
-        table.with_columns(pl.Series("_slot", slot)), on="_slot", how="left")
-    row_of_slot = np.full(n + len(new), -1, dtype=np.int64)
-    row_of_slot[slot] = table["_row"].to_numpy()
-    feats, info = encode(full.drop(["_slot", "_row", kcol]), kind_of,
-                         lambda r: where(row_of_slot[r]))
+    pick = np.full(n + len(new), table.height, dtype=np.int64)  # no row: the null row below
+    pick[slot] = np.arange(table.height)
+    values = table.drop(["_row", kcol])
+    full = pl.concat([values, values.clear(1)])[pick]
+    row_of_slot = np.append(rows, -1)[pick]
+    feats, info = encode(full, kind_of, lambda r: where(row_of_slot[r]))
     summary = {"path": label, "key": kcol, "rows": df.height, "ids": table.height,
                "matched_ids": int(table.height - len(new)), "unmatched_ids": int(len(new)),
                "missing_ids": int(n - (table.height - len(new))), "duplicate_rows": int(n_dup),
@@ -240,8 +249,7 @@ def attach(data: Interactions, side: str, path, key=None, kinds=None, id_name=No
     meta = dict(data.meta)
     meta["side_tables"] = dict(meta.get("side_tables") or {}, **{side: summary})
     if side == "item" and len(new):
-        meta["new_items"] = {"ids": table[kcol].to_numpy()[new] if raw.dtype.kind not in "iu"
-                             else table[kcol].cast(pl.Int64).to_numpy()[new],
+        meta["new_items"] = {"ids": table[kcol].to_numpy()[new],
                              "features": {k: v[n:] for k, v in feats.items()}}
     own = {k: v[:n] for k, v in feats.items()}
     if side == "user":
@@ -261,7 +269,8 @@ def attach_side_tables(data: Interactions, names: list | None, columns: dict, da
         if not path:
             continue
         id_name = names[columns[side]] if names and columns.get(side) is not None else None
-        data = attach(data, side, path, key=params.get(f"{side}_features_key"),
-                      kinds=params.get(f"{side}_feature_kinds"), id_name=id_name,
-                      data_dir=data_dir, encoding=encoding)
+        with small_pages():  # a text column of 1M rows is a 256 MB array, touched once
+            data = attach(data, side, path, key=params.get(f"{side}_features_key"),
+                          kinds=params.get(f"{side}_feature_kinds"), id_name=id_name,
+                          data_dir=data_dir, encoding=encoding)
     return data

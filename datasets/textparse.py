@@ -210,13 +210,27 @@ def factorize_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return uniq.astype(np.int64, copy=False), inv.ravel()
     if hi - lo >= np.iinfo(values.dtype).max:  # the offsets need a wider type
         values = values.astype(np.int64)
-    off = values - values.dtype.type(lo) if lo else values  # one offset array, used twice
     present = np.zeros(hi - lo + 1, dtype=bool)
-    present[off] = True
+    for block in _blocks(values, lo):
+        present[block] = True
     uniq = np.flatnonzero(present) + lo
     code = np.cumsum(present, dtype=np.int32 if len(uniq) < 2**31 else np.int64)
     code -= 1
-    return uniq.astype(np.int64, copy=False), code[off]
+    out = np.empty(len(values), dtype=code.dtype)
+    for start, block in enumerate(_blocks(values, lo)):
+        np.take(code, block, out=out[start * _BLOCK:start * _BLOCK + len(block)])
+    return uniq.astype(np.int64, copy=False), out
+
+
+_BLOCK = 1 << 18  # ids per block: the index temporaries numpy makes stay small
+
+
+def _blocks(values: np.ndarray, lo: int):
+    """``values - lo`` block by block (no offset array, nor numpy's 64-bit index copy, of the
+    whole column)."""
+    for start in range(0, len(values), _BLOCK):
+        block = values[start:start + _BLOCK]
+        yield block - block.dtype.type(lo) if lo else block
 
 
 def integer_column(path, values: np.ndarray, first_line: int, what: str, field: int) -> np.ndarray:

@@ -175,3 +175,46 @@ def test_bad_utf8_past_the_first_64_kib_is_named(tmp_path):
     with pytest.raises(DatasetError, match=r"line 8002, column 4 \(byte 93311\): byte 0xe9 is "
                        "not valid UTF-8"):
         load("file", path=str(p))
+
+
+# ----------------------------------------------------------------------------- first-load work
+def test_factorize_ints_by_blocks_equals_unique(monkeypatch):
+    """The presence-table path works block by block (small index temporaries): the same codes
+    as np.unique across block edges, offsets, both widths and a sorted column."""
+    from mfsoftmax.datasets import textparse
+
+    monkeypatch.setattr(textparse, "_BLOCK", 1000)
+    rng = np.random.default_rng(3)
+    for dtype in (np.int32, np.int64):
+        for lo in (0, 17, -40):
+            v = (rng.integers(0, 5000, 10_007) + lo).astype(dtype)
+            uniq, codes = textparse.factorize_ints(v)
+            expect_u, expect_c = np.unique(v, return_inverse=True)
+            assert uniq.tolist() == expect_u.tolist() and codes.tolist() == expect_c.tolist()
+    uniq, codes = textparse.factorize_ints(np.sort(v))
+    assert codes.tolist() == np.unique(np.sort(v), return_inverse=True)[1].tolist()
+
+
+def test_numpy_column_of_a_chunked_series():
+    from mfsoftmax.datasets.fastread import numpy_column
+
+    s = pl.concat([pl.Series("t", [1, 2], dtype=pl.Int32), pl.Series("t", [3], dtype=pl.Int32)],
+                  rechunk=False)
+    assert s.n_chunks() == 2
+    out = numpy_column(s, np.int64)
+    assert out.dtype == np.int64 and out.tolist() == [1, 2, 3]
+    assert numpy_column(s).dtype == np.int32
+
+
+def test_small_pages_switches_numpy_hugepages_off_and_back():
+    from numpy._core.multiarray import _set_madvise_hugepage as switch
+
+    from mfsoftmax.datasets.core import small_pages
+
+    before = switch(True)
+    try:
+        with small_pages():
+            assert switch(False) is False  # off inside
+        assert switch(True) is True  # restored
+    finally:
+        switch(before)

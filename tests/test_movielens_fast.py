@@ -201,7 +201,7 @@ def test_download_cache_entry_next_to_file_keyed_by_manifest(tmp_path, cached, m
     assert download.check_cache(folder, download.ARCHIVES["ml-20m"]) is None  # still intact
 
 
-def test_ml1m_ratings_cached(tmp_path, cached, monkeypatch):
+def test_ml1m_ratings_cached(tmp_path, cached, monkeypatch, capsys):
     d = tmp_path / "ml-1m"
     d.mkdir()
     (d / "ratings.dat").write_text("1::10::5::100\n2::10::4::101\n2::20::3::102\n")
@@ -214,6 +214,14 @@ def test_ml1m_ratings_cached(tmp_path, cached, monkeypatch):
     os.utime(d / "ratings.dat", ns=(1, 1))  # mtime changed, content not: still a hit (SHA-256)
     ml_1m(data_dir=tmp_path, cache=tmp_path / "cache")
     assert len(cached) == 1
+
+    # an unreadable entry is reported on stderr and replaced
+    [entry] = (tmp_path / "cache" / "parsed").glob("ratings-*" + parsecache.SUFFIX)
+    entry.write_bytes(b"not a zip")
+    capsys.readouterr()
+    same(ml_1m(data_dir=tmp_path, cache=tmp_path / "cache"), first)
+    assert len(cached) == 2
+    assert f"cache entry {entry} is unreadable" in capsys.readouterr().err
 
 
 def test_finished_interactions_cached(tmp_path, cached, monkeypatch):

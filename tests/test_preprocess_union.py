@@ -70,6 +70,11 @@ def test_binarize_keeps_ratings():
     b = binarize(d)
     assert set(b.matrix.data.tolist()) == {1.0}
     assert np.array_equal(b.ratings, d.ratings) and np.array_equal(b.matrix.indices, d.matrix.indices)
+    # the pattern is shared, not copied: only the values are new
+    assert np.shares_memory(b.matrix.indices, d.matrix.indices)
+    assert np.shares_memory(b.matrix.indptr, d.matrix.indptr)
+    assert not np.shares_memory(b.matrix.data, d.matrix.data)
+    assert b.matrix.data.dtype == np.float32 and b.matrix.has_sorted_indices
 
 
 def test_preprocess_threshold_then_core_then_binary():

@@ -148,3 +148,38 @@ def test_key_without_table_and_cli_exit_2(tmp_path):
                         "--param", f"path={r}", "--param", f"item_features={t}"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "line 4" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def _fnv1a_splitmix(word: str) -> int:
+    """The text hash written out in plain Python: 64-bit FNV-1a of the UTF-8 bytes, then
+    splitmix64's finaliser."""
+    mask = (1 << 64) - 1
+    h = 0xCBF29CE484222325
+    for b in word.encode("utf-8"):
+        h = ((h ^ b) * 0x100000001B3) & mask
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & mask
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & mask
+    return h ^ (h >> 31)
+
+
+def test_text_hash_is_our_own_and_pinned(monkeypatch):
+    """A token's bucket does not depend on polars' hash (which changes between versions): the
+    values are pinned and match the plain-Python reference, for ASCII, non-ASCII and long
+    tokens, and polars' Series.hash is never called."""
+    words = ["", "a", "hello", "wörld", "toy", "story", "1995", "x" * 3000]
+    got = sk.token_hash(pl.Series(words, dtype=pl.String))
+    assert got.dtype == np.uint64
+    assert [int(h) for h in got] == [_fnv1a_splitmix(w) for w in words]
+    assert int(got[1]) == 0x02C0BDBF481420F8 and int(got[2]) == 0x16FE05A1C75BCD0F
+    assert [int(h) % sk.TEXT_BUCKETS for h in got[:7]] == [155, 248, 15, 252, 107, 99, 60]
+
+    def no_polars_hash(*a, **k):
+        raise AssertionError("polars' hash was used")
+
+    monkeypatch.setattr(pl.Series, "hash", no_polars_hash)
+    hot, info = sk.encode_text(pl.Series(["Toy Story (1995)", None, "toy TOY story"]))
+    assert info["tokens"] == 6
+    assert np.flatnonzero(hot[0]).tolist() == [60, 99, 107]  # 1995, story, toy
+    assert hot[1].sum() == 0 and np.flatnonzero(hot[2]).tolist() == [99, 107]
