@@ -34,7 +34,9 @@ def small_pages():
     pages they were given; numpy's setting is restored on exit (a no-op where numpy has no
     such switch)."""
     try:
-        from numpy._core.multiarray import _set_madvise_hugepage as switch  # optional: a private numpy switch
+        from numpy._core.multiarray import (
+            _set_madvise_hugepage as switch,  # optional: a private numpy switch
+        )
     except ImportError:  # pragma: no cover - numpy < 2 or a build without it
         switch = None
     before = switch(False) if switch is not None else None
