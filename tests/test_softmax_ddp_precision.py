@@ -44,7 +44,8 @@ def test_bf16_ranks_reach_the_fp32_ranks_recall(split, loss):
     assert _no_children()
 
 
-def test_a_rank_in_another_precision_fails_the_fit():
+def test_a_rank_in_another_precision_is_refused():
+    """run_rank's check after the ranks gathered what they ran in (``_check_precision``)."""
     model = SoftmaxDNN(workers=2, precision="bf16")
     assert model.precision_resolved == "bf16"  # was fp32: the ranks did not autocast
     _check_precision(model, ["bf16", "bf16"])
