@@ -107,7 +107,7 @@ def test_precision_parameter_validated_saved_and_recorded(split, tmp_path):
     model = SoftmaxDNN(precision="auto", **dict(SMALL, epochs=1))
     assert model.precision_resolved == resolve_precision("auto", "cpu")
     assert model.precision_info()["precision"] == "auto"
-    assert SoftmaxDNN(precision="bf16", workers=2).precision_resolved == "fp32"  # DDP: fp32
+    assert SoftmaxDNN(precision="bf16", workers=2).precision_resolved == "bf16"  # DDP ranks too
     model = SoftmaxDNN(precision="bf16", **dict(SMALL, epochs=1))
     row = timed_fit(model, split.train)
     assert row["precision"] == "bf16" and model.get_params()["precision"] == "bf16"

@@ -36,6 +36,14 @@ batch smaller than W (the epoch's last, when ``n_examples % batch_size < W``) is
   identical without a broadcast. After each epoch the ranks compare a checksum of all
   parameters and rank 0 re-broadcasts them if they drifted (counted in ``train_info``).
 - Rank 0 validates after each epoch and keeps the best weights; the ranks agree on stopping.
+- Precision (``precision``): with bf16 each rank runs its shard's forward under the same
+  ``precision.autocast`` as the single-process step (the tower's and the loss's matmuls in
+  bf16, the loss cast to float32); the parameters, tables, optimiser state, the all-reduced
+  gradients (DDP's buckets and ``table_sync``'s rows) and the epoch's loss sum stay float32 /
+  float64, so nothing goes through gloo or NCCL in bf16. Each rank records the autocast
+  state its steps ran under and the dtypes it all-reduced; ``train_info`` has them per rank
+  (``rank_precision``, ``reduce_dtypes``) and a rank that trained in another precision than
+  the model's resolved one fails the fit with a RuntimeError naming it (never a silent fp32).
 
 - The sparse tables' synchronisation, its measurements and limits: ``table_sync``.
 
@@ -74,6 +82,7 @@ from . import table_sync
 from . import train as training
 from .batches import Shard, batch_weights
 from .optim import LazyRowOptimizer
+from .precision import autocast
 from .table_sync import SYNCS
 from .train import batch_loss
 
@@ -98,15 +107,32 @@ class _StepModule(torch.nn.Module):
         return fn(*args)
 
 
-def _sum_hook(pg, bucket):
+class _HookState:
+    """The state of :func:`_sum_hook`: the process group and the dtypes it all-reduced."""
+
+    def __init__(self, pg, dtypes: set):
+        self.pg, self.dtypes = pg, dtypes
+
+
+def _sum_hook(state: _HookState, bucket):
     """DDP communication hook: the sum of the ranks' gradients (DDP's default averages)."""
-    fut = pg.allreduce([bucket.buffer()]).get_future()
+    buf = bucket.buffer()
+    state.dtypes.add(str(buf.dtype).removeprefix("torch."))
+    fut = state.pg.allreduce([buf]).get_future()
     return fut.then(lambda f: f.value()[0])
 
 
-def _shard_loss(model, queries, b, b_t, shard, rng, sampling, w):
+def active_precision(device_type: str) -> str:
+    """``bf16`` when a bf16 ``torch.autocast`` is on for ``device_type`` in this thread, else
+    ``fp32``: the precision a forward run now computes its matmuls in."""
+    on = torch.is_autocast_enabled(device_type)
+    return "bf16" if on and torch.get_autocast_dtype(device_type) == torch.bfloat16 else "fp32"
+
+
+def _shard_loss(model, queries, b, b_t, shard, rng, sampling, w, seen: set):
     q, pos = queries(b, b_t, shard)
-    return batch_loss(model, q, pos, rng, sampling, w=w, shard=shard)
+    seen.add(active_precision(q.device.type))  # inside DDP's forward: what this step ran in
+    return batch_loss(model, q, pos, rng, sampling, w=w, shard=shard).float()
 
 
 def _fault(rank: int):
@@ -140,6 +166,8 @@ class Rank:
         self.sync_seconds: list[float] = []
         self.resyncs = 0
         self.skipped = 0
+        self.precisions: set[str] = set()  # the autocast state of this rank's forwards
+        self.reduce_dtypes: set[str] = set()  # the dtypes of the gradients it all-reduced
 
     # ---------------------------------------------------------------- setup
     def start(self, model, opts) -> None:
@@ -152,7 +180,7 @@ class Rank:
         self.step_module = _StepModule(model.net)
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.step_module, ignore)
         self.ddp = DistributedDataParallel(self.step_module, process_group=self.pg)
-        self.ddp.register_comm_hook(self.pg, _sum_hook)
+        self.ddp.register_comm_hook(_HookState(self.pg, self.reduce_dtypes), _sum_hook)
         self.params = list(model.net.parameters())
         self.dev = self.params[0].device
 
@@ -175,7 +203,9 @@ class Rank:
             shard = Shard(lo, hi, queries.item_t[b_t])
             w = batch_weights(ex_w, b_t)
             w = torch.full((hi - lo,), 1.0 / n, device=dev) if w is None else w[lo:hi]
-            loss = self.ddp(_shard_loss, model, queries, b, b_t, shard, rng, sampling, w)
+            with autocast(model):  # bf16: the tower's and the loss's matmuls; fp32 reduction
+                loss = self.ddp(_shard_loss, model, queries, b, b_t, shard, rng, sampling, w,
+                                self.precisions)
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()  # DDP sums the dense gradients during the backward pass
@@ -225,6 +255,8 @@ class Rank:
     # ---------------------------------------------------------------- tables
     def _sync_tables(self) -> None:
         """Replace each sparse table's gradient by the sum over ranks (``table_sync``)."""
+        self.reduce_dtypes.update(str(p.grad.dtype).removeprefix("torch.") for p in self.tables
+                                  if p.grad is not None)
         table_sync.sync(self)
 
     def all_reduce(self, t: torch.Tensor) -> None:
@@ -236,8 +268,14 @@ class Rank:
         return out
 
     def info(self) -> dict:
+        """This rank's figures, and every rank's precision and all-reduced dtypes (a collective:
+        every rank calls it)."""
+        mine = ("+".join(sorted(self.precisions)) or None, sorted(self.reduce_dtypes))
+        ranks = [None] * self.world
+        dist.all_gather_object(ranks, mine, group=self.pg)
         return {"sync_seconds": [round(s, 6) for s in self.sync_seconds], "resyncs": self.resyncs,
-                "skipped_examples": self.skipped}
+                "skipped_examples": self.skipped, "rank_precision": [p for p, _ in ranks],
+                "reduce_dtypes": [d for _, d in ranks]}
 
 
 # ---------------------------------------------------------------------------------- a rank's run
@@ -257,6 +295,7 @@ def run_rank(model, train, valid, rank: int, world: int, callback=None, store=No
         ctx = Rank(rank, world, backend, model.table_sync)
         training.train(model, train, valid, callback if rank == 0 else None, engine=ctx)
         info = _train_info(model, world, backend, ctx)
+        _check_precision(model, info["rank_precision"])
         dist.barrier()  # no rank tears its group down while a peer's collective is in flight
         return info
     finally:
@@ -268,11 +307,21 @@ def _train_info(model, world: int, backend: str, ctx: Rank | None) -> dict:
     info = {"workers": world, "processes": world, "backend": backend,
             "table_sync": model.table_sync if model.sparse_items else "ddp (dense tables)",
             "global_batch": B, "rank_batch": -(-B // world), "threads_per_rank": model.threads,
-            "lr": model.lr, "table_lr": model.table_lr,
+            "lr": model.lr, "table_lr": model.table_lr, "precision": model.precision_resolved,
             "epoch_seconds": [h["wall_s"] for h in model.history]}
     if ctx is not None:
         info.update(ctx.info())
     return info
+
+
+def _check_precision(model, rank_precision: list) -> None:
+    """RuntimeError when a rank trained in another precision than ``model``'s resolved one
+    (None: a rank that took no step)."""
+    want = model.precision_resolved
+    off = [f"rank {r}: {p}" for r, p in enumerate(rank_precision) if p is not None and p != want]
+    if off:
+        raise RuntimeError(f"{model.name}: precision={model.precision!r} resolves to {want}, but "
+                           f"data-parallel ranks trained in another precision ({'; '.join(off)})")
 
 
 def exit_quietly(code: int) -> None:

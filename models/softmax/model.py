@@ -151,7 +151,7 @@ class SoftmaxDNN(LeanServing, RecommenderBase):
             setattr(self, key, value)
         self.hidden = tuple(self.hidden)
         self.feature_dim = min(self.feature_dim, self.dim)
-        self.precision_resolved = model_precision(precision, workers, device)
+        self.precision_resolved = model_precision(precision, device)
         self.name = name or f"softmax-{loss}" + ("-gravity" if self.gravity > 0 else "")
         self.net = None
         self.history: list[dict] = []

@@ -6,6 +6,8 @@ matmuls in bf16, the logits promoted back to float32 by the logQ/bias terms, so 
 log-softmax and the batch's reduction are float32; the embedding tables, every parameter, the
 optimiser state and the backward's accumulation stay float32. ``full`` keeps its fused float32
 logits (the query tower in bf16). The query tower serves in the same precision.
+Data-parallel ranks (``workers > 1``, ``ddp``) autocast their shard's forward the same way; the
+gradients they all-reduce are the float32 parameters' (``train_info["precision"]``).
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ def resolve_precision(precision: str, device: str = "cpu", cpuinfo: str | None =
     return "bf16" if cpu_bf16_flags(cpuinfo) else "fp32"
 
 
-def model_precision(precision: str, workers: int = 1, device: str = "cpu") -> str:
-    """The resolved precision of a ``SoftmaxDNN(precision=...)`` (:func:`resolve_precision`;
-    data-parallel ranks, ``workers > 1``, train in fp32); ValueError naming a bad value."""
+def model_precision(precision: str, device: str = "cpu") -> str:
+    """The resolved precision of a ``SoftmaxDNN(precision=...)`` (:func:`resolve_precision`),
+    the same for one process and for every data-parallel rank (``ddp``); ValueError naming a
+    bad value."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return "fp32" if int(workers) > 1 else resolve_precision(precision, device)
+    return resolve_precision(precision, device)
 
 
 def autocast(model):
