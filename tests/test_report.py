@@ -24,6 +24,8 @@ from tests.fixtures.results_fixture import make_results
 
 #: every section's plots but strata's (the fixture records no strata: tests/test_strata.py)
 PLOTS = tuple(p for p in section_plots() if p[0] != "strata")
+#: the headline's sparklines of the claims the fixture measures (all but strata, as above)
+SPARKS = tuple(key for key in SPARKLINES if key != "strata")
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
@@ -67,7 +69,7 @@ def test_html_is_self_contained(rendered):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<link" not in page and "<script" not in page and "@import" not in page
     imgs = re.findall(r'<img [^>]*src="([^"]+)"', page)
-    assert len(imgs) == len(PLOTS) + len(SPARKLINES)  # the plots and one sparkline per claim
+    assert len(imgs) == len(PLOTS) + len(SPARKS)  # the plots and one sparkline per claim
     assert all(src.startswith("data:image/png;base64,") for src in imgs)
 
 
@@ -474,7 +476,7 @@ def test_html_renders_in_headless_chromium(rendered, tmp_path):
     body = re.search(r"<body[^>]*>", dom)
     assert body, "chromium produced no DOM"
     attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(0)))
-    assert attrs.get("images") == str(len(PLOTS) + len(SPARKLINES))
+    assert attrs.get("images") == str(len(PLOTS) + len(SPARKS))
     assert attrs.get("broken") == "0"
     assert attrs.get("headline-rows") == str(len(CLAIMS))
     assert 'data-loaded="no"' not in dom

@@ -366,3 +366,20 @@ def test_no_shipped_config_runs_strata_without_quality():
     for path in sorted(CONFIG_DIR.glob("*.toml")):
         stages = load_config(str(path))["stages"]
         assert stages["quality"] or not stages["strata"], f"{path.name}: strata needs quality"
+
+
+def test_headline_sparkline_draws_each_strata_gap_in_its_winner_colour():
+    from mfsoftmax.reports import glance
+    from mfsoftmax.reports.sections.strata import WINNER_COLORS
+
+    res = strata_results(user_rows([0.0, 0.019, -0.019, -0.05, -0.03]), item_rows([0.0, 0.01, 0.1]))
+    assert "strata" in glance.SPARKLINES  # the row gets a figure beside it
+    fig = glance.SPARKLINES["strata"](strata_claim(res), res)
+    ax = fig.axes[0]
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(dots) == 8  # 5 user strata + 3 item strata, one gap each
+    colours = [d.get_color() for d in dots]
+    assert colours.count(WINNER_COLORS["mf"][0]) == 2          # the two heaviest user strata
+    assert colours.count(WINNER_COLORS["softmax"][0]) == 1     # tail items
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["users", "items"]
+    assert glance.SPARKLINES["strata"](strata_claim(res), {"models": {}}) is None  # no strata

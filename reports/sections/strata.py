@@ -248,3 +248,32 @@ WINNER_COLORS = {"softmax": ("#d62728", "gap: softmax ahead"), "mf": ("#1f77b4",
 
 
 PLOTS = (("strata", "Which family for whom: quality by user history and item popularity", plot),)
+
+
+def sparkline(res, results):
+    """Best softmax - best MF per stratum (users, lightest first, then items, head first), each
+    ± its threshold (2 paired se), coloured by the stratum's winner; None without a gap."""
+    from mfsoftmax.reports import glance  # lazy: matplotlib, off the headline
+
+    rows = [(side, g) for side in SIDES for g in family_gaps(results, side) if "winner" in g]
+    if not rows:
+        return None
+    import matplotlib.pyplot as plt  # lazy: matplotlib, as above
+
+    fig, ax = plt.subplots(figsize=glance.SIZE)
+    xs = [i + (1 if side == "items" and any(s == "users" for s, _ in rows) else 0)
+          for i, (side, _) in enumerate(rows)]  # a blank slot between the two splits
+    ax.axhline(0.0, color="#999", lw=0.6)
+    for x, (_, g) in zip(xs, rows, strict=True):
+        err = SE_MULTIPLIER * g["se"] if fmt.is_num(g["se"]) else None
+        ax.errorbar([x], [g["gap"]], yerr=err, fmt="o", ms=2.5, capsize=1.5, lw=0.8,
+                    color=WINNER_COLORS[g["winner"]][0])
+    ticks = {side: [x for x, (s, _) in zip(xs, rows, strict=True) if s == side] for side in SIDES}
+    ax.set_xticks([sum(v) / len(v) for v in ticks.values() if v],
+                  [{"users": "users", "items": "items"}[s] for s, v in ticks.items() if v])
+    ax.margins(x=0.08, y=0.2)
+    ax.set_ylabel("DNN − MF", fontsize=5.5, labelpad=1)
+    return fig
+
+
+SPARKLINES = {"strata": sparkline}
