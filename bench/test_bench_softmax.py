@@ -25,6 +25,10 @@ Run: ``pytest bench/test_bench_softmax.py --benchmark-enable -p no:cacheprovider
   (target >= ``PRECISION_TARGET``, recorded, not asserted: it depends on the CPU's bf16
   units), examples/s and the achieved GFLOP/s of the epoch's matmuls against the peak of the
   precision each ran in.
+- ``pool-unique``: one epoch of the A/B gate's DNN (synthetic 800 x 1000, hidden 64,
+  sampled-uniform) at (batch, d) in :data:`POOL_CASES` with ``pool_unique`` forced on and off,
+  rounds interleaved: the ratio, and whether ``towers.unique_pays`` picks the faster path
+  (within :data:`POOL_SLACK`; asserted when enabled). The crossover is in docs/models.md.
 - ``serve-single``: one query (forward pass + scores + top-20) on ml-100k.
 - ``fit-iteration``: a whole ``fit`` of one epoch (setup included) per variant on ml-100k.
 Everything runs single-threaded (``threads=1``). Timings are the minimum over ``ROUNDS`` rounds
