@@ -25,6 +25,10 @@ Run: ``pytest bench/test_bench_softmax.py --benchmark-enable -p no:cacheprovider
   (target >= ``PRECISION_TARGET``, recorded, not asserted: it depends on the CPU's bf16
   units), examples/s and the achieved GFLOP/s of the epoch's matmuls against the peak of the
   precision each ran in.
+- ``pool-unique``: one epoch of the A/B gate's DNN (synthetic 800 x 1000, hidden 64,
+  sampled-uniform) at (batch, d) in :data:`POOL_CASES` with ``pool_unique`` forced on and off,
+  rounds interleaved: the ratio, and whether ``towers.unique_pays`` picks the faster path
+  (within :data:`POOL_SLACK`; asserted when enabled). The crossover is in docs/models.md.
 - ``serve-single``: one query (forward pass + scores + top-20) on ml-100k.
 - ``fit-iteration``: a whole ``fit`` of one epoch (setup included) per variant on ml-100k.
 Everything runs single-threaded (``threads=1``). Timings are the minimum over ``ROUNDS`` rounds
@@ -292,3 +296,62 @@ def test_epoch_bf16_vs_fp32(benchmark):
           f"({info['bf16']['gflops']:.0f} of {info['bf16']['peak_gflops']:.0f}): {speedup:.2f}x "
           f"(peaks {info['peak_ratio']:.2f}x)")
     assert np.isfinite(speedup) and speedup > 0
+
+
+POOL_CASES = [(256, 32), (256, 64), (256, 128), (256, 256), (2048, 32)]  # (batch, d)
+POOL_SLACK = 1.10  # the rule's pick may trail the other path by this much (noise at the crossover)
+
+
+@pytest.fixture(scope="module")
+def gate_split():
+    """The A/B gate's DNN data (bench/ab/worker.py): synthetic 800 x 1000, seed 0, strong split."""
+    from mfsoftmax.datasets import load, make_split
+
+    data = load("synthetic", n_users=800, n_items=1000, seed=0)
+    return make_split(data, "strong", seed=0, heldout_frac=0.1).train
+
+
+@pytest.mark.benchmark(group="pool-unique")
+@pytest.mark.parametrize("batch,dim", POOL_CASES)
+def test_pool_unique_crossover(benchmark, gate_split, monkeypatch, batch, dim):
+    """One sampled-uniform epoch (the gate's model, hidden 64) with the history bag's training
+    gradient pooled by ``pool_unique`` (forced on) and by the plain sparse bag (forced off),
+    after one untimed warm-up round, rounds interleaved, order alternating: the ratio of medians unique / bag, and which path
+    ``towers.unique_pays`` picks for a batch of this size. Asserted (benchmarks enabled): the
+    pick is not slower than the other path by more than :data:`POOL_SLACK`."""
+    from mfsoftmax.models.softmax import towers
+    from mfsoftmax.models.softmax.hparams import HISTORY_DROPOUT
+
+    times = {True: [], False: []}
+
+    def epoch(unique: bool) -> None:
+        monkeypatch.setattr(towers, "POOL_UNIQUE_MIN_CELLS", 0 if unique else np.inf)
+        model = SoftmaxDNN(dim=dim, hidden=(64,), loss="sampled-uniform", epochs=1, patience=1,
+                           batch_size=batch, seed=0, threads=1)
+        t0 = time.thread_time()
+        model.fit(gate_split)
+        times[unique].append(time.thread_time() - t0)
+
+    def one_round():
+        order = (True, False) if len(times[True]) % 2 == 0 else (False, True)
+        for unique in order:
+            epoch(unique)
+
+    one_round()  # warm-up, untimed: first-call costs (imports, allocator) on both paths
+    times[True].clear(), times[False].clear()
+    benchmark.pedantic(one_round, rounds=2 * rounds(benchmark), iterations=1)
+    monkeypatch.undo()
+    lens = np.diff(gate_split.matrix.indptr)
+    entries = batch * float((lens * (lens - 1)).sum() / lens.sum()) * (1 - HISTORY_DROPOUT)
+    picks_unique = towers.unique_pays(int(entries), dim)
+    ratio = float(np.median(times[True]) / np.median(times[False]))
+    picked = ratio if picks_unique else 1 / ratio
+    benchmark.extra_info.update(batch=batch, dim=dim, entries_per_batch=entries,
+                                unique_s=float(np.median(times[True])),
+                                bag_s=float(np.median(times[False])), ratio=ratio,
+                                picks_unique=picks_unique, picked_vs_other=picked)
+    print(f"\nbatch {batch} d {dim}: unique/bag x{ratio:.3f}, rule picks "
+          f"{'unique' if picks_unique else 'bag'} ({entries * dim:,.0f} cells)")
+    assert np.isfinite(ratio) and ratio > 0
+    if benchmark.enabled:
+        assert picked <= POOL_SLACK

@@ -447,6 +447,35 @@ def test_pool_unique_matches_sparse_embedding_bag():
     np.testing.assert_allclose(vals2.numpy(), want.values().numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("wide", [False, True])
+def test_pool_unique_only_from_its_min_cells(wide, monkeypatch):
+    """Training pools through ``pool_unique`` (one gradient row per distinct table row) only
+    when the bag's per-entry gradient would reach ``POOL_UNIQUE_MIN_CELLS`` floats; smaller
+    batches keep the plain sparse bag (one row per bag entry), where the extra unique pass
+    costs more than it saves. Either way the optimizer reads the same summed gradient."""
+    from mfsoftmax.models.softmax import towers
+    from mfsoftmax.models.softmax.optim import rows_of
+
+    dim = 4
+    rows = torch.tensor([7, 3, 7, 49, 0, 3, 3, 12])
+    monkeypatch.setattr(towers, "POOL_UNIQUE_MIN_CELLS", len(rows) * dim + (0 if wide else 1))
+    torch.manual_seed(0)
+    tower = towers.QueryTower(50, dim, (), False, [], True, None)
+    offsets, weights = torch.tensor([0, 3, 3, 6]), torch.rand(8)
+    pooled = tower.pool((rows, offsets, weights))
+    G = torch.randn(4, dim)
+    pooled.backward(G)
+    grad = tower.history.weight.grad
+    assert grad._nnz() == (5 if wide else 8)  # distinct rows 0, 3, 7, 12, 49 vs bag entries
+    W = tower.history.weight.detach().clone().requires_grad_()
+    ref = torch.nn.functional.embedding_bag(rows, W, offsets, mode="sum", per_sample_weights=weights)
+    np.testing.assert_allclose(pooled.detach().numpy(), ref.detach().numpy(), rtol=1e-6)
+    ref.backward(G)
+    idx, vals = rows_of(grad)
+    assert idx.tolist() == [0, 3, 7, 12, 49]
+    np.testing.assert_allclose(vals.numpy(), W.grad[idx].numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_pool_serves_through_the_embedding_bag_without_grad():
     """At serving (no autograd) the tower pools with the plain bag: same bags as training."""
     model = SoftmaxDNN(loss="in-batch", epochs=1, dim=4, hidden=(), seed=0).fit(checkerboard())

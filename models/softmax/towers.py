@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 PRIME = 2654435761
 INIT_STD = 0.05
+POOL_UNIQUE_MIN_CELLS = 1 << 19  # bag entries x d from which training uses pool_unique
 
 
 def hash_ids(ids: torch.Tensor, buckets: int | None, salt: int) -> torch.Tensor:
@@ -135,6 +136,15 @@ def pool_unique(W: torch.Tensor, rows: torch.Tensor, offsets: torch.Tensor,
     return F.embedding_bag(inv, block, offsets, mode="sum", per_sample_weights=weights)
 
 
+def unique_pays(entries: int, dim: int) -> bool:
+    """Whether a training batch pools through :func:`pool_unique`: when the plain sparse bag's
+    gradient, one d-vector per bag entry, would have at least :data:`POOL_UNIQUE_MIN_CELLS`
+    floats. Below that the extra ``torch.unique`` pass costs more than the smaller gradient
+    saves (one epoch at d 32, batch 256: x1.02-1.06 slower); measured crossover in
+    docs/models.md, ``pool-unique`` group of bench/test_bench_softmax.py."""
+    return entries * dim >= POOL_UNIQUE_MIN_CELLS
+
+
 class QueryTower(nn.Module):
     """psi(x) = MLP([mean of history item embeddings, user feature embeddings])."""
 
@@ -175,9 +185,9 @@ class QueryTower(nn.Module):
         flat, offsets, weights = bags
         rows = hash_ids(flat, self.buckets, 7)
         if self.history.sparse:
-            if not torch.is_grad_enabled():
-                return self.history(rows, offsets, per_sample_weights=weights)
-            return pool_unique(W, rows, offsets, weights)
+            if torch.is_grad_enabled() and unique_pays(rows.numel(), W.shape[1]):
+                return pool_unique(W, rows, offsets, weights)
+            return self.history(rows, offsets, per_sample_weights=weights)
         # dense regime: (B x rows) weights @ table, a matmul forward and backward
         B = len(offsets)
         counts = torch.diff(offsets, append=offsets.new_tensor([len(rows)]))
