@@ -25,10 +25,11 @@ from mfsoftmax.bench.ab.report import format_json, format_markdown, format_text
 from mfsoftmax.bench.ab.stats import estimate, settled, verdict
 from mfsoftmax.bench.ab.worker import slowdowns
 from mfsoftmax.bench.ab.worktree import commit_env
+from tests.fixtures import RESULTS_V1
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = ["synthetic.matmul", "synthetic.python"]
-BASELINE_FILE = REPO / "bench" / "baselines" / "default-quick.json"
+BASELINE_FILE = RESULTS_V1  # any results file: only its run.git_commit is rewritten
 
 
 def _args(*argv):

@@ -11,8 +11,9 @@ import pytest
 
 from mfsoftmax.bench.history.changepoints import change_points
 from mfsoftmax.cli import main as cli
+from tests.fixtures import RESULTS_V1
 
-BASELINE = Path(__file__).resolve().parents[1] / "bench" / "baselines" / "default-quick.json"
+BASELINE = RESULTS_V1  # a real (old) quick run's results
 N_RUNS, STEP_AT = 24, 15
 
 
