@@ -1,10 +1,10 @@
 """One environment per commit for the A/B gate, cached under ``.ab-cache/<sha>/``.
 
 ``src/`` is the commit's tree (``git archive``: a plain snapshot, so the repository's worktree
-list is not touched and nothing needs pruning); ``venv/`` is a virtual environment made with the
-current interpreter (``venv --without-pip``) whose site-packages holds a ``.pth`` naming the
-current environment's site-packages folders (those of ``sysconfig`` and any on ``sys.path``), so every third-party package (torch, implicit, ...) is
-shared and nothing is downloaded. The ``.pth`` is a plain path, so the current environment's own
+list is not touched: no ``git worktree prune``); ``venv/`` is a virtual environment made with
+the current interpreter (``venv --without-pip``) whose site-packages holds a ``.pth`` naming the
+current environment's site-packages folders (those of ``sysconfig`` and any on ``sys.path``), so
+every third-party package (torch, implicit, ...) is shared and nothing is downloaded. The ``.pth`` is a plain path, so the current environment's own
 ``.pth`` files (its editable install of mfsoftmax) are not run; the commit is then installed into
 the venv with ``pip install --no-deps --no-build-isolation -e src`` (seconds). ``ready`` marks
 a finished environment; a half-made one is rebuilt.
