@@ -8,7 +8,7 @@ metrics, leakage@k, serving.p50_min_us, training.epoch_thread_min_s), named MODE
 DIR/history.sqlite (one SQLite file: keep the folder as a CI artifact or on a branch). Timings
 are normalised as compare does (time x the run's best matmul GFLOP/s). The commit is the run's
 run.git_commit unless --commit is given; runs are kept in the order added (add each commit's
-run once, oldest first); a run id already stored is refused.
+run once, oldest first); a run already stored (the same run.id and run.started_at) is refused.
 
 ``show`` finds the change points of every figure (binary segmentation on the series over
 commits: a step at least 5% of the level before it and 5 noise units, the noise read robustly

@@ -66,6 +66,8 @@ def add(store: Path, results: Path, commit: str | None = None) -> tuple[str, int
     if not figures:
         raise CompareError(f"{results}: no gated figure (no model with quality or timings)")
     run_id = str(run.get("id") or results)
+    if run.get("started_at"):  # the id is the run's folder name, which CI reuses every run
+        run_id += f"@{run['started_at']}"
     with closing(_connect(store, create=True)) as con, con:
         if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
             raise CompareError(f"{results}: run {run_id!r} is already in {store / FILE}")

@@ -8,10 +8,13 @@ loop; seconds): the same commit against itself under a concurrent busy process p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +27,12 @@ from mfsoftmax.bench.ab.cli import run
 from mfsoftmax.bench.ab.report import format_json, format_markdown, format_text
 from mfsoftmax.bench.ab.stats import estimate, settled, verdict
 from mfsoftmax.bench.ab.worker import slowdowns
-from mfsoftmax.bench.ab.worktree import commit_env
+from mfsoftmax.bench.ab.worktree import KEEP_ENV, commit_env, prune
+from tests.fixtures import RESULTS_V1
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = ["synthetic.matmul", "synthetic.python"]
-BASELINE_FILE = REPO / "bench" / "baselines" / "default-quick.json"
+BASELINE_FILE = RESULTS_V1  # any results file: only its run.git_commit is rewritten
 
 
 def _args(*argv):
@@ -194,3 +198,86 @@ def test_ci_base_is_the_merge_base_then_the_baselines_commit_then_nothing(tmp_pa
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(single)],
                    check=True, capture_output=True)
     assert ab_base(single) == ""  # no history: no base
+
+
+# ----------------------------------------------------------------------------- the cache
+def _fake_env(cache: Path, sha: str, age_s: float, src: Path | None = None) -> Path:
+    """A cache entry that looks finished without a real venv build: ``ready``, used ``age_s``
+    ago, its python a script running this interpreter (and ``src`` a link, when given)."""
+    root = cache / sha
+    (root / "venv" / "bin").mkdir(parents=True)
+    py = root / "venv" / "bin" / "python"
+    py.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    py.chmod(0o755)
+    if src is not None:
+        (root / "src").symlink_to(src)
+    (root / "ready").write_text(sha + "\n")
+    (root / "used").touch()
+    t = time.time() - age_s
+    os.utime(root / "used", (t, t))
+    return root
+
+
+@contextlib.contextmanager
+def _locked_by_another_process(path: Path, mode: str):
+    """Another process holds ``flock(path, LOCK_<mode>)`` (as a second gate would)."""
+    code = (f"import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_{mode}); "
+            "print('held', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_prune_keeps_the_most_recently_used_and_never_one_in_use(tmp_path):
+    cache = tmp_path / "cache"
+    shas = [f"{i:x}" * 40 for i in range(1, 6)]  # newest first
+    for age, sha in enumerate(shas):
+        _fake_env(cache, sha, 100 * (age + 1))
+    (cache / "notes").mkdir()  # not an environment: left alone
+    with _locked_by_another_process(cache / shas[-1] / "inuse", "SH"):  # the oldest, in use
+        assert sorted(prune(cache, 2)) == sorted(shas[2:4])
+    assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == sorted(
+        [*shas[:2], shas[-1], "notes"])
+    assert prune(cache, 2) == [shas[-1]]  # no longer in use
+    assert prune(cache, 2) == [] and prune(tmp_path / "none", 0) == []
+
+
+def test_prune_waits_for_another_gate_holding_the_cache_lock(tmp_path):
+    cache = tmp_path / "cache"
+    _fake_env(cache, "a" * 40, 10)
+    _fake_env(cache, "b" * 40, 20)
+    got = []
+    with _locked_by_another_process(cache / ".lock", "EX"):  # e.g. building an environment
+        worker = threading.Thread(target=lambda: got.append(prune(cache, 1)))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and (cache / ("b" * 40)).exists()
+    worker.join(30)
+    assert got == [["b" * 40]]
+
+
+def test_a_gate_run_prunes_its_cache_but_keeps_what_it_used(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    head = _git(REPO, "rev-parse", "HEAD")
+    _fake_env(cache, head, 1000, src=REPO)  # the oldest entry, until this run uses it
+    old = [_fake_env(cache, c * 40, age).name for c, age in (("1", 10), ("2", 20), ("3", 30))]
+    res = run(_args("--base", "HEAD", "--kernels", "synthetic.python", "--min-rounds", "2",
+                    "--max-rounds", "2", "--cache", str(cache), "--cache-keep", "1"))
+    assert res.base["sha"] == head
+    assert [p.name for p in cache.iterdir() if p.is_dir()] == [head]
+    err = capsys.readouterr().err
+    assert "removed 3 environment(s)" in err and all(s[:10] in err for s in old)
+
+
+def test_bad_cache_keep_is_exit_2_naming_it(capsys, monkeypatch):
+    assert ab_main(_args("--base", ".", "--cache-keep", "-1")) == 2
+    assert "--cache-keep" in capsys.readouterr().err
+    monkeypatch.setenv(KEEP_ENV, "three")
+    assert ab_main(_args("--base", ".")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and KEEP_ENV in err[0] and "'three'" in err[0]

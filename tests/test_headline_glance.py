@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from importlib import resources
 
 import pytest
 
@@ -16,6 +15,7 @@ from mfsoftmax.reports.glance import SPARKLINES
 from mfsoftmax.reports.judge import SHORT_CHARS, Claim, ClaimResult
 from mfsoftmax.reports.shorten import shorten
 from mfsoftmax.reports.verdicts import CLAIMS, headline
+from tests.fixtures import RESULTS_V1
 from tests.fixtures.results_fixture import make_results
 
 SERVING = ("p50 30.8 µs (wals, lean) vs 188 µs (softmax-in-batch, lean, TorchScript tower), 6.1x, "
@@ -25,8 +25,8 @@ SERVING = ("p50 30.8 µs (wals, lean) vs 188 µs (softmax-in-batch, lean, TorchS
 
 
 def baseline() -> dict:
-    path = resources.files("mfsoftmax.bench").joinpath("baselines/default-quick.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A real quick run's results (an old one: the committed baseline of 2026-12-03)."""
+    return json.loads(RESULTS_V1.read_text(encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- checks, reused

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,9 @@ import pytest
 
 from mfsoftmax.cli import main as cli
 from mfsoftmax.history.changepoints import change_points
+from tests.fixtures import RESULTS_V1
 
-BASELINE = Path(__file__).resolve().parents[1] / "bench" / "baselines" / "default-quick.json"
+BASELINE = RESULTS_V1  # a real (old) quick run's results
 N_RUNS, STEP_AT = 24, 15
 
 
@@ -92,3 +96,48 @@ def test_history_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (store / "history.sqlite").exists()  # nothing half-written
     assert cli(["history", "show", "--store", str(store)]) == 2
     assert "--store" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- CI's step
+CI_HISTORY = Path(__file__).resolve().parents[1] / ".ci" / "history"
+
+
+def _ci_run(tmp_path: Path, i: int, wals_factor: float = 1.0) -> Path:
+    """The quick run of CI run ``i``: the folder name (run.id 'quick') is the same every run."""
+    d = json.loads(BASELINE.read_text())
+    d["run"].update(id="quick", git_commit=f"ci{i:02d}" + "0" * 36,
+                    started_at=f"2026-12-{i + 1:02d}T00:00:00+00:00")
+    d["models"]["wals"]["training"]["epoch_thread_min_s"] *= wals_factor
+    path = tmp_path / f"ci{i}.json"
+    path.write_text(json.dumps(d))
+    return path
+
+
+def _ci_history(*args) -> subprocess.CompletedProcess:
+    """``.ci/history ARGS`` as .ci/run calls it (``mfsoftmax`` of this environment on PATH)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", str(CI_HISTORY), *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+
+
+def test_ci_history_step_starts_a_store_then_names_the_commit_of_a_step(tmp_path, capsys):
+    """.ci/history: a first CI run (no store yet) passes with one run and no step; runs whose
+    run.id repeats (CI's 'quick' folder) are all kept; a step in WALS's epoch from the 4th run
+    on is named at that run's commit."""
+    store = tmp_path / "ci-out" / "history"
+    first = _ci_history(_ci_run(tmp_path, 0), store)
+    assert first.returncode == 0, first.stderr
+    assert "1 run(s)" in first.stdout and "0 figure(s) with a step" in first.stdout
+    for i in range(1, 5):  # the CI runs in between, added as .ci/history's first line does
+        assert cli(["history", "add", str(_ci_run(tmp_path, i, 1.3 if i >= 3 else 1.0)),
+                    "--store", str(store)]) == 0
+    last = _ci_history(_ci_run(tmp_path, 5, 1.3), store)
+    assert last.returncode == 0, last.stderr
+    assert "6 run(s)" in last.stdout and "1 figure(s) with a step" in last.stdout
+    (line,) = [x for x in last.stdout.splitlines() if "step up" in x]
+    assert line.strip().startswith("wals/training.epoch_thread_min_s: step up x1.300")
+    assert line.endswith("first at ci03000000")
+    again = _ci_history(_ci_run(tmp_path, 5, 1.3), store)  # the same run twice: refused
+    assert again.returncode == 2
+    assert "already in" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert _ci_history(store).returncode == 2  # a missing argument: usage, exit 2

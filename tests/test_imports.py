@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import RESULTS_V1
+
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = ROOT / "bench" / "baselines" / "default-quick.json"
+BASELINE = RESULTS_V1  # an old results file: compare reads it against itself
 
 # a second or more each at start-up (torch several); none is needed to parse arguments
 HEAVY = ("torch", "matplotlib", "pyspark", "faiss", "optuna", "implicit", "polars", "pyarrow",

@@ -21,6 +21,7 @@ from mfsoftmax.results.schema import (
     schema,
     validate,
 )
+from tests.fixtures import RESULTS_V1
 from tests.fixtures.results_fixture import make_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +87,13 @@ def test_fixture_passes():
 def test_committed_baseline_passes():
     baseline = json.loads((ROOT / "bench" / "baselines" / "default-quick.json").read_text())
     assert validate(baseline) == []
+
+
+def test_old_results_file_still_passes():
+    """A results.json written by an older commit (schema_version 1, before strata) stays valid."""
+    old = json.loads(RESULTS_V1.read_text())
+    assert "strata" not in old and old["schema_version"] == 1
+    assert validate(old) == []
 
 
 def test_extra_keys_and_nulls_are_allowed():

@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import math
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from mfsoftmax.reports.render import render_report
 from mfsoftmax.reports.sections.strata import family_gaps
 from mfsoftmax.reports.verdicts import CLAIMS, headline
 from mfsoftmax.results.schema import validate as validate_results
+from tests.fixtures import RESULTS_V1
 
 
 class ScoreModel:
@@ -350,8 +350,7 @@ def test_strata_without_quality_fails_with_a_clear_message(tmp_path):
 
 
 def test_old_results_without_strata_still_render(tmp_path):
-    text = resources.files("mfsoftmax.bench").joinpath("baselines/default-quick.json").read_text()
-    old = json.loads(text)
+    old = json.loads(RESULTS_V1.read_text())
     assert "strata" not in old
     written = render_report(old, tmp_path)
     md = written["md"].read_text()

@@ -12,7 +12,7 @@ from mfsoftmax.compare.load import CompareError
 from . import report, stats
 from .session import KERNELS, SLOWDOWN_ENV, Plan, measure
 from .worker import slowdowns
-from .worktree import CommitEnv, commit_env, git, head_env
+from .worktree import KEEP, KEEP_ENV, CommitEnv, commit_env, git, head_env, keep_count, prune
 
 SYNTHETIC = ("synthetic.matmul", "synthetic.python")
 
@@ -44,6 +44,9 @@ def add_arguments(p) -> None:
                         f"same as ${SLOWDOWN_ENV}), e.g. train.dnn_sampled_epoch=1.25")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="where commit environments are kept (default REPO/.ab-cache)")
+    p.add_argument("--cache-keep", type=int, default=None, metavar="N",
+                   help="after the run, keep the N most recently used environments of the "
+                        f"cache, never one in use (default ${KEEP_ENV} or {KEEP})")
     p.add_argument("--repo", default=".", metavar="DIR", help="the git checkout (default .)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
                    help="what to print (default text)")
@@ -72,8 +75,20 @@ def _check(args) -> Plan:
                 args.budget_s, args.max_slowdown, args.rotate)
 
 
-def _env(repo: Path, ref: str, cache: Path) -> CommitEnv:
-    return head_env(repo) if ref == "." else commit_env(repo, ref, cache, log=_log)
+def _env(repo: Path, ref: str, cache: Path, held: list) -> CommitEnv:
+    return head_env(repo) if ref == "." else commit_env(repo, ref, cache, log=_log, held=held)
+
+
+def _release(cache: Path, keep: int, held: list) -> None:
+    """Prune the cache when this run used it (its environments still held), then let them go."""
+    try:
+        removed = prune(cache, keep) if held else []
+        if removed:
+            _log(f"ab: cache {cache}: removed {len(removed)} environment(s) not among the {keep} "
+                 f"most recently used: {', '.join(s[:10] for s in removed)}")
+    finally:
+        for fh in held:
+            fh.close()
 
 
 def _log(msg: str) -> None:
@@ -92,16 +107,21 @@ def _check_imports(measured, envs: dict) -> None:
 def run(args) -> report.AbResult:
     """Resolve both sides, measure, build the result (CompareError on unusable input)."""
     plan = _check(args)
+    keep = keep_count(args.cache_keep)
     try:
         repo = Path(git(Path(args.repo), "rev-parse", "--show-toplevel"))
     except CompareError as exc:
         raise CompareError(f"--repo {args.repo}: not a git checkout ({exc})") from None
     cache = Path(args.cache) if args.cache else repo / ".ab-cache"
-    envs = {"base": _env(repo, args.base, cache), "head": _env(repo, args.head, cache)}
     slowdown = args.inject
     if slowdown is None:
         slowdown = os.environ.get(SLOWDOWN_ENV)
-    measured = measure(envs["base"], envs["head"], plan, slowdown, log=_log)
+    held: list = []
+    try:
+        envs = {s: _env(repo, getattr(args, s), cache, held) for s in ("base", "head")}
+        measured = measure(envs["base"], envs["head"], plan, slowdown, log=_log)
+    finally:
+        _release(cache, keep, held)
     _check_imports(measured, envs)
     settings = {"max_slowdown": plan.max_slowdown, "confidence": stats.CONFIDENCE,
                 "min_rounds": plan.min_rounds, "max_rounds": plan.max_rounds,
