@@ -49,9 +49,6 @@ DEFAULTS = {
 QUICK = {"sweeps": {"corpus_sizes": [1000, 10000], "queries": 50, "time_budget_s": 20,
                      "ann_warmup": 5, "ann_params": default_params(quick=True)}}
 
-#: row labels of the two families: the one translation, ``results.vocabulary.SWEEP_NAME``
-LABELS = SWEEP_NAME
-
 
 def _pick(ctx: RunContext, family: str, prefer: str | None) -> str | None:
     """The fitted model of ``family`` to take the embeddings from (``prefer`` first; for the
@@ -102,7 +99,7 @@ def trained_sets(ctx: RunContext, n_queries: int) -> list:
     for family, prefer in (("mf", None), ("softmax", sw.get("train_dnn"))):
         name = _pick(ctx, family, prefer)
         if name is None:
-            ctx.say(f"  no {family} model configured: no trained {LABELS[family]} rows")
+            ctx.say(f"  no {family} model configured: no trained {SWEEP_NAME[family]} rows")
             continue
         model = ctx.fitted.get(name)
         if model is None:
@@ -117,7 +114,7 @@ def trained_sets(ctx: RunContext, n_queries: int) -> list:
             ctx.say(f"  {name}: every test query embedding is zero: no trained rows")
             continue
         out.append(VectorSet(
-            model=LABELS[family], vectors="trained", items=items, queries=q, dim=items.shape[1],
+            model=SWEEP_NAME[family], vectors="trained", items=items, queries=q, dim=items.shape[1],
             source_model=name, query_embedding_us=_one_request_us(model, queries),
             info={"bias_folded": items.shape[1] > model.item_embeddings().shape[1],
                   "zero_queries_dropped": int((~nonzero).sum())}))

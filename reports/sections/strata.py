@@ -261,16 +261,15 @@ def sparkline(res, results):
     import matplotlib.pyplot as plt  # lazy: matplotlib, as above
 
     fig, ax = plt.subplots(figsize=glance.SIZE)
-    xs = [i + (1 if side == "items" and any(s == "users" for s, _ in rows) else 0)
-          for i, (side, _) in enumerate(rows)]  # a blank slot between the two splits
+    gap = int(any(side == "users" for side, _ in rows))  # a blank slot between the two splits
+    xs = [i + (gap if side == "items" else 0) for i, (side, _) in enumerate(rows)]
     ax.axhline(0.0, color="#999", lw=0.6)
     for x, (_, g) in zip(xs, rows, strict=True):
         err = SE_MULTIPLIER * g["se"] if fmt.is_num(g["se"]) else None
         ax.errorbar([x], [g["gap"]], yerr=err, fmt="o", ms=2.5, capsize=1.5, lw=0.8,
                     color=WINNER_COLORS[g["winner"]][0])
     ticks = {side: [x for x, (s, _) in zip(xs, rows, strict=True) if s == side] for side in SIDES}
-    ax.set_xticks([sum(v) / len(v) for v in ticks.values() if v],
-                  [{"users": "users", "items": "items"}[s] for s, v in ticks.items() if v])
+    ax.set_xticks([sum(v) / len(v) for v in ticks.values() if v], [s for s, v in ticks.items() if v])
     ax.margins(x=0.08, y=0.2)
     ax.set_ylabel("DNN − MF", fontsize=5.5, labelpad=1)
     return fig
