@@ -167,7 +167,8 @@ def _git(repo: Path, *args: str) -> str:
 
 def test_ci_base_is_the_merge_base_then_the_baselines_commit_then_nothing(tmp_path):
     """.ci/ab-base: the merge base with main; on main itself the commit the committed baseline
-    was made from; in a clone without either, nothing (CI then skips the gate, saying so)."""
+    was made from; after a push, the commit before it when known; in a clone without either,
+    nothing (CI then skips the gate, saying so)."""
     repo = tmp_path / "r"
     (repo / ".ci").mkdir(parents=True)
     (repo / ".ci" / "ab-base").write_text((REPO / ".ci" / "ab-base").read_text())
@@ -194,6 +195,9 @@ def test_ci_base_is_the_merge_base_then_the_baselines_commit_then_nothing(tmp_pa
     _git(repo, "commit", "-qm", "feature")
     assert ab_base(repo) == main_tip  # a branch: its merge base with main
     assert ab_base(repo, AB_BASE="abc") == "abc"
+    # a push to main: the commit before it, when this clone has it
+    assert ab_base(repo, AB_BEFORE=first) == first
+    assert ab_base(repo, AB_BEFORE="0" * 40) == main_tip  # unknown (a force push): merge base
     single = tmp_path / "single"
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(single)],
                    check=True, capture_output=True)
