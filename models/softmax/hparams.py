@@ -76,8 +76,8 @@ TOWER = {
 #: ``ddp_timeout``: seconds a rank waits for the others (must exceed rank 0's validation).
 #: ``precision``: the matmuls of training and of the query tower in ``fp32``, ``bf16``
 #: (``torch.autocast``; tables, parameters, optimiser state and the loss's reduction stay
-#: float32), or ``auto`` (bf16 where the hardware has native bf16 matmuls); ``workers > 1``
-#: trains in fp32.
+#: float32), or ``auto`` (bf16 where the hardware has native bf16 matmuls); with
+#: ``workers > 1`` every rank autocasts its shard the same way (gradients reduced in float32).
 TRAINING = {
     "loss": Choice(values=LOSSES), "n_negatives": Whole(low=1),
     "hard_pool": Whole(low=1, none=True), "gravity": Num(low=0),
