@@ -233,3 +233,84 @@ def test_fused_full_softmax_gradients_match_autograd(tiny, bias):
     F.cross_entropy(ref[0] @ ref[1].T + ref[2], pos).mul(2.5).backward()
     for a, b in zip(leaves, ref, strict=True):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------- the fused sampled and in-batch losses
+def _fused_vs_unfused(dtype, bias, weights, offset, bf16=False, out=None):
+    """Loss and gradients (q, V, bias) of the fused loss and of its autograd reference."""
+    g = torch.Generator().manual_seed(1)
+    B, n, d, m = 37, 60, 8, 25
+    q = torch.randn(B, d, generator=g, dtype=dtype, requires_grad=True)
+    V = torch.randn(n, d, generator=g, dtype=dtype, requires_grad=True)
+    b = torch.randn(n, generator=g, dtype=dtype, requires_grad=True) if bias else None
+    pos = torch.randint(0, 12, (B,), generator=g)  # few ids: many accidental hits and repeats
+    neg = torch.randint(0, 12, (m,), generator=g)
+    lmq = torch.randn(n, generator=g, dtype=dtype)
+    w = torch.rand(B, generator=g, dtype=dtype) if weights else None
+    params = [t for t in (q, V, b) if t is not None]
+    out_rows = {}
+    for kind in ("sampled", "in-batch"):
+        for fused in (True, False):
+            for t in params:
+                t.grad = None
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                if kind == "sampled":
+                    fn = L.sampled_softmax_loss if fused else L.sampled_softmax_loss_unfused
+                    extra = {"out": out} if fused else {}
+                    loss = fn(q, V[pos], V[neg], pos, neg, lmq[pos], lmq[neg],
+                              None if b is None else b[pos], None if b is None else b[neg], w=w,
+                              **extra)
+                else:
+                    fn = L.in_batch_loss if fused else L.in_batch_loss_unfused
+                    extra = {"out": out} if fused else {}
+                    rows = slice(offset, B)
+                    loss = fn(q[rows], V[pos], pos, lmq[pos], None if b is None else b[pos],
+                              w=None if w is None else w[rows], offset=offset, **extra)
+            loss.backward()
+            out_rows[kind, fused] = [loss.detach().double()] + [t.grad.double() for t in params]
+    return out_rows
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("weights", [False, True])
+@pytest.mark.parametrize("offset", [0, 5])
+def test_fused_sampled_and_in_batch_equal_their_autograd_reference(bias, weights, offset):
+    """float64: the fused losses' value and every gradient equal autograd's through the
+    masked, concatenated logits to 1e-10 (accidental hits, repeated positives, weights, a
+    shard's row offset, item biases)."""
+    res = _fused_vs_unfused(torch.float64, bias, weights, offset)
+    for kind in ("sampled", "in-batch"):
+        for a, r in zip(res[kind, True], res[kind, False], strict=True):
+            assert torch.allclose(a, r, rtol=1e-10, atol=1e-12), (kind, (a - r).abs().max())
+
+
+def test_fused_losses_under_bf16_autocast_stay_close_and_reuse_a_buffer():
+    """Under a bf16 autocast the fused losses (bf16 matmuls, float32 reduction) stay within
+    bf16 rounding of autograd's bf16 reference, writing into a reused flat buffer."""
+    buf = torch.full((37 * 60,), float("nan"))
+    res = _fused_vs_unfused(torch.float32, True, False, 0, bf16=True, out=buf)
+    for kind in ("sampled", "in-batch"):
+        for a, r in zip(res[kind, True], res[kind, False], strict=True):
+            assert torch.allclose(a, r, rtol=3e-2, atol=3e-2), (kind, (a - r).abs().max())
+    assert not torch.isnan(buf).all()  # the buffer was used
+
+
+def test_equal_pairs_is_every_equal_pair():
+    """The sort-merge join finds exactly the pairs a dense comparison finds."""
+    g = torch.Generator().manual_seed(3)
+    for n_a, n_b, hi in ((50, 40, 7), (1, 30, 3), (30, 1, 3), (20, 20, 1000)):
+        a, b = torch.randint(0, hi, (n_a,), generator=g), torch.randint(0, hi, (n_b,), generator=g)
+        rows, cols = L.equal_pairs(a, b)
+        got = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+        want = sorted(zip(*[x.tolist() for x in torch.nonzero(a[:, None] == b[None, :], as_tuple=True)]))
+        assert got == want
+
+
+def test_fused_loss_refuses_a_second_backward():
+    q = torch.randn(4, 3, requires_grad=True)
+    V = torch.randn(6, 3)
+    pos = torch.tensor([0, 2, 5, 2])
+    loss = L.in_batch_loss(q, V[pos], pos, torch.zeros(4))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward twice"):
+        loss.backward()

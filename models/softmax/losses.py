@@ -96,6 +96,91 @@ class _FullSoftmaxCE(torch.autograd.Function):
         return dq, dV, db, None, None, None
 
 
+def equal_pairs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ``(i, j)`` with ``a[i] == b[j]``, as two index tensors (a sort-merge join: no
+    ``len(a) x len(b)`` comparison; the accidental hits of a batch are few)."""
+    sb, ob = torch.sort(b)
+    lo = torch.searchsorted(sb, a)
+    cnt = torch.searchsorted(sb, a, right=True) - lo
+    rows = torch.repeat_interleave(torch.arange(len(a), device=a.device), cnt)
+    first = torch.repeat_interleave(lo - (torch.cumsum(cnt, 0) - cnt), cnt)
+    return rows, ob[first + torch.arange(len(rows), device=a.device)]
+
+
+class _ScoredCE(torch.autograd.Function):
+    """Fused softmax cross-entropy over the logits ``q K^T + c`` (B x C; the cells ``mask``
+    = (rows, cols) left out as -inf), with an optional extra per-row logit ``s0`` (B,) that is then every
+    row's target (the sampled softmax's positive), else the target column ``target`` (B,)
+    (in-batch). One (B x C) float buffer (``out`` when given, reused across steps) holds the
+    logits, then ``exp(s - max)`` in place, then the logits' gradient ``g (softmax - onehot)``
+    in place before the two matmuls of backward: no log-softmax buffer, no masked or
+    concatenated copies, no one-hot. ``bf16``: the three matmuls take bf16 operands (autocast's
+    choice for a matmul); the buffer, the reduction and every gradient stay float32."""
+
+    @staticmethod
+    def forward(ctx, q, K, c, s0, target, mask, w, out, bf16):
+        with torch.autocast(q.device.type, enabled=False):
+            if bf16:
+                qm, Km = q.to(torch.bfloat16), K.to(torch.bfloat16)
+                prod = torch.mm(qm, Km.T)
+                E = prod.float() if out is None else out.copy_(prod)
+            else:
+                qm, Km = q.to(K.dtype), K
+                E = torch.mm(qm, Km.T, out=out if out is not None and out.dtype == K.dtype else None)
+            E.add_(c[None, :])
+            if mask is not None:
+                E.index_put_(mask, torch.tensor(NEG_INF, dtype=E.dtype))
+            m = E.amax(1)
+            if s0 is not None:
+                m = torch.maximum(m, s0.to(E.dtype))
+            E.sub_(m[:, None])
+            if s0 is not None:
+                s_t = s0.to(E.dtype) - m
+                e0 = s_t.exp()
+            else:
+                s_t, e0 = E.gather(1, target[:, None])[:, 0], None
+            E.exp_()
+            z = E.sum(1) if e0 is None else E.sum(1) + e0
+            per = z.log() - s_t
+            loss = per.mean() if w is None else (per * w).sum()
+        ctx.save_for_backward(qm, Km, E, z, target, w, e0)
+        ctx.meta = (q.dtype, K.dtype, c.requires_grad, bf16, False)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        q_dtype, k_dtype, c_grad, bf16, used = ctx.meta
+        if used:
+            raise RuntimeError("scored softmax loss: backward twice (retain_graph) is not supported")
+        ctx.meta = (q_dtype, k_dtype, c_grad, bf16, True)
+        qm, Km, G, z, target, w, e0 = ctx.saved_tensors
+        g = grad / len(z) if w is None else grad * w  # per row: the row's weight
+        r = g / z
+        G.mul_(r[:, None])
+        if target is not None and e0 is None:
+            G[torch.arange(len(z), device=G.device), target] -= g
+        ds0 = e0 * r - g if e0 is not None else None
+        with torch.autocast(G.device.type, enabled=False):
+            Gm = G.to(torch.bfloat16) if bf16 else G
+            dq = (Gm @ Km).to(q_dtype) if ctx.needs_input_grad[0] else None
+            dK = (Gm.T @ qm).to(k_dtype) if ctx.needs_input_grad[1] else None
+        dc = G.sum(0) if c_grad and ctx.needs_input_grad[2] else None
+        return dq, dK, dc, ds0, None, None, None, None, None
+
+
+def _bf16_autocast(x: torch.Tensor) -> bool:
+    """Whether the caller's forward runs under a bf16 autocast on ``x``'s device."""
+    dev = x.device.type
+    return torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.bfloat16
+
+
+def _out(out: torch.Tensor | None, rows: int, cols: int) -> torch.Tensor | None:
+    """A (rows x cols) view of the flat float buffer ``out`` (None when absent or too small)."""
+    if out is None or out.numel() < rows * cols:
+        return None
+    return out[:rows * cols].view(rows, cols)
+
+
 def full_softmax_loss(q: torch.Tensor, V: torch.Tensor, pos: torch.Tensor,
                       b: torch.Tensor | None = None, out: torch.Tensor | None = None,
                       w: torch.Tensor | None = None) -> torch.Tensor:
@@ -133,8 +218,21 @@ def sampled_logits(q: torch.Tensor, v_pos: torch.Tensor, v_neg: torch.Tensor, po
 
 
 def sampled_softmax_loss(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_pos=None,
-                         b_neg=None, w=None) -> torch.Tensor:
-    """Sampled softmax cross-entropy with logQ correction (see :func:`sampled_logits`)."""
+                         b_neg=None, w=None, out=None) -> torch.Tensor:
+    """Sampled softmax cross-entropy with logQ correction: the cross-entropy of
+    :func:`sampled_logits` with column 0 as target, fused (:class:`_ScoredCE`). ``out``: an
+    optional flat float buffer of at least B x m cells, reused across steps."""
+    s0 = _dot_rows(q, v_pos, b_pos) - log_mq_pos
+    c = -log_mq_neg if b_neg is None else b_neg - log_mq_neg
+    return _ScoredCE.apply(q, v_neg, c, s0, None, equal_pairs(pos, neg), w,
+                           _out(out, len(q), len(neg)),
+                           _bf16_autocast(q))
+
+
+def sampled_softmax_loss_unfused(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_pos=None,
+                                 b_neg=None, w=None) -> torch.Tensor:
+    """:func:`sampled_softmax_loss` through autograd's own ops (the reference the fused loss
+    is tested against)."""
     logits = sampled_logits(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_pos, b_neg)
     return _ce(logits, torch.zeros(len(q), dtype=torch.long, device=q.device), w)
 
@@ -158,8 +256,22 @@ def in_batch_logits(q: torch.Tensor, v_pos: torch.Tensor, pos: torch.Tensor,
     return logits.masked_fill(same, NEG_INF)
 
 
-def in_batch_loss(q, v_pos, pos, log_q, b_pos=None, w=None, offset: int = 0) -> torch.Tensor:
-    """Cross-entropy of :func:`in_batch_logits` with the row's own column as target."""
+def in_batch_loss(q, v_pos, pos, log_q, b_pos=None, w=None, offset: int = 0,
+                  out=None) -> torch.Tensor:
+    """Cross-entropy of :func:`in_batch_logits` with the row's own column as target, fused
+    (:class:`_ScoredCE`). ``out``: an optional flat float buffer of at least R x B cells."""
+    c = -log_q if b_pos is None else b_pos - log_q
+    own = torch.arange(offset, offset + len(q), device=q.device)
+    rows, cols = equal_pairs(pos[offset:offset + len(q)], pos)
+    other = cols != rows + offset  # the row's own column is its target, not masked
+    return _ScoredCE.apply(q, v_pos, c, None, own, (rows[other], cols[other]), w,
+                           _out(out, len(q), len(pos)),
+                           _bf16_autocast(q))
+
+
+def in_batch_loss_unfused(q, v_pos, pos, log_q, b_pos=None, w=None, offset: int = 0) -> torch.Tensor:
+    """:func:`in_batch_loss` through autograd's own ops (the reference the fused loss is
+    tested against)."""
     logits = in_batch_logits(q, v_pos, pos, log_q, b_pos, offset)
     return _ce(logits, torch.arange(offset, offset + len(q), device=q.device), w)
 

@@ -95,6 +95,17 @@ def init_bias(model, pop: np.ndarray) -> None:
         w[:, 0] = acc / cnt.clamp(min=1)
 
 
+def logits_buffer(model, cells: int, dev) -> torch.Tensor:
+    """A flat float32 buffer of ``cells`` cells for a step's logits (``full``, the sampled and
+    in-batch losses), kept on the model and reused by every step: a fresh 16-64 MB tensor a step
+    would be page-faulted in again each time. Its contents belong to the step's graph until
+    ``backward``."""
+    buf = model._logits_buf
+    if buf is None or buf.numel() < cells:
+        buf = model._logits_buf = torch.empty(cells, device=dev)
+    return buf[:cells]
+
+
 def batch_loss(model, q, pos, rng, sampling: Sampling, w: torch.Tensor | None = None,
                shard: Shard | None = None) -> torch.Tensor:
     """The loss of a batch (queries ``q``, targets ``pos``), plus gravity when it is on.
@@ -109,10 +120,8 @@ def batch_loss(model, q, pos, rng, sampling: Sampling, w: torch.Tensor | None = 
     if model.loss == "full":
         q = q.float()  # the fused full loss writes fp32 logits into its buffer (no autocast)
         V_all = model._all_items()
-        buf = model._logits_buf
-        if buf is None or len(buf) < len(pos):
-            buf = model._logits_buf = torch.empty(len(pos), model.n_items, device=dev)
-        loss = L.full_softmax_loss(q, V_all, pos, bias(None), out=buf[:len(pos)], w=w)
+        out = logits_buffer(model, len(pos) * model.n_items, dev).view(len(pos), model.n_items)
+        loss = L.full_softmax_loss(q, V_all, pos, bias(None), out=out, w=w)
     elif model.loss in ("sampled-uniform", "sampled-popularity"):
         if model.loss == "sampled-uniform":
             neg_np = rng.integers(0, model.n_items, size=k)
@@ -123,13 +132,12 @@ def batch_loss(model, q, pos, rng, sampling: Sampling, w: torch.Tensor | None = 
         both, b = item(ids, feats), bias(ids)
         b_pos, b_neg = (None, None) if b is None else (b[:len(pos)], b[len(pos):])
         loss = L.sampled_softmax_loss(q, both[:len(pos)], both[len(pos):], pos, neg,
-                                      log_mq_t[pos], log_mq_t[neg], b_pos, b_neg, w=w)
-    elif model.loss == "in-batch" and shard is not None:
-        cols = shard.pos_all
-        loss = L.in_batch_loss(q, item(cols, feats), cols, log_mq_t[cols], bias(cols), w=w,
-                               offset=shard.start)
+                                      log_mq_t[pos], log_mq_t[neg], b_pos, b_neg, w=w,
+                                      out=logits_buffer(model, len(pos) * k, dev))
     elif model.loss == "in-batch":
-        loss = L.in_batch_loss(q, item(pos, feats), pos, log_mq_t[pos], bias(pos), w=w)
+        cols, start = (pos, 0) if shard is None else (shard.pos_all, shard.start)
+        loss = L.in_batch_loss(q, item(cols, feats), cols, log_mq_t[cols], bias(cols), w=w,
+                               offset=start, out=logits_buffer(model, len(pos) * len(cols), dev))
     elif model.loss == "hard-negatives":
         pool = torch.as_tensor(rng.integers(0, model.n_items, size=pool_size), device=dev)
         ids = torch.cat([pos, pool])
@@ -253,7 +261,7 @@ def _train(model, train, valid, callback, engine) -> None:
     ex_w = None if ex_w is None else torch.as_tensor(ex_w, device=dev)
     lead = engine.rank == 0  # validates, keeps the best weights, calls back
     engine.start(model, opts)
-    model._logits_buf = None  # full: (B x n) logits buffer reused by every step
+    model._logits_buf = None  # the logits buffer every step reuses (logits_buffer)
     model.history, model.eval_seconds = [], 0.0
     stopping = _EarlyStopping(model.patience)
     t_fit = time.perf_counter()
