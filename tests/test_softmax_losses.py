@@ -274,19 +274,24 @@ def _fused_vs_unfused(dtype, bias, weights, offset, bf16=False, out=None):
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("weights", [False, True])
 @pytest.mark.parametrize("offset", [0, 5])
-def test_fused_sampled_and_in_batch_equal_their_autograd_reference(bias, weights, offset):
+@pytest.mark.parametrize("dense_max", [0, 1 << 30], ids=["join", "dense"])
+def test_fused_sampled_and_in_batch_equal_their_autograd_reference(bias, weights, offset,
+                                                                   dense_max, monkeypatch):
     """float64: the fused losses' value and every gradient equal autograd's through the
     masked, concatenated logits to 1e-10 (accidental hits, repeated positives, weights, a
-    shard's row offset, item biases)."""
+    shard's row offset, item biases), with the hits found by the join and by a dense mask."""
+    monkeypatch.setattr(L, "DENSE_MASK_MAX_CELLS", dense_max)
     res = _fused_vs_unfused(torch.float64, bias, weights, offset)
     for kind in ("sampled", "in-batch"):
         for a, r in zip(res[kind, True], res[kind, False], strict=True):
             assert torch.allclose(a, r, rtol=1e-10, atol=1e-12), (kind, (a - r).abs().max())
 
 
-def test_fused_losses_under_bf16_autocast_stay_close_and_reuse_a_buffer():
+@pytest.mark.parametrize("dense_max", [0, 1 << 30], ids=["join", "dense"])
+def test_fused_losses_under_bf16_autocast_stay_close_and_reuse_a_buffer(dense_max, monkeypatch):
     """Under a bf16 autocast the fused losses (bf16 matmuls, float32 reduction) stay within
     bf16 rounding of autograd's bf16 reference, writing into a reused flat buffer."""
+    monkeypatch.setattr(L, "DENSE_MASK_MAX_CELLS", dense_max)
     buf = torch.full((37 * 60,), float("nan"))
     res = _fused_vs_unfused(torch.float32, True, False, 0, bf16=True, out=buf)
     for kind in ("sampled", "in-batch"):

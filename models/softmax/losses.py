@@ -108,10 +108,11 @@ def equal_pairs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 class _ScoredCE(torch.autograd.Function):
-    """Fused softmax cross-entropy over the logits ``q K^T + c`` (B x C; the cells ``mask``
-    = (rows, cols) left out as -inf), with an optional extra per-row logit ``s0`` (B,) that is then every
-    row's target (the sampled softmax's positive), else the target column ``target`` (B,)
-    (in-batch). One (B x C) float buffer (``out`` when given, reused across steps) holds the
+    """Fused softmax cross-entropy over the logits ``q K^T + c`` (B x C; the cells of ``mask``, a
+    bool (B x C) tensor or the (rows, cols) of :func:`equal_pairs`, left out as -inf), with an
+    optional extra per-row logit ``s0`` (B,) that is then every row's target (the sampled
+    softmax's positive), else row i's target is column ``i + target`` (in-batch: the diagonal
+    at the shard's offset). One (B x C) float buffer (``out`` when given, reused across steps) holds the
     logits, then ``exp(s - max)`` in place, then the logits' gradient ``g (softmax - onehot)``
     in place before the two matmuls of backward: no log-softmax buffer, no masked or
     concatenated copies, no one-hot. ``bf16``: the three matmuls take bf16 operands (autocast's
@@ -128,7 +129,9 @@ class _ScoredCE(torch.autograd.Function):
                 qm, Km = q.to(K.dtype), K
                 E = torch.mm(qm, Km.T, out=out if out is not None and out.dtype == K.dtype else None)
             E.add_(c[None, :])
-            if mask is not None:
+            if isinstance(mask, torch.Tensor):
+                E.masked_fill_(mask, NEG_INF)
+            elif mask is not None:
                 E.index_put_(mask, torch.tensor(NEG_INF, dtype=E.dtype))
             m = E.amax(1)
             if s0 is not None:
@@ -138,13 +141,14 @@ class _ScoredCE(torch.autograd.Function):
                 s_t = s0.to(E.dtype) - m
                 e0 = s_t.exp()
             else:
-                s_t, e0 = E.gather(1, target[:, None])[:, 0], None
+                s_t, e0 = E.diagonal(target).clone(), None
             E.exp_()
             z = E.sum(1) if e0 is None else E.sum(1) + e0
             per = z.log() - s_t
             loss = per.mean() if w is None else (per * w).sum()
-        ctx.save_for_backward(qm, Km, E, z, target, w, e0)
+        ctx.save_for_backward(qm, Km, E, z, w, e0)
         ctx.meta = (q.dtype, K.dtype, c.requires_grad, bf16, False)
+        ctx.target = target
         return loss
 
     @staticmethod
@@ -153,12 +157,13 @@ class _ScoredCE(torch.autograd.Function):
         if used:
             raise RuntimeError("scored softmax loss: backward twice (retain_graph) is not supported")
         ctx.meta = (q_dtype, k_dtype, c_grad, bf16, True)
-        qm, Km, G, z, target, w, e0 = ctx.saved_tensors
+        qm, Km, G, z, w, e0 = ctx.saved_tensors
+        target = ctx.target
         g = grad / len(z) if w is None else grad * w  # per row: the row's weight
         r = g / z
         G.mul_(r[:, None])
-        if target is not None and e0 is None:
-            G[torch.arange(len(z), device=G.device), target] -= g
+        if e0 is None:
+            G.diagonal(target).sub_(g)
         ds0 = e0 * r - g if e0 is not None else None
         with torch.autocast(G.device.type, enabled=False):
             Gm = G.to(torch.bfloat16) if bf16 else G
@@ -172,6 +177,19 @@ def _bf16_autocast(x: torch.Tensor) -> bool:
     """Whether the caller's forward runs under a bf16 autocast on ``x``'s device."""
     dev = x.device.type
     return torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.bfloat16
+
+
+#: below this many logits a dense (B x C) comparison finds a batch's hits faster than
+#: :func:`equal_pairs` (fewer small ops); above it the join saves two passes over the logits
+DENSE_MASK_MAX_CELLS = 1 << 18
+
+
+def hit_mask(a: torch.Tensor, b: torch.Tensor):
+    """The cells ``a[i] == b[j]``: a dense bool (len(a) x len(b)) mask for a small batch, else
+    the ``(rows, cols)`` of :func:`equal_pairs`."""
+    if len(a) * len(b) <= DENSE_MASK_MAX_CELLS:
+        return a[:, None] == b[None, :]
+    return equal_pairs(a, b)
 
 
 def _out(out: torch.Tensor | None, rows: int, cols: int) -> torch.Tensor | None:
@@ -224,7 +242,7 @@ def sampled_softmax_loss(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_po
     optional flat float buffer of at least B x m cells, reused across steps."""
     s0 = _dot_rows(q, v_pos, b_pos) - log_mq_pos
     c = -log_mq_neg if b_neg is None else b_neg - log_mq_neg
-    return _ScoredCE.apply(q, v_neg, c, s0, None, equal_pairs(pos, neg), w,
+    return _ScoredCE.apply(q, v_neg, c, s0, None, hit_mask(pos, neg), w,
                            _out(out, len(q), len(neg)),
                            _bf16_autocast(q))
 
@@ -261,10 +279,13 @@ def in_batch_loss(q, v_pos, pos, log_q, b_pos=None, w=None, offset: int = 0,
     """Cross-entropy of :func:`in_batch_logits` with the row's own column as target, fused
     (:class:`_ScoredCE`). ``out``: an optional flat float buffer of at least R x B cells."""
     c = -log_q if b_pos is None else b_pos - log_q
-    own = torch.arange(offset, offset + len(q), device=q.device)
-    rows, cols = equal_pairs(pos[offset:offset + len(q)], pos)
-    other = cols != rows + offset  # the row's own column is its target, not masked
-    return _ScoredCE.apply(q, v_pos, c, None, own, (rows[other], cols[other]), w,
+    same = hit_mask(pos[offset:offset + len(q)], pos)
+    if isinstance(same, torch.Tensor):  # the row's own column is its target, not masked
+        same.diagonal(offset).fill_(False)
+    else:
+        keep = same[1] != same[0] + offset
+        same = (same[0][keep], same[1][keep])
+    return _ScoredCE.apply(q, v_pos, c, None, offset, same, w,
                            _out(out, len(q), len(pos)),
                            _bf16_autocast(q))
 
