@@ -487,3 +487,39 @@ def test_pool_serves_through_the_embedding_bag_without_grad():
     trained = tower.pool((rows, offsets, weights))
     assert trained.requires_grad and not served.requires_grad
     np.testing.assert_allclose(served.numpy(), trained.detach().numpy(), rtol=1e-6)
+
+
+def test_bag_inputs_cut_long_rows_before_expanding_gives_the_same_bags():
+    """bag_inputs cuts rows to max_len + 1 positions before expanding them; the bags (ids,
+    offsets, weights) equal those of expanding every whole row and then truncating."""
+    from mfsoftmax.models.softmax.bags import bag_inputs
+
+    def whole_rows(items, starts, lens, skip, max_len):
+        B = len(starts)
+        seg = np.repeat(np.arange(B), lens)
+        local = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        flat = items[np.repeat(starts, lens) + local]
+        keep, rank = np.ones(len(flat), dtype=bool), local
+        if skip is not None:
+            keep = local != skip[seg]
+            rank = local - (local > skip[seg])
+        if max_len is not None:
+            keep &= rank < max_len
+        flat, seg = flat[keep], seg[keep]
+        counts = np.bincount(seg, minlength=B)
+        offsets = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64)
+        return flat.astype(np.int64), offsets, (1.0 / np.maximum(counts, 1))[seg].astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        row_len = rng.integers(0, 80, rng.integers(1, 40))
+        starts_all = np.concatenate([[0], np.cumsum(row_len)[:-1]])
+        items = rng.integers(0, 1000, row_len.sum() + 1)
+        u = rng.integers(0, len(row_len), rng.integers(1, 60))
+        lens = np.where(rng.random(len(u)) < 0.2, 0, row_len[u])  # some bags emptied (dropout)
+        skip = np.array([rng.integers(0, max(n, 1)) for n in row_len[u]]) if t % 5 else None
+        max_len = [None, 1, 5, 30][t % 4]
+        got = bag_inputs(items, starts_all[u], lens, skip, max_len)
+        want = whole_rows(items, starts_all[u], lens, skip, max_len)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype and np.array_equal(g, w), t

@@ -17,8 +17,15 @@ from .towers import DenseBags
 def bag_inputs(items: np.ndarray, starts: np.ndarray, lens: np.ndarray, skip: np.ndarray | None,
                max_len: int | None):
     """Flat item ids, offsets and 1/len weights of bags ``items[starts[b] : starts[b] + lens[b]]``
-    minus local position ``skip[b]`` (when given), truncated to ``max_len`` items."""
+    minus local position ``skip[b]`` (when given), truncated to ``max_len`` items.
+
+    Only a bag's first ``max_len + 1`` positions can survive the truncation (one of them may be
+    the skipped one), so longer rows are cut to that before anything is expanded: a batch of
+    heavy users (ML-20M's shape: ~400 items per example's user, ``max_len`` 30) expands ~31
+    positions per example instead of the whole row."""
     B = len(starts)
+    if max_len is not None:
+        lens = np.minimum(lens, max_len + 1)
     total = int(lens.sum())
     seg = np.repeat(np.arange(B), lens)
     local = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
