@@ -441,3 +441,36 @@ def test_paired_standard_errors_hand_computed():
     assert paired_standard_errors(a, c)["recall@10"] < unpaired
     with pytest.raises(ValueError, match="same evaluation users"):
         paired_standard_errors(a, {"recall@10": np.zeros(3)})
+
+
+@pytest.mark.parametrize("with_candidates", [False, True])
+def test_evaluate_targets_equals_evaluate_once_per_target(with_candidates):
+    """One scoring pass against several target matrices gives, for each, exactly what
+    ``evaluate`` gives on the evalset with that target (metrics, coverage, avg_pop, per user),
+    with batches smaller than the users and with a candidate set."""
+    from mfsoftmax.evaluation import evaluate_targets, restrict_targets
+
+    rng = np.random.default_rng(4)
+    n_users, n_items = 40, 30
+    hist = [list(rng.choice(n_items, rng.integers(0, 5), replace=False)) for _ in range(n_users)]
+    tgt = [[i for i in rng.choice(n_items, rng.integers(1, 6), replace=False) if i not in h]
+           for h in hist]
+    cand = np.sort(rng.choice(n_items, 20, replace=False)) if with_candidates else None
+    ev = make_evalset(n_items, hist, tgt, cand)
+    model = ScoreModel(rng.random((n_users, n_items)))
+    pop = rng.integers(1, 50, n_items)
+    masks = [np.arange(n_items) < 10, np.arange(n_items) >= 10, np.ones(n_items, bool)]
+    targets = [restrict_targets(ev, m).target for m in masks]
+    got = evaluate_targets(model, ev, targets, ks=(1, 5), item_popularity=pop, per_user=True,
+                           max_batch_elems=7 * n_items)
+    for m, (res, per) in zip(masks, got, strict=True):
+        want, want_per = evaluate(model, restrict_targets(ev, m), ks=(1, 5), item_popularity=pop,
+                                  per_user=True)
+        assert res.keys() == want.keys()
+        for k in want:
+            assert res[k] == want[k] or (math.isnan(res[k]) and math.isnan(want[k])), k
+        for k in want_per:
+            assert np.array_equal(per[k], want_per[k]), k
+    assert got[0][0]["recall@5"] != got[1][0]["recall@5"]  # the targets did differ
+    with pytest.raises(ValueError, match="target has shape"):
+        evaluate_targets(model, ev, [targets[0][:5]], ks=(5,))

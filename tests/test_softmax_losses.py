@@ -307,7 +307,8 @@ def test_equal_pairs_is_every_equal_pair():
         a, b = torch.randint(0, hi, (n_a,), generator=g), torch.randint(0, hi, (n_b,), generator=g)
         rows, cols = L.equal_pairs(a, b)
         got = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
-        want = sorted(zip(*[x.tolist() for x in torch.nonzero(a[:, None] == b[None, :], as_tuple=True)]))
+        i, j = torch.nonzero(a[:, None] == b[None, :], as_tuple=True)
+        want = sorted(zip(i.tolist(), j.tolist(), strict=True))
         assert got == want
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfsoftmax.evaluation import RANK_METRICS, evaluate, restrict_targets, standard_errors
+from mfsoftmax.evaluation import RANK_METRICS, evaluate_targets, restrict_targets, standard_errors
 
 from ..config import ConfigError
 from ..context import RunContext, Section
@@ -76,17 +76,19 @@ def measure(models: dict, per_user: dict, test, popularity, user_bins: int, item
     users = [stratum(info, {n: {m: p[m][rows] for m in metrics} for n, p in per_user.items()},
                      metrics) for info, rows in user_strata(lengths, user_bins)]
     ks = sorted({int(m.split("@")[1]) for m in metrics if "@" in m}) or [1]
-    items = []
-    for info, mask in item_strata(popularity, item_shares):
-        per = {}
-        if info["n_items"]:
-            restricted = restrict_targets(test, mask)
-            for name, model in models.items():
-                per[name] = evaluate(model, restricted, ks=ks, per_user=True)[1]
-            if say:
-                say(f"  {info['name']} items ({info['n_items']}): {len(models)} model(s) scored")
-        items.append(stratum(info, {n: {m: p[m] for m in metrics} for n, p in per.items()},
-                             metrics))
+    strata = item_strata(popularity, item_shares)
+    scored = [i for i, (info, _) in enumerate(strata) if info["n_items"]]
+    targets = [restrict_targets(test, strata[i][1]).target for i in scored]
+    per: dict = {i: {} for i in range(len(strata))}
+    for name, model in models.items():  # each model scored once, its ranking cut per stratum
+        for i, (_, arrays) in zip(scored, evaluate_targets(model, test, targets, ks=ks,
+                                                           per_user=True), strict=True):
+            per[i][name] = arrays
+    if say and scored:
+        say("  item strata " + ", ".join(f"{strata[i][0]['name']} ({strata[i][0]['n_items']})"
+                                         for i in scored) + f": {len(models)} model(s) scored")
+    items = [stratum(info, {n: {m: p[m] for m in metrics} for n, p in per[i].items()}, metrics)
+             for i, (info, _) in enumerate(strata)]
     return {"metrics": list(metrics), "user_bins": int(user_bins),
             "item_shares": [float(s) for s in item_shares], "users": users, "items": items}
 

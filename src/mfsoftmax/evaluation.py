@@ -139,10 +139,24 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
     dict of metric -> float (plus ``n_users``), and with ``per_user`` a second dict of arrays.
     NaN scores raise ``ValueError``. Scores of -inf count as unrankable (like history items).
     """
+    return evaluate_targets(model, evalset, [evalset.target], ks, item_popularity,
+                            max_batch_elems, per_user, score_fn)[0]
+
+
+def evaluate_targets(model, evalset, targets: list, ks=DEFAULT_KS,
+                     item_popularity: np.ndarray | None = None, max_batch_elems: int = 1 << 23,
+                     per_user: bool = False, score_fn=None) -> list:
+    """:func:`evaluate` against several target matrices of the same users (for example
+    :func:`restrict_targets` of ``evalset`` per item stratum), scoring each batch once: one
+    result per entry of ``targets``, each equal to ``evaluate`` of ``evalset`` with that target."""
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise ValueError(f"evaluate: ks must be integers >= 1, got {ks}")
     n_items = evalset.n_items
+    for t in targets:
+        if t.shape != evalset.target.shape:
+            raise ValueError(f"evaluate: a target has shape {t.shape}, expected "
+                             f"{evalset.target.shape}")
     if item_popularity is not None:
         item_popularity = np.asarray(item_popularity, dtype=np.float64)
         if item_popularity.shape != (n_items,):
@@ -153,7 +167,7 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
     n_rankable = n_items if cand is None else len(cand)
     kmax = min(max(ks), n_rankable)
     batch = batch_rows(len(evalset), n_items, max_batch_elems)
-    totals = _Totals(ks, n_items, item_popularity)
+    totals = [_Totals(ks, n_items, item_popularity) for _ in targets]
     for start in range(0, len(evalset), batch):
         stop = min(start + batch, len(evalset))
         q = Queries.from_evalset(evalset, start, stop)
@@ -163,13 +177,14 @@ def evaluate(model, evalset, ks=DEFAULT_KS, item_popularity: np.ndarray | None =
         if np.isnan(s).any():
             raise ValueError(f"evaluate: the model returned NaN scores (users {start}..{stop - 1})")
         mask_history(s, q.history)
-        target = evalset.target[start:stop]
         if cand is not None:
             s = s[:, cand]
         top, top_scores = topk(s, kmax)
         top = np.where(np.isneginf(top_scores), -1, top if cand is None else cand[top])
-        totals.add(top, s, target if cand is None else target[:, cand], target)
-    return totals.result(n_rankable, per_user)
+        for tot, t in zip(totals, targets, strict=True):
+            target = t[start:stop]
+            tot.add(top, s, target if cand is None else target[:, cand], target)
+    return [tot.result(n_rankable, per_user) for tot in totals]
 
 
 def _candidates(evalset) -> np.ndarray | None:
