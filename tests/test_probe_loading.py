@@ -61,3 +61,28 @@ def test_load_dataset_seeds_the_generators_and_reports_the_size_before_the_cap()
 @pytest.mark.parametrize("name", ["load", "dataset_params"])
 def test_the_folding_stage_has_no_loading_path_of_its_own(name):
     assert not hasattr(folding, name) and not hasattr(RunContext, name)
+
+
+def test_a_reused_models_recall_comes_from_the_quality_stage_and_equals_scoring_it(tmp_path,
+                                                                                  monkeypatch):
+    """The folding probe on the run's own data reuses the quality stage's fitted model, and its
+    recall@10 is the mean of that model's per-user quality arrays (not scored again); it equals
+    scoring the model here. A model the probe fitted itself is still scored."""
+    from mfsoftmax.bench.stages import quality
+
+    runner = Runner(_cfg({}, {"probe": "planted"}), tmp_path / "run")
+    runner.prepare()
+    runner.merge(quality.run(runner.ctx))
+    ctx = runner.ctx
+    probe = folding._Probe(ctx)
+    model = probe.fit("p")
+    assert model is ctx.fitted["p"]
+    scored = folding._measure(model, probe.split, probe.data, probe.k)["recall@10"]
+    calls = []
+    real = folding.evaluate
+    monkeypatch.setattr(folding, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert probe.measure(model)["recall@10"] == pytest.approx(scored, abs=1e-15)
+    assert calls == []
+    other = ctx.build("p", {}).fit(probe.split.train)  # not the quality stage's model
+    assert probe.measure(other)["recall@10"] == pytest.approx(scored, abs=1e-15)
+    assert calls == [1]

@@ -43,11 +43,17 @@ def probe_data(ctx: RunContext):
     return data, "planted"
 
 
-def _measure(model, split, data, k):
+def _measure(model, split, data, k, per_user: dict | None = None):
+    """Folding metrics of ``model`` on the probe's test users, and their recall@10: the mean of
+    ``per_user["recall@10"]`` (the quality stage's per-user arrays of this very model on this
+    split: the same figure, not scored again) when given, else scored here."""
     test = split.test
     fold = folding_metrics(model, test.users, test.history, data.user_groups[test.users],
                            data.item_groups, k=k, known=test.known_users)
-    fold["recall@10"] = evaluate(model, test, ks=(10,))["recall@10"]
+    if per_user is not None and "recall@10" in per_user:
+        fold["recall@10"] = float(np.mean(per_user["recall@10"]))
+    else:
+        fold["recall@10"] = evaluate(model, test, ks=(10,))["recall@10"]
     return fold
 
 
@@ -117,7 +123,9 @@ class _Probe:
         return ctx.build(name, params).fit(self.split.train, valid=self.split.valid)
 
     def measure(self, model) -> dict:
-        return _measure(model, self.split, self.data, self.k)
+        ctx = self.ctx
+        quality = next((ctx.per_user.get(n) for n, m in ctx.fitted.items() if m is model), None)
+        return _measure(model, self.split, self.data, self.k, quality if self.reuse else None)
 
     def sample(self, name: str, model) -> None:
         """Keep a sample of ``model``'s embeddings for the PCA picture."""
