@@ -285,3 +285,28 @@ def test_bad_cache_keep_is_exit_2_naming_it(capsys, monkeypatch):
     assert ab_main(_args("--base", ".")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and KEEP_ENV in err[0] and "'three'" in err[0]
+
+
+def test_a_kernel_working_on_its_own_threads_is_timed_by_the_process_cpu():
+    """The loader kernel's parse runs on polars' threads: timed by this thread's CPU, the work
+    would not count (nor would a slowdown injected in proportion to it). The process clock
+    counts it, and the injected spin scales with it."""
+    from mfsoftmax.bench.ab import worker
+
+    def busy(seconds):
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    def body():  # the work happens on another thread; this one only waits
+        t = threading.Thread(target=busy, args=(0.05,))
+        t.start()
+        t.join()
+
+    assert worker._clock("data.load_file") is time.process_time
+    assert worker._clock("train.wals_iteration") is time.thread_time
+    by_thread = worker._sample(body, 2, 1, 1.0, time.thread_time)["cpu_s"]
+    by_process = worker._sample(body, 2, 1, 1.0, time.process_time)["cpu_s"]
+    slowed = worker._sample(body, 2, 1, 1.5, time.process_time)["cpu_s"]
+    assert by_thread < 0.01 <= 0.04 < by_process
+    assert 1.3 < slowed / by_process < 1.7
