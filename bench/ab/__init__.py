@@ -15,8 +15,9 @@ base and head back to back, round after round:
   data.load_file           parsing a CSV of the data through the 'file' loader
 
 Fixed seeds, seeded synthetic data (800 users x 1000 items), one thread per pool (BLAS,
-OpenMP, torch, implicit). A sample is the worker thread's CPU time per call (per query for
-the serving kernels), over enough calls for 50 ms. Each kernel runs
+OpenMP, torch, implicit). A sample is the worker thread's CPU time per call (the whole
+process's for data.load_file, whose parse runs on polars' threads; per query for the serving
+kernels), over enough calls for 50 ms. Each kernel runs
 --min-rounds rounds, then stops once its interval lies wholly below or above the threshold, at
 --max-rounds, or when --budget-s is spent.
 

@@ -15,6 +15,7 @@ from mfsoftmax.compare.text import _wrap
 
 from . import stats
 from .session import Measured
+from .worker import PROCESS_CPU
 
 COLUMNS = ("kernel", "base", "head", "ratio", "interval", "rounds", "verdict")
 MARKER = "<!-- mfsoftmax-ab -->"
@@ -105,7 +106,8 @@ def _header(res: AbResult) -> list[str]:
             f"head: {res.head['label']} ({res.head['sha'][:10] or 'working tree'})",
             f"gate: ratio of medians head/base >= x{s['max_slowdown']:g} with its "
             f"{s['confidence']:.0%} paired-bootstrap interval above 1 fails; CPU time of the "
-            "worker thread per call, 1 thread per pool, both workers on one CPU, fresh ones "
+            f"worker thread per call (of the process: {', '.join(PROCESS_CPU)}), 1 thread per "
+            "pool, both workers on one CPU, fresh ones "
             f"every {s.get('rotate') or 'never'} rounds",
             f"rounds: {s['min_rounds']}-{s['max_rounds']} interleaved, budget "
             f"{s['budget_s']:g} s; took {res.wall_s:.0f} s"
