@@ -236,6 +236,11 @@ def test_fused_full_softmax_gradients_match_autograd(tiny, bias):
 
 
 # ------------------------------------------------- the fused sampled and in-batch losses
+def _view(buf, rows, cols):
+    """A (rows x cols) view of the flat test buffer ``buf`` (None: no buffer)."""
+    return None if buf is None else buf[:rows * cols].view(rows, cols)
+
+
 def _fused_vs_unfused(dtype, bias, weights, offset, bf16=False, out=None):
     """Loss and gradients (q, V, bias) of the fused loss and of its autograd reference."""
     g = torch.Generator().manual_seed(1)
@@ -256,13 +261,13 @@ def _fused_vs_unfused(dtype, bias, weights, offset, bf16=False, out=None):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 if kind == "sampled":
                     fn = L.sampled_softmax_loss if fused else L.sampled_softmax_loss_unfused
-                    extra = {"out": out} if fused else {}
+                    extra = {"out": _view(out, B, m)} if fused else {}
                     loss = fn(q, V[pos], V[neg], pos, neg, lmq[pos], lmq[neg],
                               None if b is None else b[pos], None if b is None else b[neg], w=w,
                               **extra)
                 else:
                     fn = L.in_batch_loss if fused else L.in_batch_loss_unfused
-                    extra = {"out": out} if fused else {}
+                    extra = {"out": _view(out, B - offset, B)} if fused else {}
                     rows = slice(offset, B)
                     loss = fn(q[rows], V[pos], pos, lmq[pos], None if b is None else b[pos],
                               w=None if w is None else w[rows], offset=offset, **extra)

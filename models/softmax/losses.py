@@ -135,10 +135,11 @@ class _ScoredCE(torch.autograd.Function):
                 E.index_put_(mask, torch.tensor(NEG_INF, dtype=E.dtype))
             m = E.amax(1)
             if s0 is not None:
-                m = torch.maximum(m, s0.to(E.dtype))
+                s0 = s0.to(E.dtype)
+                m = torch.maximum(m, s0)
             E.sub_(m[:, None])
             if s0 is not None:
-                s_t = s0.to(E.dtype) - m
+                s_t = s0 - m
                 e0 = s_t.exp()
             else:
                 s_t, e0 = E.diagonal(target).clone(), None
@@ -147,16 +148,16 @@ class _ScoredCE(torch.autograd.Function):
             per = z.log() - s_t
             loss = per.mean() if w is None else (per * w).sum()
         ctx.save_for_backward(qm, Km, E, z, w, e0)
-        ctx.meta = (q.dtype, K.dtype, c.requires_grad, bf16, False)
+        ctx.meta = (q.dtype, K.dtype, bf16, False)
         ctx.target = target
         return loss
 
     @staticmethod
     def backward(ctx, grad):
-        q_dtype, k_dtype, c_grad, bf16, used = ctx.meta
+        q_dtype, k_dtype, bf16, used = ctx.meta
         if used:
             raise RuntimeError("scored softmax loss: backward twice (retain_graph) is not supported")
-        ctx.meta = (q_dtype, k_dtype, c_grad, bf16, True)
+        ctx.meta = (q_dtype, k_dtype, bf16, True)
         qm, Km, G, z, w, e0 = ctx.saved_tensors
         target = ctx.target
         g = grad / len(z) if w is None else grad * w  # per row: the row's weight
@@ -169,7 +170,7 @@ class _ScoredCE(torch.autograd.Function):
             Gm = G.to(torch.bfloat16) if bf16 else G
             dq = (Gm @ Km).to(q_dtype) if ctx.needs_input_grad[0] else None
             dK = (Gm.T @ qm).to(k_dtype) if ctx.needs_input_grad[1] else None
-        dc = G.sum(0) if c_grad and ctx.needs_input_grad[2] else None
+        dc = G.sum(0) if ctx.needs_input_grad[2] else None
         return dq, dK, dc, ds0, None, None, None, None, None
 
 
@@ -190,13 +191,6 @@ def hit_mask(a: torch.Tensor, b: torch.Tensor):
     if len(a) * len(b) <= DENSE_MASK_MAX_CELLS:
         return a[:, None] == b[None, :]
     return equal_pairs(a, b)
-
-
-def _out(out: torch.Tensor | None, rows: int, cols: int) -> torch.Tensor | None:
-    """A (rows x cols) view of the flat float buffer ``out`` (None when absent or too small)."""
-    if out is None or out.numel() < rows * cols:
-        return None
-    return out[:rows * cols].view(rows, cols)
 
 
 def full_softmax_loss(q: torch.Tensor, V: torch.Tensor, pos: torch.Tensor,
@@ -239,12 +233,10 @@ def sampled_softmax_loss(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_po
                          b_neg=None, w=None, out=None) -> torch.Tensor:
     """Sampled softmax cross-entropy with logQ correction: the cross-entropy of
     :func:`sampled_logits` with column 0 as target, fused (:class:`_ScoredCE`). ``out``: an
-    optional flat float buffer of at least B x m cells, reused across steps."""
+    optional (B x m) float buffer for the logits, reused across steps (as ``full``'s)."""
     s0 = _dot_rows(q, v_pos, b_pos) - log_mq_pos
     c = -log_mq_neg if b_neg is None else b_neg - log_mq_neg
-    return _ScoredCE.apply(q, v_neg, c, s0, None, hit_mask(pos, neg), w,
-                           _out(out, len(q), len(neg)),
-                           _bf16_autocast(q))
+    return _ScoredCE.apply(q, v_neg, c, s0, None, hit_mask(pos, neg), w, out, _bf16_autocast(q))
 
 
 def sampled_softmax_loss_unfused(q, v_pos, v_neg, pos, neg, log_mq_pos, log_mq_neg, b_pos=None,
@@ -277,7 +269,7 @@ def in_batch_logits(q: torch.Tensor, v_pos: torch.Tensor, pos: torch.Tensor,
 def in_batch_loss(q, v_pos, pos, log_q, b_pos=None, w=None, offset: int = 0,
                   out=None) -> torch.Tensor:
     """Cross-entropy of :func:`in_batch_logits` with the row's own column as target, fused
-    (:class:`_ScoredCE`). ``out``: an optional flat float buffer of at least R x B cells."""
+    (:class:`_ScoredCE`). ``out``: an optional (R x B) float buffer for the logits."""
     c = -log_q if b_pos is None else b_pos - log_q
     same = hit_mask(pos[offset:offset + len(q)], pos)
     if isinstance(same, torch.Tensor):  # the row's own column is its target, not masked
@@ -285,9 +277,7 @@ def in_batch_loss(q, v_pos, pos, log_q, b_pos=None, w=None, offset: int = 0,
     else:
         keep = same[1] != same[0] + offset
         same = (same[0][keep], same[1][keep])
-    return _ScoredCE.apply(q, v_pos, c, None, offset, same, w,
-                           _out(out, len(q), len(pos)),
-                           _bf16_autocast(q))
+    return _ScoredCE.apply(q, v_pos, c, None, offset, same, w, out, _bf16_autocast(q))
 
 
 def in_batch_loss_unfused(q, v_pos, pos, log_q, b_pos=None, w=None, offset: int = 0) -> torch.Tensor:

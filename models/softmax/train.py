@@ -95,15 +95,15 @@ def init_bias(model, pop: np.ndarray) -> None:
         w[:, 0] = acc / cnt.clamp(min=1)
 
 
-def logits_buffer(model, cells: int, dev) -> torch.Tensor:
-    """A flat float32 buffer of ``cells`` cells for a step's logits (``full``, the sampled and
-    in-batch losses), kept on the model and reused by every step: a fresh 16-64 MB tensor a step
-    would be page-faulted in again each time. Its contents belong to the step's graph until
-    ``backward``."""
+def logits_buffer(model, rows: int, cols: int, dev) -> torch.Tensor:
+    """A (rows x cols) float32 view of one buffer kept on the model for a step's logits
+    (``full``, the sampled and in-batch losses) and reused by every step: a fresh 16-64 MB tensor
+    a step would be page-faulted in again each time. Its contents belong to the step's graph
+    until ``backward``."""
     buf = model._logits_buf
-    if buf is None or buf.numel() < cells:
-        buf = model._logits_buf = torch.empty(cells, device=dev)
-    return buf[:cells]
+    if buf is None or buf.numel() < rows * cols:
+        buf = model._logits_buf = torch.empty(rows * cols, device=dev)
+    return buf[:rows * cols].view(rows, cols)
 
 
 def batch_loss(model, q, pos, rng, sampling: Sampling, w: torch.Tensor | None = None,
@@ -120,8 +120,8 @@ def batch_loss(model, q, pos, rng, sampling: Sampling, w: torch.Tensor | None = 
     if model.loss == "full":
         q = q.float()  # the fused full loss writes fp32 logits into its buffer (no autocast)
         V_all = model._all_items()
-        out = logits_buffer(model, len(pos) * model.n_items, dev).view(len(pos), model.n_items)
-        loss = L.full_softmax_loss(q, V_all, pos, bias(None), out=out, w=w)
+        loss = L.full_softmax_loss(q, V_all, pos, bias(None), w=w,
+                                   out=logits_buffer(model, len(pos), model.n_items, dev))
     elif model.loss in ("sampled-uniform", "sampled-popularity"):
         if model.loss == "sampled-uniform":
             neg_np = rng.integers(0, model.n_items, size=k)
@@ -133,11 +133,11 @@ def batch_loss(model, q, pos, rng, sampling: Sampling, w: torch.Tensor | None = 
         b_pos, b_neg = (None, None) if b is None else (b[:len(pos)], b[len(pos):])
         loss = L.sampled_softmax_loss(q, both[:len(pos)], both[len(pos):], pos, neg,
                                       log_mq_t[pos], log_mq_t[neg], b_pos, b_neg, w=w,
-                                      out=logits_buffer(model, len(pos) * k, dev))
+                                      out=logits_buffer(model, len(pos), k, dev))
     elif model.loss == "in-batch":
         cols, start = (pos, 0) if shard is None else (shard.pos_all, shard.start)
         loss = L.in_batch_loss(q, item(cols, feats), cols, log_mq_t[cols], bias(cols), w=w,
-                               offset=start, out=logits_buffer(model, len(pos) * len(cols), dev))
+                               offset=start, out=logits_buffer(model, len(pos), len(cols), dev))
     elif model.loss == "hard-negatives":
         pool = torch.as_tensor(rng.integers(0, model.n_items, size=pool_size), device=dev)
         ids = torch.cat([pos, pool])
